@@ -1,0 +1,574 @@
+//! `s3vfs`: mount an S3 bucket (or a prefix of one) as a file system, or try it locally.
+//!
+//! - `s3vfs mount BUCKET[/PREFIX] MOUNTPOINT`: Mountpoint-style flags; goes to the
+//!   background once the mount is up unless `--foreground`;
+//! - `s3vfs demo MOUNTPOINT`: a loopback S3 endpoint with a seeded in-memory bucket,
+//!   mounted through the real S3 client; no AWS account needed;
+//! - `s3vfs serve`: only the loopback S3 endpoint, for other S3 tools.
+//!
+//! SIGINT and SIGTERM unmount cleanly and exit with 0.
+
+mod daemon;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
+use s3vfs::store::{BucketProvider, ListRequest, ObjectStore};
+use s3vfs::vfs::Vfs;
+use s3vfs::{FsConfig, S3Fs};
+use s3vfs_fuse::local::{self, LocalS3};
+use s3vfs_fuse::{mount, AdapterConfig, MountGuard, MountOptions};
+use s3vfs_testkit::MemStore;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+/// Whether the core can write yet. While it cannot, every mount is read-only (kernel `ro`
+/// as well), and the log says so.
+const WRITES_SUPPORTED: bool = false;
+
+/// Log filter when neither `--log-level` nor `RUST_LOG` is given.
+const DEFAULT_LOG_FILTER: &str = "warn,s3vfs=info,s3vfs_fuse=info,s3vfs_testkit=info";
+
+#[derive(Debug, Parser)]
+#[command(name = "s3vfs", version, about = "Use an S3 bucket as a file system")]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `info,s3vfs=debug`. Overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount a bucket (or a prefix of one) at MOUNTPOINT.
+    Mount(MountArgs),
+    /// Mount a local demo bucket served over loopback HTTP; no AWS account needed.
+    Demo(DemoArgs),
+    /// Run only the local S3 endpoint (127.0.0.1), for other S3 tools.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct MountArgs {
+    /// BUCKET[/PREFIX] and MOUNTPOINT; with --all-buckets only MOUNTPOINT.
+    #[arg(value_name = "[BUCKET[/PREFIX]] MOUNTPOINT", num_args = 1..=2, required = true)]
+    targets: Vec<String>,
+    /// Show every bucket the credentials can list as a directory at the root.
+    #[arg(long)]
+    all_buckets: bool,
+    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
+    #[arg(long)]
+    force_path_style: bool,
+    /// AWS region of the bucket (default: from the environment or profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Mount read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Owner of every file and directory (default: the current user).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Group of every file and directory (default: the current group).
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Permission bits of files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0644", value_parser = parse_mode)]
+    file_mode: u16,
+    /// Permission bits of directories, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0755", value_parser = parse_mode)]
+    dir_mode: u16,
+    /// Let every user access the mount (needs user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    allow_other: bool,
+    /// Let root access the mount besides its owner.
+    #[arg(long)]
+    allow_root: bool,
+    /// Unmount automatically when s3vfs exits, even if it is killed (implies
+    /// --allow-root).
+    #[arg(long)]
+    auto_unmount: bool,
+    /// Stay in the foreground instead of going to the background once mounted.
+    #[arg(long, short = 'f')]
+    foreground: bool,
+    /// How long metadata and listings are trusted before S3 is asked again, in seconds
+    /// (fractions allowed). Changes made elsewhere show up within this time.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    metadata_ttl: Duration,
+    /// Write logs to this file (useful in the background, where stderr is closed).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where to mount the demo bucket (an empty directory).
+    mountpoint: PathBuf,
+    /// Keep the bucket in this directory (seeded on first use) instead of in memory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TCP port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Keep the bucket in this directory instead of in memory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Name of the bucket to serve.
+    #[arg(long, default_value = local::DEMO_BUCKET)]
+    bucket: String,
+    /// Leave the bucket empty instead of seeding the demo files into a new one.
+    #[arg(long)]
+    empty: bool,
+}
+
+fn parse_mode(text: &str) -> Result<u16, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u16::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode such as 0644"))
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount(args) => run_mount(args, cli.log_level.as_deref()),
+        Command::Demo(args) => {
+            init_logging(cli.log_level.as_deref(), None);
+            local::disable_instance_metadata();
+            runtime().and_then(|rt| rt.block_on(demo(args)))
+        }
+        Command::Serve(args) => {
+            init_logging(cli.log_level.as_deref(), None);
+            local::disable_instance_metadata();
+            runtime().and_then(|rt| rt.block_on(serve(args)))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("s3vfs: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, or to `file`; `--log-level` wins over `RUST_LOG`.
+fn init_logging(level: Option<&str>, file: Option<File>) {
+    let filter = match level {
+        Some(level) => EnvFilter::new(level),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("s3vfs")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// What `s3vfs mount` will mount, resolved from the command line before anything starts.
+#[derive(Debug)]
+struct MountPlan {
+    /// `None` with `--all-buckets`.
+    bucket: Option<String>,
+    prefix: String,
+    mountpoint: PathBuf,
+    read_only: bool,
+}
+
+impl MountPlan {
+    fn from_args(args: &MountArgs) -> anyhow::Result<Self> {
+        let (target, mountpoint) = match (args.targets.as_slice(), args.all_buckets) {
+            ([target, mountpoint], false) => (Some(target.as_str()), mountpoint),
+            ([mountpoint], true) => (None, mountpoint),
+            ([_], false) => {
+                bail!("give BUCKET[/PREFIX] and MOUNTPOINT, or --all-buckets MOUNTPOINT")
+            }
+            (_, true) => bail!("--all-buckets takes only MOUNTPOINT, no bucket"),
+            _ => bail!("expected [BUCKET[/PREFIX]] MOUNTPOINT"),
+        };
+        let (bucket, prefix) = match target {
+            Some(target) => {
+                let target = target.strip_prefix("s3://").unwrap_or(target);
+                let (bucket, prefix) = target.split_once('/').unwrap_or((target, ""));
+                if bucket.is_empty() {
+                    bail!("the bucket name in {target:?} is empty");
+                }
+                (Some(bucket.to_owned()), prefix.to_owned())
+            }
+            None => (None, String::new()),
+        };
+        // Absolute before a fork changes the working directory.
+        let mountpoint = std::path::absolute(mountpoint)
+            .with_context(|| format!("invalid mountpoint {mountpoint:?}"))?;
+        Ok(Self {
+            bucket,
+            prefix,
+            mountpoint,
+            read_only: args.read_only || !WRITES_SUPPORTED,
+        })
+    }
+
+    fn fs_name(&self) -> String {
+        match &self.bucket {
+            Some(bucket) if self.prefix.is_empty() => format!("s3vfs:{bucket}"),
+            Some(bucket) => format!("s3vfs:{bucket}/{}", self.prefix),
+            None => "s3vfs:all-buckets".to_owned(),
+        }
+    }
+}
+
+fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
+    let plan = MountPlan::from_args(&args)?;
+    let log_file = match &args.log_file {
+        Some(path) => Some(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let readiness = if args.foreground {
+        None
+    } else {
+        // Before the runtime or logging start any thread.
+        match daemon::fork().context("cannot go to the background")? {
+            Ok(readiness) => Some(readiness),
+            Err(parent_exit) => return Ok(parent_exit),
+        }
+    };
+    init_logging(log_level, log_file);
+    let outcome = runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, readiness)));
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// Builds the file system, mounts it, reports readiness and serves until told to stop.
+async fn mount_and_serve(
+    args: &MountArgs,
+    plan: &MountPlan,
+    readiness: Option<daemon::Readiness>,
+) -> anyhow::Result<()> {
+    let guard = match mount_bucket(args, plan).await {
+        Ok(guard) => guard,
+        Err(err) => {
+            if let Some(readiness) = readiness {
+                readiness.failed(&format!("s3vfs: {err:#}"));
+            }
+            return Err(err);
+        }
+    };
+    if plan.read_only && !args.read_only {
+        tracing::warn!(
+            "writing is not supported yet: the mount is read-only (changes fail with EROFS)"
+        );
+    }
+    if let Some(readiness) = readiness {
+        readiness.ready();
+    }
+    serve_until_stopped(guard).await
+}
+
+async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<MountGuard> {
+    let mut store_config = S3StoreConfig::new(plan.bucket.clone().unwrap_or_default())
+        .force_path_style(args.force_path_style);
+    store_config.region = args.region.clone();
+    store_config.endpoint_url = args.endpoint_url.clone();
+    store_config.profile = args.profile.clone();
+    let mut fs_config = FsConfig::default()
+        .with_prefix(&plan.prefix)
+        .with_modes(args.file_mode, args.dir_mode)
+        .with_metadata_ttl(args.metadata_ttl)
+        .with_read_only(plan.read_only);
+    let (uid, gid) = (
+        args.uid.unwrap_or(fs_config.uid),
+        args.gid.unwrap_or(fs_config.gid),
+    );
+    fs_config = fs_config.with_owner(uid, gid);
+    let vfs: Arc<dyn Vfs> = match &plan.bucket {
+        Some(bucket) => {
+            let store = S3Store::new(store_config)
+                .await
+                .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
+            let store: Arc<dyn ObjectStore> = Arc::new(store);
+            check_bucket(&store, bucket, &fs_config.prefix).await?;
+            S3Fs::new(store, fs_config.clone())
+        }
+        None => {
+            let buckets = S3Buckets::new(store_config)
+                .await
+                .context("cannot set up the S3 client")?;
+            all_buckets_vfs(Arc::new(buckets), fs_config.clone())?
+        }
+    };
+    let options = MountOptions {
+        read_only: plan.read_only,
+        allow_other: args.allow_other,
+        allow_root: args.allow_root,
+        auto_unmount: args.auto_unmount,
+        fs_name: plan.fs_name(),
+        adapter: AdapterConfig::default().with_listing_ttl(fs_config.metadata_ttl),
+        ..MountOptions::default()
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let mountpoint = plan.mountpoint.clone();
+    let guard = tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
+        .await
+        .context("the mount task failed")??;
+    tracing::info!(mountpoint = %plan.mountpoint.display(), bucket = plan.bucket.as_deref().unwrap_or("*"),
+        prefix = %plan.prefix, "s3vfs is serving; unmount with `fusermount3 -u {}`", plan.mountpoint.display());
+    Ok(guard)
+}
+
+/// One LIST of the prefix, so that a wrong bucket, region or credentials fail the mount
+/// with the store's reason instead of every later file access failing.
+async fn check_bucket(
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let request = ListRequest {
+        prefix: prefix.to_owned(),
+        delimiter: Some("/".to_owned()),
+        max_keys: Some(1),
+        ..ListRequest::default()
+    };
+    store
+        .list(request)
+        .await
+        .map(|_| ())
+        .with_context(|| format!("cannot list bucket {bucket}"))
+}
+
+/// The file system of `s3vfs mount --all-buckets`: every bucket of `provider` as a
+/// directory at the root, each an [`S3Fs`] configured like `config`.
+///
+/// Waiting on the core: it has no bucket-listing `Vfs` yet. Once it does, build it here;
+/// nothing else in the binary needs to change.
+fn all_buckets_vfs(
+    provider: Arc<dyn BucketProvider>,
+    config: FsConfig,
+) -> anyhow::Result<Arc<dyn Vfs>> {
+    let _ = (provider, config);
+    Err(anyhow!(
+        "--all-buckets is not supported yet: the core has no file system over all buckets; \
+         mount one bucket with `s3vfs mount BUCKET MOUNTPOINT`"
+    ))
+}
+
+/// Waits for SIGINT, SIGTERM or an unmount from outside, then unmounts.
+async fn serve_until_stopped(guard: MountGuard) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = guard.unmounted() => {
+            tracing::info!("unmounted from outside; exiting");
+            return Ok(());
+        }
+        result = tokio::signal::ctrl_c() => {
+            result.context("cannot listen for SIGINT")?;
+            tracing::info!("SIGINT: unmounting");
+        }
+        _ = terminate.recv() => tracing::info!("SIGTERM: unmounting"),
+    }
+    tokio::task::spawn_blocking(move || guard.unmount())
+        .await
+        .context("the unmount task failed")??;
+    Ok(())
+}
+
+/// `s3vfs demo`: a seeded bucket on a loopback endpoint, mounted through the real client.
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(args.data_dir.as_deref())?;
+    if store.is_empty() {
+        local::seed_demo(&store);
+    }
+    let server = LocalS3::start(local::DEMO_BUCKET, store, 0)
+        .await
+        .context("cannot start the local S3 endpoint")?;
+    let mountpoint = std::path::absolute(&args.mountpoint)
+        .with_context(|| format!("invalid mountpoint {:?}", args.mountpoint))?;
+    let fs_config = FsConfig::default().with_read_only(!WRITES_SUPPORTED);
+    let options = MountOptions::default()
+        .with_read_only(!WRITES_SUPPORTED)
+        .with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET))
+        .with_adapter(AdapterConfig::default().with_listing_ttl(fs_config.metadata_ttl));
+    let guard = server
+        .mount(fs_config, &mountpoint, &options)
+        .await
+        .context("cannot mount the demo bucket")?;
+    println!(
+        "Local S3 endpoint: {} (bucket {:?}, path-style, region us-east-1)",
+        server.endpoint_url(),
+        server.bucket()
+    );
+    println!(
+        "  access key id {}, secret {}",
+        server.access_key_id(),
+        server.secret_access_key()
+    );
+    println!(
+        "Mounted at {}{}",
+        mountpoint.display(),
+        if WRITES_SUPPORTED { "" } else { " (read-only)" }
+    );
+    println!(
+        "  try: ls -lR {0}; cat {0}/README.txt",
+        mountpoint.display()
+    );
+    println!(
+        "Press Ctrl-C to unmount and stop (or run `fusermount3 -u {}`).",
+        mountpoint.display()
+    );
+    serve_until_stopped(guard).await?;
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `s3vfs serve`: only the loopback endpoint, until Ctrl-C.
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(args.data_dir.as_deref())?;
+    if store.is_empty() && !args.empty {
+        local::seed_demo(&store);
+    }
+    let server = LocalS3::start(&args.bucket, store, args.port)
+        .await
+        .with_context(|| format!("cannot start the local S3 endpoint on port {}", args.port))?;
+    println!(
+        "Serving bucket {:?} at {} (loopback only)",
+        server.bucket(),
+        server.endpoint_url()
+    );
+    println!(
+        "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION=us-east-1",
+        server.access_key_id(),
+        server.secret_access_key()
+    );
+    println!(
+        "  e.g. s3vfs mount --endpoint-url {} --force-path-style {} /mnt/point",
+        server.endpoint_url(),
+        server.bucket()
+    );
+    println!("Press Ctrl-C to stop.");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping the local S3 endpoint");
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bucket of `demo`/`serve`: in memory, or kept in `data_dir`.
+fn open_store(data_dir: Option<&Path>) -> anyhow::Result<MemStore> {
+    match data_dir {
+        Some(dir) => MemStore::persisted(dir)
+            .with_context(|| format!("cannot open the bucket directory {}", dir.display())),
+        None => Ok(MemStore::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> anyhow::Result<MountPlan> {
+        let cli = Cli::try_parse_from(args)?;
+        let Command::Mount(args) = cli.command else {
+            bail!("not a mount command");
+        };
+        MountPlan::from_args(&args)
+    }
+
+    #[test]
+    fn bucket_and_prefix_are_split() {
+        let p = plan(&["s3vfs", "mount", "bucket/some/prefix", "/mnt/x"]).unwrap();
+        assert_eq!(p.bucket.as_deref(), Some("bucket"));
+        assert_eq!(p.prefix, "some/prefix");
+        assert_eq!(p.mountpoint, PathBuf::from("/mnt/x"));
+        assert_eq!(p.fs_name(), "s3vfs:bucket/some/prefix");
+        let p = plan(&["s3vfs", "mount", "s3://bucket", "/mnt/x"]).unwrap();
+        assert_eq!(
+            (p.bucket.as_deref(), p.prefix.as_str()),
+            (Some("bucket"), "")
+        );
+    }
+
+    #[test]
+    fn all_buckets_takes_only_a_mountpoint() {
+        let p = plan(&["s3vfs", "mount", "--all-buckets", "/mnt/x"]).unwrap();
+        assert_eq!(p.bucket, None);
+        assert!(plan(&["s3vfs", "mount", "--all-buckets", "b", "/mnt/x"]).is_err());
+        assert!(plan(&["s3vfs", "mount", "/mnt/x"]).is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "s3vfs",
+            "--log-level",
+            "debug",
+            "mount",
+            "b",
+            "/m",
+            "--file-mode",
+            "0600",
+            "--dir-mode",
+            "700",
+            "--metadata-ttl",
+            "2.5",
+            "--uid",
+            "7",
+            "--foreground",
+        ])
+        .unwrap();
+        let Command::Mount(args) = cli.command else {
+            panic!("not a mount command");
+        };
+        assert_eq!((args.file_mode, args.dir_mode), (0o600, 0o700));
+        assert_eq!(args.metadata_ttl, Duration::from_millis(2500));
+        assert_eq!(args.uid, Some(7));
+        assert!(args.foreground);
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
+}

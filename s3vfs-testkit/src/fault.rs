@@ -1,0 +1,671 @@
+//! Composable [`ObjectStore`] wrappers that count, fail, throttle and slow down requests.
+//!
+//! Each wrapper holds an `Arc<dyn ObjectStore>` and is itself an [`ObjectStore`], so they
+//! stack: `CountingStore::new(Arc::new(FaultStore::new(Arc::new(mem.clone()))))` counts every
+//! request the code under test makes, including the ones the fault layer fails.
+//!
+//! - [`CountingStore`]: per-[`Op`] request counters, readable while the store is shared;
+//! - [`FaultStore`]: injected failures — the n-th call of an op, the next k calls, every call
+//!   about a matching key, throttling (`SlowDown`) at random or for the next k calls, and GET
+//!   bodies cut off mid-stream;
+//! - [`LatencyStore`]: a fixed, optionally jittered, delay before each request.
+//!
+//! Clones of a wrapper share its state (counters, rules), so a test keeps one clone to steer
+//! or inspect while the file system owns another. Locks are never held across an `.await`.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use s3vfs::store::{
+    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, DeleteFailure, GetRequest,
+    GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions, PutResult,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// One operation of the [`ObjectStore`] trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`ObjectStore::head`].
+    Head,
+    /// [`ObjectStore::get`].
+    Get,
+    /// [`ObjectStore::list`].
+    List,
+    /// [`ObjectStore::put`].
+    Put,
+    /// [`ObjectStore::create_multipart`].
+    CreateMultipart,
+    /// [`ObjectStore::upload_part`].
+    UploadPart,
+    /// [`ObjectStore::upload_part_copy`].
+    UploadPartCopy,
+    /// [`ObjectStore::complete_multipart`].
+    CompleteMultipart,
+    /// [`ObjectStore::abort_multipart`].
+    AbortMultipart,
+    /// [`ObjectStore::copy`].
+    Copy,
+    /// [`ObjectStore::delete`].
+    Delete,
+    /// [`ObjectStore::delete_many`].
+    DeleteMany,
+}
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 12] = [
+        Op::Head,
+        Op::Get,
+        Op::List,
+        Op::Put,
+        Op::CreateMultipart,
+        Op::UploadPart,
+        Op::UploadPartCopy,
+        Op::CompleteMultipart,
+        Op::AbortMultipart,
+        Op::Copy,
+        Op::Delete,
+        Op::DeleteMany,
+    ];
+
+    /// The S3 API name of the operation (e.g. `"HeadObject"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Head => "HeadObject",
+            Op::Get => "GetObject",
+            Op::List => "ListObjectsV2",
+            Op::Put => "PutObject",
+            Op::CreateMultipart => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::CompleteMultipart => "CompleteMultipartUpload",
+            Op::AbortMultipart => "AbortMultipartUpload",
+            Op::Copy => "CopyObject",
+            Op::Delete => "DeleteObject",
+            Op::DeleteMany => "DeleteObjects",
+        }
+    }
+
+    /// Position in [`Op::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Forwards every [`ObjectStore`] method to `self.inner` after `self.before(op, keys)`.
+///
+/// `before` returns `StoreResult<()>` (an `Err` is returned instead of calling the inner
+/// store); `$get_body` post-processes a successful GET response.
+macro_rules! forward_object_store {
+    ($ty:ty, |$this:ident, $resp:ident| $get_body:expr) => {
+        #[async_trait]
+        impl ObjectStore for $ty {
+            fn capabilities(&self) -> Capabilities {
+                self.inner.capabilities()
+            }
+
+            async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta> {
+                self.before(Op::Head, &[key.as_str()]).await?;
+                self.inner.head(key).await
+            }
+
+            async fn get(&self, request: GetRequest) -> StoreResult<GetResponse> {
+                self.before(Op::Get, &[request.key.as_str()]).await?;
+                let $resp = self.inner.get(request).await?;
+                let $this = self;
+                Ok($get_body)
+            }
+
+            async fn list(&self, request: ListRequest) -> StoreResult<ListPage> {
+                self.before(Op::List, &[request.prefix.as_str()]).await?;
+                self.inner.list(request).await
+            }
+
+            async fn put(
+                &self,
+                key: &ObjectKey,
+                body: Bytes,
+                options: PutOptions,
+            ) -> StoreResult<PutResult> {
+                self.before(Op::Put, &[key.as_str()]).await?;
+                self.inner.put(key, body, options).await
+            }
+
+            async fn create_multipart(
+                &self,
+                key: &ObjectKey,
+                options: PutOptions,
+            ) -> StoreResult<UploadId> {
+                self.before(Op::CreateMultipart, &[key.as_str()]).await?;
+                self.inner.create_multipart(key, options).await
+            }
+
+            async fn upload_part(
+                &self,
+                key: &ObjectKey,
+                upload_id: &UploadId,
+                part_number: u32,
+                body: Bytes,
+            ) -> StoreResult<CompletedPart> {
+                self.before(Op::UploadPart, &[key.as_str()]).await?;
+                self.inner
+                    .upload_part(key, upload_id, part_number, body)
+                    .await
+            }
+
+            async fn upload_part_copy(
+                &self,
+                key: &ObjectKey,
+                upload_id: &UploadId,
+                part_number: u32,
+                source: &ObjectKey,
+                source_range: Option<ByteRange>,
+            ) -> StoreResult<CompletedPart> {
+                self.before(Op::UploadPartCopy, &[key.as_str(), source.as_str()])
+                    .await?;
+                self.inner
+                    .upload_part_copy(key, upload_id, part_number, source, source_range)
+                    .await
+            }
+
+            async fn complete_multipart(
+                &self,
+                key: &ObjectKey,
+                upload_id: &UploadId,
+                parts: Vec<CompletedPart>,
+                condition: WriteCondition,
+            ) -> StoreResult<PutResult> {
+                self.before(Op::CompleteMultipart, &[key.as_str()]).await?;
+                self.inner
+                    .complete_multipart(key, upload_id, parts, condition)
+                    .await
+            }
+
+            async fn abort_multipart(
+                &self,
+                key: &ObjectKey,
+                upload_id: &UploadId,
+            ) -> StoreResult<()> {
+                self.before(Op::AbortMultipart, &[key.as_str()]).await?;
+                self.inner.abort_multipart(key, upload_id).await
+            }
+
+            async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult> {
+                self.before(Op::Copy, &[request.source.as_str(), request.dest.as_str()])
+                    .await?;
+                self.inner.copy(request).await
+            }
+
+            async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
+                self.before(Op::Delete, &[key.as_str()]).await?;
+                self.inner.delete(key).await
+            }
+
+            async fn delete_many(&self, keys: Vec<ObjectKey>) -> StoreResult<Vec<DeleteFailure>> {
+                let names: Vec<&str> = keys.iter().map(ObjectKey::as_str).collect();
+                self.before(Op::DeleteMany, &names).await?;
+                self.inner.delete_many(keys).await
+            }
+        }
+    };
+}
+
+/// Counts the requests made of the wrapped store, per [`Op`] (failed ones included).
+///
+/// ```
+/// use s3vfs_testkit::fault::{CountingStore, Op};
+/// use s3vfs_testkit::MemStore;
+/// use std::sync::Arc;
+/// let counting = CountingStore::new(Arc::new(MemStore::new()));
+/// assert_eq!(counting.count(Op::Get), 0);
+/// ```
+#[derive(Clone)]
+pub struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    counts: Arc<[AtomicU64; Op::ALL.len()]>,
+}
+
+impl CountingStore {
+    /// Counts the requests made of `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            counts: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    /// Requests of `op` so far.
+    pub fn count(&self, op: Op) -> u64 {
+        self.counts[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// Requests of every op so far.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::SeqCst)).sum()
+    }
+
+    /// The non-zero counters.
+    pub fn counts(&self) -> BTreeMap<Op, u64> {
+        Op::ALL
+            .iter()
+            .map(|&op| (op, self.count(op)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset(&self) {
+        for counter in self.counts.iter() {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+
+    async fn before(&self, op: Op, _keys: &[&str]) -> StoreResult<()> {
+        self.counts[op.index()].fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CountingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CountingStore")
+            .field("inner", &self.inner)
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+forward_object_store!(CountingStore, |_this, response| response);
+
+/// A key predicate of [`FaultStore::fail_matching`].
+type KeyPredicate = Box<dyn Fn(Op, &str) -> bool + Send + Sync>;
+
+/// When a failure rule fires.
+enum Trigger {
+    /// The `n`-th call of `op` after the rule was added (`seen` calls so far).
+    Nth { op: Op, n: u64, seen: u64 },
+    /// The next `remaining` calls of `op`, or of any op.
+    Next { op: Option<Op>, remaining: u64 },
+    /// Every call about a key the predicate accepts.
+    Matching(KeyPredicate),
+    /// Each call with probability `p`, drawn from a seeded generator.
+    Random { p: f64, rng: u64 },
+}
+
+impl fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Nth { op, n, seen } => write!(f, "{op} call #{n} ({seen} seen)"),
+            Self::Next {
+                op: Some(op),
+                remaining,
+            } => write!(f, "next {remaining} {op} calls"),
+            Self::Next {
+                op: None,
+                remaining,
+            } => write!(f, "next {remaining} calls"),
+            Self::Matching(_) => f.write_str("calls about matching keys"),
+            Self::Random { p, .. } => write!(f, "calls with probability {p}"),
+        }
+    }
+}
+
+/// A failure rule: a trigger and the error it injects.
+#[derive(Debug)]
+struct Rule {
+    trigger: Trigger,
+    error: StoreError,
+}
+
+impl Rule {
+    /// Sees one call; returns whether the rule fails it. `taken` says whether an earlier
+    /// rule already failed the call, in which case counting rules count the call but
+    /// consuming rules are not used up.
+    fn observe(&mut self, op: Op, keys: &[&str], taken: bool) -> bool {
+        match &mut self.trigger {
+            Trigger::Nth { op: want, n, seen } => {
+                if *want != op {
+                    return false;
+                }
+                *seen += 1;
+                *seen == *n
+            }
+            Trigger::Next {
+                op: want,
+                remaining,
+            } => {
+                if taken || *remaining == 0 || want.is_some_and(|w| w != op) {
+                    return false;
+                }
+                *remaining -= 1;
+                true
+            }
+            Trigger::Matching(predicate) => keys.iter().any(|key| predicate(op, key)),
+            Trigger::Random { p, rng } => !taken && unit_random(rng) < *p,
+        }
+    }
+
+    /// Whether the rule can never fire again.
+    fn is_spent(&self) -> bool {
+        match &self.trigger {
+            Trigger::Nth { n, seen, .. } => seen >= n,
+            Trigger::Next { remaining, .. } => *remaining == 0,
+            Trigger::Matching(_) | Trigger::Random { .. } => false,
+        }
+    }
+}
+
+/// Rules and statistics of a [`FaultStore`].
+#[derive(Debug, Default)]
+struct FaultState {
+    rules: Vec<Rule>,
+    /// GETs still to cut off, and after how many body bytes.
+    truncations: Vec<(u64, u64)>,
+    injected: u64,
+}
+
+/// Fails requests of the wrapped store on command.
+///
+/// Rules are checked in the order they were added; the first that fires decides the error
+/// (its key is set to the request's key if the error has none). A failed request never
+/// reaches the wrapped store.
+///
+/// ```
+/// use s3vfs::store::{ObjectKey, ObjectStore, StoreError, StoreErrorKind};
+/// use s3vfs_testkit::fault::{FaultStore, Op};
+/// use s3vfs_testkit::MemStore;
+/// use std::sync::Arc;
+/// # futures::executor::block_on(async {
+/// let faults = FaultStore::new(Arc::new(MemStore::new()));
+/// faults.fail_nth(Op::Head, 2, StoreError::new(StoreErrorKind::Transient, "boom"));
+/// let key = ObjectKey::new("k");
+/// assert_eq!(faults.head(&key).await.unwrap_err().kind, StoreErrorKind::NotFound);
+/// assert_eq!(faults.head(&key).await.unwrap_err().kind, StoreErrorKind::Transient);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    state: Arc<Mutex<FaultState>>,
+}
+
+impl FaultStore {
+    /// Wraps `inner`, failing nothing until told to.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            state: Arc::new(Mutex::new(FaultState::default())),
+        }
+    }
+
+    /// Fails the `n`-th call (1-based) of `op` made after this rule is added with `error`.
+    pub fn fail_nth(&self, op: Op, n: u64, error: StoreError) {
+        self.add(Trigger::Nth { op, n, seen: 0 }, error);
+    }
+
+    /// Fails the next `k` calls of `op` with `error`.
+    pub fn fail_next(&self, op: Op, k: u64, error: StoreError) {
+        self.add(
+            Trigger::Next {
+                op: Some(op),
+                remaining: k,
+            },
+            error,
+        );
+    }
+
+    /// Fails every call for which `predicate(op, key)` holds for one of the keys the call is
+    /// about (a LIST is about its prefix, a copy about source and destination, a
+    /// DeleteObjects about each key), until [`clear`](Self::clear).
+    pub fn fail_matching(
+        &self,
+        predicate: impl Fn(Op, &str) -> bool + Send + Sync + 'static,
+        error: StoreError,
+    ) {
+        self.add(Trigger::Matching(Box::new(predicate)), error);
+    }
+
+    /// Throttles each call (of any op) with probability `p` (0.0 to 1.0), using a generator
+    /// seeded with `seed` so that runs repeat. The error is [`throttled`].
+    pub fn throttle_randomly(&self, p: f64, seed: u64) {
+        self.add(Trigger::Random { p, rng: seed }, throttled());
+    }
+
+    /// Throttles the next `k` calls, whatever their op. The error is [`throttled`].
+    pub fn throttle_next(&self, k: u64) {
+        self.add(
+            Trigger::Next {
+                op: None,
+                remaining: k,
+            },
+            throttled(),
+        );
+    }
+
+    /// Cuts off the bodies of the next `k` GETs after `after_bytes` bytes: the stream yields
+    /// that many bytes, then a [`StoreErrorKind::Transient`] error, like a dropped
+    /// connection. A body no longer than `after_bytes` is left whole (and uses up the rule).
+    pub fn truncate_next_gets(&self, k: u64, after_bytes: u64) {
+        if k > 0 {
+            self.lock().truncations.push((k, after_bytes));
+        }
+    }
+
+    /// Removes every rule and pending truncation.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.rules.clear();
+        state.truncations.clear();
+    }
+
+    /// How many failures (truncated bodies included) were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.lock().injected
+    }
+
+    fn add(&self, trigger: Trigger, error: StoreError) {
+        self.lock().rules.push(Rule { trigger, error });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn before(&self, op: Op, keys: &[&str]) -> StoreResult<()> {
+        let mut state = self.lock();
+        let mut failure: Option<StoreError> = None;
+        for rule in &mut state.rules {
+            if rule.observe(op, keys, failure.is_some()) && failure.is_none() {
+                failure = Some(rule.error.clone());
+            }
+        }
+        state.rules.retain(|rule| !rule.is_spent());
+        match failure {
+            None => Ok(()),
+            Some(mut error) => {
+                state.injected += 1;
+                if error.key.is_none() {
+                    error.key = keys.first().map(|k| (*k).to_owned());
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies a pending truncation to a GET response.
+    fn after_get(&self, mut response: GetResponse) -> GetResponse {
+        let after_bytes = {
+            let mut state = self.lock();
+            let Some((remaining, after_bytes)) = state.truncations.first_mut() else {
+                return response;
+            };
+            let after_bytes = *after_bytes;
+            *remaining -= 1;
+            if *remaining == 0 {
+                state.truncations.remove(0);
+            }
+            if response.range.len() <= after_bytes {
+                return response;
+            }
+            state.injected += 1;
+            after_bytes
+        };
+        let key = response.meta.key.as_str().to_owned();
+        response.body = truncate_stream(response.body, after_bytes, key);
+        response
+    }
+}
+
+impl fmt::Debug for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("FaultStore")
+            .field("inner", &self.inner)
+            .field("rules", &state.rules)
+            .field("truncations", &state.truncations)
+            .finish()
+    }
+}
+
+forward_object_store!(FaultStore, |this, response| this.after_get(response));
+
+/// The error a throttling rule injects: [`StoreErrorKind::Throttled`], code `SlowDown`.
+pub fn throttled() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Throttled,
+        "injected: please reduce your request rate",
+    )
+    .with_code("SlowDown")
+}
+
+/// Where a truncated body stream is.
+enum Truncation {
+    Streaming { body: ByteStream, left: u64 },
+    Failing,
+    Done,
+}
+
+/// Passes `left` bytes of `body` through, then fails with a transient error.
+fn truncate_stream(body: ByteStream, left: u64, key: String) -> ByteStream {
+    let start = Truncation::Streaming { body, left };
+    Box::pin(futures::stream::unfold(start, move |state| {
+        let key = key.clone();
+        async move {
+            let dropped = || {
+                StoreError::new(StoreErrorKind::Transient, "injected: connection reset")
+                    .with_key(key)
+            };
+            match state {
+                Truncation::Done => None,
+                Truncation::Failing => Some((Err(dropped()), Truncation::Done)),
+                Truncation::Streaming { mut body, left } => match body.next().await {
+                    None => None,
+                    Some(Err(e)) => Some((Err(e), Truncation::Done)),
+                    Some(Ok(chunk)) if (chunk.len() as u64) <= left => {
+                        let left = left - chunk.len() as u64;
+                        Some((Ok(chunk), Truncation::Streaming { body, left }))
+                    }
+                    // `left` is below this chunk's length, so it fits a usize.
+                    Some(Ok(_)) if left == 0 => Some((Err(dropped()), Truncation::Done)),
+                    Some(Ok(chunk)) => {
+                        Some((Ok(chunk.slice(..left as usize)), Truncation::Failing))
+                    }
+                },
+            }
+        }
+    }))
+}
+
+/// Delays every request to the wrapped store, like a far-away endpoint.
+///
+/// The delay is paid before the request (for a GET: before the first byte).
+#[derive(Clone)]
+pub struct LatencyStore {
+    inner: Arc<dyn ObjectStore>,
+    delay: Duration,
+    jitter: Duration,
+    per_op: [Option<Duration>; Op::ALL.len()],
+    rng: Arc<AtomicU64>,
+}
+
+impl LatencyStore {
+    /// Delays every request to `inner` by `delay`.
+    pub fn new(inner: Arc<dyn ObjectStore>, delay: Duration) -> Self {
+        Self {
+            inner,
+            delay,
+            jitter: Duration::ZERO,
+            per_op: [None; Op::ALL.len()],
+            rng: Arc::new(AtomicU64::new(0x5EED)),
+        }
+    }
+
+    /// Adds a uniformly random extra delay between zero and `jitter` to each request.
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Uses `delay` instead of the common delay for requests of `op`.
+    pub fn with_op_delay(mut self, op: Op, delay: Duration) -> Self {
+        self.per_op[op.index()] = Some(delay);
+        self
+    }
+
+    /// Seeds the jitter generator, so that runs repeat.
+    pub fn with_seed(self, seed: u64) -> Self {
+        self.rng.store(seed, Ordering::SeqCst);
+        self
+    }
+
+    /// The delay the next request of `op` would get, jitter aside.
+    pub fn delay(&self, op: Op) -> Duration {
+        self.per_op[op.index()].unwrap_or(self.delay)
+    }
+
+    async fn before(&self, op: Op, _keys: &[&str]) -> StoreResult<()> {
+        let mut delay = self.delay(op);
+        if !self.jitter.is_zero() {
+            let mut seed = self.rng.fetch_add(1, Ordering::SeqCst);
+            delay += self.jitter.mul_f64(unit_random(&mut seed));
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LatencyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyStore")
+            .field("inner", &self.inner)
+            .field("delay", &self.delay)
+            .field("jitter", &self.jitter)
+            .finish_non_exhaustive()
+    }
+}
+
+forward_object_store!(LatencyStore, |_this, response| response);
+
+/// A uniform number in `[0, 1)` from a splitmix64 generator with state `state`.
+fn unit_random(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // The top 53 bits fill an f64 mantissa exactly.
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,16 @@
+//! Test support for s3vfs: everything needed to run the file system without a real S3.
+//!
+//! - [`mem`]: [`MemStore`], an in-memory bucket with S3's rules (LIST paging, ETags,
+//!   conditional writes, multipart limits, archived objects), optionally persisted to a
+//!   directory; [`MemBuckets`] and [`SingleBucket`] serve stores by bucket name;
+//! - [`fault`]: wrappers that count requests, inject failures and throttling, cut GET
+//!   bodies short and add latency, composable around any store.
+//!
+//! Shared helpers for tests live here so that no test copies them.
+
+pub mod fault;
+pub mod mem;
+pub mod model;
+pub mod server;
+
+pub use mem::{MemBuckets, MemStore, SingleBucket};

@@ -1,0 +1,1020 @@
+//! `S3Store` (aws-sdk-s3) against `MemStore` served over real HTTP by `S3Server`.
+//!
+//! Every trait method goes through the SDK, SigV4, the loopback socket, `s3s` and back, so
+//! these tests check the client and the server's translation at once; fault injection sits
+//! behind the server (`FaultStore`), where a real store's failures would come from.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use s3vfs::store::{
+    BucketProvider, ByteRange, CopyRequest, ETag, GetRequest, ListRequest, MetadataDirective,
+    ObjectKey, ObjectStore, PutOptions, S3Store, S3StoreConfig, ServerSideEncryption,
+    StaticCredentials, StoreError, StoreErrorKind, WriteCondition,
+};
+use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs_testkit::server::{S3Server, ServerCredentials};
+use s3vfs_testkit::{MemBuckets, MemStore};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "test-bucket";
+const MIB: usize = 1024 * 1024;
+
+/// A `MemStore` behind fault injection and counters, served over HTTP, and an `S3Store`
+/// talking to it.
+struct Fixture {
+    mem: MemStore,
+    faults: FaultStore,
+    counts: CountingStore,
+    store: S3Store,
+    _server: S3Server,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(|config| config).await
+}
+
+async fn fixture_with(configure: impl FnOnce(S3StoreConfig) -> S3StoreConfig) -> Fixture {
+    let mem = MemStore::new();
+    let faults = FaultStore::new(Arc::new(mem.clone()));
+    let counts = CountingStore::new(Arc::new(faults.clone()));
+    let server = S3Server::serve_store(BUCKET, Arc::new(counts.clone()))
+        .await
+        .expect("server starts");
+    let store = S3Store::new(configure(server.store_config(BUCKET)))
+        .await
+        .expect("client builds");
+    Fixture {
+        mem,
+        faults,
+        counts,
+        store,
+        _server: server,
+    }
+}
+
+fn key(s: &str) -> ObjectKey {
+    ObjectKey::new(s)
+}
+
+/// Deterministic, non-repeating test data.
+fn data(len: usize) -> Bytes {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn get_range(
+    store: &S3Store,
+    k: &str,
+    range: Option<ByteRange>,
+) -> Result<Bytes, StoreError> {
+    store
+        .get(GetRequest {
+            key: key(k),
+            range,
+            if_match: None,
+        })
+        .await?
+        .collect()
+        .await
+}
+
+fn transient(msg: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Transient, msg).with_code("InternalError")
+}
+
+#[tokio::test]
+async fn head_returns_metadata() {
+    let f = fixture().await;
+    let options = PutOptions {
+        user_metadata: BTreeMap::from([
+            ("mode".to_owned(), "0644".to_owned()),
+            ("uid".to_owned(), "1000".to_owned()),
+        ]),
+        content_type: Some("text/plain".to_owned()),
+        storage_class: Some("STANDARD_IA".to_owned()),
+        ..PutOptions::default()
+    };
+    let etag = f.mem.insert_with("dir/a.txt", "hello", options);
+
+    let meta = f.store.head(&key("dir/a.txt")).await.unwrap();
+    assert_eq!(meta.key, key("dir/a.txt"));
+    assert_eq!(meta.size, 5);
+    assert_eq!(meta.etag, Some(etag));
+    assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(meta.storage_class.as_deref(), Some("STANDARD_IA"));
+    assert_eq!(
+        meta.user_metadata.get("mode").map(String::as_str),
+        Some("0644")
+    );
+    assert_eq!(
+        meta.user_metadata.get("uid").map(String::as_str),
+        Some("1000")
+    );
+    assert!(!meta.restored);
+    let expected = f.mem.meta("dir/a.txt").unwrap().last_modified;
+    let diff = expected
+        .duration_since(meta.last_modified)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        diff < Duration::from_secs(1),
+        "Last-Modified off by {diff:?}"
+    );
+
+    let err = f.store.head(&key("missing")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert_eq!(err.key.as_deref(), Some("missing"));
+}
+
+#[tokio::test]
+async fn get_whole_and_ranged() {
+    let f = fixture().await;
+    let body = data(300_000);
+    f.mem.insert("obj", body.clone());
+    f.mem.insert("empty", Bytes::new());
+
+    let whole = f.store.get(GetRequest::whole(key("obj"))).await.unwrap();
+    assert_eq!(whole.range, ByteRange::new(0, 300_000));
+    assert_eq!(whole.meta.size, 300_000);
+    assert_eq!(whole.collect().await.unwrap(), body);
+
+    let part = f
+        .store
+        .get(GetRequest {
+            key: key("obj"),
+            range: Some(ByteRange::new(1000, 2000)),
+            if_match: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(part.range, ByteRange::new(1000, 2000));
+    assert_eq!(part.meta.size, 300_000);
+    assert_eq!(part.collect().await.unwrap(), body.slice(1000..2000));
+
+    // A range reaching past the end is clamped.
+    let tail = f
+        .store
+        .get(GetRequest {
+            key: key("obj"),
+            range: Some(ByteRange::new(299_990, 400_000)),
+            if_match: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(tail.range, ByteRange::new(299_990, 300_000));
+    assert_eq!(tail.collect().await.unwrap(), body.slice(299_990..));
+
+    // An empty range inside the object reads nothing.
+    let nothing = get_range(&f.store, "obj", Some(ByteRange::new(10, 10)))
+        .await
+        .unwrap();
+    assert!(nothing.is_empty());
+
+    // A range starting at or past the end is InvalidRange.
+    for start in [300_000, 500_000] {
+        let err = get_range(&f.store, "obj", Some(ByteRange::new(start, start + 10)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::InvalidRange, "start {start}");
+        assert_eq!(err.code.as_deref(), Some("InvalidRange"));
+    }
+
+    // Empty objects read as empty, ranged or not.
+    assert!(get_range(&f.store, "empty", None).await.unwrap().is_empty());
+    let empty = f
+        .store
+        .get(GetRequest {
+            key: key("empty"),
+            range: Some(ByteRange::new(0, 100)),
+            if_match: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(empty.range, ByteRange::new(0, 0));
+    assert!(empty.collect().await.unwrap().is_empty());
+
+    let err = get_range(&f.store, "missing", None).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert_eq!(err.code.as_deref(), Some("NoSuchKey"));
+}
+
+#[tokio::test]
+async fn get_if_match() {
+    let f = fixture().await;
+    let etag = f.mem.insert("obj", "version 1");
+    let ok = f
+        .store
+        .get(GetRequest {
+            key: key("obj"),
+            range: None,
+            if_match: Some(etag.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ok.meta.etag, Some(etag));
+    assert_eq!(ok.collect().await.unwrap(), "version 1");
+
+    let err = f
+        .store
+        .get(GetRequest {
+            key: key("obj"),
+            range: Some(ByteRange::new(0, 3)),
+            if_match: Some(ETag::new("0123456789abcdef0123456789abcdef")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    assert_eq!(err.key.as_deref(), Some("obj"));
+}
+
+#[tokio::test]
+async fn list_pages_with_delimiter_and_markers() {
+    let f = fixture().await;
+    let keys = [
+        "a", "b/", "b/1", "b/2", "c", "d/", "d/x/", "d/x/y", "e/f", "g", "h/", "z",
+    ];
+    for k in keys {
+        f.mem.insert(k, format!("body of {k}"));
+    }
+
+    // Every page over HTTP is the page the store itself returns.
+    for (prefix, delimiter, max_keys) in [
+        ("", Some("/"), 2),
+        ("", None, 3),
+        ("d/", Some("/"), 1),
+        ("b/", Some("/"), 1000),
+        ("nothing", Some("/"), 5),
+    ] {
+        let mut token = None;
+        let mut pages = 0;
+        loop {
+            let request = ListRequest {
+                prefix: prefix.to_owned(),
+                delimiter: delimiter.map(str::to_owned),
+                continuation_token: token.clone(),
+                max_keys: Some(max_keys),
+                start_after: None,
+            };
+            let over_http = f.store.list(request.clone()).await.unwrap();
+            let direct = f.mem.list(request).await.unwrap();
+            let names = |p: &s3vfs::store::ListPage| {
+                p.objects
+                    .iter()
+                    .map(|o| {
+                        (
+                            o.key.clone(),
+                            o.size,
+                            o.etag.clone(),
+                            o.storage_class.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(names(&over_http), names(&direct), "{prefix:?} page {pages}");
+            assert_eq!(over_http.common_prefixes, direct.common_prefixes);
+            assert_eq!(
+                over_http.next_continuation_token,
+                direct.next_continuation_token
+            );
+            pages += 1;
+            token = over_http.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+            assert!(pages < 50, "listing does not end");
+        }
+    }
+
+    // The whole root listing, collected page by page.
+    let mut objects = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut token = None;
+    loop {
+        let page = f
+            .store
+            .list(ListRequest {
+                delimiter: Some("/".to_owned()),
+                continuation_token: token,
+                max_keys: Some(2),
+                ..ListRequest::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.objects.len() + page.common_prefixes.len() <= 2);
+        objects.extend(page.objects.into_iter().map(|o| o.key.into_string()));
+        prefixes.extend(page.common_prefixes);
+        token = page.next_continuation_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(objects, ["a", "c", "g", "z"]);
+    assert_eq!(prefixes, ["b/", "d/", "e/", "h/"]);
+
+    // The `dir/` marker itself is listed under its own prefix.
+    let page = f
+        .store
+        .list(ListRequest {
+            prefix: "d/".to_owned(),
+            delimiter: Some("/".to_owned()),
+            ..ListRequest::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(listed, ["d/"]);
+    assert_eq!(page.objects[0].size, "body of d/".len() as u64);
+    assert_eq!(page.common_prefixes, ["d/x/"]);
+
+    // start_after
+    let page = f
+        .store
+        .list(ListRequest {
+            start_after: Some("d/x/y".to_owned()),
+            ..ListRequest::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(listed, ["e/f", "g", "h/", "z"]);
+}
+
+#[tokio::test]
+async fn keys_with_special_characters() {
+    let f = fixture().await;
+    let keys = [
+        "with space.txt",
+        "dir with space/file name",
+        "unicodé/日本語/ファイル.txt",
+        "plus+sign",
+        "percent%20literal",
+        "percent%",
+        "question?mark",
+        "hash#tag",
+        "amp&equals=semi;colon",
+        "tilde~quote'paren(1)",
+        "double//slash",
+        "trailing/",
+        "emoji 🦀",
+        "star*comma,at@dollar$",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let body = Bytes::from(format!("object {i}"));
+        let put = f
+            .store
+            .put(&key(k), body.clone(), PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("put {k:?}: {e}"));
+        assert_eq!(
+            f.mem.get_bytes(k),
+            Some(body.clone()),
+            "{k:?} stored under its key"
+        );
+        let meta = f
+            .store
+            .head(&key(k))
+            .await
+            .unwrap_or_else(|e| panic!("head {k:?}: {e}"));
+        assert_eq!(meta.etag, put.etag);
+        assert_eq!(get_range(&f.store, k, None).await.unwrap(), body, "{k:?}");
+
+        let copy = format!("copies/{k}");
+        f.store
+            .copy(CopyRequest {
+                source: key(k),
+                source_if_match: None,
+                dest: key(&copy),
+                metadata: MetadataDirective::Copy,
+                condition: WriteCondition::None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("copy {k:?}: {e}"));
+        assert_eq!(f.mem.get_bytes(&copy), Some(body));
+    }
+
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let page = f
+            .store
+            .list(ListRequest {
+                continuation_token: token,
+                max_keys: Some(5),
+                ..ListRequest::default()
+            })
+            .await
+            .unwrap();
+        listed.extend(page.objects.into_iter().map(|o| o.key.into_string()));
+        token = page.next_continuation_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, f.mem.keys());
+
+    let page = f
+        .store
+        .list(ListRequest {
+            prefix: "unicodé/".to_owned(),
+            delimiter: Some("/".to_owned()),
+            ..ListRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.common_prefixes, ["unicodé/日本語/"]);
+
+    for k in keys {
+        f.store.delete(&key(k)).await.unwrap();
+    }
+    let copies: Vec<ObjectKey> = keys.iter().map(|k| key(&format!("copies/{k}"))).collect();
+    assert!(f.store.delete_many(copies).await.unwrap().is_empty());
+    assert!(f.mem.is_empty(), "left: {:?}", f.mem.keys());
+}
+
+#[tokio::test]
+async fn put_with_options_and_conditions() {
+    let f = fixture().await;
+    let options = PutOptions {
+        user_metadata: BTreeMap::from([("mtime".to_owned(), "1700000000".to_owned())]),
+        content_type: Some("application/x-test".to_owned()),
+        storage_class: Some("STANDARD_IA".to_owned()),
+        sse: Some(ServerSideEncryption::Kms {
+            key_id: Some("test-key".to_owned()),
+        }),
+        condition: WriteCondition::IfNoneMatch,
+    };
+    let first = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"one"), options.clone())
+        .await
+        .unwrap();
+    let first_tag = first.etag.clone().expect("PUT returns an ETag");
+    assert_eq!(Some(&first_tag), f.mem.meta("k").unwrap().etag.as_ref());
+    let meta = f.store.head(&key("k")).await.unwrap();
+    assert_eq!(meta.user_metadata, options.user_metadata);
+    assert_eq!(meta.content_type, options.content_type);
+    assert_eq!(meta.storage_class, options.storage_class);
+
+    // If-None-Match: * on an existing key.
+    let err = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"two"), options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    assert_eq!(err.code.as_deref(), Some("PreconditionFailed"));
+    assert_eq!(f.mem.get_bytes("k").unwrap(), "one");
+
+    // If-Match with a stale and with the current ETag.
+    let stale = PutOptions {
+        condition: WriteCondition::IfMatch(ETag::new("00000000000000000000000000000000")),
+        ..PutOptions::default()
+    };
+    let err = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"two"), stale)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    let current = PutOptions {
+        condition: WriteCondition::IfMatch(first_tag),
+        ..PutOptions::default()
+    };
+    f.store
+        .put(&key("k"), Bytes::from_static(b"two"), current)
+        .await
+        .unwrap();
+    assert_eq!(f.mem.get_bytes("k").unwrap(), "two");
+
+    // If-Match on a missing key fails too.
+    let on_missing = PutOptions {
+        condition: WriteCondition::IfMatch(ETag::new("00000000000000000000000000000000")),
+        ..PutOptions::default()
+    };
+    let err = f
+        .store
+        .put(&key("nope"), Bytes::new(), on_missing)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            StoreErrorKind::PreconditionFailed | StoreErrorKind::NotFound
+        ),
+        "{err}"
+    );
+
+    // Empty bodies are fine.
+    f.store
+        .put(&key("empty"), Bytes::new(), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(f.store.head(&key("empty")).await.unwrap().size, 0);
+}
+
+#[tokio::test]
+async fn multipart_upload() {
+    let f = fixture().await;
+    let k = key("big/object.bin");
+    let part1 = data(5 * MIB);
+    let part2 = data(1000);
+    f.mem.insert("source", data(20_000));
+
+    let options = PutOptions {
+        user_metadata: BTreeMap::from([("origin".to_owned(), "multipart".to_owned())]),
+        content_type: Some("application/octet-stream".to_owned()),
+        ..PutOptions::default()
+    };
+    let id = f.store.create_multipart(&k, options).await.unwrap();
+    assert_eq!(f.mem.open_uploads(), 1);
+    let p1 = f
+        .store
+        .upload_part(&k, &id, 1, part1.clone())
+        .await
+        .unwrap();
+    assert_eq!(p1.part_number, 1);
+    let p3 = f
+        .store
+        .upload_part_copy(&k, &id, 3, &key("source"), Some(ByteRange::new(100, 5100)))
+        .await
+        .unwrap();
+    assert_eq!(p3.part_number, 3);
+    let p2 = f
+        .store
+        .upload_part(&k, &id, 2, part2.clone())
+        .await
+        .unwrap();
+    // Not visible before completion.
+    assert!(f.mem.get_bytes(k.as_str()).is_none());
+
+    // Parts given out of order are sent in order.
+    let result = f
+        .store
+        .complete_multipart(&k, &id, vec![p3, p1, p2], WriteCondition::IfNoneMatch)
+        .await
+        .unwrap();
+    let etag = result.etag.expect("complete returns an ETag");
+    assert!(etag.as_str().ends_with("-3\""), "multipart ETag {etag}");
+    assert_eq!(f.mem.open_uploads(), 0);
+    let mut expected = part1.to_vec();
+    expected.extend_from_slice(&part2);
+    expected.extend_from_slice(&data(20_000)[100..5100]);
+    assert_eq!(
+        get_range(&f.store, k.as_str(), None).await.unwrap(),
+        expected
+    );
+    let meta = f.store.head(&k).await.unwrap();
+    assert_eq!(meta.etag, Some(etag.clone()));
+    assert_eq!(
+        meta.user_metadata.get("origin").map(String::as_str),
+        Some("multipart")
+    );
+
+    // Completing over an existing key with If-None-Match fails; If-Match succeeds.
+    let id = f
+        .store
+        .create_multipart(&k, PutOptions::default())
+        .await
+        .unwrap();
+    let p1 = f.store.upload_part(&k, &id, 1, data(10)).await.unwrap();
+    let err = f
+        .store
+        .complete_multipart(&k, &id, vec![p1.clone()], WriteCondition::IfNoneMatch)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    f.store
+        .complete_multipart(&k, &id, vec![p1], WriteCondition::IfMatch(etag))
+        .await
+        .unwrap();
+    assert_eq!(f.mem.get_bytes(k.as_str()).unwrap(), data(10));
+
+    // A small part that is not the last: EntityTooSmall at completion.
+    let id = f
+        .store
+        .create_multipart(&key("small"), PutOptions::default())
+        .await
+        .unwrap();
+    let a = f
+        .store
+        .upload_part(&key("small"), &id, 1, data(100))
+        .await
+        .unwrap();
+    let b = f
+        .store
+        .upload_part(&key("small"), &id, 2, data(100))
+        .await
+        .unwrap();
+    let err = f
+        .store
+        .complete_multipart(&key("small"), &id, vec![a, b], WriteCondition::None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::InvalidRequest, "{err}");
+    assert_eq!(err.code.as_deref(), Some("EntityTooSmall"));
+
+    // Abort.
+    f.store.abort_multipart(&key("small"), &id).await.unwrap();
+    assert_eq!(f.mem.open_uploads(), 0);
+    let err = f
+        .store
+        .upload_part(&key("small"), &id, 3, data(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert_eq!(err.code.as_deref(), Some("NoSuchUpload"));
+}
+
+#[tokio::test]
+async fn copy_with_metadata() {
+    let f = fixture().await;
+    let source_options = PutOptions {
+        user_metadata: BTreeMap::from([("a".to_owned(), "1".to_owned())]),
+        content_type: Some("text/plain".to_owned()),
+        ..PutOptions::default()
+    };
+    let etag = f.mem.insert_with("src", "payload", source_options.clone());
+
+    // COPY keeps the source's metadata.
+    let copied = f
+        .store
+        .copy(CopyRequest {
+            source: key("src"),
+            source_if_match: Some(etag.clone()),
+            dest: key("dst1"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::IfNoneMatch,
+        })
+        .await
+        .unwrap();
+    assert_eq!(copied.etag, Some(etag.clone()));
+    let meta = f.store.head(&key("dst1")).await.unwrap();
+    assert_eq!(meta.user_metadata, source_options.user_metadata);
+    assert_eq!(meta.content_type, source_options.content_type);
+
+    // REPLACE sets new metadata.
+    let replaced = PutOptions {
+        user_metadata: BTreeMap::from([("b".to_owned(), "2".to_owned())]),
+        content_type: Some("application/json".to_owned()),
+        ..PutOptions::default()
+    };
+    f.store
+        .copy(CopyRequest {
+            source: key("src"),
+            source_if_match: None,
+            dest: key("dst2"),
+            metadata: MetadataDirective::Replace(replaced.clone()),
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap();
+    let meta = f.store.head(&key("dst2")).await.unwrap();
+    assert_eq!(meta.user_metadata, replaced.user_metadata);
+    assert_eq!(meta.content_type, replaced.content_type);
+    assert_eq!(f.mem.get_bytes("dst2").unwrap(), "payload");
+
+    // Copy onto itself with REPLACE updates the metadata in place.
+    f.store
+        .copy(CopyRequest {
+            source: key("src"),
+            source_if_match: None,
+            dest: key("src"),
+            metadata: MetadataDirective::Replace(replaced.clone()),
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.head(&key("src")).await.unwrap().user_metadata,
+        replaced.user_metadata
+    );
+
+    // A stale source ETag, an existing destination, a missing source.
+    let err = f
+        .store
+        .copy(CopyRequest {
+            source: key("src"),
+            source_if_match: Some(ETag::new("00000000000000000000000000000000")),
+            dest: key("dst3"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    let err = f
+        .store
+        .copy(CopyRequest {
+            source: key("src"),
+            source_if_match: None,
+            dest: key("dst1"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::IfNoneMatch,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    let err = f
+        .store
+        .copy(CopyRequest {
+            source: key("missing"),
+            source_if_match: None,
+            dest: key("dst4"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert!(f.mem.get_bytes("dst3").is_none() && f.mem.get_bytes("dst4").is_none());
+}
+
+#[tokio::test]
+async fn delete_and_delete_many() {
+    let f = fixture().await;
+    for i in 0..1200 {
+        f.mem.insert(format!("many/{i:04}"), "x");
+    }
+    f.mem.insert("single", "x");
+
+    f.store.delete(&key("single")).await.unwrap();
+    assert!(f.mem.get_bytes("single").is_none());
+    // Deleting a missing key succeeds.
+    f.store.delete(&key("single")).await.unwrap();
+
+    // More than one batch, with missing keys mixed in.
+    let mut keys: Vec<ObjectKey> = (0..1200).map(|i| key(&format!("many/{i:04}"))).collect();
+    keys.push(key("never-existed"));
+    let failures = f.store.delete_many(keys).await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(f.mem.is_empty());
+    assert_eq!(f.counts.count(Op::DeleteMany), 2);
+
+    assert!(f.store.delete_many(Vec::new()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn archived_objects() {
+    let f = fixture().await;
+    f.mem.insert("cold", "frozen");
+    assert!(f.mem.set_storage_class("cold", "GLACIER"));
+
+    let meta = f.store.head(&key("cold")).await.unwrap();
+    assert_eq!(meta.storage_class.as_deref(), Some("GLACIER"));
+    assert!(!meta.restored);
+    let err = get_range(&f.store, "cold", None).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Archived);
+    assert_eq!(err.code.as_deref(), Some("InvalidObjectState"));
+
+    let page = f.store.list(ListRequest::default()).await.unwrap();
+    assert_eq!(page.objects[0].storage_class.as_deref(), Some("GLACIER"));
+
+    assert!(f.mem.set_restored("cold", true));
+    let meta = f.store.head(&key("cold")).await.unwrap();
+    assert!(meta.restored);
+    assert_eq!(get_range(&f.store, "cold", None).await.unwrap(), "frozen");
+}
+
+#[tokio::test]
+async fn bucket_provider_over_http() {
+    let buckets = MemBuckets::new();
+    buckets.create_bucket("alpha").insert("a", "1");
+    buckets.create_bucket("beta").insert("b", "2");
+    let server = S3Server::start(Arc::new(buckets.clone()), ServerCredentials::test())
+        .await
+        .unwrap();
+    let provider = server.connect_buckets().await.unwrap();
+    assert_eq!(provider.list_buckets().await.unwrap(), ["alpha", "beta"]);
+
+    let beta = provider.bucket("beta").unwrap();
+    assert_eq!(beta.head(&key("b")).await.unwrap().size, 1);
+    beta.put(&key("c"), Bytes::from_static(b"33"), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(buckets.get("beta").unwrap().get_bytes("c").unwrap(), "33");
+
+    let err = provider
+        .bucket("gamma")
+        .unwrap()
+        .head(&key("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    let err = provider
+        .bucket("gamma")
+        .unwrap()
+        .list(ListRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert_eq!(err.code.as_deref(), Some("NoSuchBucket"));
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_access_denied() {
+    let f = fixture().await;
+    f.mem.insert("k", "v");
+    let server = S3Server::serve_store(BUCKET, Arc::new(f.mem.clone()))
+        .await
+        .unwrap();
+    for creds in [
+        StaticCredentials::new("S3VFSTESTKEY0001", "wrong-secret-key-0000000000"),
+        StaticCredentials::new("UNKNOWNKEY000000", "s3vfs-test-secret-key-0123456789"),
+    ] {
+        let store = S3Store::new(server.store_config(BUCKET).credentials(creds))
+            .await
+            .unwrap();
+        let err = store.head(&key("k")).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::AccessDenied, "{err}");
+        let err = get_range(&store, "k", None).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::AccessDenied, "{err}");
+        assert!(err.code.is_some());
+    }
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let f = fixture().await;
+    f.mem.insert("k", "v");
+    f.faults.throttle_next(3);
+    let meta = f.store.head(&key("k")).await.unwrap();
+    assert_eq!(meta.size, 1);
+    assert_eq!(f.counts.count(Op::Head), 4);
+    assert_eq!(f.faults.injected(), 3);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let f = fixture().await;
+    f.faults
+        .fail_nth(Op::Put, 1, transient("injected internal error"));
+    f.faults.fail_nth(Op::List, 1, transient("injected"));
+    f.faults.fail_nth(Op::Get, 1, transient("injected"));
+    f.store
+        .put(
+            &key("k"),
+            Bytes::from_static(b"value"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.counts.count(Op::Put), 2);
+    assert_eq!(f.mem.get_bytes("k").unwrap(), "value");
+    assert_eq!(
+        f.store
+            .list(ListRequest::default())
+            .await
+            .unwrap()
+            .objects
+            .len(),
+        1
+    );
+    assert_eq!(get_range(&f.store, "k", None).await.unwrap(), "value");
+    assert_eq!(f.counts.count(Op::Get), 2);
+}
+
+#[tokio::test]
+async fn truncated_bodies_are_resumed() {
+    let f = fixture().await;
+    let body = data(3 * MIB);
+    f.mem.insert("big", body.clone());
+
+    // Whole object: three cuts, each after 100 KiB of its (re)sent body.
+    f.faults.truncate_next_gets(3, 100 * 1024);
+    assert_eq!(get_range(&f.store, "big", None).await.unwrap(), body);
+    assert_eq!(f.faults.injected(), 3);
+    assert_eq!(f.counts.count(Op::Get), 4);
+
+    // A range, cut twice.
+    f.counts.reset();
+    f.faults.truncate_next_gets(2, 50_000);
+    let range = ByteRange::new(1_000_000, 1_300_000);
+    assert_eq!(
+        get_range(&f.store, "big", Some(range)).await.unwrap(),
+        body.slice(1_000_000..1_300_000)
+    );
+    assert_eq!(f.counts.count(Op::Get), 3);
+
+    // Reading the stream chunk by chunk sees every byte once, in order.
+    f.faults.truncate_next_gets(1, 1);
+    let response = f.store.get(GetRequest::whole(key("big"))).await.unwrap();
+    let mut stream = response.body;
+    let mut seen = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(seen, body);
+}
+
+#[tokio::test]
+async fn resumed_body_of_a_changed_object_fails() {
+    let f = fixture().await;
+    let body = data(2 * MIB);
+    f.mem.insert("obj", body.clone());
+    f.faults.truncate_next_gets(1, 256 * 1024);
+    let response = f.store.get(GetRequest::whole(key("obj"))).await.unwrap();
+    let mut stream = response.body;
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first, body.slice(..first.len()));
+    // The object changes while the first connection is being read.
+    f.mem.insert("obj", data(100));
+    let mut outcome = Ok(());
+    while let Some(chunk) = stream.next().await {
+        if let Err(e) = chunk {
+            outcome = Err(e);
+            break;
+        }
+    }
+    let err = outcome.expect_err("no mixed data from two versions");
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed, "{err}");
+}
+
+#[tokio::test]
+async fn permanent_failures_surface_after_max_attempts() {
+    let f = fixture_with(|config| config.max_attempts(3)).await;
+    f.mem.insert("k", "v");
+
+    // 500 on every call.
+    f.faults
+        .fail_matching(|_, _| true, transient("permanently broken"));
+    let started = Instant::now();
+    let err = f.store.head(&key("k")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Transient);
+    assert_eq!(f.counts.count(Op::Head), 3);
+    let err = get_range(&f.store, "k", None).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Transient);
+    assert_eq!(err.key.as_deref(), Some("k"));
+    assert_eq!(f.counts.count(Op::Get), 3);
+    f.faults.clear();
+
+    // SlowDown on every call.
+    f.counts.reset();
+    f.faults
+        .fail_matching(|_, _| true, s3vfs_testkit::fault::throttled());
+    let err = f.store.head(&key("k")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Throttled);
+    assert_eq!(err.code.as_deref(), Some("SlowDown"));
+    assert_eq!(f.counts.count(Op::Head), 3);
+    f.faults.clear();
+
+    // Bodies that always drop before their first byte.
+    f.mem.insert("big", data(MIB));
+    f.counts.reset();
+    f.faults.truncate_next_gets(100, 0);
+    let err = get_range(&f.store, "big", None).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Transient);
+    assert_eq!(f.counts.count(Op::Get), 3);
+    f.faults.clear();
+
+    // Non-retryable errors are not retried.
+    f.counts.reset();
+    let err = f.store.head(&key("missing")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+    assert_eq!(f.counts.count(Op::Head), 1);
+
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_fails_in_bounded_time() {
+    // A port that was free a moment ago: connection refused, retried, then Transient.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let config = S3StoreConfig::new(BUCKET)
+        .endpoint_url(format!("http://{addr}"))
+        .region("us-east-1")
+        .force_path_style(true)
+        .credentials(ServerCredentials::test().to_static())
+        .max_attempts(3)
+        .initial_backoff(Duration::from_millis(5))
+        .max_backoff(Duration::from_millis(20))
+        .connect_timeout(Duration::from_secs(1));
+    let store = S3Store::new(config).await.unwrap();
+    let started = Instant::now();
+    let err = store.head(&key("k")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Transient, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn capabilities_come_from_the_config() {
+    let f = fixture_with(|config| config.conditional_writes(false)).await;
+    let caps = f.store.capabilities();
+    assert!(!caps.conditional_writes);
+    assert!(caps.upload_part_copy);
+    assert_eq!(caps.min_part_size, 5 * 1024 * 1024);
+}

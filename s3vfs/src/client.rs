@@ -1,0 +1,407 @@
+//! The path-based library API: what a Rust program uses instead of a mount.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use s3vfs::store::s3::{S3Store, S3StoreConfig};
+//! use s3vfs::{FsConfig, S3Vfs};
+//! use tokio::io::AsyncReadExt;
+//!
+//! let store = S3Store::new(S3StoreConfig::new("my-bucket")).await?;
+//! let vfs = S3Vfs::new(std::sync::Arc::new(store), FsConfig::default());
+//! let mut file = vfs.open("datasets/part-0001.csv").await?;
+//! let mut text = String::new();
+//! file.read_to_string(&mut text).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::config::FsConfig;
+use crate::error::{VfsError, VfsResult};
+use crate::fs::S3Fs;
+use crate::namespace::FsPath;
+use crate::store::ObjectStore;
+use crate::vfs::{DirEntry, FileAttr, FileKind, Handle, Ino, OpenFlags, Vfs};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::io::SeekFrom;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
+
+/// Smallest read a [`File`] asks the file system for; larger buffers read more at once.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Entries fetched per `readdir` call by [`ReadDir`].
+const DIR_BATCH: usize = 1024;
+
+/// A file system over S3 addressed by paths (`"a/b.txt"`, `"/a/b.txt"`).
+#[derive(Clone, Debug)]
+pub struct S3Vfs {
+    fs: Arc<S3Fs>,
+}
+
+/// Attributes of a file or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    attr: FileAttr,
+}
+
+impl Metadata {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.attr.kind == FileKind::Directory
+    }
+
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.attr.kind == FileKind::File
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.attr.size
+    }
+
+    /// Whether the size is zero.
+    pub fn is_empty(&self) -> bool {
+        self.attr.size == 0
+    }
+
+    /// Modification time.
+    pub fn modified(&self) -> SystemTime {
+        self.attr.mtime
+    }
+
+    /// All attributes.
+    pub fn attr(&self) -> &FileAttr {
+        &self.attr
+    }
+}
+
+/// How to open a file, like `std::fs::OpenOptions`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    read: bool,
+    write: bool,
+    append: bool,
+    truncate: bool,
+    create: bool,
+    create_new: bool,
+}
+
+impl OpenOptions {
+    /// Nothing set; call the setters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Open for reading.
+    pub fn read(&mut self, yes: bool) -> &mut Self {
+        self.read = yes;
+        self
+    }
+
+    /// Open for writing.
+    pub fn write(&mut self, yes: bool) -> &mut Self {
+        self.write = yes;
+        self
+    }
+
+    /// Append to the end.
+    pub fn append(&mut self, yes: bool) -> &mut Self {
+        self.append = yes;
+        self
+    }
+
+    /// Truncate to zero length.
+    pub fn truncate(&mut self, yes: bool) -> &mut Self {
+        self.truncate = yes;
+        self
+    }
+
+    /// Create the file if missing.
+    pub fn create(&mut self, yes: bool) -> &mut Self {
+        self.create = yes;
+        self
+    }
+
+    /// Create the file; fail if it exists.
+    pub fn create_new(&mut self, yes: bool) -> &mut Self {
+        self.create_new = yes;
+        self
+    }
+
+    fn flags(&self) -> OpenFlags {
+        OpenFlags {
+            read: self.read,
+            write: self.write || self.append,
+            truncate: self.truncate,
+            append: self.append,
+        }
+    }
+}
+
+impl S3Vfs {
+    /// A file system over `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Self {
+        Self {
+            fs: S3Fs::new(store, config),
+        }
+    }
+
+    /// Wraps an existing [`S3Fs`] (e.g. one also mounted through FUSE).
+    pub fn from_fs(fs: Arc<S3Fs>) -> Self {
+        Self { fs }
+    }
+
+    /// The inode-based file system underneath.
+    pub fn fs(&self) -> &Arc<S3Fs> {
+        &self.fs
+    }
+
+    /// Walks `path` from the root.
+    async fn resolve(&self, path: &str) -> VfsResult<FileAttr> {
+        let path = FsPath::parse(path)?;
+        let mut attr = self.fs.getattr(Ino::ROOT).await?.attr;
+        if path.is_root() {
+            return Ok(attr);
+        }
+        for part in path.as_str().split('/') {
+            attr = self.fs.lookup(attr.ino, OsStr::new(part)).await?.attr;
+        }
+        Ok(attr)
+    }
+
+    /// Attributes of `path`.
+    pub async fn metadata(&self, path: &str) -> VfsResult<Metadata> {
+        Ok(Metadata {
+            attr: self.resolve(path).await?,
+        })
+    }
+
+    /// Lists directory `path`, one LIST page at a time.
+    pub async fn read_dir(&self, path: &str) -> VfsResult<ReadDir> {
+        let attr = self.resolve(path).await?;
+        let handle = self.fs.opendir(attr.ino).await?;
+        Ok(ReadDir {
+            fs: Arc::clone(&self.fs),
+            ino: attr.ino,
+            handle,
+            offset: 0,
+            buffered: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// Opens `path` for reading.
+    pub async fn open(&self, path: &str) -> VfsResult<File> {
+        self.open_with(path, OpenOptions::new().read(true)).await
+    }
+
+    /// Opens `path` with `options`.
+    pub async fn open_with(&self, path: &str, options: &OpenOptions) -> VfsResult<File> {
+        let attr = self.resolve(path).await;
+        let attr = match attr {
+            Err(VfsError::NotFound(_)) if options.create || options.create_new => {
+                return Err(VfsError::ReadOnly(format!(
+                    "create {path}: not supported yet"
+                )));
+            }
+            other => other?,
+        };
+        if options.create_new {
+            return Err(VfsError::Exists(path.to_owned()));
+        }
+        if attr.kind == FileKind::Directory {
+            return Err(VfsError::IsADirectory(path.to_owned()));
+        }
+        let handle = self.fs.open(attr.ino, options.flags()).await?;
+        Ok(File {
+            fs: Arc::clone(&self.fs),
+            ino: attr.ino,
+            handle,
+            size: attr.size,
+            pos: 0,
+            buffered: Bytes::new(),
+            pending: None,
+        })
+    }
+
+    /// Reads the whole file at `path`.
+    pub async fn read(&self, path: &str) -> VfsResult<Bytes> {
+        let file = self.open(path).await?;
+        let size = u32::try_from(file.size).map_err(|_| {
+            VfsError::InvalidArgument(format!("{path} is too large to read into memory"))
+        })?;
+        self.fs.read(file.ino, file.handle, 0, size).await
+    }
+}
+
+/// A directory being listed. Entries come without `.` and `..`.
+pub struct ReadDir {
+    fs: Arc<S3Fs>,
+    ino: Ino,
+    handle: Handle,
+    offset: u64,
+    buffered: VecDeque<DirEntry>,
+    done: bool,
+}
+
+impl std::fmt::Debug for ReadDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadDir")
+            .field("ino", &self.ino)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadDir {
+    /// The next entry, or `None` at the end.
+    pub async fn next_entry(&mut self) -> VfsResult<Option<DirEntry>> {
+        loop {
+            if let Some(entry) = self.buffered.pop_front() {
+                self.offset = entry.next_offset;
+                if entry.name == "." || entry.name == ".." {
+                    continue;
+                }
+                return Ok(Some(entry));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let batch = self
+                .fs
+                .readdir(self.ino, self.handle, self.offset, DIR_BATCH)
+                .await?;
+            self.done = batch.is_empty();
+            self.buffered.extend(batch);
+        }
+    }
+
+    /// All remaining entries.
+    pub async fn collect(mut self) -> VfsResult<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.next_entry().await? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for ReadDir {
+    fn drop(&mut self) {
+        self.fs.close_handle(self.handle);
+    }
+}
+
+/// An open file: `AsyncRead + AsyncSeek` over the object, with read-ahead.
+pub struct File {
+    fs: Arc<S3Fs>,
+    ino: Ino,
+    handle: Handle,
+    size: u64,
+    /// Position of the next byte `poll_read` returns.
+    pos: u64,
+    /// Bytes already read from the file system, starting at `pos`.
+    buffered: Bytes,
+    pending: Option<BoxFuture<'static, VfsResult<Bytes>>>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("ino", &self.ino)
+            .field("size", &self.size)
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl File {
+    /// Size of the object version this handle reads.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Reads up to `len` bytes at `offset` without moving the position (like `pread`).
+    pub async fn read_at(&self, offset: u64, len: u32) -> VfsResult<Bytes> {
+        self.fs.read(self.ino, self.handle, offset, len).await
+    }
+}
+
+impl AsyncRead for File {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.buffered.is_empty() {
+            if this.pos >= this.size {
+                return Poll::Ready(Ok(()));
+            }
+            if this.pending.is_none() {
+                let fs = Arc::clone(&this.fs);
+                let (ino, handle, pos) = (this.ino, this.handle, this.pos);
+                let len = buf.remaining().max(READ_CHUNK).min(u32::MAX as usize) as u32;
+                this.pending = Some(async move { fs.read(ino, handle, pos, len).await }.boxed());
+            }
+            let Some(pending) = this.pending.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match pending.poll_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    this.pending = None;
+                    this.buffered = result?;
+                    if this.buffered.is_empty() {
+                        // The object ended early: report end of file.
+                        this.size = this.pos;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
+        let n = this.buffered.len().min(buf.remaining());
+        buf.put_slice(&this.buffered.split_to(n));
+        this.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for File {
+    fn start_seek(mut self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
+        let target = match position {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(delta) => self.size.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
+        };
+        let target = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        if target != self.pos {
+            self.pos = target;
+            self.buffered = Bytes::new();
+            self.pending = None;
+        }
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Poll::Ready(Ok(self.pos))
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        self.fs.close_handle(self.handle);
+    }
+}

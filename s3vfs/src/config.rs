@@ -1,0 +1,115 @@
+//! Configuration of the file system: one struct, documented field by field.
+
+use std::time::Duration;
+
+/// How an [`S3Fs`](crate::fs::S3Fs) presents a bucket and how hard it works the store.
+///
+/// ```
+/// use s3vfs::config::FsConfig;
+/// use std::time::Duration;
+/// let config = FsConfig::default()
+///     .with_prefix("datasets/2026")
+///     .with_metadata_ttl(Duration::from_secs(5));
+/// assert_eq!(config.prefix, "datasets/2026/");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsConfig {
+    /// Key prefix the file system is rooted at: `""` for the whole bucket, otherwise a
+    /// prefix ending with `/`. No key outside it is ever read or written.
+    pub prefix: String,
+    /// Owner shown for every inode.
+    pub uid: u32,
+    /// Group shown for every inode.
+    pub gid: u32,
+    /// Permission bits of files without their own mode metadata.
+    pub file_mode: u16,
+    /// Permission bits of directories.
+    pub dir_mode: u16,
+    /// How long looked-up attributes and directory listings are trusted before the store is
+    /// asked again. Changes by other machines show up within this time.
+    pub metadata_ttl: Duration,
+    /// How long "no such file" is remembered.
+    pub negative_ttl: Duration,
+    /// Refuse every change with `EROFS`.
+    pub read_only: bool,
+    /// Size of one ranged GET of read-ahead, in bytes.
+    pub read_part_size: u64,
+    /// First read-ahead window after open, in bytes (grows on sequential reads).
+    pub initial_read_window: u64,
+    /// Largest read-ahead window per open file, in bytes.
+    pub max_read_window: u64,
+    /// Keys per LIST page when listing directories (S3 caps at 1000).
+    pub list_page_size: u32,
+    /// Block size reported by `stat`/`statfs`, in bytes.
+    pub block_size: u32,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Self {
+            prefix: String::new(),
+            uid,
+            gid,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            metadata_ttl: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(1),
+            read_only: true,
+            read_part_size: 8 * 1024 * 1024,
+            initial_read_window: 1024 * 1024 + 128 * 1024,
+            max_read_window: 64 * 1024 * 1024,
+            list_page_size: 1000,
+            block_size: 1024 * 1024,
+        }
+    }
+}
+
+impl FsConfig {
+    /// Roots the file system at `prefix` (a trailing `/` is added; leading ones removed).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        self.prefix = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{trimmed}/")
+        };
+        self
+    }
+
+    /// Sets the owner and group shown for every inode.
+    pub fn with_owner(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Sets default permission bits for files and directories.
+    pub fn with_modes(mut self, file_mode: u16, dir_mode: u16) -> Self {
+        self.file_mode = file_mode & 0o7777;
+        self.dir_mode = dir_mode & 0o7777;
+        self
+    }
+
+    /// Sets the metadata TTL (and the negative-lookup TTL to the same value).
+    pub fn with_metadata_ttl(mut self, ttl: Duration) -> Self {
+        self.metadata_ttl = ttl;
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Sets the read-only flag.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets read-ahead sizes: part size, first window and largest window, in bytes.
+    pub fn with_read_ahead(mut self, part_size: u64, initial_window: u64, max_window: u64) -> Self {
+        self.read_part_size = part_size.max(64 * 1024);
+        self.initial_read_window = initial_window.max(1);
+        self.max_read_window = max_window.max(initial_window);
+        self
+    }
+}

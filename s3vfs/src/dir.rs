@@ -1,0 +1,185 @@
+//! Directory listings: merging LIST pages into directory entries.
+//!
+//! A LIST with delimiter `/` answers objects and common prefixes as two sorted lists. The
+//! [`ListingMerger`] walks them in key order and applies the namespace rules:
+//! - a directory shadows a file of the same name (`a` and `a/x`: `a` is a directory);
+//!   because keys between `a` and `a/` (such as `a!b`) sort in between, a file is held back
+//!   until the listing has passed the point where `a/` would appear;
+//! - the directory's own `dir/` marker object is not an entry;
+//! - keys whose name cannot be a file name are reported as hidden.
+//!
+//! The merger carries state across pages, so a directory of any size is listed one page
+//! at a time without loading it whole.
+
+use crate::namespace::{NameProblem, Namespace};
+use crate::store::{ListPage, ListedObject};
+use std::collections::VecDeque;
+
+/// One item of a merged listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// A file `name` backed by the object.
+    File(String, ListedObject),
+    /// A subdirectory `name`.
+    Dir(String),
+    /// A key (or common prefix) that cannot be shown, and why.
+    Hidden(String, NameProblem),
+}
+
+/// Turns successive LIST pages of one directory into entries.
+#[derive(Debug)]
+pub struct ListingMerger {
+    dir_prefix: String,
+    /// Files waiting to learn whether a directory of the same name follows.
+    held: VecDeque<(String, ListedObject)>,
+    /// Last directory name emitted, to drop repeats.
+    last_dir: Option<String>,
+}
+
+impl ListingMerger {
+    /// A merger for the directory whose LIST prefix is `dir_prefix`.
+    pub fn new(dir_prefix: &str) -> Self {
+        Self {
+            dir_prefix: dir_prefix.to_owned(),
+            held: VecDeque::new(),
+            last_dir: None,
+        }
+    }
+
+    /// Adds one page; completed items are appended to `out`.
+    pub fn push_page(&mut self, page: ListPage, out: &mut Vec<Listed>) {
+        let mut objects = page.objects.into_iter().peekable();
+        let mut prefixes = page.common_prefixes.into_iter().peekable();
+        loop {
+            let take_object = match (objects.peek(), prefixes.peek()) {
+                (Some(o), Some(p)) => o.key.as_str() < p.as_str(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_object {
+                if let Some(object) = objects.next() {
+                    self.push_object(object, out);
+                }
+            } else if let Some(prefix) = prefixes.next() {
+                self.push_prefix(prefix, out);
+            }
+        }
+    }
+
+    /// Ends the listing: releases every held file.
+    pub fn finish(&mut self, out: &mut Vec<Listed>) {
+        out.extend(self.held.drain(..).map(|(n, o)| Listed::File(n, o)));
+    }
+
+    /// Releases held files that sort before `boundary + "/"` can no longer appear.
+    fn release_before(&mut self, listed: &str, out: &mut Vec<Listed>) {
+        while let Some((name, _)) = self.held.front() {
+            let shadow = format!("{}{}/", self.dir_prefix, name);
+            if shadow.as_str() < listed {
+                if let Some((name, object)) = self.held.pop_front() {
+                    out.push(Listed::File(name, object));
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn push_object(&mut self, object: ListedObject, out: &mut Vec<Listed>) {
+        self.release_before(object.key.as_str(), out);
+        match Namespace::child_name(&self.dir_prefix, object.key.as_str()) {
+            Ok(None) => {}
+            Ok(Some(name)) => {
+                let name = name.to_owned();
+                self.held.push_back((name, object));
+            }
+            Err(problem) => out.push(Listed::Hidden(object.key.into_string(), problem)),
+        }
+    }
+
+    fn push_prefix(&mut self, prefix: String, out: &mut Vec<Listed>) {
+        self.release_before(&prefix, out);
+        match Namespace::child_name(&self.dir_prefix, &prefix) {
+            Ok(None) => {}
+            Ok(Some(name)) => {
+                let name = name.to_owned();
+                // A file of the same name is shadowed by this directory.
+                self.held.retain(|(held, _)| *held != name);
+                if self.last_dir.as_deref() != Some(name.as_str()) {
+                    self.last_dir = Some(name.clone());
+                    out.push(Listed::Dir(name));
+                }
+            }
+            Err(problem) => out.push(Listed::Hidden(prefix, problem)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ObjectKey;
+    use std::time::SystemTime;
+
+    fn obj(key: &str) -> ListedObject {
+        ListedObject {
+            key: ObjectKey::new(key),
+            size: 1,
+            last_modified: SystemTime::UNIX_EPOCH,
+            etag: None,
+            storage_class: None,
+        }
+    }
+
+    fn names(items: &[Listed]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                Listed::File(n, _) => format!("f:{n}"),
+                Listed::Dir(n) => format!("d:{n}"),
+                Listed::Hidden(k, _) => format!("h:{k}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn directory_shadows_file_across_pages() {
+        let mut merger = ListingMerger::new("p/");
+        let mut out = Vec::new();
+        merger.push_page(
+            ListPage {
+                objects: vec![obj("p/"), obj("p/a"), obj("p/a!b")],
+                common_prefixes: vec![],
+                next_continuation_token: Some("t".into()),
+            },
+            &mut out,
+        );
+        merger.push_page(
+            ListPage {
+                objects: vec![obj("p/b")],
+                common_prefixes: vec!["p/a/".into(), "p/c/".into()],
+                next_continuation_token: None,
+            },
+            &mut out,
+        );
+        merger.finish(&mut out);
+        assert_eq!(names(&out), vec!["d:a", "f:a!b", "f:b", "d:c"]);
+    }
+
+    #[test]
+    fn invalid_names_are_hidden() {
+        let mut merger = ListingMerger::new("");
+        let mut out = Vec::new();
+        merger.push_page(
+            ListPage {
+                objects: vec![obj("ok")],
+                common_prefixes: vec!["../".into(), "./".into(), "/".into()],
+                next_continuation_token: None,
+            },
+            &mut out,
+        );
+        merger.finish(&mut out);
+        assert_eq!(names(&out), vec!["h:../", "h:./", "h:/", "f:ok"]);
+    }
+}

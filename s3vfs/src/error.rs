@@ -1,0 +1,114 @@
+//! Errors of the file-system layer, each with exactly one errno.
+
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Result of a file-system call.
+pub type VfsResult<T> = Result<T, VfsError>;
+
+/// An error of the file system. Each variant maps to one errno ([`VfsError::errno`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VfsError {
+    /// No such file or directory.
+    #[error("no such file or directory: {0}")]
+    NotFound(String),
+    /// A path component is not a directory.
+    #[error("not a directory: {0}")]
+    NotADirectory(String),
+    /// The operation needs a file but found a directory.
+    #[error("is a directory: {0}")]
+    IsADirectory(String),
+    /// The directory is not empty.
+    #[error("directory not empty: {0}")]
+    NotEmpty(String),
+    /// The name exists already.
+    #[error("file exists: {0}")]
+    Exists(String),
+    /// The file system (or this operation on it) is read-only.
+    #[error("read-only file system: {0}")]
+    ReadOnly(String),
+    /// A name that cannot be a file name here (`.`, `..`, `/`, NUL, empty).
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// A name over 255 bytes, or a key over S3's 1024 bytes.
+    #[error("name too long: {0}")]
+    NameTooLong(String),
+    /// The object is in an archived storage class and must be restored before reading.
+    #[error("{path} is archived in {storage_class}; restore it before reading")]
+    Archived {
+        /// The file.
+        path: String,
+        /// Its storage class.
+        storage_class: String,
+    },
+    /// The object changed in the store while it was open for reading.
+    #[error("{0} was replaced in the store while open; reopen it")]
+    ObjectChanged(String),
+    /// The handle is not open (or not open for this operation).
+    #[error("bad file handle")]
+    BadHandle,
+    /// An argument is invalid (bad offset, unsupported flag).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The operation is not supported.
+    #[error("operation not supported: {0}")]
+    Unsupported(String),
+    /// No such extended attribute.
+    #[error("no such attribute: {0}")]
+    NoAttribute(String),
+    /// Access denied by the store.
+    #[error("permission denied: {0}")]
+    PermissionDenied(#[source] StoreError),
+    /// The store throttled us beyond the retry budget.
+    #[error("store busy, try again: {0}")]
+    Busy(#[source] StoreError),
+    /// Any other store failure.
+    #[error("I/O error: {0}")]
+    Io(#[source] StoreError),
+}
+
+impl VfsError {
+    /// The errno this error stands for.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::NotFound(_) => libc::ENOENT,
+            Self::NotADirectory(_) => libc::ENOTDIR,
+            Self::IsADirectory(_) => libc::EISDIR,
+            Self::NotEmpty(_) => libc::ENOTEMPTY,
+            Self::Exists(_) => libc::EEXIST,
+            Self::ReadOnly(_) => libc::EROFS,
+            Self::InvalidName(_) => libc::EINVAL,
+            Self::NameTooLong(_) => libc::ENAMETOOLONG,
+            Self::Archived { .. } => libc::EACCES,
+            Self::ObjectChanged(_) => libc::ESTALE,
+            Self::BadHandle => libc::EBADF,
+            Self::InvalidArgument(_) => libc::EINVAL,
+            Self::Unsupported(_) => libc::ENOTSUP,
+            Self::NoAttribute(_) => libc::ENODATA,
+            Self::PermissionDenied(_) => libc::EACCES,
+            Self::Busy(_) => libc::EAGAIN,
+            Self::Io(_) => libc::EIO,
+        }
+    }
+
+    /// Converts a store error about `path`, keeping the kinds a caller acts on.
+    pub fn from_store(path: &str, err: StoreError) -> Self {
+        match err.kind {
+            StoreErrorKind::NotFound => Self::NotFound(path.to_owned()),
+            StoreErrorKind::PreconditionFailed => Self::ObjectChanged(path.to_owned()),
+            StoreErrorKind::AccessDenied => Self::PermissionDenied(err),
+            StoreErrorKind::Throttled => Self::Busy(err),
+            StoreErrorKind::Archived => Self::Archived {
+                path: path.to_owned(),
+                storage_class: "an archive class".to_owned(),
+            },
+            _ => Self::Io(err),
+        }
+    }
+}
+
+impl From<VfsError> for std::io::Error {
+    fn from(err: VfsError) -> Self {
+        let errno = err.errno();
+        std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), err)
+    }
+}

@@ -1,0 +1,128 @@
+//! The inode table: a stable number for every path seen while the file system lives.
+//!
+//! Invariant: a path keeps its inode number for the life of the table (numbers are never
+//! reused), so the kernel and library handles can hold on to them. The kind of an inode
+//! may change (another machine replaced a file by a directory); its number does not.
+
+use crate::namespace::FsPath;
+use crate::vfs::{FileKind, Ino};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What the table knows of one inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InodeInfo {
+    /// Its path.
+    pub path: FsPath,
+    /// Its kind as last seen.
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_path: HashMap<FsPath, Ino>,
+    by_ino: HashMap<Ino, InodeInfo>,
+    next: u64,
+}
+
+/// Thread-safe map between paths and inode numbers.
+#[derive(Debug)]
+pub struct InodeTable {
+    inner: Mutex<Table>,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InodeTable {
+    /// A table holding only the root.
+    pub fn new() -> Self {
+        let mut table = Table {
+            next: Ino::ROOT.0 + 1,
+            ..Table::default()
+        };
+        table.by_path.insert(FsPath::root(), Ino::ROOT);
+        table.by_ino.insert(
+            Ino::ROOT,
+            InodeInfo {
+                path: FsPath::root(),
+                kind: FileKind::Directory,
+            },
+        );
+        Self {
+            inner: Mutex::new(table),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A panic while holding this lock cannot leave the maps inconsistent (each update
+        // is a pair of inserts of owned values), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The inode of `path`, assigning a new number on first sight; records `kind`.
+    pub fn assign(&self, path: &FsPath, kind: FileKind) -> Ino {
+        let mut table = self.lock();
+        if let Some(&ino) = table.by_path.get(path) {
+            if let Some(info) = table.by_ino.get_mut(&ino) {
+                info.kind = kind;
+            }
+            return ino;
+        }
+        let ino = Ino(table.next);
+        table.next += 1;
+        table.by_path.insert(path.clone(), ino);
+        table.by_ino.insert(
+            ino,
+            InodeInfo {
+                path: path.clone(),
+                kind,
+            },
+        );
+        ino
+    }
+
+    /// What is known of `ino`.
+    pub fn get(&self, ino: Ino) -> Option<InodeInfo> {
+        self.lock().by_ino.get(&ino).cloned()
+    }
+
+    /// The inode of `path`, if it has one.
+    pub fn find(&self, path: &FsPath) -> Option<Ino> {
+        self.lock().by_path.get(path).copied()
+    }
+
+    /// Number of inodes in the table.
+    pub fn len(&self) -> usize {
+        self.lock().by_ino.len()
+    }
+
+    /// Whether the table holds only the root.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::FileName;
+
+    #[test]
+    fn numbers_are_stable_and_unique() {
+        let table = InodeTable::new();
+        let a = FsPath::root().join(&FileName::check("a").unwrap());
+        let b = a.join(&FileName::check("b").unwrap());
+        let ia = table.assign(&a, FileKind::File);
+        let ib = table.assign(&b, FileKind::File);
+        assert_ne!(ia, ib);
+        assert_ne!(ia, Ino::ROOT);
+        assert_eq!(table.assign(&a, FileKind::Directory), ia);
+        assert_eq!(table.get(ia).unwrap().kind, FileKind::Directory);
+        assert_eq!(table.find(&b), Some(ib));
+        assert_eq!(table.get(Ino::ROOT).unwrap().path, FsPath::root());
+    }
+}

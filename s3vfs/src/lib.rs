@@ -1,0 +1,29 @@
+//! s3vfs: an async, POSIX-ish file system over an S3 bucket.
+//!
+//! Layers, bottom up:
+//! - [`store`]: the [`ObjectStore`](store::ObjectStore) trait (one bucket) and its
+//!   `aws-sdk-s3` implementation;
+//! - [`namespace`]: the mapping between object keys and file paths, and name validation;
+//! - [`inode`], [`meta`], [`dir`], [`read`]: inode numbers, metadata caches, directory
+//!   listings and read-ahead;
+//! - [`fs`]: the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the
+//!   inode-based [`Vfs`](vfs::Vfs) trait that the FUSE binding calls;
+//! - [`client`]: a path-based API for Rust programs, with file handles implementing
+//!   tokio's `AsyncRead + AsyncSeek`.
+
+pub mod client;
+pub mod config;
+pub mod dir;
+pub mod error;
+pub mod fs;
+pub mod inode;
+pub mod meta;
+pub mod namespace;
+pub mod read;
+pub mod store;
+pub mod vfs;
+
+pub use client::{File, Metadata, ReadDir, S3Vfs};
+pub use config::FsConfig;
+pub use error::{VfsError, VfsResult};
+pub use fs::S3Fs;

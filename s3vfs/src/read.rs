@@ -1,0 +1,251 @@
+//! Reading an open object: ranged GETs with sequential read-ahead.
+//!
+//! A [`Prefetcher`] keeps a window of parts (contiguous byte ranges) being fetched in
+//! parallel by tokio tasks. Sequential reads grow the window (doubling from
+//! `initial_read_window` to `max_read_window`); a jump outside the window drops it, and
+//! the next fetch is just the bytes asked for, so random reads cost one small GET. Every
+//! GET is pinned to the ETag seen at open (`If-Match`), so a replaced object gives
+//! [`VfsError::ObjectChanged`] instead of mixing old and new bytes.
+//!
+//! No lock is held across an `.await`: the window is updated under a short lock, and the
+//! part futures (shared) are awaited after it is released.
+
+use crate::config::FsConfig;
+use crate::error::{VfsError, VfsResult};
+use crate::store::{
+    ByteRange, ETag, GetRequest, ObjectKey, ObjectStore, StoreError, StoreErrorKind,
+};
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+/// How far behind the current position fetched data is kept, for small backward seeks.
+const BACKWARD_KEEP: u64 = 1024 * 1024;
+/// A forward jump of at most this much past the fetched window still counts as sequential.
+const FORWARD_TOLERANCE: u64 = 2 * 1024 * 1024;
+
+type PartFuture = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
+
+/// One range being fetched (or fetched).
+struct Part {
+    range: ByteRange,
+    data: PartFuture,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        // A part nobody will read is cancelled, so a seek does not keep downloading.
+        self.task.abort();
+    }
+}
+
+/// The read-ahead state of one handle.
+struct Window {
+    parts: VecDeque<Part>,
+    /// Where the last read ended; a read starting here is sequential.
+    next_expected: u64,
+    /// Bytes to keep fetched ahead of the reader.
+    ahead: u64,
+    /// Whether any read happened yet.
+    started: bool,
+}
+
+/// Reads one object version with read-ahead. Cheap to share between tasks.
+pub struct Prefetcher {
+    store: Arc<dyn ObjectStore>,
+    key: ObjectKey,
+    path: String,
+    etag: Option<ETag>,
+    size: u64,
+    part_size: u64,
+    initial_window: u64,
+    max_window: u64,
+    window: Mutex<Window>,
+}
+
+impl std::fmt::Debug for Prefetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefetcher")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prefetcher {
+    /// A reader of `key` (shown as `path` in errors), `size` bytes, pinned to `etag`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        key: ObjectKey,
+        path: String,
+        etag: Option<ETag>,
+        size: u64,
+        config: &FsConfig,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            path,
+            etag,
+            size,
+            part_size: config.read_part_size.max(1),
+            initial_window: config.initial_read_window.max(1),
+            max_window: config.max_read_window.max(config.initial_read_window),
+            window: Mutex::new(Window {
+                parts: VecDeque::new(),
+                next_expected: 0,
+                ahead: 0,
+                started: false,
+            }),
+        }
+    }
+
+    /// Size of the object version being read.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
+    pub async fn read(&self, offset: u64, len: u64) -> VfsResult<Bytes> {
+        let end = offset.saturating_add(len).min(self.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let needed = self.plan(offset, end);
+        let mut pieces = Vec::with_capacity(needed.len());
+        for (range, data) in needed {
+            match data.await {
+                Ok(bytes) => {
+                    let from = (offset.max(range.start) - range.start) as usize;
+                    let to = (end.min(range.end) - range.start) as usize;
+                    if to > bytes.len() {
+                        self.forget(range);
+                        return Err(VfsError::Io(
+                            StoreError::new(StoreErrorKind::Transient, "short body from the store")
+                                .with_key(self.key.as_str()),
+                        ));
+                    }
+                    pieces.push(bytes.slice(from..to));
+                }
+                Err(err) => {
+                    self.forget(range);
+                    if err.kind == StoreErrorKind::PreconditionFailed {
+                        tracing::warn!(key = %self.key, "object replaced while open for reading");
+                    } else {
+                        tracing::warn!(key = %self.key, error = %err, "read failed");
+                    }
+                    return Err(VfsError::from_store(&self.path, err));
+                }
+            }
+        }
+        Ok(match pieces.len() {
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let mut buf = BytesMut::with_capacity((end - offset) as usize);
+                for piece in pieces {
+                    buf.extend_from_slice(&piece);
+                }
+                buf.freeze()
+            }
+        })
+    }
+
+    /// Drops a failed part so the next read fetches it again.
+    fn forget(&self, range: ByteRange) {
+        let mut window = self.lock();
+        window.parts.retain(|p| p.range != range);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        // The window holds only handles to tasks; a poisoned lock still guards valid state.
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Updates the window for a read of `[offset, end)` and returns the parts covering it.
+    fn plan(&self, offset: u64, end: u64) -> Vec<(ByteRange, PartFuture)> {
+        let mut window = self.lock();
+        let fetched_end = window.parts.back().map(|p| p.range.end);
+        let fetched_start = window.parts.front().map(|p| p.range.start);
+        let sequential = if !window.started {
+            offset == 0
+        } else {
+            offset == window.next_expected
+                || matches!((fetched_start, fetched_end), (Some(s), Some(e))
+                    if offset >= s && offset <= e.saturating_add(FORWARD_TOLERANCE))
+        };
+        if !sequential {
+            window.parts.clear();
+            window.ahead = 0;
+        } else if window.ahead == 0 {
+            window.ahead = self.initial_window;
+        } else if offset >= window.next_expected {
+            window.ahead = (window.ahead.saturating_mul(2)).min(self.max_window);
+        }
+        window.started = true;
+        window.next_expected = end;
+        while window
+            .parts
+            .front()
+            .is_some_and(|p| p.range.end.saturating_add(BACKWARD_KEEP) <= offset)
+        {
+            window.parts.pop_front();
+        }
+        // Parts must be contiguous from `offset`: if the window does not reach back to
+        // it (a forward jump inside the tolerance), start afresh at `offset`.
+        if window.parts.front().is_some_and(|p| p.range.start > offset)
+            || window.parts.back().is_some_and(|p| p.range.end < offset)
+        {
+            window.parts.clear();
+        }
+        let target = end.max(offset.saturating_add(window.ahead)).min(self.size);
+        let mut next = window.parts.back().map_or(offset, |p| p.range.end);
+        while next < target {
+            let part_end = if window.ahead == 0 {
+                // Random access: exactly what was asked.
+                end
+            } else {
+                (next + self.part_size.min(window.ahead)).min(self.size)
+            };
+            let range = ByteRange::new(next, part_end.max(next + 1).min(self.size));
+            window.parts.push_back(self.spawn_part(range));
+            next = range.end;
+        }
+        window
+            .parts
+            .iter()
+            .filter(|p| p.range.start < end && p.range.end > offset)
+            .map(|p| (p.range, p.data.clone()))
+            .collect()
+    }
+
+    fn spawn_part(&self, range: ByteRange) -> Part {
+        let store = Arc::clone(&self.store);
+        let request = GetRequest {
+            key: self.key.clone(),
+            range: Some(range),
+            if_match: self.etag.clone(),
+        };
+        let task = tokio::spawn(async move { store.get(request).await?.collect().await });
+        let abort = task.abort_handle();
+        let key = self.key.clone();
+        let data = async move {
+            match task.await {
+                Ok(result) => result,
+                Err(join) => Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    format!("read task ended: {join}"),
+                )
+                .with_key(key.as_str())),
+            }
+        }
+        .boxed()
+        .shared();
+        Part {
+            range,
+            data,
+            task: abort,
+        }
+    }
+}

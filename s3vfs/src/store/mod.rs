@@ -1,0 +1,111 @@
+//! The pluggable object-store backend.
+//!
+//! [`ObjectStore`] is everything the file system needs from one S3 bucket: HEAD, ranged GET,
+//! one LIST page, single PUT, multipart upload, copy and delete. The real implementation is
+//! [`s3::S3Store`] on `aws-sdk-s3`; `s3vfs-testkit` provides an in-memory one with S3's rules.
+//!
+//! Invariants every implementation keeps:
+//! - keys are opaque UTF-8 strings; the store never interprets `/` except as the LIST
+//!   delimiter the caller passes;
+//! - errors are [`StoreError`]s whose [`StoreErrorKind`] lets the caller decide (retry, map
+//!   to an errno, report a conflict) without parsing messages.
+
+pub mod error;
+pub mod s3;
+mod types;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use s3::{S3Buckets, S3Store, S3StoreConfig, StaticCredentials};
+pub use types::*;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What one bucket of an S3-compatible store can do for a file system.
+///
+/// Every method is one request (or one logical request with retries inside the
+/// implementation). Implementations must be cheap to share: the file system holds an
+/// `Arc<dyn ObjectStore>` and calls it from many tasks at once.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Which optional features the store supports natively.
+    fn capabilities(&self) -> Capabilities;
+
+    /// HEAD: the object's metadata, or [`StoreErrorKind::NotFound`].
+    async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta>;
+
+    /// GET, optionally of a byte range and pinned to an ETag (`If-Match`).
+    ///
+    /// A range that starts at or past the end of a non-empty object is
+    /// [`StoreErrorKind::InvalidRange`]; a range reaching past the end is clamped.
+    async fn get(&self, request: GetRequest) -> StoreResult<GetResponse>;
+
+    /// One page of ListObjectsV2.
+    async fn list(&self, request: ListRequest) -> StoreResult<ListPage>;
+
+    /// Single-request PUT of a whole object.
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: PutOptions,
+    ) -> StoreResult<PutResult>;
+
+    /// CreateMultipartUpload.
+    async fn create_multipart(&self, key: &ObjectKey, options: PutOptions)
+        -> StoreResult<UploadId>;
+
+    /// UploadPart: part numbers run from 1 to 10,000.
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        body: Bytes,
+    ) -> StoreResult<CompletedPart>;
+
+    /// UploadPartCopy: a byte range (or all) of `source` becomes a part of the upload.
+    async fn upload_part_copy(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        source: &ObjectKey,
+        source_range: Option<ByteRange>,
+    ) -> StoreResult<CompletedPart>;
+
+    /// CompleteMultipartUpload, with an optional write condition.
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+        condition: WriteCondition,
+    ) -> StoreResult<PutResult>;
+
+    /// AbortMultipartUpload.
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> StoreResult<()>;
+
+    /// CopyObject (server-side, up to 5 GiB).
+    async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult>;
+
+    /// DeleteObject. Deleting a missing key succeeds, as on S3.
+    async fn delete(&self, key: &ObjectKey) -> StoreResult<()>;
+
+    /// DeleteObjects (up to 1000 keys): returns the keys that could not be deleted.
+    async fn delete_many(&self, keys: Vec<ObjectKey>) -> StoreResult<Vec<DeleteFailure>>;
+}
+
+/// A source of buckets: what a mount without a bucket argument shows at its root.
+#[async_trait]
+pub trait BucketProvider: Send + Sync + std::fmt::Debug + 'static {
+    /// ListBuckets: the names of every bucket the credentials can see.
+    async fn list_buckets(&self) -> StoreResult<Vec<String>>;
+
+    /// A store for one bucket.
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>>;
+}

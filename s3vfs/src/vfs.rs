@@ -1,0 +1,241 @@
+//! The inode-based file-system interface that front ends (FUSE, tests) call.
+//!
+//! It mirrors the kernel's view: entries are found by `(parent inode, name)`, files and
+//! directories are opened into handles, reads take an offset. The core has no `fuser`
+//! types; the FUSE crate translates one to one.
+
+use crate::error::VfsResult;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime};
+
+/// An inode number. Stable for a path while the file system lives; 1 is the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ino(pub u64);
+
+impl Ino {
+    /// The root directory.
+    pub const ROOT: Ino = Ino(1);
+}
+
+/// An open file or directory handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle(pub u64);
+
+/// What an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file (an object).
+    File,
+    /// A directory (a common prefix or a `dir/` marker).
+    Directory,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// Attributes of an inode, as `stat` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileAttr {
+    /// Inode number.
+    pub ino: Ino,
+    /// Kind.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (Last-Modified, or `x-amz-meta-mtime`).
+    pub mtime: SystemTime,
+    /// Permission bits (e.g. `0o644`), without the file-type bits.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Link count.
+    pub nlink: u32,
+    /// Preferred I/O size in bytes.
+    pub blksize: u32,
+}
+
+impl FileAttr {
+    /// Number of 512-byte blocks, for `st_blocks`.
+    pub fn blocks(&self) -> u64 {
+        self.size.div_ceil(512)
+    }
+}
+
+/// An entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's inode.
+    pub ino: Ino,
+    /// Its name (one path component).
+    pub name: String,
+    /// Its kind.
+    pub kind: FileKind,
+    /// The offset to pass to `readdir` to continue after this entry.
+    pub next_offset: u64,
+    /// Its attributes when known from the listing (always for files listed from S3).
+    pub attr: Option<FileAttr>,
+}
+
+/// How a file is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    /// Open for reading.
+    pub read: bool,
+    /// Open for writing.
+    pub write: bool,
+    /// Truncate on open (`O_TRUNC`).
+    pub truncate: bool,
+    /// Append (`O_APPEND`).
+    pub append: bool,
+}
+
+impl OpenFlags {
+    /// From POSIX `open(2)` flags.
+    pub fn from_posix(flags: i32) -> Self {
+        let acc = flags & libc::O_ACCMODE;
+        Self {
+            read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+            write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            truncate: flags & libc::O_TRUNC != 0,
+            append: flags & libc::O_APPEND != 0,
+        }
+    }
+
+    /// Read-only.
+    pub fn read_only() -> Self {
+        Self {
+            read: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// File-system statistics for `statfs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    /// Total blocks (S3 has no limit: a large number).
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks available to unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size in bytes.
+    pub bsize: u32,
+    /// Longest name in bytes.
+    pub namelen: u32,
+}
+
+/// Which attributes a `setattr` changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate).
+    pub size: Option<u64>,
+    /// New modification time.
+    pub mtime: Option<SystemTime>,
+}
+
+/// The answer to `lookup`/`getattr`: attributes and how long the kernel may cache them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The attributes.
+    pub attr: FileAttr,
+    /// How long the caller may cache them.
+    pub ttl: Duration,
+}
+
+/// A POSIX-ish asynchronous file system addressed by inode.
+///
+/// Every call may be made concurrently from many tasks. Errors carry one errno each
+/// ([`VfsError::errno`](crate::error::VfsError::errno)).
+#[async_trait]
+pub trait Vfs: Send + Sync + 'static {
+    /// Finds `name` in directory `parent`.
+    async fn lookup(&self, parent: Ino, name: &OsStr) -> VfsResult<Entry>;
+    /// The kernel dropped `nlookup` references to `ino`.
+    fn forget(&self, ino: Ino, nlookup: u64);
+    /// Attributes of `ino`.
+    async fn getattr(&self, ino: Ino) -> VfsResult<Entry>;
+    /// Changes attributes (chmod, chown, truncate, utimens).
+    async fn setattr(&self, ino: Ino, handle: Option<Handle>, changes: SetAttr)
+        -> VfsResult<Entry>;
+    /// Target of a symbolic link.
+    async fn readlink(&self, ino: Ino) -> VfsResult<Bytes>;
+
+    /// Opens a directory for listing.
+    async fn opendir(&self, ino: Ino) -> VfsResult<Handle>;
+    /// Up to `max_entries` entries from `offset` (0 = the start; then an entry's
+    /// `next_offset`). `.` and `..` come first. An empty answer is the end.
+    async fn readdir(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+    ) -> VfsResult<Vec<DirEntry>>;
+    /// Closes a directory handle.
+    async fn releasedir(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
+
+    /// Opens a file.
+    async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle>;
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    async fn read(&self, ino: Ino, handle: Handle, offset: u64, size: u32) -> VfsResult<Bytes>;
+    /// Writes `data` at `offset`; returns the number of bytes written.
+    async fn write(&self, ino: Ino, handle: Handle, offset: u64, data: Bytes) -> VfsResult<u32>;
+    /// Called on every `close` of a file descriptor: uploads pending writes.
+    async fn flush(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
+    /// Makes written data durable in the store.
+    async fn fsync(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
+    /// The last reference to a handle is gone.
+    async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
+
+    /// Creates and opens a regular file.
+    async fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
+    ) -> VfsResult<(Entry, Handle)>;
+    /// Creates a directory.
+    async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry>;
+    /// Removes a file or symlink.
+    async fn unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()>;
+    /// Removes an empty directory.
+    async fn rmdir(&self, parent: Ino, name: &OsStr) -> VfsResult<()>;
+    /// Renames; `no_replace` is `RENAME_NOREPLACE`.
+    async fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        no_replace: bool,
+    ) -> VfsResult<()>;
+    /// Creates a symbolic link `name` in `parent` pointing at `target`.
+    async fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Entry>;
+
+    /// Value of an extended attribute.
+    async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes>;
+    /// Names of the extended attributes.
+    async fn listxattr(&self, ino: Ino) -> VfsResult<Vec<String>>;
+    /// Sets an extended attribute.
+    async fn setxattr(&self, ino: Ino, name: &OsStr, value: Bytes) -> VfsResult<()>;
+    /// Removes an extended attribute.
+    async fn removexattr(&self, ino: Ino, name: &OsStr) -> VfsResult<()>;
+
+    /// File-system statistics.
+    async fn statfs(&self) -> VfsResult<StatFs>;
+}

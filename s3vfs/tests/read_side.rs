@@ -1,0 +1,411 @@
+//! The read side of the file system against the in-memory store: lookups, listings
+//! (paging, shadowing, hidden keys), reads, caches and the library API.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use s3vfs::vfs::{FileKind, Ino, OpenFlags, Vfs};
+use s3vfs::{FsConfig, S3Vfs, VfsError};
+use s3vfs_testkit::fault::{CountingStore, Op};
+use s3vfs_testkit::model::{expected_tree, walk};
+use s3vfs_testkit::MemStore;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+fn vfs_over(store: &MemStore, config: FsConfig) -> S3Vfs {
+    S3Vfs::new(Arc::new(store.clone()), config)
+}
+
+fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+#[tokio::test]
+async fn lookup_stat_and_read() {
+    let store = MemStore::new();
+    store.insert("docs/readme.txt", "hello");
+    store.insert("docs/sub/deep.bin", pattern(10));
+    let vfs = vfs_over(&store, FsConfig::default());
+    let meta = vfs.metadata("/docs/readme.txt").await.unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.len(), 5);
+    assert_eq!(meta.attr().perm, 0o644);
+    assert!(vfs.metadata("docs").await.unwrap().is_dir());
+    assert!(vfs.metadata("docs/sub").await.unwrap().is_dir());
+    assert_eq!(vfs.read("docs/readme.txt").await.unwrap(), "hello");
+    assert!(matches!(
+        vfs.metadata("docs/nope").await,
+        Err(VfsError::NotFound(_))
+    ));
+    assert!(matches!(
+        vfs.metadata("docs/readme.txt/x").await,
+        Err(VfsError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        vfs.metadata("../etc/passwd").await,
+        Err(VfsError::InvalidName(_))
+    ));
+    let names: Vec<String> = vfs
+        .read_dir("docs")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["readme.txt", "sub"]);
+}
+
+#[tokio::test]
+async fn directory_shadows_file_and_invalid_keys_are_hidden() {
+    let store = MemStore::new();
+    store.insert("a", "file a");
+    store.insert("a/b", "inside");
+    store.insert("x//y", "empty component");
+    store.insert("../z", "dots");
+    store.insert("./q", "dot");
+    store.insert(format!("{}", "n".repeat(300)), "long");
+    store.insert("ok", "fine");
+    let vfs = vfs_over(&store, FsConfig::default());
+    let tree = walk(&vfs).await.unwrap();
+    let paths: Vec<&str> = tree.keys().map(String::as_str).collect();
+    assert_eq!(paths, vec!["a", "a/b", "ok", "x"]);
+    assert!(vfs.metadata("a").await.unwrap().is_dir());
+    let err = vfs.metadata(&"n".repeat(300)).await.unwrap_err();
+    assert_eq!(err.errno(), libc::ENAMETOOLONG);
+}
+
+#[tokio::test]
+async fn mount_prefix_confines_every_path() {
+    let store = MemStore::new();
+    store.insert("tenant/a.txt", "mine");
+    store.insert("other/secret", "not mine");
+    store.insert("tenantx/b", "not mine either");
+    let vfs = vfs_over(&store, FsConfig::default().with_prefix("tenant"));
+    let tree = walk(&vfs).await.unwrap();
+    assert_eq!(tree.keys().collect::<Vec<_>>(), vec!["a.txt"]);
+    assert!(vfs.metadata("../other/secret").await.is_err());
+    assert!(vfs.metadata("other/secret").await.is_err());
+}
+
+#[tokio::test]
+async fn big_directory_lists_page_by_page_without_head() {
+    let inner = MemStore::new();
+    for i in 0..2500 {
+        inner.insert(format!("big/f{i:05}"), "x");
+    }
+    let counting = Arc::new(CountingStore::new(Arc::new(inner)));
+    let fs = s3vfs::S3Fs::new(counting.clone(), FsConfig::default());
+    let vfs = S3Vfs::from_fs(fs);
+    let entries = vfs.read_dir("big").await.unwrap().collect().await.unwrap();
+    assert_eq!(entries.len(), 2500);
+    assert!(entries.iter().all(|e| e.attr.is_some_and(|a| a.size == 1)));
+    let heads_before = counting.count(Op::Head);
+    // Stat of every listed entry is served from what LIST said.
+    for e in entries.iter().take(100) {
+        vfs.metadata(&format!("big/{}", e.name)).await.unwrap();
+    }
+    assert_eq!(counting.count(Op::Head), heads_before);
+    // 2500 keys at 1000 a page: three LIST pages (plus the lookup of `big`).
+    assert_eq!(counting.count(Op::List), 3 + 1);
+}
+
+#[tokio::test]
+async fn readdir_offsets_resume_and_rewind() {
+    let store = MemStore::new();
+    for i in 0..50 {
+        store.insert(format!("d/{i:02}"), "x");
+    }
+    let fs = s3vfs::S3Fs::new(
+        Arc::new(store.clone()),
+        FsConfig {
+            list_page_size: 7,
+            ..FsConfig::default()
+        },
+    );
+    let dir = fs
+        .lookup(Ino::ROOT, OsStr::new("d"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let h = fs.opendir(dir).await.unwrap();
+    let first = fs.readdir(dir, h, 0, 10).await.unwrap();
+    assert_eq!(first[0].name, ".");
+    assert_eq!(first[1].name, "..");
+    // The caller took only 5 of them (its buffer filled): resume after the 5th.
+    let again = fs.readdir(dir, h, first[4].next_offset, 10).await.unwrap();
+    assert_eq!(again[0].name, first[5].name);
+    let mut all = first[..5].to_vec();
+    let mut offset = first[4].next_offset;
+    loop {
+        let batch = fs.readdir(dir, h, offset, 9).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.next_offset;
+        all.extend(batch);
+    }
+    assert_eq!(all.len(), 52);
+    // Rewind to the start.
+    let rewound = fs.readdir(dir, h, 0, 3).await.unwrap();
+    assert_eq!(rewound[2].name, "00");
+    fs.releasedir(dir, h).await.unwrap();
+}
+
+#[tokio::test]
+async fn ranged_reads_and_seeks_return_exact_bytes() {
+    let store = MemStore::new();
+    let data = pattern(3 * 1024 * 1024 + 17);
+    store.insert("blob", data.clone());
+    let vfs = vfs_over(
+        &store,
+        FsConfig::default().with_read_ahead(256 * 1024, 300 * 1024, 2 * 1024 * 1024),
+    );
+    let mut file = vfs.open("blob").await.unwrap();
+    let mut all = Vec::new();
+    file.read_to_end(&mut all).await.unwrap();
+    assert_eq!(Bytes::from(all), data);
+    for (off, len) in [
+        (0u64, 1u32),
+        (1, 4095),
+        (262_143, 3),
+        (1_000_001, 700_000),
+        (3 * 1024 * 1024, 100),
+    ] {
+        let got = file.read_at(off, len).await.unwrap();
+        let end = (off as usize + len as usize).min(data.len());
+        assert_eq!(got, data.slice(off as usize..end), "read at {off}+{len}");
+    }
+    assert!(file
+        .read_at(data.len() as u64 + 10, 5)
+        .await
+        .unwrap()
+        .is_empty());
+    file.seek(std::io::SeekFrom::End(-10)).await.unwrap();
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).await.unwrap();
+    assert_eq!(&tail[..], &data[data.len() - 10..]);
+}
+
+#[tokio::test]
+async fn random_small_reads_cost_one_small_get_each() {
+    let inner = MemStore::new();
+    inner.insert("big", pattern(8 * 1024 * 1024));
+    let counting = Arc::new(CountingStore::new(Arc::new(inner)));
+    let vfs = S3Vfs::from_fs(s3vfs::S3Fs::new(counting.clone(), FsConfig::default()));
+    let file = vfs.open("big").await.unwrap();
+    let before = counting.count(Op::Get);
+    for off in [5_000_000u64, 100_000, 7_000_000, 2_000_000] {
+        assert_eq!(file.read_at(off, 4096).await.unwrap().len(), 4096);
+    }
+    assert_eq!(counting.count(Op::Get) - before, 4);
+}
+
+#[tokio::test]
+async fn object_replaced_mid_read_is_an_error_not_mixed_bytes() {
+    let store = MemStore::new();
+    store.insert("f", pattern(4 * 1024 * 1024));
+    let vfs = vfs_over(
+        &store,
+        FsConfig::default().with_read_ahead(256 * 1024, 256 * 1024, 256 * 1024),
+    );
+    let file = vfs.open("f").await.unwrap();
+    assert_eq!(file.read_at(0, 1000).await.unwrap().len(), 1000);
+    store.insert("f", Bytes::from(vec![0xAAu8; 4 * 1024 * 1024]));
+    let err = file.read_at(3 * 1024 * 1024, 1000).await.unwrap_err();
+    assert_eq!(err.errno(), libc::ESTALE, "{err}");
+}
+
+#[tokio::test]
+async fn writes_are_refused_read_only() {
+    let store = MemStore::new();
+    store.insert("f", "x");
+    let vfs = vfs_over(&store, FsConfig::default());
+    let fs = vfs.fs();
+    let ino = fs
+        .lookup(Ino::ROOT, OsStr::new("f"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let flags = OpenFlags {
+        write: true,
+        ..OpenFlags::default()
+    };
+    assert_eq!(fs.open(ino, flags).await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(
+        fs.mkdir(Ino::ROOT, OsStr::new("d"), 0o755)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EROFS
+    );
+    assert_eq!(
+        fs.unlink(Ino::ROOT, OsStr::new("f"))
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EROFS
+    );
+}
+
+#[tokio::test]
+async fn archived_objects_are_listed_but_not_opened() {
+    let store = MemStore::new();
+    store.insert("cold", "zzz");
+    store.set_storage_class("cold", "DEEP_ARCHIVE");
+    let vfs = vfs_over(&store, FsConfig::default());
+    let names: Vec<String> = vfs
+        .read_dir("")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["cold"]);
+    let err = vfs.open("cold").await.unwrap_err();
+    assert!(matches!(err, VfsError::Archived { .. }), "{err}");
+    assert_eq!(err.errno(), libc::EACCES);
+    store.set_restored("cold", true);
+    assert_eq!(vfs.read("cold").await.unwrap(), "zzz");
+}
+
+#[tokio::test]
+async fn changes_by_others_show_after_the_ttl_and_inodes_stay_stable() {
+    let store = MemStore::new();
+    store.insert("f", "one");
+    let ttl = Duration::from_millis(150);
+    let vfs = vfs_over(&store, FsConfig::default().with_metadata_ttl(ttl));
+    let first = vfs.metadata("f").await.unwrap();
+    assert!(vfs.metadata("g").await.is_err());
+    store.insert("f", "three");
+    store.insert("g", "new");
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let second = vfs.metadata("f").await.unwrap();
+    assert_eq!(second.len(), 5);
+    assert_eq!(first.attr().ino, second.attr().ino);
+    assert!(vfs.metadata("g").await.unwrap().is_file());
+    store.remove("g");
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    assert!(vfs.metadata("g").await.is_err());
+}
+
+#[tokio::test]
+async fn lookups_are_cached_within_the_ttl() {
+    let inner = MemStore::new();
+    inner.insert("f", "x");
+    let counting = Arc::new(CountingStore::new(Arc::new(inner)));
+    let vfs = S3Vfs::from_fs(s3vfs::S3Fs::new(
+        counting.clone(),
+        FsConfig::default().with_metadata_ttl(Duration::from_secs(60)),
+    ));
+    for _ in 0..10 {
+        vfs.metadata("f").await.unwrap();
+        assert!(vfs.metadata("missing").await.is_err());
+    }
+    assert_eq!(counting.count(Op::Head), 2);
+    assert_eq!(counting.count(Op::List), 2);
+}
+
+#[tokio::test]
+async fn kinds_are_reported() {
+    let store = MemStore::new();
+    store.insert("dir/", "");
+    let vfs = vfs_over(&store, FsConfig::default());
+    let fs = vfs.fs();
+    let entry = fs.lookup(Ino::ROOT, OsStr::new("dir")).await.unwrap();
+    assert_eq!(entry.attr.kind, FileKind::Directory);
+    assert_eq!(entry.attr.perm, 0o755);
+    assert!(vfs
+        .read_dir("dir")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .is_empty());
+    let root = fs.getattr(Ino::ROOT).await.unwrap();
+    assert_eq!(root.attr.kind, FileKind::Directory);
+    assert!(fs.statfs().await.unwrap().namelen == 255);
+}
+
+fn key_strategy() -> impl Strategy<Value = String> {
+    let component = prop_oneof![
+        4 => "[ab]{1,2}",
+        1 => Just(String::new()),
+        1 => Just(".".to_owned()),
+        1 => Just("..".to_owned()),
+        1 => Just("a!".to_owned()),
+    ];
+    (proptest::collection::vec(component, 1..4), any::<bool>()).prop_map(|(parts, marker)| {
+        let mut key = parts.join("/");
+        if marker {
+            key.push('/');
+        }
+        key
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("S3VFS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+    ))]
+
+    /// Whatever the keys (valid or not, shadowing or not), the tree seen through the file
+    /// system is the model's, for any LIST page size and mount prefix.
+    #[test]
+    fn tree_matches_model(
+        keys in proptest::collection::btree_set(key_strategy(), 0..14),
+        page in 1u32..4,
+        prefixed in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = MemStore::new();
+        let objects: Vec<(String, Bytes)> = keys
+            .iter()
+            .map(|k| {
+                let key = if prefixed { format!("a/{k}") } else { k.clone() };
+                (key.clone(), Bytes::from(key))
+            })
+            .collect();
+        for (k, v) in &objects {
+            store.insert(k.clone(), v.clone());
+        }
+        let prefix = if prefixed { "a/" } else { "" };
+        let expected = expected_tree(objects.iter().map(|(k, v)| (k.as_str(), v)), prefix);
+        let config = FsConfig { list_page_size: page, ..FsConfig::default().with_prefix(prefix) };
+        let vfs = vfs_over(&store, config);
+        let seen = runtime.block_on(walk(&vfs)).unwrap();
+        prop_assert_eq!(seen, expected);
+    }
+
+    /// Any sequence of reads at any offsets returns exactly the object's bytes.
+    #[test]
+    fn reads_match_content(
+        len in 0usize..300_000,
+        reads in proptest::collection::vec((0u64..320_000, 0u32..100_000), 1..12),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = MemStore::new();
+        let data = pattern(len);
+        store.insert("f", data.clone());
+        let vfs = vfs_over(&store, FsConfig::default().with_read_ahead(64 * 1024, 64 * 1024, 256 * 1024));
+        runtime.block_on(async {
+            let file = vfs.open("f").await.unwrap();
+            for (off, n) in reads {
+                let got = file.read_at(off, n).await.unwrap();
+                let start = (off as usize).min(len);
+                let end = (off as usize + n as usize).min(len);
+                assert_eq!(got, data.slice(start..end));
+            }
+        });
+    }
+}
