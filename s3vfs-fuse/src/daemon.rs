@@ -12,6 +12,11 @@ use std::process::ExitCode;
 /// Marks a successful start on the pipe; anything else is an error message.
 const READY: &[u8] = b"ready\n";
 
+/// The error of a background process whose parent already printed the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("reported to the parent process")]
+pub struct Reported;
+
 /// The child's end of the pipe to the waiting parent.
 #[derive(Debug)]
 pub struct Readiness {
@@ -19,11 +24,13 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Tells the parent the mount is up and detaches from the terminal: stdio goes to
-    /// `/dev/null` and the working directory to `/`, so the daemon holds neither busy.
-    pub fn ready(mut self) {
+    /// Tells the parent the mount is up (it prints `notice` to stderr, if any) and detaches
+    /// from the terminal: stdio goes to `/dev/null` and the working directory to `/`, so
+    /// the daemon holds neither busy.
+    pub fn ready(mut self, notice: Option<&str>) {
         // A parent that died cannot be told; the daemon keeps serving anyway.
         let _ = self.pipe.write_all(READY);
+        let _ = self.pipe.write_all(notice.unwrap_or_default().as_bytes());
         drop(self.pipe);
         if let Err(err) = detach_stdio() {
             tracing::warn!(%err, "could not redirect stdio to /dev/null");
@@ -78,7 +85,10 @@ fn wait_for_child(mut pipe: File, child: libc::pid_t) -> ExitCode {
         eprintln!("s3vfs: lost contact with the background process {child}: {err}");
         return ExitCode::FAILURE;
     }
-    if report == READY {
+    if let Some(notice) = report.strip_prefix(READY) {
+        if !notice.is_empty() {
+            eprintln!("s3vfs: {}", String::from_utf8_lossy(notice).trim_end());
+        }
         return ExitCode::SUCCESS;
     }
     if report.is_empty() {

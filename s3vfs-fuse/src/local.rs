@@ -107,7 +107,8 @@ impl LocalS3 {
     }
 
     /// Mounts the bucket at `mountpoint`: `S3Fs` with `config` over [`connect`](Self::connect),
-    /// served by FUSE on the current tokio runtime.
+    /// served by FUSE on the current tokio runtime. The kernel caches attributes from
+    /// listings for `config.metadata_ttl`, like those from lookups.
     ///
     /// # Errors
     ///
@@ -118,9 +119,12 @@ impl LocalS3 {
         mountpoint: &Path,
         options: &MountOptions,
     ) -> Result<MountGuard, LocalError> {
+        let ttl = config.metadata_ttl;
         let vfs = S3Fs::new(self.connect().await?, config);
         let runtime = tokio::runtime::Handle::current();
-        let (mountpoint, options) = (mountpoint.to_owned(), options.clone());
+        let mut options = options.clone();
+        options.adapter.listing_ttl = ttl;
+        let mountpoint = mountpoint.to_owned();
         let guard = tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
             .await??;
         Ok(guard)

@@ -10,7 +10,7 @@
 
 mod daemon;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
 use s3vfs::store::{BucketProvider, ListRequest, ObjectStore};
@@ -156,28 +156,37 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(args) => run_mount(args, cli.log_level.as_deref()),
         Command::Demo(args) => {
-            init_logging(cli.log_level.as_deref(), None);
+            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(demo(args)))
         }
         Command::Serve(args) => {
-            init_logging(cli.log_level.as_deref(), None);
+            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(serve(args)))
         }
     };
     match result {
         Ok(code) => code,
+        // The background process told the waiting parent, which printed it.
+        Err(err) if err.is::<daemon::Reported>() => ExitCode::FAILURE,
         Err(err) => {
-            tracing::error!("{err:#}");
             eprintln!("s3vfs: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs to stderr, or to `file`; `--log-level` wins over `RUST_LOG`.
-fn init_logging(level: Option<&str>, file: Option<File>) {
+/// Where log lines go.
+enum LogTarget {
+    Stderr,
+    File(File),
+    /// Nowhere: a background process without `--log-file` has no terminal to write to.
+    Discard,
+}
+
+/// Starts logging; `--log-level` wins over `RUST_LOG`.
+fn init_logging(level: Option<&str>, target: LogTarget) {
     let filter = match level {
         Some(level) => EnvFilter::new(level),
         None => {
@@ -185,12 +194,13 @@ fn init_logging(level: Option<&str>, file: Option<File>) {
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
-        Some(file) => builder
+    match target {
+        LogTarget::Stderr => builder.with_writer(std::io::stderr).init(),
+        LogTarget::File(file) => builder
             .with_ansi(false)
             .with_writer(Mutex::new(file))
             .init(),
-        None => builder.with_writer(std::io::stderr).init(),
+        LogTarget::Discard => {}
     }
 }
 
@@ -275,7 +285,14 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
             Err(parent_exit) => return Ok(parent_exit),
         }
     };
-    init_logging(log_level, log_file);
+    init_logging(
+        log_level,
+        match (log_file, readiness.is_some()) {
+            (Some(file), _) => LogTarget::File(file),
+            (None, false) => LogTarget::Stderr,
+            (None, true) => LogTarget::Discard,
+        },
+    );
     let outcome = runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, readiness)));
     outcome.map(|()| ExitCode::SUCCESS)
 }
@@ -289,24 +306,32 @@ async fn mount_and_serve(
     let guard = match mount_bucket(args, plan).await {
         Ok(guard) => guard,
         Err(err) => {
-            if let Some(readiness) = readiness {
-                readiness.failed(&format!("s3vfs: {err:#}"));
-            }
-            return Err(err);
+            return match readiness {
+                Some(readiness) => {
+                    // For the log file; the parent prints it on the terminal.
+                    tracing::error!("{err:#}");
+                    readiness.failed(&format!("s3vfs: {err:#}"));
+                    Err(daemon::Reported.into())
+                }
+                None => Err(err),
+            };
         }
     };
-    if plan.read_only && !args.read_only {
-        tracing::warn!(
-            "writing is not supported yet: the mount is read-only (changes fail with EROFS)"
-        );
+    let notice = (plan.read_only && !args.read_only).then_some(
+        "writing is not supported yet: the mount is read-only (changes fail with EROFS)",
+    );
+    if let Some(notice) = notice {
+        tracing::warn!("{notice}");
     }
     if let Some(readiness) = readiness {
-        readiness.ready();
+        readiness.ready(notice);
     }
     serve_until_stopped(guard).await
 }
 
 async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<MountGuard> {
+    // A bad mountpoint fails before anything reaches the network.
+    s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
     let mut store_config = S3StoreConfig::new(plan.bucket.clone().unwrap_or_default())
         .force_path_style(args.force_path_style);
     store_config.region = args.region.clone();
@@ -379,18 +404,11 @@ async fn check_bucket(
 
 /// The file system of `s3vfs mount --all-buckets`: every bucket of `provider` as a
 /// directory at the root, each an [`S3Fs`] configured like `config`.
-///
-/// Waiting on the core: it has no bucket-listing `Vfs` yet. Once it does, build it here;
-/// nothing else in the binary needs to change.
 fn all_buckets_vfs(
     provider: Arc<dyn BucketProvider>,
     config: FsConfig,
 ) -> anyhow::Result<Arc<dyn Vfs>> {
-    let _ = (provider, config);
-    Err(anyhow!(
-        "--all-buckets is not supported yet: the core has no file system over all buckets; \
-         mount one bucket with `s3vfs mount BUCKET MOUNTPOINT`"
-    ))
+    Ok(s3vfs::BucketsFs::new(provider, config))
 }
 
 /// Waits for SIGINT, SIGTERM or an unmount from outside, then unmounts.
@@ -428,8 +446,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let fs_config = FsConfig::default().with_read_only(!WRITES_SUPPORTED);
     let options = MountOptions::default()
         .with_read_only(!WRITES_SUPPORTED)
-        .with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET))
-        .with_adapter(AdapterConfig::default().with_listing_ttl(fs_config.metadata_ttl));
+        .with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET));
     let guard = server
         .mount(fs_config, &mountpoint, &options)
         .await

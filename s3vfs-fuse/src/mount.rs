@@ -225,13 +225,15 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
         return Err(MountError::NotADirectory(path.to_owned()));
     }
     let canonical = path.canonicalize().map_err(classify)?;
+    // Listing asks the file system itself: a dead FUSE session whose attributes the kernel
+    // still caches passes the `metadata` above but fails here with ENOTCONN.
+    let mut entries = std::fs::read_dir(&canonical).map_err(classify)?;
     if let Some(fs_type) = mounted_type(&canonical) {
         return Err(MountError::AlreadyMounted {
             path: canonical,
             fs_type,
         });
     }
-    let mut entries = std::fs::read_dir(&canonical).map_err(classify)?;
     if !allow_non_empty && entries.next().is_some() {
         return Err(MountError::NotEmpty(canonical));
     }

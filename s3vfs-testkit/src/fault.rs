@@ -669,3 +669,317 @@ fn unit_random(state: &mut u64) -> f64 {
     // The top 53 bits fill an f64 mantissa exactly.
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemStore;
+    use std::time::Instant;
+
+    fn key(k: &str) -> ObjectKey {
+        ObjectKey::new(k)
+    }
+
+    fn boom() -> StoreError {
+        StoreError::new(StoreErrorKind::Transient, "boom").with_code("InternalError")
+    }
+
+    fn is_injected(result: &StoreResult<impl fmt::Debug>) -> bool {
+        matches!(result, Err(e) if e.message == "boom" || e.message.starts_with("injected"))
+    }
+
+    fn mem_with(keys: &[&str]) -> MemStore {
+        let mem = MemStore::new();
+        for k in keys {
+            mem.insert(*k, format!("body of {k}"));
+        }
+        mem
+    }
+
+    #[tokio::test]
+    async fn nth_call_fails_and_the_others_succeed() {
+        let faults = FaultStore::new(Arc::new(mem_with(&["a"])));
+        faults.fail_nth(Op::Head, 2, boom());
+        let a = key("a");
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            results.push(faults.head(&a).await);
+        }
+        let injected: Vec<bool> = results.iter().map(is_injected).collect();
+        assert_eq!(injected, vec![false, true, false, false]);
+        let error = results[1].as_ref().unwrap_err();
+        assert_eq!(error.kind, StoreErrorKind::Transient);
+        assert_eq!(error.key.as_deref(), Some("a"));
+        assert_eq!(error.code.as_deref(), Some("InternalError"));
+        // Other ops are unaffected and counted separately.
+        assert!(faults.get(GetRequest::whole(key("a"))).await.is_ok());
+        assert_eq!(faults.injected(), 1);
+    }
+
+    #[tokio::test]
+    async fn nth_counts_from_when_the_rule_is_added() {
+        let faults = FaultStore::new(Arc::new(mem_with(&["a"])));
+        faults.head(&key("a")).await.unwrap();
+        faults.head(&key("a")).await.unwrap();
+        faults.fail_nth(Op::Head, 1, boom());
+        assert!(is_injected(&faults.head(&key("a")).await));
+        assert!(faults.head(&key("a")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn next_k_calls_fail() {
+        let faults = FaultStore::new(Arc::new(MemStore::new()));
+        faults.fail_next(Op::Put, 2, boom());
+        let k = key("k");
+        let put = || faults.put(&k, Bytes::from_static(b"v"), PutOptions::default());
+        assert!(is_injected(&put().await));
+        assert!(faults
+            .head(&key("k"))
+            .await
+            .is_err_and(|e| e.kind == StoreErrorKind::NotFound));
+        assert!(is_injected(&put().await));
+        assert!(put().await.is_ok());
+        assert!(faults.head(&key("k")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn matching_keys_fail_every_time() {
+        let mem = mem_with(&["bad/x", "good/x"]);
+        let faults = FaultStore::new(Arc::new(mem.clone()));
+        let denied =
+            StoreError::new(StoreErrorKind::AccessDenied, "boom").with_code("AccessDenied");
+        faults.fail_matching(|_, k| k.starts_with("bad/"), denied);
+        for _ in 0..3 {
+            let error = faults
+                .get(GetRequest::whole(key("bad/x")))
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind, StoreErrorKind::AccessDenied);
+        }
+        assert!(faults.get(GetRequest::whole(key("good/x"))).await.is_ok());
+        let copy = CopyRequest {
+            source: key("good/x"),
+            source_if_match: None,
+            dest: key("bad/y"),
+            metadata: Default::default(),
+            condition: WriteCondition::None,
+        };
+        assert!(is_injected(&faults.copy(copy).await));
+        assert!(is_injected(
+            &faults.delete_many(vec![key("good/x"), key("bad/x")]).await
+        ));
+        let list = ListRequest {
+            prefix: "bad/".into(),
+            ..ListRequest::default()
+        };
+        assert!(is_injected(&faults.list(list).await));
+        assert_eq!(mem.len(), 2, "failed requests never reach the store");
+
+        faults.fail_matching(|op, k| op == Op::Delete && k == "good/x", boom());
+        assert!(is_injected(&faults.delete(&key("good/x")).await));
+        assert!(faults.head(&key("good/x")).await.is_ok());
+        faults.clear();
+        assert!(faults.get(GetRequest::whole(key("bad/x"))).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn throttling_returns_slow_down() {
+        let faults = FaultStore::new(Arc::new(mem_with(&["a"])));
+        faults.throttle_next(3);
+        let list = faults.list(ListRequest::default()).await;
+        let head = faults.head(&key("a")).await;
+        let delete = faults.delete(&key("zzz")).await;
+        for error in [list.unwrap_err(), head.unwrap_err(), delete.unwrap_err()] {
+            assert_eq!(error.kind, StoreErrorKind::Throttled);
+            assert_eq!(error.code.as_deref(), Some("SlowDown"));
+            assert!(error.is_retryable());
+        }
+        assert!(faults.head(&key("a")).await.is_ok());
+        assert_eq!(faults.injected(), 3);
+    }
+
+    #[tokio::test]
+    async fn random_throttling_follows_the_probability() {
+        for (p, low, high) in [(0.0, 0, 0), (1.0, 200, 200), (0.3, 30, 90)] {
+            let faults = FaultStore::new(Arc::new(mem_with(&["a"])));
+            faults.throttle_randomly(p, 42);
+            let mut throttled = 0;
+            for _ in 0..200 {
+                if faults.head(&key("a")).await.is_err() {
+                    throttled += 1;
+                }
+            }
+            assert!(
+                (low..=high).contains(&throttled),
+                "p={p}: {throttled} of 200"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn truncated_get_fails_mid_stream() {
+        let data: Vec<u8> = (0..200_000).map(|i| (i % 253) as u8).collect();
+        let mem = MemStore::new();
+        mem.insert("big", data.clone());
+        let faults = FaultStore::new(Arc::new(mem));
+        for after in [100u64, crate::mem::GET_CHUNK_SIZE as u64, 0] {
+            faults.truncate_next_gets(1, after);
+            let response = faults.get(GetRequest::whole(key("big"))).await.unwrap();
+            let items: Vec<StoreResult<Bytes>> = response.body.collect().await;
+            let (last, chunks) = items.split_last().unwrap();
+            let received: Vec<u8> = chunks
+                .iter()
+                .flat_map(|c| c.as_ref().unwrap().to_vec())
+                .collect();
+            assert_eq!(received, data[..after as usize]);
+            let error = last.as_ref().unwrap_err();
+            assert_eq!(error.kind, StoreErrorKind::Transient);
+            assert_eq!(error.key.as_deref(), Some("big"));
+        }
+        faults.truncate_next_gets(2, 10);
+        let short = faults
+            .get(GetRequest::whole(key("big")))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(short.unwrap_err().kind, StoreErrorKind::Transient);
+        // A range no longer than the cut-off is left whole but uses up the rule.
+        let request = GetRequest {
+            key: key("big"),
+            range: Some(ByteRange::new(0, 10)),
+            if_match: None,
+        };
+        assert_eq!(
+            faults.get(request).await.unwrap().collect().await.unwrap(),
+            data[..10]
+        );
+        let whole = faults
+            .get(GetRequest::whole(key("big")))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(whole.unwrap(), data);
+        assert_eq!(faults.injected(), 4);
+    }
+
+    #[tokio::test]
+    async fn counting_counts_every_request_through_faults() {
+        let mem = mem_with(&["a"]);
+        let faults = FaultStore::new(Arc::new(mem));
+        let counting = CountingStore::new(Arc::new(faults.clone()));
+        let shared: Arc<dyn ObjectStore> = Arc::new(counting.clone());
+        faults.fail_nth(Op::Get, 1, boom());
+        assert!(shared.get(GetRequest::whole(key("a"))).await.is_err());
+        assert!(shared.get(GetRequest::whole(key("a"))).await.is_ok());
+        shared.head(&key("a")).await.unwrap();
+        shared.list(ListRequest::default()).await.unwrap();
+        shared.delete(&key("nope")).await.unwrap();
+        assert_eq!(counting.count(Op::Get), 2);
+        assert_eq!(counting.count(Op::Head), 1);
+        assert_eq!(counting.count(Op::Put), 0);
+        assert_eq!(counting.total(), 5);
+        assert_eq!(
+            counting.counts(),
+            BTreeMap::from([(Op::Head, 1), (Op::Get, 2), (Op::List, 1), (Op::Delete, 1)])
+        );
+        counting.reset();
+        assert_eq!(counting.total(), 0);
+        assert_eq!(shared.capabilities(), Capabilities::default());
+    }
+
+    #[tokio::test]
+    async fn counting_covers_every_op() {
+        let mem = MemStore::with_capabilities(Capabilities {
+            min_part_size: 1,
+            ..Capabilities::default()
+        });
+        mem.insert("src", "data");
+        let counting = CountingStore::new(Arc::new(mem));
+        let k = key("dst");
+        counting.head(&k).await.ok();
+        counting.get(GetRequest::whole(key("src"))).await.unwrap();
+        counting.list(ListRequest::default()).await.unwrap();
+        counting
+            .put(&k, Bytes::new(), PutOptions::default())
+            .await
+            .unwrap();
+        let id = counting
+            .create_multipart(&k, PutOptions::default())
+            .await
+            .unwrap();
+        let p1 = counting
+            .upload_part(&k, &id, 1, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let p2 = counting
+            .upload_part_copy(&k, &id, 2, &key("src"), None)
+            .await
+            .unwrap();
+        counting
+            .complete_multipart(&k, &id, vec![p1, p2], WriteCondition::None)
+            .await
+            .unwrap();
+        let id = counting
+            .create_multipart(&k, PutOptions::default())
+            .await
+            .unwrap();
+        counting.abort_multipart(&k, &id).await.unwrap();
+        let copy = CopyRequest {
+            source: key("src"),
+            source_if_match: None,
+            dest: key("copy"),
+            metadata: Default::default(),
+            condition: WriteCondition::None,
+        };
+        counting.copy(copy).await.unwrap();
+        counting.delete(&k).await.unwrap();
+        counting.delete_many(vec![key("copy")]).await.unwrap();
+        for op in Op::ALL {
+            let expected = if op == Op::CreateMultipart { 2 } else { 1 };
+            assert_eq!(counting.count(op), expected, "{op}");
+        }
+    }
+
+    #[tokio::test]
+    async fn latency_delays_each_request() {
+        let mem = mem_with(&["a"]);
+        let slow = LatencyStore::new(Arc::new(mem), Duration::from_millis(30))
+            .with_op_delay(Op::Head, Duration::ZERO);
+        assert_eq!(slow.delay(Op::Get), Duration::from_millis(30));
+        let started = Instant::now();
+        slow.get(GetRequest::whole(key("a"))).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        let started = Instant::now();
+        slow.head(&key("a")).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(30));
+
+        let jittery = LatencyStore::new(Arc::new(MemStore::new()), Duration::from_millis(5))
+            .with_jitter(Duration::from_millis(10))
+            .with_seed(7);
+        let started = Instant::now();
+        for _ in 0..3 {
+            jittery.list(ListRequest::default()).await.unwrap();
+        }
+        assert!(started.elapsed() >= Duration::from_millis(15));
+    }
+
+    #[test]
+    fn unit_random_stays_in_range_and_spreads() {
+        let mut state = 1;
+        let samples: Vec<f64> = (0..1000).map(|_| unit_random(&mut state)).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((0.4..0.6).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn op_names_are_s3_api_names() {
+        assert_eq!(Op::ALL.len(), 12);
+        assert_eq!(Op::CompleteMultipart.to_string(), "CompleteMultipartUpload");
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(op.index(), i);
+        }
+    }
+}

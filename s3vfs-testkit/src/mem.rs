@@ -786,13 +786,10 @@ fn list_page(objects: &BTreeMap<String, Object>, request: &ListRequest) -> Store
 
     let mut page = ListPage::default();
     let mut last: Option<ListToken> = None;
-    loop {
-        let Some((key, object)) = objects
-            .range::<String, _>((cursor.clone(), Bound::Unbounded))
-            .next()
-        else {
-            break;
-        };
+    while let Some((key, object)) = objects
+        .range::<String, _>((cursor.clone(), Bound::Unbounded))
+        .next()
+    {
         // Keys under the prefix are contiguous: the first one outside ends the listing.
         let Some(rest) = key.strip_prefix(prefix) else {
             break;

@@ -270,29 +270,27 @@ impl Backend {
         })
     }
 
-    /// Copies `source` (in another bucket) to `dest` by reading and writing it whole.
+    /// Copies `request.source`, which lives in bucket `source_bucket`, to `request.dest`
+    /// in `dest_store` by reading and writing it whole (the store API copies within one
+    /// bucket only).
     async fn copy_across(
         &self,
         source_bucket: &str,
-        source: &ObjectKey,
-        source_if_match: Option<ETag>,
+        request: CopyRequest,
         dest_store: &dyn ObjectStore,
-        dest: &ObjectKey,
-        metadata: MetadataDirective,
-        condition: WriteCondition,
     ) -> S3Result<Option<ETag>> {
         let source_store = self.store(source_bucket)?;
         let response = source_store
             .get(GetRequest {
-                key: source.clone(),
+                key: request.source,
                 range: None,
-                if_match: source_if_match,
+                if_match: request.source_if_match,
             })
             .await
             .map_err(s3_error)?;
         let meta = response.meta.clone();
         let body = response.collect().await.map_err(s3_error)?;
-        let mut options = match metadata {
+        let mut options = match request.metadata {
             MetadataDirective::Replace(options) => options,
             MetadataDirective::Copy => PutOptions {
                 user_metadata: meta.user_metadata,
@@ -301,9 +299,9 @@ impl Backend {
                 ..PutOptions::default()
             },
         };
-        options.condition = condition;
+        options.condition = request.condition;
         let result = dest_store
-            .put(dest, body, options)
+            .put(&request.dest, body, options)
             .await
             .map_err(s3_error)?;
         Ok(result.etag)
@@ -693,29 +691,18 @@ impl S3 for Backend {
             MetadataDirective::Copy
         };
         let condition = write_condition(if_match, if_none_match)?;
+        let request = CopyRequest {
+            source,
+            source_if_match,
+            dest,
+            metadata,
+            condition,
+        };
         let etag = if source_bucket == input.bucket {
-            store
-                .copy(CopyRequest {
-                    source,
-                    source_if_match,
-                    dest,
-                    metadata,
-                    condition,
-                })
-                .await
-                .map_err(s3_error)?
-                .etag
+            store.copy(request).await.map_err(s3_error)?.etag
         } else {
-            self.copy_across(
-                &source_bucket,
-                &source,
-                source_if_match,
-                store.as_ref(),
-                &dest,
-                metadata,
-                condition,
-            )
-            .await?
+            self.copy_across(&source_bucket, request, store.as_ref())
+                .await?
         };
         Ok(S3Response::new(dto::CopyObjectOutput {
             copy_object_result: Some(dto::CopyObjectResult {
@@ -785,13 +772,19 @@ impl S3 for Backend {
     }
 }
 
-/// A store's GET body as an `s3s` body of known length. Yields an error (which makes
-/// hyper drop the connection) if the store's stream ends early or fails.
+/// A store's GET body as an `s3s` body of known length.
+///
+/// If the store's stream fails or ends early, the bytes produced so far are flushed to the
+/// client first (hyper only flushes its write buffer when the body is not ready), then the
+/// error makes hyper drop the connection: the client sees the headers and part of the
+/// body, exactly like a connection dropped mid-transfer.
 struct BodyStream {
     // Behind a mutex only because `s3s` wants `Sync` streams; `poll_next` has `&mut`
     // access and never locks.
     inner: Mutex<ByteStream>,
     remaining: u64,
+    /// An error held back for one poll, so that hyper flushes first.
+    failure: Option<s3s::StdError>,
     finished: bool,
 }
 
@@ -800,8 +793,20 @@ impl BodyStream {
         Self {
             inner: Mutex::new(inner),
             remaining: length,
+            failure: None,
             finished: false,
         }
+    }
+
+    /// Holds `error` back and asks to be polled again right away.
+    fn fail_after_flush(
+        &mut self,
+        error: s3s::StdError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<<Self as Stream>::Item>> {
+        self.failure = Some(error);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -810,6 +815,10 @@ impl Stream for BodyStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(error) = this.failure.take() {
+            this.finished = true;
+            return Poll::Ready(Some(Err(error)));
+        }
         if this.finished {
             return Poll::Ready(None);
         }
@@ -820,21 +829,17 @@ impl Stream for BodyStream {
                 this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.finished = true;
-                Poll::Ready(Some(Err(Box::new(e))))
+            Poll::Ready(Some(Err(e))) => this.fail_after_flush(Box::new(e), cx),
+            Poll::Ready(None) if this.remaining > 0 => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("object body ended {} bytes early", this.remaining),
+                );
+                this.fail_after_flush(Box::new(e), cx)
             }
             Poll::Ready(None) => {
                 this.finished = true;
-                if this.remaining > 0 {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("object body ended {} bytes early", this.remaining),
-                    );
-                    Poll::Ready(Some(Err(Box::new(e))))
-                } else {
-                    Poll::Ready(None)
-                }
+                Poll::Ready(None)
             }
         }
     }
@@ -1061,6 +1066,11 @@ mod tests {
         );
         assert!(parse_copy_source_range("bytes=9-0").is_err());
         assert!(parse_copy_source_range("0-9").is_err());
+    }
+
+    #[test]
+    fn listing_keys_are_url_encoded() {
+        assert_eq!(url_encode("dir/a b+c%d/é~"), "dir/a%20b%2Bc%25d/%C3%A9~");
     }
 
     #[test]

@@ -542,17 +542,6 @@ impl Vfs for S3Fs {
     }
 
     async fn statfs(&self) -> VfsResult<StatFs> {
-        // S3 has no capacity limit; report a large, constant one so tools that check free
-        // space before writing do not refuse.
-        const BLOCKS: u64 = 1 << 40;
-        Ok(StatFs {
-            blocks: BLOCKS,
-            bfree: BLOCKS,
-            bavail: BLOCKS,
-            files: 1 << 32,
-            ffree: 1 << 32,
-            bsize: self.config.block_size,
-            namelen: crate::namespace::MAX_NAME_LEN as u32,
-        })
+        Ok(StatFs::unlimited(self.config.block_size))
     }
 }

@@ -8,9 +8,11 @@
 //!   listings and read-ahead;
 //! - [`fs`]: the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the
 //!   inode-based [`Vfs`](vfs::Vfs) trait that the FUSE binding calls;
+//! - [`buckets`]: the root of a mount without a bucket: every bucket is a directory;
 //! - [`client`]: a path-based API for Rust programs, with file handles implementing
 //!   tokio's `AsyncRead + AsyncSeek`.
 
+pub mod buckets;
 pub mod client;
 pub mod config;
 pub mod dir;
@@ -23,6 +25,7 @@ pub mod read;
 pub mod store;
 pub mod vfs;
 
+pub use buckets::BucketsFs;
 pub use client::{File, Metadata, ReadDir, S3Vfs};
 pub use config::FsConfig;
 pub use error::{VfsError, VfsResult};

@@ -36,8 +36,12 @@ struct Part {
 
 impl Drop for Part {
     fn drop(&mut self) {
-        // A part nobody will read is cancelled, so a seek does not keep downloading.
-        self.task.abort();
+        // A part nobody will read is cancelled, so a seek does not keep downloading. One
+        // that a concurrent read is still awaiting (it holds a clone of `data`) is left to
+        // finish: aborting it would fail that read with a spurious error.
+        if self.data.strong_count().is_none_or(|count| count <= 1) {
+            self.task.abort();
+        }
     }
 }
 
@@ -114,6 +118,25 @@ impl Prefetcher {
             return Ok(Bytes::new());
         }
         let needed = self.plan(offset, end);
+        // The parts must cover the request without a gap: a short answer would be taken
+        // for the end of the file by the kernel.
+        let mut covered = offset;
+        for (range, _) in &needed {
+            if range.start > covered {
+                break;
+            }
+            covered = covered.max(range.end);
+        }
+        if covered < end {
+            self.lock().parts.clear();
+            return Err(VfsError::Io(
+                StoreError::new(
+                    StoreErrorKind::Other,
+                    format!("read-ahead window does not cover {offset}..{end}"),
+                )
+                .with_key(self.key.as_str()),
+            ));
+        }
         let mut pieces = Vec::with_capacity(needed.len());
         for (range, data) in needed {
             match data.await {
@@ -152,10 +175,15 @@ impl Prefetcher {
         })
     }
 
-    /// Drops a failed part so the next read fetches it again.
+    /// Drops a failed part, and the parts after it, so the next read fetches them again.
+    /// Dropping only the failed one would leave a hole in the window, which must stay
+    /// contiguous: `plan` would then find no part for the hole and answer an empty read,
+    /// which the kernel takes for the end of the file.
     fn forget(&self, range: ByteRange) {
         let mut window = self.lock();
-        window.parts.retain(|p| p.range != range);
+        if let Some(failed) = window.parts.iter().position(|p| p.range == range) {
+            window.parts.truncate(failed);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {

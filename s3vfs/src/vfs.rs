@@ -132,6 +132,23 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+impl StatFs {
+    /// Statistics of a store without a capacity limit (S3): large constant numbers, so
+    /// tools that check free space before writing do not refuse.
+    pub fn unlimited(block_size: u32) -> Self {
+        const BLOCKS: u64 = 1 << 40;
+        Self {
+            blocks: BLOCKS,
+            bfree: BLOCKS,
+            bavail: BLOCKS,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: block_size,
+            namelen: crate::namespace::MAX_NAME_LEN as u32,
+        }
+    }
+}
+
 /// Which attributes a `setattr` changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetAttr {

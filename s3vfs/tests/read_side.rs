@@ -70,7 +70,7 @@ async fn directory_shadows_file_and_invalid_keys_are_hidden() {
     store.insert("x//y", "empty component");
     store.insert("../z", "dots");
     store.insert("./q", "dot");
-    store.insert(format!("{}", "n".repeat(300)), "long");
+    store.insert("n".repeat(300), "long");
     store.insert("ok", "fine");
     let vfs = vfs_over(&store, FsConfig::default());
     let tree = walk(&vfs).await.unwrap();

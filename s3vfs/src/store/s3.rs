@@ -31,6 +31,7 @@ use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, DateTime};
 use aws_sdk_s3::types;
 use aws_sdk_s3::Client;
+use aws_smithy_types::retry::ErrorKind as RetryErrorKind;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -559,16 +560,26 @@ impl ObjectStore for S3Store {
             Err(e) => return Err(e),
         };
 
-        let length = non_negative(out.content_length());
-        let (covered, size) = match out.content_range() {
-            Some(header) => parse_content_range(header).ok_or_else(|| {
+        let (covered, size) = match (out.content_range(), out.content_length()) {
+            (Some(header), _) => parse_content_range(header).ok_or_else(|| {
                 StoreError::new(
                     StoreErrorKind::Other,
                     format!("unparsable Content-Range {header:?}"),
                 )
                 .with_key(key.as_str())
             })?,
-            None => (ByteRange::new(0, length), length),
+            (None, Some(length)) => {
+                let length = non_negative(Some(length));
+                (ByteRange::new(0, length), length)
+            }
+            // Without a length, a short body could not be told from a whole one.
+            (None, None) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    "GET answer without Content-Length or Content-Range",
+                )
+                .with_key(key.as_str()))
+            }
         };
         let target = match request.range {
             None => ByteRange::new(0, size),
@@ -1187,10 +1198,16 @@ where
         }
         SdkError::TimeoutError(_) => StoreError::new(StoreErrorKind::Transient, "timed out"),
         SdkError::DispatchFailure(failure) => {
-            let kind = if failure.is_user() {
-                StoreErrorKind::Other
-            } else {
-                StoreErrorKind::Transient
+            // I/O errors and timeouts (connection refused, reset, closed before the answer)
+            // are worth retrying, and so is what the connector classifies as transient.
+            // Anything else (a malformed request, no credentials) is not.
+            let kind = match failure.as_other() {
+                _ if failure.is_io() || failure.is_timeout() => StoreErrorKind::Transient,
+                Some(RetryErrorKind::ThrottlingError) => StoreErrorKind::Throttled,
+                Some(RetryErrorKind::TransientError | RetryErrorKind::ServerError) => {
+                    StoreErrorKind::Transient
+                }
+                _ => StoreErrorKind::Other,
             };
             StoreError::new(kind, DisplayErrorContext(&err).to_string())
         }

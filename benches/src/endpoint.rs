@@ -1,0 +1,162 @@
+//! Which S3 endpoint the benchmark talks to: the testkit's in-memory server, started here on
+//! 127.0.0.1, or one named by environment variables (loopback only unless told otherwise).
+//!
+//! The local server runs on its own tokio runtime, so that its tasks never queue behind the
+//! client's on the same worker threads (it still shares the machine's cores with the client,
+//! as any server on the same host would).
+
+use anyhow::{bail, Context, Result};
+use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
+use s3vfs_testkit::server::{S3Server, ServerCredentials, TEST_REGION};
+use s3vfs_testkit::{MemStore, SingleBucket};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable naming an existing endpoint (`http://127.0.0.1:9000`).
+pub const ENV_ENDPOINT: &str = "S3VFS_BENCH_ENDPOINT";
+/// Environment variable naming the bucket on that endpoint.
+pub const ENV_BUCKET: &str = "S3VFS_BENCH_BUCKET";
+/// Bucket name of the local in-memory server.
+const LOCAL_BUCKET: &str = "bench";
+/// Worker threads of the local server's runtime.
+const SERVER_THREADS: usize = 2;
+/// Connect timeout of every client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest silence on a connection before a request is failed (and retried).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The endpoint in use, and what keeps it running.
+pub struct Endpoint {
+    /// Client configuration (endpoint, bucket, credentials, region, path style).
+    pub config: S3StoreConfig,
+    /// One line saying which server this is, for the report header.
+    pub description: String,
+    /// The local server and its runtime, if we started one. Dropped outside any runtime.
+    local: Option<(S3Server, tokio::runtime::Runtime)>,
+}
+
+impl Endpoint {
+    /// The endpoint from the environment if [`ENV_ENDPOINT`] is set, else a new in-memory
+    /// server on 127.0.0.1. Must be called outside any tokio runtime.
+    pub fn from_env_or_local(allow_remote: bool) -> Result<Endpoint> {
+        match std::env::var(ENV_ENDPOINT) {
+            Ok(url) if !url.is_empty() => Self::external(&url, allow_remote),
+            _ => Self::local(),
+        }
+    }
+
+    fn local() -> Result<Endpoint> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVER_THREADS)
+            .thread_name("s3-server")
+            .enable_all()
+            .build()
+            .context("cannot start the local server's runtime")?;
+        let provider = Arc::new(SingleBucket::new(LOCAL_BUCKET, Arc::new(MemStore::new())));
+        let server = runtime
+            .block_on(S3Server::start(provider, ServerCredentials::test()))
+            .context("cannot start the local S3 server on 127.0.0.1")?;
+        let config = client_config(
+            S3StoreConfig::new(LOCAL_BUCKET)
+                .endpoint_url(server.endpoint_url())
+                .region(TEST_REGION)
+                .credentials(server.credentials().to_static()),
+        );
+        let description = format!(
+            "s3vfs-testkit S3Server (s3s HTTP front end over an in-memory MemStore) in this \
+             process on its own {SERVER_THREADS}-thread runtime, {} bucket {LOCAL_BUCKET}",
+            server.endpoint_url()
+        );
+        Ok(Endpoint {
+            config,
+            description,
+            local: Some((server, runtime)),
+        })
+    }
+
+    fn external(url: &str, allow_remote: bool) -> Result<Endpoint> {
+        let bucket = require_env(ENV_BUCKET)?;
+        let key_id = require_env("AWS_ACCESS_KEY_ID")?;
+        let secret = require_env("AWS_SECRET_ACCESS_KEY")?;
+        if !allow_remote && !is_loopback_url(url) {
+            bail!(
+                "{ENV_ENDPOINT}={url} is not a loopback address (127.0.0.0/8, [::1], localhost); \
+                 pass --allow-remote to benchmark it anyway"
+            );
+        }
+        let region = std::env::var("AWS_REGION")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| TEST_REGION.to_owned());
+        let config = client_config(
+            S3StoreConfig::new(&bucket)
+                .endpoint_url(url)
+                .region(region)
+                .credentials(StaticCredentials::new(key_id, secret)),
+        );
+        Ok(Endpoint {
+            config,
+            description: format!("external endpoint {url} bucket {bucket} (from {ENV_ENDPOINT})"),
+            local: None,
+        })
+    }
+
+    /// Stops the local server, if any. Must be called outside any tokio runtime.
+    pub fn shutdown(mut self) {
+        if let Some((mut server, runtime)) = self.local.take() {
+            server.shutdown();
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Settings every benchmark client shares: path-style addressing, static credentials (set by
+/// the caller) and timeouts that fail a stuck run instead of hanging it.
+fn client_config(config: S3StoreConfig) -> S3StoreConfig {
+    config
+        .force_path_style(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(Some(READ_TIMEOUT))
+}
+
+fn require_env(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => bail!("{ENV_ENDPOINT} is set, so {name} must be set too"),
+    }
+}
+
+/// Whether `url`'s host is a literal loopback address or `localhost`. Names are not
+/// resolved, so that checking never sends a DNS query.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(is_loopback_url("http://127.0.0.1:9000"));
+        assert!(is_loopback_url("http://127.1.2.3:9000/"));
+        assert!(is_loopback_url("https://localhost:3900"));
+        assert!(is_loopback_url("http://[::1]:9000"));
+        assert!(!is_loopback_url("http://10.0.0.1:9000"));
+        assert!(!is_loopback_url("https://s3.example.com"));
+        assert!(!is_loopback_url("http://127.0.0.1.example.com:80"));
+    }
+}

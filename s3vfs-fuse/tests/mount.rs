@@ -1,0 +1,480 @@
+//! Real FUSE mounts of a bucket served over loopback HTTP: what `ls`, `stat` and `cat` see,
+//! reads at odd offsets, large directories, shadowing, hidden keys, objects replaced while
+//! open, refused writes, and the `s3vfs` binary itself.
+
+mod common;
+
+use common::TestMount;
+use s3vfs::FsConfig;
+use s3vfs_fuse::local::pseudo_random;
+use s3vfs_fuse::MountOptions;
+use s3vfs_testkit::MemStore;
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+
+fn names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+fn sorted(names: Vec<String>) -> BTreeSet<String> {
+    names.into_iter().collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Reads up to `len` bytes at `offset`, looping over short reads; fewer only at EOF.
+fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let mut done = 0;
+    while done < len {
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+fn errno(err: &io::Error) -> i32 {
+    err.raw_os_error()
+        .unwrap_or_else(|| panic!("not an OS error: {err}"))
+}
+
+#[test]
+fn ls_stat_and_cat_show_the_bucket() {
+    let store = MemStore::new();
+    store.insert("README.txt", "hello, s3vfs\n");
+    store.insert("dir/a.txt", "aaa");
+    store.insert("dir/sub/b.bin", vec![7u8; 5000]);
+    store.insert("empty-marker/", "");
+    let mount = TestMount::new(store);
+
+    assert_eq!(
+        sorted(names(mount.root())),
+        set(&["README.txt", "dir", "empty-marker"])
+    );
+    assert_eq!(sorted(names(&mount.path("dir"))), set(&["a.txt", "sub"]));
+    assert_eq!(sorted(names(&mount.path("dir/sub"))), set(&["b.bin"]));
+    assert!(names(&mount.path("empty-marker")).is_empty());
+
+    let meta = fs::metadata(mount.path("README.txt")).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.len(), 13);
+    assert_eq!(meta.mode(), libc::S_IFREG | 0o644);
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(meta.uid(), unsafe { libc::getuid() });
+    let meta = fs::metadata(mount.path("dir/sub")).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode(), libc::S_IFDIR | 0o755);
+    assert_eq!(
+        fs::metadata(mount.path("dir/sub/b.bin")).unwrap().len(),
+        5000
+    );
+    let err = fs::metadata(mount.path("missing")).unwrap_err();
+    assert_eq!(errno(&err), libc::ENOENT);
+
+    assert_eq!(
+        fs::read(mount.path("README.txt")).unwrap(),
+        b"hello, s3vfs\n"
+    );
+    assert_eq!(
+        fs::read(mount.path("dir/sub/b.bin")).unwrap(),
+        vec![7u8; 5000]
+    );
+
+    // The real tools, as a user would run them.
+    let ls = Command::new("ls")
+        .arg("-la")
+        .arg(mount.path("dir"))
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "ls failed: {ls:?}");
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listing.contains("a.txt") && listing.contains("sub"),
+        "{listing}"
+    );
+    let cat = Command::new("cat")
+        .arg(mount.path("dir/a.txt"))
+        .output()
+        .unwrap();
+    assert!(cat.status.success(), "cat failed: {cat:?}");
+    assert_eq!(cat.stdout, b"aaa");
+    let stat = Command::new("stat")
+        .args(["-c", "%s %a %F"])
+        .arg(mount.path("README.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stat.stdout).trim(),
+        "13 644 regular file"
+    );
+}
+
+#[test]
+fn reads_at_odd_offsets_match_the_object() {
+    // Three read parts of 8 MiB and a bit, so reads cross part boundaries.
+    let len = 2 * 8 * MIB as usize + 4321;
+    let data = pseudo_random(len, 42);
+    let store = MemStore::new();
+    store.insert("big.bin", data.clone());
+    let mount = TestMount::new(store);
+    let file = File::open(mount.path("big.bin")).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), len as u64);
+
+    let part = 8 * MIB;
+    let cases: &[(u64, usize)] = &[
+        (0, 1),
+        (1, 4095),
+        (4095, 2),
+        (4097, 8191),
+        (part - 3, 7),
+        (part - 1, 2),
+        (part - 100_000, 300_000),
+        (2 * part - 1, MIB as usize),
+        (12_345, 3 * MIB as usize + 17),
+        (len as u64 - 1, 1),
+    ];
+    for &(offset, size) in cases {
+        let got = read_at(&file, offset, size).unwrap();
+        let (start, end) = (offset as usize, (offset as usize + size).min(len));
+        assert!(
+            got == data[start..end],
+            "bytes differ at offset {offset}, size {size}"
+        );
+    }
+    // Backwards and scattered, on the same handle.
+    let mut state = 0x1234_5678_u64;
+    for _ in 0..200 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let offset = (state >> 20) % len as u64;
+        let size = ((state >> 8) % 70_000) as usize + 1;
+        let got = read_at(&file, offset, size).unwrap();
+        let end = (offset as usize + size).min(len);
+        assert!(
+            got == data[offset as usize..end],
+            "bytes differ at offset {offset}, size {size}"
+        );
+    }
+    // At and past the end of file.
+    assert_eq!(
+        read_at(&file, len as u64 - 10, 100).unwrap(),
+        &data[len - 10..]
+    );
+    assert!(read_at(&file, len as u64, 10).unwrap().is_empty());
+    assert!(read_at(&file, len as u64 + 5000, 10).unwrap().is_empty());
+    // And the whole file, as `cat` reads it.
+    assert!(fs::read(mount.path("big.bin")).unwrap() == data);
+}
+
+#[test]
+fn a_directory_of_ten_thousand_entries_lists_each_once() {
+    const COUNT: usize = 10_000;
+    let store = MemStore::new();
+    for i in 0..COUNT {
+        store.insert(format!("many/file-{i:05}"), "x");
+    }
+    let mount = TestMount::new(store);
+    let listed = names(&mount.path("many"));
+    assert_eq!(listed.len(), COUNT, "every entry once");
+    let unique: HashSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), COUNT, "no entry twice");
+    for i in 0..COUNT {
+        assert!(
+            unique.contains(&format!("file-{i:05}")),
+            "file-{i:05} missing"
+        );
+    }
+    // `ls -l` (readdirplus, with attributes) agrees, and sizes came with the listing.
+    let ls = Command::new("ls")
+        .arg("-l")
+        .arg(mount.path("many"))
+        .output()
+        .unwrap();
+    assert!(ls.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout).lines().count(),
+        COUNT + 1
+    );
+    assert_eq!(
+        fs::metadata(mount.path("many/file-09999")).unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn a_directory_shadows_a_file_of_the_same_name() {
+    let store = MemStore::new();
+    store.insert("a", "the file");
+    store.insert("a/b", "inside");
+    store.insert("c", "plain");
+    let mount = TestMount::new(store);
+    assert_eq!(names(mount.root()).iter().filter(|n| *n == "a").count(), 1);
+    assert_eq!(sorted(names(mount.root())), set(&["a", "c"]));
+    assert!(fs::metadata(mount.path("a")).unwrap().is_dir());
+    assert_eq!(fs::read(mount.path("a/b")).unwrap(), b"inside");
+    assert_eq!(errno(&fs::read(mount.path("a")).unwrap_err()), libc::EISDIR);
+}
+
+#[test]
+fn keys_that_cannot_be_file_names_are_hidden() {
+    let long = "n".repeat(300);
+    let store = MemStore::new();
+    store.insert("ok.txt", "ok");
+    store.insert("x//y", "empty component");
+    store.insert("../z", "dots");
+    store.insert("./q", "dot");
+    store.insert(long.clone(), "too long");
+    store.insert(format!("dir/{long}"), "too long");
+    store.insert("dir/fine.txt", "fine");
+    let mount = TestMount::new(store);
+    // `x` is a directory (the prefix `x/` exists) whose only key cannot be shown.
+    assert_eq!(sorted(names(mount.root())), set(&["dir", "ok.txt", "x"]));
+    assert!(names(&mount.path("x")).is_empty());
+    assert_eq!(sorted(names(&mount.path("dir"))), set(&["fine.txt"]));
+    assert_eq!(fs::read(mount.path("ok.txt")).unwrap(), b"ok");
+    // Looked up by name, the long one is too long, and the others are not there.
+    assert_eq!(
+        errno(&fs::metadata(mount.path(&long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert!(fs::metadata(mount.path("x/y")).is_err());
+}
+
+#[test]
+fn an_object_replaced_while_open_fails_the_read_with_estale() {
+    let len = 4 * MIB as usize;
+    let old = pseudo_random(len, 1);
+    let new = pseudo_random(len, 2);
+    let store = MemStore::new();
+    store.insert("data.bin", old.clone());
+    // Small read-ahead so that most of the file is fetched after the replacement, and no
+    // metadata caching so that a new open sees the new object at once.
+    let config = FsConfig::default()
+        .with_read_ahead(64 * 1024, 64 * 1024, 128 * 1024)
+        .with_metadata_ttl(Duration::ZERO);
+    let mount = TestMount::with(store, config, MountOptions::default());
+    let path = mount.path("data.bin");
+
+    let mut file = File::open(&path).unwrap();
+    let mut first = vec![0; 100_000];
+    file.read_exact(&mut first).unwrap();
+    assert!(first == old[..100_000]);
+    mount.store().insert("data.bin", new.clone());
+
+    let mut offset = first.len();
+    let mut chunk = vec![0; 64 * 1024];
+    let err = loop {
+        match file.read(&mut chunk) {
+            Ok(0) => panic!("end of file at {offset} although the object was replaced"),
+            Ok(n) => {
+                assert!(
+                    chunk[..n] == old[offset..offset + n],
+                    "bytes at {offset} are not the old object's"
+                );
+                offset += n;
+            }
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(errno(&err), libc::ESTALE, "{err}");
+    drop(file);
+
+    // Opened again, the file is the new object.
+    assert!(fs::read(&path).unwrap() == new);
+}
+
+#[test]
+fn changes_are_refused_with_erofs() {
+    let store = MemStore::new();
+    store.insert("file.txt", "content");
+    store.insert("dir/inner.txt", "inner");
+    // The kernel mount is read-write: each refusal comes from the core through FUSE.
+    let mount = TestMount::new(store);
+    let expect_erofs = |what: &str, result: io::Result<()>| {
+        let err = result.expect_err(what);
+        assert_eq!(errno(&err), libc::EROFS, "{what}: {err}");
+    };
+    expect_erofs("create", File::create(mount.path("new.txt")).map(drop));
+    expect_erofs(
+        "open for writing",
+        OpenOptions::new()
+            .write(true)
+            .open(mount.path("file.txt"))
+            .map(drop),
+    );
+    expect_erofs(
+        "truncate on open",
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(mount.path("file.txt"))
+            .map(drop),
+    );
+    expect_erofs("mkdir", fs::create_dir(mount.path("newdir")));
+    expect_erofs("unlink", fs::remove_file(mount.path("file.txt")));
+    expect_erofs("rmdir", fs::remove_dir(mount.path("dir")));
+    expect_erofs(
+        "rename",
+        fs::rename(mount.path("file.txt"), mount.path("moved.txt")),
+    );
+    expect_erofs(
+        "symlink",
+        std::os::unix::fs::symlink("file.txt", mount.path("link")),
+    );
+    expect_erofs(
+        "chmod",
+        fs::set_permissions(mount.path("file.txt"), fs::Permissions::from_mode(0o600)),
+    );
+    assert_eq!(fs::read(mount.path("file.txt")).unwrap(), b"content");
+
+    // Mounted read-only, the kernel refuses before asking the file system.
+    let store = MemStore::new();
+    store.insert("file.txt", "content");
+    let mount = TestMount::with(
+        store,
+        FsConfig::default(),
+        MountOptions::default().with_read_only(true),
+    );
+    expect_erofs(
+        "create on ro",
+        File::create(mount.path("new.txt")).map(drop),
+    );
+    assert_eq!(fs::read(mount.path("file.txt")).unwrap(), b"content");
+}
+
+#[test]
+fn mounting_on_a_non_empty_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("existing"), "x").unwrap();
+    let err = s3vfs_fuse::mount::check_mountpoint(dir.path(), false).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+}
+
+/// The `s3vfs` binary, started in the background; killed on drop.
+struct Binary(Option<Child>);
+
+impl Binary {
+    fn demo(mountpoint: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .arg("demo")
+            .arg(mountpoint)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start s3vfs demo");
+        Binary(Some(child))
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.0.as_ref().expect("running");
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill has no memory-safety preconditions; the pid is our live child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    fn wait(mut self) -> std::process::Output {
+        let child = self.0.take().expect("running");
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Detaches whatever is still mounted at a path when dropped, so that a failing test
+/// leaves no dead mount behind.
+struct DetachOnDrop<'a>(&'a Path);
+
+impl Drop for DetachOnDrop<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.0) {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(self.0)
+                .status();
+        }
+    }
+}
+
+/// Waits until `path` exists (the mount is up), failing after a while.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let path = path.to_str().unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(path))
+}
+
+#[test]
+fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+
+    let demo = Binary::demo(&mountpoint);
+    wait_for(&mountpoint.join("README.txt"));
+    let readme = fs::read_to_string(mountpoint.join("README.txt")).unwrap();
+    assert!(readme.contains("s3vfs"), "{readme}");
+    let random = fs::read(mountpoint.join("data/random.bin")).unwrap();
+    assert!(random == pseudo_random(s3vfs_fuse::local::DEMO_BINARY_SIZE, 0x5eed));
+    demo.signal(libc::SIGINT);
+    let out = demo.wait();
+    assert!(out.status.success(), "exit after SIGINT: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1"));
+    assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
+
+    // Killed without unmounting, it leaves a dead mount behind; the next mount says how to
+    // clean it up instead of failing obscurely.
+    let demo = Binary::demo(&mountpoint);
+    wait_for(&mountpoint.join("README.txt"));
+    demo.signal(libc::SIGKILL);
+    let _ = demo.wait();
+    // (Cached attributes may still answer a stat; a listing must ask the dead session.)
+    let err = fs::read_dir(&mountpoint).unwrap_err();
+    assert_eq!(errno(&err), libc::ENOTCONN);
+    let again = Binary::demo(&mountpoint).wait();
+    let cleanup = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("fusermount3 -u"), "{stderr}");
+    assert!(cleanup.unwrap().success(), "fusermount3 -u failed");
+    assert!(!is_mounted(&mountpoint));
+}
