@@ -7,6 +7,7 @@
 //!
 //! The write side is not built yet: every change is refused with `EROFS`.
 
+use crate::attrs::MAX_SYMLINK_TARGET;
 use crate::config::FsConfig;
 use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
@@ -14,17 +15,23 @@ use crate::inode::InodeTable;
 use crate::meta::{MetaCache, Stat};
 use crate::namespace::{FileName, FsPath, Namespace};
 use crate::read::Prefetcher;
-use crate::store::{storage_class, ListRequest, ObjectStore, StoreErrorKind};
+use crate::store::{
+    storage_class, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, StoreErrorKind,
+};
 use crate::vfs::{
     DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// HEAD requests in flight while a listing looks for symbolic links among small objects.
+const LISTING_HEADS_IN_FLIGHT: usize = 32;
 
 /// Most distinct hidden keys remembered, so each is warned about once.
 const MAX_HIDDEN_WARNINGS: usize = 10_000;
@@ -120,18 +127,23 @@ impl S3Fs {
     }
 
     fn attr(&self, ino: Ino, stat: &Stat) -> FileAttr {
-        let (perm, nlink) = match stat.kind {
+        let (default_perm, nlink) = match stat.kind {
             FileKind::Directory => (self.config.dir_mode, 2),
-            _ => (self.config.file_mode, 1),
+            FileKind::Symlink => (0o777, 1),
+            FileKind::File => (self.config.file_mode, 1),
         };
         FileAttr {
             ino,
             kind: stat.kind,
             size: stat.size,
             mtime: stat.mtime,
-            perm,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            perm: stat
+                .posix
+                .perm()
+                .filter(|p| *p != 0)
+                .unwrap_or(default_perm),
+            uid: stat.posix.uid.unwrap_or(self.config.uid),
+            gid: stat.posix.gid.unwrap_or(self.config.gid),
             nlink,
             blksize: self.config.block_size,
         }
@@ -189,13 +201,7 @@ impl S3Fs {
             Stat::directory(self.started)
         } else {
             match head {
-                Ok(meta) => Stat {
-                    kind: FileKind::File,
-                    size: meta.size,
-                    mtime: meta.last_modified,
-                    etag: meta.etag,
-                    storage_class: meta.storage_class,
-                },
+                Ok(meta) => Stat::from_head(&meta),
                 Err(e) if e.kind == StoreErrorKind::NotFound => {
                     self.meta.put_missing(path);
                     return Err(VfsError::NotFound(path.to_string()));
@@ -272,6 +278,10 @@ impl S3Fs {
             stream.merger.finish(&mut items);
             stream.listing_done = true;
         }
+        // What LIST cannot tell: whether a small object is a symbolic link (its mode is in
+        // the metadata). Such objects are looked at with HEAD, in parallel, unless this
+        // version was looked at before; larger objects cannot be links.
+        let mut listed = Vec::with_capacity(items.len());
         for item in items {
             let (name, stat) = match item {
                 Listed::Hidden(key, problem) => {
@@ -279,21 +289,45 @@ impl S3Fs {
                     continue;
                 }
                 Listed::Dir(name) => (name, Stat::directory(self.started)),
-                Listed::File(name, object) => (
-                    name,
-                    Stat {
-                        kind: FileKind::File,
-                        size: object.size,
-                        mtime: object.last_modified,
-                        etag: object.etag,
-                        storage_class: object.storage_class,
-                    },
-                ),
+                Listed::File(name, object) => {
+                    let Ok(file_name) = FileName::check(&name) else {
+                        continue;
+                    };
+                    let previous = self.meta.get_any(&stream.path.join(&file_name));
+                    (name, Stat::from_listing(&object, previous.as_ref()))
+                }
             };
             let Ok(file_name) = FileName::check(&name) else {
                 continue;
             };
-            let path = stream.path.join(&file_name);
+            listed.push((name, stream.path.join(&file_name), stat));
+        }
+        let candidates: Vec<(usize, ObjectKey)> = listed
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, stat))| {
+                stat.kind != FileKind::Directory
+                    && !stat.from_head
+                    && (1..=MAX_SYMLINK_TARGET).contains(&stat.size)
+            })
+            .filter_map(|(i, (_, path, _))| Some((i, self.ns.file_key(path).ok()?)))
+            .collect();
+        let store = Arc::clone(&self.store);
+        let found: Vec<(usize, Option<ObjectMeta>)> = futures::stream::iter(candidates)
+            .map(move |(i, key)| {
+                let store = Arc::clone(&store);
+                async move { (i, store.head(&key).await.ok()) }
+            })
+            .buffer_unordered(LISTING_HEADS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (i, meta) in found {
+            // An object deleted since the LIST keeps what LIST said; the next lookup tells.
+            if let (Some(meta), Some(entry)) = (meta, listed.get_mut(i)) {
+                entry.2 = Stat::from_head(&meta);
+            }
+        }
+        for (name, path, stat) in listed {
             let ino = self.inodes.assign(&path, stat.kind);
             self.meta.put(&path, stat.clone());
             stream.produced += 1;
@@ -363,7 +397,9 @@ impl Vfs for S3Fs {
             .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
         let stat = self.stat_path(&info.path).await?;
         if stat.kind != info.kind {
+            // The path is now something else (another inode); this one is gone.
             self.inodes.assign(&info.path, stat.kind);
+            return Err(VfsError::ObjectChanged(info.path.to_string()));
         }
         Ok(self.entry(ino, &stat))
     }
@@ -373,10 +409,27 @@ impl Vfs for S3Fs {
     }
 
     async fn readlink(&self, ino: Ino) -> VfsResult<Bytes> {
-        let path = self.path_of(ino).unwrap_or_default();
-        Err(VfsError::InvalidArgument(format!(
-            "{path} is not a symbolic link"
-        )))
+        let info = self
+            .inodes
+            .get(ino)
+            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let stat = self.stat_path(&info.path).await?;
+        if stat.kind != FileKind::Symlink {
+            return Err(VfsError::InvalidArgument(format!(
+                "{} is not a symbolic link",
+                info.path
+            )));
+        }
+        let key = self.ns.file_key(&info.path)?;
+        let request = GetRequest {
+            key,
+            range: None,
+            if_match: stat.etag.clone(),
+        };
+        let fetched = async { self.store.get(request).await?.collect().await };
+        fetched
+            .await
+            .map_err(|e| VfsError::from_store(info.path.as_str(), e))
     }
 
     async fn opendir(&self, ino: Ino) -> VfsResult<Handle> {
@@ -432,8 +485,15 @@ impl Vfs for S3Fs {
             .get(ino)
             .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
         let mut stat = self.stat_path(&info.path).await?;
-        if stat.kind == FileKind::Directory {
-            return Err(VfsError::IsADirectory(info.path.to_string()));
+        match stat.kind {
+            FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),
+            FileKind::Symlink => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a symbolic link",
+                    info.path
+                )))
+            }
+            FileKind::File => {}
         }
         let key = self.ns.file_key(&info.path)?;
         if storage_class::is_archived(stat.storage_class.as_deref()) {

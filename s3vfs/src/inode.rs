@@ -63,14 +63,15 @@ impl InodeTable {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The inode of `path`, assigning a new number on first sight; records `kind`.
+    /// The inode of `path` as a `kind`, assigning a new number on first sight. If the
+    /// path changed kind (a file became a directory or a symlink), it gets a new number:
+    /// the old one keeps its old kind, so nobody sees an inode change type.
     pub fn assign(&self, path: &FsPath, kind: FileKind) -> Ino {
         let mut table = self.lock();
         if let Some(&ino) = table.by_path.get(path) {
-            if let Some(info) = table.by_ino.get_mut(&ino) {
-                info.kind = kind;
+            if table.by_ino.get(&ino).is_some_and(|info| info.kind == kind) {
+                return ino;
             }
-            return ino;
         }
         let ino = Ino(table.next);
         table.next += 1;
@@ -120,8 +121,12 @@ mod tests {
         let ib = table.assign(&b, FileKind::File);
         assert_ne!(ia, ib);
         assert_ne!(ia, Ino::ROOT);
-        assert_eq!(table.assign(&a, FileKind::Directory), ia);
-        assert_eq!(table.get(ia).unwrap().kind, FileKind::Directory);
+        assert_eq!(table.assign(&a, FileKind::File), ia);
+        let da = table.assign(&a, FileKind::Directory);
+        assert_ne!(da, ia, "a change of kind is a new inode");
+        assert_eq!(table.get(ia).unwrap().kind, FileKind::File);
+        assert_eq!(table.get(da).unwrap().kind, FileKind::Directory);
+        assert_eq!(table.find(&a), Some(da));
         assert_eq!(table.find(&b), Some(ib));
         assert_eq!(table.get(Ino::ROOT).unwrap().path, FsPath::root());
     }

@@ -12,6 +12,7 @@
 //! - [`client`]: a path-based API for Rust programs, with file handles implementing
 //!   tokio's `AsyncRead + AsyncSeek`.
 
+pub mod attrs;
 pub mod buckets;
 pub mod client;
 pub mod config;

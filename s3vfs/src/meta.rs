@@ -6,8 +6,9 @@
 //! expired entries are swept, and if that is not enough the whole map is dropped (the
 //! cost is extra requests, never a wrong answer).
 
+use crate::attrs::PosixMeta;
 use crate::namespace::FsPath;
-use crate::store::ETag;
+use crate::store::{ETag, ListedObject, ObjectMeta};
 use crate::vfs::FileKind;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +30,10 @@ pub struct Stat {
     pub etag: Option<ETag>,
     /// Storage class of the object, for files (`None` = STANDARD).
     pub storage_class: Option<String>,
+    /// Mode, owner and mtime from the object's metadata (empty when unknown).
+    pub posix: PosixMeta,
+    /// Whether the object's metadata was read (HEAD); a LIST does not return it.
+    pub from_head: bool,
 }
 
 impl Stat {
@@ -40,6 +45,49 @@ impl Stat {
             mtime,
             etag: None,
             storage_class: None,
+            posix: PosixMeta::default(),
+            from_head: false,
+        }
+    }
+
+    /// What HEAD said of an object: the mode header decides between file and symlink.
+    pub fn from_head(meta: &ObjectMeta) -> Self {
+        let posix = PosixMeta::from_user_metadata(&meta.user_metadata);
+        let kind = match posix.kind() {
+            Some(FileKind::Symlink) => FileKind::Symlink,
+            _ => FileKind::File,
+        };
+        Self {
+            kind,
+            size: meta.size,
+            mtime: posix.mtime.unwrap_or(meta.last_modified),
+            etag: meta.etag.clone(),
+            storage_class: meta.storage_class.clone(),
+            posix,
+            from_head: true,
+        }
+    }
+
+    /// What a LIST entry says; metadata learnt earlier for the same object version
+    /// (`previous` with the same ETag) is kept, since LIST does not return it.
+    pub fn from_listing(object: &ListedObject, previous: Option<&Stat>) -> Self {
+        if let Some(prev) = previous {
+            if prev.from_head && prev.etag.is_some() && prev.etag == object.etag {
+                return Self {
+                    size: object.size,
+                    storage_class: object.storage_class.clone(),
+                    ..prev.clone()
+                };
+            }
+        }
+        Self {
+            kind: FileKind::File,
+            size: object.size,
+            mtime: object.last_modified,
+            etag: object.etag.clone(),
+            storage_class: object.storage_class.clone(),
+            posix: PosixMeta::default(),
+            from_head: false,
         }
     }
 }
@@ -79,6 +127,11 @@ impl MetaCache {
         let stats = lock(&self.stats);
         let (stat, at) = stats.get(path)?;
         (at.elapsed() < self.ttl).then(|| stat.clone())
+    }
+
+    /// The last stat recorded for `path`, however old (for what LIST cannot tell).
+    pub fn get_any(&self, path: &FsPath) -> Option<Stat> {
+        lock(&self.stats).get(path).map(|(stat, _)| stat.clone())
     }
 
     /// Records `stat` for `path` and forgets any negative entry.

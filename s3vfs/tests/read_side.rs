@@ -97,21 +97,26 @@ async fn mount_prefix_confines_every_path() {
 #[tokio::test]
 async fn big_directory_lists_page_by_page_without_head() {
     let inner = MemStore::new();
+    // 4 KiB objects: too large to be symbolic links, so LIST tells all there is to know.
+    let body = Bytes::from(vec![b'x'; 4096]);
     for i in 0..2500 {
-        inner.insert(format!("big/f{i:05}"), "x");
+        inner.insert(format!("big/f{i:05}"), body.clone());
     }
     let counting = Arc::new(CountingStore::new(Arc::new(inner)));
     let fs = s3vfs::S3Fs::new(counting.clone(), FsConfig::default());
     let vfs = S3Vfs::from_fs(fs);
     let entries = vfs.read_dir("big").await.unwrap().collect().await.unwrap();
     assert_eq!(entries.len(), 2500);
-    assert!(entries.iter().all(|e| e.attr.is_some_and(|a| a.size == 1)));
-    let heads_before = counting.count(Op::Head);
+    assert!(entries
+        .iter()
+        .all(|e| e.attr.is_some_and(|a| a.size == 4096)));
+    // One HEAD: the lookup of `big` itself; none per entry.
+    assert_eq!(counting.count(Op::Head), 1);
     // Stat of every listed entry is served from what LIST said.
     for e in entries.iter().take(100) {
         vfs.metadata(&format!("big/{}", e.name)).await.unwrap();
     }
-    assert_eq!(counting.count(Op::Head), heads_before);
+    assert_eq!(counting.count(Op::Head), 1);
     // 2500 keys at 1000 a page: three LIST pages (plus the lookup of `big`).
     assert_eq!(counting.count(Op::List), 3 + 1);
 }
@@ -408,4 +413,80 @@ proptest! {
             }
         });
     }
+}
+
+#[tokio::test]
+async fn s3fs_modes_owners_and_symlinks_are_shown() {
+    use s3vfs::attrs::{PosixMeta, S_IFLNK, S_IFREG};
+    use s3vfs::store::PutOptions;
+    let store = MemStore::new();
+    let mut file_meta = PutOptions::default();
+    PosixMeta {
+        mode: Some(S_IFREG | 0o600),
+        uid: Some(1234),
+        gid: Some(99),
+        mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)),
+    }
+    .write_to(&mut file_meta.user_metadata);
+    store.insert_with("private.txt", "secret", file_meta);
+    let mut link_meta = PutOptions::default();
+    PosixMeta {
+        mode: Some(S_IFLNK | 0o777),
+        ..PosixMeta::default()
+    }
+    .write_to(&mut link_meta.user_metadata);
+    store.insert_with("link", "private.txt", link_meta);
+    store.insert("plain", "no headers");
+    let vfs = vfs_over(&store, FsConfig::default());
+    let entries = vfs.read_dir("").await.unwrap().collect().await.unwrap();
+    let kinds: Vec<(String, FileKind, u16)> = entries
+        .iter()
+        .map(|e| (e.name.clone(), e.kind, e.attr.unwrap().perm))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("link".to_owned(), FileKind::Symlink, 0o777),
+            ("plain".to_owned(), FileKind::File, 0o644),
+            ("private.txt".to_owned(), FileKind::File, 0o600),
+        ]
+    );
+    let meta = vfs.metadata("private.txt").await.unwrap();
+    assert_eq!((meta.attr().uid, meta.attr().gid), (1234, 99));
+    assert_eq!(
+        meta.modified(),
+        std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+    );
+    let fs = vfs.fs();
+    let link = fs.lookup(Ino::ROOT, OsStr::new("link")).await.unwrap().attr;
+    assert_eq!(link.kind, FileKind::Symlink);
+    assert_eq!(fs.readlink(link.ino).await.unwrap(), "private.txt");
+    let plain = fs
+        .lookup(Ino::ROOT, OsStr::new("plain"))
+        .await
+        .unwrap()
+        .attr;
+    assert_eq!(
+        fs.readlink(plain.ino).await.unwrap_err().errno(),
+        libc::EINVAL
+    );
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_a_directory_is_a_new_inode() {
+    let store = MemStore::new();
+    store.insert("x", "file");
+    let vfs = vfs_over(
+        &store,
+        FsConfig::default().with_metadata_ttl(Duration::from_millis(50)),
+    );
+    let fs = vfs.fs();
+    let old = fs.lookup(Ino::ROOT, OsStr::new("x")).await.unwrap().attr;
+    store.remove("x");
+    store.insert("x/inner", "now a directory");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(fs.getattr(old.ino).await.unwrap_err().errno(), libc::ESTALE);
+    let new = fs.lookup(Ino::ROOT, OsStr::new("x")).await.unwrap().attr;
+    assert_eq!(new.kind, FileKind::Directory);
+    assert_ne!(new.ino, old.ino);
 }

@@ -1,0 +1,144 @@
+//! POSIX attributes stored as object metadata, in the s3fs convention so that objects
+//! written by s3fs show their modes here and ours show in s3fs:
+//! `x-amz-meta-mode` (decimal `st_mode`, file-type bits included), `x-amz-meta-uid`,
+//! `x-amz-meta-gid`, `x-amz-meta-mtime` (decimal seconds since the epoch, fraction
+//! allowed). A symbolic link is an object whose mode has the `S_IFLNK` type and whose body
+//! is the target. Objects without these headers get the mount's defaults.
+
+use crate::vfs::FileKind;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// User-metadata name of the mode (`x-amz-meta-mode`).
+pub const META_MODE: &str = "mode";
+/// User-metadata name of the owner.
+pub const META_UID: &str = "uid";
+/// User-metadata name of the group.
+pub const META_GID: &str = "gid";
+/// User-metadata name of the modification time.
+pub const META_MTIME: &str = "mtime";
+
+/// File-type bits of a mode.
+const S_IFMT: u32 = 0o170000;
+/// Type bits of a symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+/// Type bits of a regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Type bits of a directory.
+pub const S_IFDIR: u32 = 0o040000;
+
+/// Longest symbolic-link target in bytes (PATH_MAX less the NUL): objects at least this
+/// large cannot be symbolic links.
+pub const MAX_SYMLINK_TARGET: u64 = 4095;
+
+/// Attributes found in (or to be written to) an object's metadata.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PosixMeta {
+    /// Full `st_mode` (type and permission bits).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Modification time.
+    pub mtime: Option<SystemTime>,
+}
+
+impl PosixMeta {
+    /// Reads the s3fs headers from user metadata; malformed values are ignored.
+    pub fn from_user_metadata(metadata: &BTreeMap<String, String>) -> Self {
+        let number = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        let mtime = metadata
+            .get(META_MTIME)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s));
+        Self {
+            mode: number(META_MODE),
+            uid: number(META_UID),
+            gid: number(META_GID),
+            mtime,
+        }
+    }
+
+    /// Writes the set attributes into user metadata (the others are left as they are).
+    pub fn write_to(&self, metadata: &mut BTreeMap<String, String>) {
+        if let Some(mode) = self.mode {
+            metadata.insert(META_MODE.to_owned(), mode.to_string());
+        }
+        if let Some(uid) = self.uid {
+            metadata.insert(META_UID.to_owned(), uid.to_string());
+        }
+        if let Some(gid) = self.gid {
+            metadata.insert(META_GID.to_owned(), gid.to_string());
+        }
+        if let Some(mtime) = self.mtime {
+            let secs = mtime
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            metadata.insert(META_MTIME.to_owned(), secs.to_string());
+        }
+    }
+
+    /// What the mode says the object is, if it says.
+    pub fn kind(&self) -> Option<FileKind> {
+        match self.mode? & S_IFMT {
+            S_IFLNK => Some(FileKind::Symlink),
+            S_IFDIR => Some(FileKind::Directory),
+            S_IFREG => Some(FileKind::File),
+            _ => None,
+        }
+    }
+
+    /// Permission bits, if a mode is set.
+    pub fn perm(&self) -> Option<u16> {
+        self.mode.map(|m| (m & 0o7777) as u16)
+    }
+}
+
+/// The `st_mode` type bits of `kind`.
+pub fn type_bits(kind: FileKind) -> u32 {
+    match kind {
+        FileKind::File => S_IFREG,
+        FileKind::Directory => S_IFDIR,
+        FileKind::Symlink => S_IFLNK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3fs_headers_round_trip() {
+        let meta = PosixMeta {
+            mode: Some(S_IFREG | 0o640),
+            uid: Some(1000),
+            gid: Some(100),
+            mtime: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        };
+        let mut headers = BTreeMap::new();
+        meta.write_to(&mut headers);
+        assert_eq!(headers["mode"], "33184");
+        assert_eq!(PosixMeta::from_user_metadata(&headers), meta);
+        assert_eq!(meta.kind(), Some(FileKind::File));
+        assert_eq!(meta.perm(), Some(0o640));
+    }
+
+    #[test]
+    fn symlinks_and_garbage() {
+        let mut headers = BTreeMap::new();
+        headers.insert("mode".to_owned(), "41471".to_owned());
+        headers.insert("uid".to_owned(), "x".to_owned());
+        headers.insert("mtime".to_owned(), "1700000000.5".to_owned());
+        let meta = PosixMeta::from_user_metadata(&headers);
+        assert_eq!(meta.kind(), Some(FileKind::Symlink));
+        assert_eq!(meta.uid, None);
+        assert!(meta.mtime.is_some());
+    }
+}
