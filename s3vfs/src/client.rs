@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// Smallest read a [`File`] asks the file system for; larger buffers read more at once.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -140,6 +140,7 @@ impl OpenOptions {
             write: self.write || self.append,
             truncate: self.truncate,
             append: self.append,
+            exclusive: self.create_new,
         }
     }
 }
@@ -201,33 +202,85 @@ impl S3Vfs {
         self.open_with(path, OpenOptions::new().read(true)).await
     }
 
-    /// Opens `path` with `options`.
+    /// Opens `path` with `options` (like `std::fs::OpenOptions::open`).
     pub async fn open_with(&self, path: &str, options: &OpenOptions) -> VfsResult<File> {
-        let attr = self.resolve(path).await;
-        let attr = match attr {
-            Err(VfsError::NotFound(_)) if options.create || options.create_new => {
-                return Err(VfsError::ReadOnly(format!(
-                    "create {path}: not supported yet"
-                )));
+        let flags = options.flags();
+        let (ino, handle, size) = match self.resolve(path).await {
+            Ok(_) if options.create_new => return Err(VfsError::Exists(path.to_owned())),
+            Ok(attr) if attr.kind == FileKind::Directory => {
+                return Err(VfsError::IsADirectory(path.to_owned()))
             }
-            other => other?,
+            Ok(attr) => {
+                let handle = self.fs.open(attr.ino, flags).await?;
+                let size = if flags.truncate && flags.write {
+                    0
+                } else {
+                    attr.size
+                };
+                (attr.ino, handle, size)
+            }
+            Err(VfsError::NotFound(_)) if options.create || options.create_new => {
+                let parsed = FsPath::parse(path)?;
+                let (parent, name) = match parsed.as_str().rsplit_once('/') {
+                    Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+                    None => (String::new(), parsed.as_str().to_owned()),
+                };
+                let parent_ino = match self.resolve(&parent).await {
+                    Ok(attr) => attr.ino,
+                    // Like any object store: a file may be created under a prefix that has
+                    // no object yet; its directories appear with it.
+                    Err(VfsError::NotFound(_)) => self.fs.implicit_dir(&FsPath::parse(&parent)?)?,
+                    Err(err) => return Err(err),
+                };
+                let (entry, handle) = self
+                    .fs
+                    .create(parent_ino, OsStr::new(&name), 0o644, flags)
+                    .await?;
+                (entry.attr.ino, handle, 0)
+            }
+            Err(err) => return Err(err),
         };
-        if options.create_new {
-            return Err(VfsError::Exists(path.to_owned()));
-        }
-        if attr.kind == FileKind::Directory {
-            return Err(VfsError::IsADirectory(path.to_owned()));
-        }
-        let handle = self.fs.open(attr.ino, options.flags()).await?;
         Ok(File {
             fs: Arc::clone(&self.fs),
-            ino: attr.ino,
+            ino,
             handle,
-            size: attr.size,
+            size,
             pos: 0,
             buffered: Bytes::new(),
             pending: None,
+            pending_write: None,
+            pending_upload: None,
         })
+    }
+
+    /// Creates (or truncates) `path` and opens it for writing. Missing parent directories
+    /// are implied by the new object's key, as in any object store.
+    pub async fn create(&self, path: &str) -> VfsResult<File> {
+        self.open_with(
+            path,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )
+        .await
+    }
+
+    /// Writes `data` as the whole content of `path` and waits until it is in the store.
+    pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> VfsResult<()> {
+        let mut file = self.create(path).await?;
+        let data: Bytes = data.into();
+        let mut at = 0usize;
+        while at < data.len() {
+            let n = self
+                .fs
+                .write(file.ino, file.handle, at as u64, data.slice(at..))
+                .await?;
+            if n == 0 {
+                return Err(VfsError::InvalidArgument(
+                    "write made no progress".to_owned(),
+                ));
+            }
+            at += n as usize;
+        }
+        file.complete().await
     }
 
     /// Reads the whole file at `path`.
@@ -308,6 +361,8 @@ pub struct File {
     /// Bytes already read from the file system, starting at `pos`.
     buffered: Bytes,
     pending: Option<BoxFuture<'static, VfsResult<Bytes>>>,
+    pending_write: Option<BoxFuture<'static, VfsResult<u32>>>,
+    pending_upload: Option<BoxFuture<'static, VfsResult<()>>>,
 }
 
 impl std::fmt::Debug for File {
@@ -331,6 +386,20 @@ impl File {
         self.size == 0
     }
 
+    /// Uploads what was written and waits until the object is complete in the store:
+    /// the result of the upload. Writes are durable only after this (or `shutdown()`)
+    /// succeeded; a file dropped without it discards unsaved writes.
+    pub async fn complete(&mut self) -> VfsResult<()> {
+        self.fs.flush(self.ino, self.handle).await
+    }
+
+    /// Writes `data` at `offset` without moving the position (like `pwrite`).
+    pub async fn write_at(&self, offset: u64, data: impl Into<Bytes>) -> VfsResult<u32> {
+        self.fs
+            .write(self.ino, self.handle, offset, data.into())
+            .await
+    }
+
     /// Reads up to `len` bytes at `offset` without moving the position (like `pread`).
     pub async fn read_at(&self, offset: u64, len: u32) -> VfsResult<Bytes> {
         self.fs.read(self.ino, self.handle, offset, len).await
@@ -345,9 +414,6 @@ impl AsyncRead for File {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if this.buffered.is_empty() {
-            if this.pos >= this.size {
-                return Poll::Ready(Ok(()));
-            }
             if this.pending.is_none() {
                 let fs = Arc::clone(&this.fs);
                 let (ino, handle, pos) = (this.ino, this.handle, this.pos);
@@ -363,8 +429,6 @@ impl AsyncRead for File {
                     this.pending = None;
                     this.buffered = result?;
                     if this.buffered.is_empty() {
-                        // The object ended early: report end of file.
-                        this.size = this.pos;
                         return Poll::Ready(Ok(()));
                     }
                 }
@@ -374,6 +438,62 @@ impl AsyncRead for File {
         buf.put_slice(&this.buffered.split_to(n));
         this.pos += n as u64;
         Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for File {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending_write.is_none() {
+            let fs = Arc::clone(&this.fs);
+            let (ino, handle, pos) = (this.ino, this.handle, this.pos);
+            let data = Bytes::copy_from_slice(buf);
+            this.pending_write =
+                Some(async move { fs.write(ino, handle, pos, data).await }.boxed());
+        }
+        let Some(pending) = this.pending_write.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        match pending.poll_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                this.pending_write = None;
+                let n = u64::from(result?);
+                this.buffered = Bytes::new();
+                this.pos += n;
+                this.size = this.size.max(this.pos);
+                Poll::Ready(Ok(n as usize))
+            }
+        }
+    }
+
+    /// Writes are handed to the file system at once; durability needs `shutdown`.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Uploads what was written: `Ok` means the object is complete in the store.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pending_upload.is_none() {
+            let fs = Arc::clone(&this.fs);
+            let (ino, handle) = (this.ino, this.handle);
+            this.pending_upload = Some(async move { fs.flush(ino, handle).await }.boxed());
+        }
+        let Some(pending) = this.pending_upload.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match pending.poll_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                this.pending_upload = None;
+                Poll::Ready(result.map_err(std::io::Error::from))
+            }
+        }
     }
 }
 

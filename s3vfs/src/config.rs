@@ -1,5 +1,7 @@
 //! Configuration of the file system: one struct, documented field by field.
 
+use crate::store::ServerSideEncryption;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How an [`S3Fs`](crate::fs::S3Fs) presents a bucket and how hard it works the store.
@@ -42,6 +44,30 @@ pub struct FsConfig {
     pub list_page_size: u32,
     /// Block size reported by `stat`/`statfs`, in bytes.
     pub block_size: u32,
+    /// Allow unlink, rmdir and the delete half of rename (off: `EPERM`, a guard rail).
+    pub allow_delete: bool,
+    /// Allow changing existing objects: overwrite, append, truncate, chmod, rename over
+    /// (off: `EPERM`, a guard rail).
+    pub allow_overwrite: bool,
+    /// Last writer wins: upload without `If-None-Match`/`If-Match`, replacing whatever
+    /// another machine wrote meanwhile. Off by default: a conflicting upload fails.
+    pub last_writer_wins: bool,
+    /// Storage class of new objects (`None`: the bucket's default).
+    pub storage_class: Option<String>,
+    /// Server-side encryption of new objects.
+    pub sse: Option<ServerSideEncryption>,
+    /// Size of one uploaded part, in bytes; grown automatically so that an object fits in
+    /// the store's part limit (10,000 on S3).
+    pub write_part_size: u64,
+    /// Parts uploaded (or copied) at once per file.
+    pub upload_concurrency: usize,
+    /// Directory for staging files of files written out of order (`None`: the system
+    /// temporary directory).
+    pub staging_dir: Option<PathBuf>,
+    /// Most bytes of staging files on disk at once, across all files, in bytes.
+    pub staging_cap: u64,
+    /// Objects copied or deleted at once when renaming or removing a directory tree.
+    pub rename_concurrency: usize,
 }
 
 impl Default for FsConfig {
@@ -56,12 +82,22 @@ impl Default for FsConfig {
             dir_mode: 0o755,
             metadata_ttl: Duration::from_secs(1),
             negative_ttl: Duration::from_secs(1),
-            read_only: true,
+            read_only: false,
             read_part_size: 8 * 1024 * 1024,
             initial_read_window: 1024 * 1024 + 128 * 1024,
             max_read_window: 64 * 1024 * 1024,
             list_page_size: 1000,
             block_size: 1024 * 1024,
+            allow_delete: true,
+            allow_overwrite: true,
+            last_writer_wins: false,
+            storage_class: None,
+            sse: None,
+            write_part_size: 8 * 1024 * 1024,
+            upload_concurrency: 8,
+            staging_dir: None,
+            staging_cap: 64 * 1024 * 1024 * 1024,
+            rename_concurrency: 16,
         }
     }
 }

@@ -43,6 +43,20 @@ pub enum VfsError {
     /// The object changed in the store while it was open for reading.
     #[error("{0} was replaced in the store while open; reopen it")]
     ObjectChanged(String),
+    /// The mount's guard rails forbid this (deletes or overwrites are disabled), or the
+    /// operation is not allowed on this kind of file (hard links).
+    #[error("operation not permitted: {0}")]
+    NotPermitted(String),
+    /// Another writer changed the object since it was opened (a conditional upload
+    /// failed): nothing was overwritten.
+    #[error("{0} was changed by another writer; the upload was refused so as not to overwrite it")]
+    WriteConflict(String),
+    /// The staging area is full.
+    #[error("no space left for staging: {0}")]
+    NoSpace(String),
+    /// The value is too large for the store (e.g. S3's 2 KB of user metadata).
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The handle is not open (or not open for this operation).
     #[error("bad file handle")]
     BadHandle,
@@ -80,6 +94,10 @@ impl VfsError {
             Self::NameTooLong(_) => libc::ENAMETOOLONG,
             Self::Archived { .. } => libc::EACCES,
             Self::ObjectChanged(_) => libc::ESTALE,
+            Self::NotPermitted(_) => libc::EPERM,
+            Self::WriteConflict(_) => libc::EIO,
+            Self::NoSpace(_) => libc::ENOSPC,
+            Self::TooLarge(_) => libc::E2BIG,
             Self::BadHandle => libc::EBADF,
             Self::InvalidArgument(_) => libc::EINVAL,
             Self::Unsupported(_) => libc::ENOTSUP,

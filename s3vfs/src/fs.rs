@@ -14,13 +14,14 @@ use crate::error::{VfsError, VfsResult};
 use crate::inode::InodeTable;
 use crate::meta::{MetaCache, Stat};
 use crate::namespace::{FileName, FsPath, Namespace};
-use crate::read::Prefetcher;
 use crate::store::{
-    storage_class, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, StoreErrorKind,
+    storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
+    StoreErrorKind, WriteCondition,
 };
 use crate::vfs::{
     DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
 };
+use crate::write::{OpenFile, OpenFiles};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,7 +39,11 @@ const MAX_HIDDEN_WARNINGS: usize = 10_000;
 
 /// An open handle.
 enum OpenHandle {
-    File(Arc<Prefetcher>),
+    File {
+        ino: Ino,
+        file: Arc<OpenFile>,
+        flags: OpenFlags,
+    },
     Dir(Arc<tokio::sync::Mutex<DirStream>>),
 }
 
@@ -57,18 +62,25 @@ struct DirStream {
     token: Option<String>,
     listing_done: bool,
     merger: ListingMerger,
+    /// Files created here by this mount and not uploaded yet, not seen in the listing so
+    /// far; listed at the end.
+    pending: Vec<(String, Stat)>,
 }
 
 /// The file system over one bucket.
+///
+/// Its parts are crate-visible so that the modules implementing groups of operations
+/// (`write`, `ops`, …) can add `impl S3Fs` blocks of their own.
 pub struct S3Fs {
-    store: Arc<dyn ObjectStore>,
-    config: FsConfig,
-    ns: Namespace,
-    inodes: InodeTable,
-    meta: MetaCache,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) config: FsConfig,
+    pub(crate) ns: Namespace,
+    pub(crate) inodes: InodeTable,
+    pub(crate) meta: MetaCache,
+    pub(crate) open_files: OpenFiles,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
-    started: SystemTime,
+    pub(crate) started: SystemTime,
     hidden_warned: Mutex<HashSet<String>>,
 }
 
@@ -81,7 +93,7 @@ impl std::fmt::Debug for S3Fs {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // These maps hold plain values updated in single statements; a poisoned lock still
     // guards a consistent map.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -98,6 +110,7 @@ impl S3Fs {
             meta,
             config,
             inodes: InodeTable::new(),
+            open_files: OpenFiles::default(),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             started: SystemTime::now(),
@@ -118,7 +131,22 @@ impl S3Fs {
     /// Drops an open file or directory handle (what `release`/`releasedir` do), for
     /// callers that cannot await.
     pub fn close_handle(&self, handle: Handle) {
-        lock(&self.handles).remove(&handle.0);
+        let removed = lock(&self.handles).remove(&handle.0);
+        if let Some(OpenHandle::File { ino, file, .. }) = removed {
+            self.close_file(ino, &file);
+        }
+    }
+
+    /// The inode of directory `path` without asking the store: for library users creating
+    /// a file under a prefix that has no object yet (the directory appears with the file,
+    /// as in any object store). Fails if `path` is known to be something else.
+    pub fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
+        if let Some(stat) = self.open_file_stat(path).or_else(|| self.meta.get(path)) {
+            if stat.kind != FileKind::Directory {
+                return Err(VfsError::NotADirectory(path.to_string()));
+            }
+        }
+        Ok(self.inodes.assign(path, FileKind::Directory))
     }
 
     /// The path of `ino`, for callers that resolved it.
@@ -126,7 +154,7 @@ impl S3Fs {
         self.inodes.get(ino).map(|info| info.path)
     }
 
-    fn attr(&self, ino: Ino, stat: &Stat) -> FileAttr {
+    pub(crate) fn attr(&self, ino: Ino, stat: &Stat) -> FileAttr {
         let (default_perm, nlink) = match stat.kind {
             FileKind::Directory => (self.config.dir_mode, 2),
             FileKind::Symlink => (0o777, 1),
@@ -137,11 +165,7 @@ impl S3Fs {
             kind: stat.kind,
             size: stat.size,
             mtime: stat.mtime,
-            perm: stat
-                .posix
-                .perm()
-                .filter(|p| *p != 0)
-                .unwrap_or(default_perm),
+            perm: stat.posix.perm().unwrap_or(default_perm),
             uid: stat.posix.uid.unwrap_or(self.config.uid),
             gid: stat.posix.gid.unwrap_or(self.config.gid),
             nlink,
@@ -149,7 +173,7 @@ impl S3Fs {
         }
     }
 
-    fn entry(&self, ino: Ino, stat: &Stat) -> Entry {
+    pub(crate) fn entry(&self, ino: Ino, stat: &Stat) -> Entry {
         Entry {
             attr: self.attr(ino, stat),
             ttl: self.config.metadata_ttl,
@@ -160,7 +184,76 @@ impl S3Fs {
         VfsError::ReadOnly(format!("{what}: this mount is read-only"))
     }
 
-    fn dir_path(&self, ino: Ino) -> VfsResult<FsPath> {
+    /// `EROFS` unless the file system may change the bucket.
+    pub(crate) fn check_writable(&self, what: &str) -> VfsResult<()> {
+        if self.config.read_only {
+            Err(self.refuse_write(what))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `EPERM` when deletes are switched off (a guard rail).
+    pub(crate) fn check_delete_allowed(&self, path: &FsPath) -> VfsResult<()> {
+        self.check_writable("delete")?;
+        if self.config.allow_delete {
+            Ok(())
+        } else {
+            tracing::warn!(path = %path, "delete refused: deletes are disabled on this mount");
+            Err(VfsError::NotPermitted(format!(
+                "{path}: deletes are disabled on this mount"
+            )))
+        }
+    }
+
+    /// `EPERM` when changing existing objects is switched off (a guard rail).
+    pub(crate) fn check_overwrite_allowed(&self, path: &FsPath) -> VfsResult<()> {
+        self.check_writable("overwrite")?;
+        if self.config.allow_overwrite {
+            Ok(())
+        } else {
+            tracing::warn!(path = %path, "change refused: overwrites are disabled on this mount");
+            Err(VfsError::NotPermitted(format!(
+                "{path}: overwrites are disabled on this mount"
+            )))
+        }
+    }
+
+    /// Options for a new object: the mount's storage class and encryption, and `meta`.
+    pub(crate) fn new_object_options(&self, meta: crate::attrs::PosixMeta) -> PutOptions {
+        let mut options = PutOptions {
+            storage_class: self.config.storage_class.clone(),
+            sse: self.config.sse.clone(),
+            ..PutOptions::default()
+        };
+        meta.write_to(&mut options.user_metadata);
+        options
+    }
+
+    /// The condition an upload must meet: the key must still be absent (`expected` is
+    /// `None`) or still hold `expected`. Unconditional when the mount chose last writer
+    /// wins or the store cannot check conditions.
+    pub(crate) fn write_condition(&self, expected: Option<&ETag>) -> WriteCondition {
+        if self.config.last_writer_wins || !self.store.capabilities().conditional_writes {
+            return WriteCondition::None;
+        }
+        match expected {
+            None => WriteCondition::IfNoneMatch,
+            Some(etag) => WriteCondition::IfMatch(etag.clone()),
+        }
+    }
+
+    /// The attributes of a new inode created by this mount.
+    pub(crate) fn new_posix_meta(&self, kind: FileKind, perm: u32) -> crate::attrs::PosixMeta {
+        crate::attrs::PosixMeta {
+            mode: Some(crate::attrs::type_bits(kind) | (perm & 0o7777)),
+            uid: Some(self.config.uid),
+            gid: Some(self.config.gid),
+            mtime: Some(SystemTime::now()),
+        }
+    }
+
+    pub(crate) fn dir_path(&self, ino: Ino) -> VfsResult<FsPath> {
         let info = self
             .inodes
             .get(ino)
@@ -183,6 +276,9 @@ impl S3Fs {
         if path.is_root() {
             return Ok(Stat::directory(self.started));
         }
+        if let Some(stat) = self.open_file_stat(path) {
+            return Ok(stat);
+        }
         if let Some(stat) = self.meta.get(path) {
             return Ok(stat);
         }
@@ -198,7 +294,8 @@ impl S3Fs {
         let (head, listing) = futures::join!(self.store.head(&key), self.store.list(list));
         let listing = listing.map_err(|e| VfsError::from_store(path.as_str(), e))?;
         let stat = if !listing.objects.is_empty() || !listing.common_prefixes.is_empty() {
-            Stat::directory(self.started)
+            // Mode, owner and mtime of a directory live on its `dir/` marker, if any.
+            self.directory_stat(path, listing.objects.first()).await?
         } else {
             match head {
                 Ok(meta) => Stat::from_head(&meta),
@@ -226,11 +323,22 @@ impl S3Fs {
         }
     }
 
-    fn file_handle(&self, handle: Handle) -> VfsResult<Arc<Prefetcher>> {
+    /// The open file behind a file handle, and the flags it was opened with.
+    pub(crate) fn file_of_handle(&self, handle: Handle) -> VfsResult<(Arc<OpenFile>, OpenFlags)> {
         match lock(&self.handles).get(&handle.0) {
-            Some(OpenHandle::File(f)) => Ok(Arc::clone(f)),
+            Some(OpenHandle::File { file, flags, .. }) => Ok((Arc::clone(file), *flags)),
             _ => Err(VfsError::BadHandle),
         }
+    }
+
+    /// A new handle on an open file.
+    pub(crate) fn new_file_handle(
+        &self,
+        ino: Ino,
+        file: Arc<OpenFile>,
+        flags: OpenFlags,
+    ) -> Handle {
+        self.new_handle(OpenHandle::File { ino, file, flags })
     }
 
     fn new_dir_stream(&self, path: FsPath, ino: Ino) -> DirStream {
@@ -251,9 +359,15 @@ impl S3Fs {
             token: None,
             listing_done: false,
             merger,
+            pending: Vec::new(),
         };
-        stream.restart(&self.ns);
+        self.restart_dir(&mut stream);
         stream
+    }
+
+    fn restart_dir(&self, stream: &mut DirStream) {
+        stream.restart(&self.ns);
+        stream.pending = self.pending_names(&stream.path);
     }
 
     /// Fetches one LIST page into the stream's window.
@@ -288,7 +402,15 @@ impl S3Fs {
                     self.warn_hidden(&key, problem);
                     continue;
                 }
-                Listed::Dir(name) => (name, Stat::directory(self.started)),
+                Listed::Dir(name) => {
+                    // Keep what the directory's marker said (its mode), if it was read.
+                    let previous = FileName::check(&name)
+                        .ok()
+                        .and_then(|n| self.meta.get_any(&stream.path.join(&n)))
+                        .filter(|p| p.kind == FileKind::Directory && p.from_head);
+                    let stat = previous.unwrap_or_else(|| Stat::directory(self.started));
+                    (name, stat)
+                }
                 Listed::File(name, object) => {
                     let Ok(file_name) = FileName::check(&name) else {
                         continue;
@@ -327,7 +449,21 @@ impl S3Fs {
                 entry.2 = Stat::from_head(&meta);
             }
         }
+        if !stream.pending.is_empty() {
+            stream
+                .pending
+                .retain(|(name, _)| !listed.iter().any(|(listed, _, _)| listed == name));
+            if stream.listing_done {
+                for (name, stat) in std::mem::take(&mut stream.pending) {
+                    if let Ok(file_name) = FileName::check(&name) {
+                        listed.push((name, stream.path.join(&file_name), stat));
+                    }
+                }
+            }
+        }
         for (name, path, stat) in listed {
+            // A file with local changes shows them, not the store's version.
+            let stat = self.open_file_stat(&path).unwrap_or(stat);
             let ino = self.inodes.assign(&path, stat.kind);
             self.meta.put(&path, stat.clone());
             stream.produced += 1;
@@ -404,8 +540,13 @@ impl Vfs for S3Fs {
         Ok(self.entry(ino, &stat))
     }
 
-    async fn setattr(&self, _ino: Ino, _handle: Option<Handle>, _c: SetAttr) -> VfsResult<Entry> {
-        Err(self.refuse_write("setattr"))
+    async fn setattr(
+        &self,
+        ino: Ino,
+        handle: Option<Handle>,
+        changes: SetAttr,
+    ) -> VfsResult<Entry> {
+        self.do_setattr(ino, handle, changes).await
     }
 
     async fn readlink(&self, ino: Ino) -> VfsResult<Bytes> {
@@ -449,7 +590,7 @@ impl Vfs for S3Fs {
         // One reader of a directory handle at a time: the stream is a cursor.
         let mut stream = stream.lock().await;
         if offset < stream.window_base() {
-            stream.restart(&self.ns);
+            self.restart_dir(&mut stream);
         }
         let wanted = offset.saturating_add(max_entries as u64);
         while stream.produced < wanted && !stream.listing_done {
@@ -477,9 +618,6 @@ impl Vfs for S3Fs {
     }
 
     async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle> {
-        if flags.write || flags.truncate || flags.append {
-            return Err(self.refuse_write("open for writing"));
-        }
         let info = self
             .inodes
             .get(ino)
@@ -496,15 +634,16 @@ impl Vfs for S3Fs {
             FileKind::File => {}
         }
         let key = self.ns.file_key(&info.path)?;
-        if storage_class::is_archived(stat.storage_class.as_deref()) {
-            // LIST does not say whether an archived object was restored; HEAD does.
+        if storage_class::is_archived(stat.storage_class.as_deref()) && !flags.truncate {
+            // Whether an archived object was restored (and for how long) only a fresh HEAD
+            // tells.
             let head = self
                 .store
                 .head(&key)
                 .await
                 .map_err(|e| VfsError::from_store(info.path.as_str(), e))?;
             if !head.restored {
-                let class = stat.storage_class.clone().unwrap_or_default();
+                let class = head.storage_class.clone().unwrap_or_default();
                 tracing::warn!(key = %key, storage_class = %class,
                     "object is archived; restore it before reading");
                 return Err(VfsError::Archived {
@@ -512,93 +651,89 @@ impl Vfs for S3Fs {
                     storage_class: class,
                 });
             }
-            stat.etag = head.etag;
-            stat.size = head.size;
+            stat = Stat::from_head(&head);
         }
-        let reader = Prefetcher::new(
-            Arc::clone(&self.store),
-            key,
-            info.path.to_string(),
-            stat.etag.clone(),
-            stat.size,
-            &self.config,
-        );
-        Ok(self.new_handle(OpenHandle::File(Arc::new(reader))))
+        let file = self.open_existing(ino, &info.path, &stat, flags).await?;
+        Ok(self.new_file_handle(ino, file, flags))
     }
 
     async fn read(&self, _ino: Ino, handle: Handle, offset: u64, size: u32) -> VfsResult<Bytes> {
-        let reader = self.file_handle(handle)?;
-        reader.read(offset, u64::from(size)).await
+        let (file, _) = self.file_of_handle(handle)?;
+        self.read_file(&file, offset, u64::from(size)).await
     }
 
-    async fn write(&self, _ino: Ino, _h: Handle, _offset: u64, _data: Bytes) -> VfsResult<u32> {
-        Err(self.refuse_write("write"))
+    async fn write(&self, _ino: Ino, handle: Handle, offset: u64, data: Bytes) -> VfsResult<u32> {
+        let (file, flags) = self.file_of_handle(handle)?;
+        self.write_file(&file, flags, offset, data).await
     }
 
     async fn flush(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        self.file_handle(handle).map(|_| ())
+        let (file, _) = self.file_of_handle(handle)?;
+        self.upload(&file).await
     }
 
     async fn fsync(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        self.file_handle(handle).map(|_| ())
+        let (file, _) = self.file_of_handle(handle)?;
+        self.upload(&file).await
     }
 
     async fn release(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        lock(&self.handles).remove(&handle.0);
+        self.close_handle(handle);
         Ok(())
     }
 
     async fn create(
         &self,
-        _parent: Ino,
-        _name: &OsStr,
-        _mode: u32,
-        _flags: OpenFlags,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
     ) -> VfsResult<(Entry, Handle)> {
-        Err(self.refuse_write("create"))
+        self.do_create(parent, name, mode, flags).await
     }
 
-    async fn mkdir(&self, _parent: Ino, _name: &OsStr, _mode: u32) -> VfsResult<Entry> {
-        Err(self.refuse_write("mkdir"))
+    async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry> {
+        self.do_mkdir(parent, name, mode).await
     }
 
-    async fn unlink(&self, _parent: Ino, _name: &OsStr) -> VfsResult<()> {
-        Err(self.refuse_write("unlink"))
+    async fn unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        self.do_unlink(parent, name).await
     }
 
-    async fn rmdir(&self, _parent: Ino, _name: &OsStr) -> VfsResult<()> {
-        Err(self.refuse_write("rmdir"))
+    async fn rmdir(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        self.do_rmdir(parent, name).await
     }
 
     async fn rename(
         &self,
-        _parent: Ino,
-        _name: &OsStr,
-        _new_parent: Ino,
-        _new_name: &OsStr,
-        _no_replace: bool,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        no_replace: bool,
     ) -> VfsResult<()> {
-        Err(self.refuse_write("rename"))
+        self.do_rename(parent, name, new_parent, new_name, no_replace)
+            .await
     }
 
-    async fn symlink(&self, _parent: Ino, _name: &OsStr, _target: &OsStr) -> VfsResult<Entry> {
-        Err(self.refuse_write("symlink"))
+    async fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Entry> {
+        self.do_symlink(parent, name, target).await
     }
 
-    async fn getxattr(&self, _ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
-        Err(VfsError::NoAttribute(name.to_string_lossy().into_owned()))
+    async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
+        self.do_getxattr(ino, name).await
     }
 
-    async fn listxattr(&self, _ino: Ino) -> VfsResult<Vec<String>> {
-        Ok(Vec::new())
+    async fn listxattr(&self, ino: Ino) -> VfsResult<Vec<String>> {
+        self.do_listxattr(ino).await
     }
 
-    async fn setxattr(&self, _ino: Ino, _name: &OsStr, _value: Bytes) -> VfsResult<()> {
-        Err(self.refuse_write("setxattr"))
+    async fn setxattr(&self, ino: Ino, name: &OsStr, value: Bytes) -> VfsResult<()> {
+        self.do_setxattr(ino, name, value).await
     }
 
-    async fn removexattr(&self, _ino: Ino, _name: &OsStr) -> VfsResult<()> {
-        Err(self.refuse_write("removexattr"))
+    async fn removexattr(&self, ino: Ino, name: &OsStr) -> VfsResult<()> {
+        self.do_removexattr(ino, name).await
     }
 
     async fn statfs(&self) -> VfsResult<StatFs> {

@@ -86,6 +86,37 @@ impl InodeTable {
         ino
     }
 
+    /// `from` was renamed to `to`: its inode, and the inodes of everything below it, now
+    /// name the new paths (the kernel keeps using them). An inode that `to` had before is
+    /// detached from the path (it named the replaced file).
+    pub fn rename(&self, from: &FsPath, to: &FsPath) {
+        if from == to {
+            return;
+        }
+        let mut table = self.lock();
+        let old_prefix = format!("{}/", from.as_str());
+        let moved: Vec<(FsPath, Ino)> = table
+            .by_path
+            .iter()
+            .filter(|(path, _)| *path == from || path.as_str().starts_with(&old_prefix))
+            .map(|(path, ino)| (path.clone(), *ino))
+            .collect();
+        // Detach what lived at the destination.
+        let new_prefix = format!("{}/", to.as_str());
+        table
+            .by_path
+            .retain(|path, _| path != to && !path.as_str().starts_with(&new_prefix));
+        for (old, ino) in moved {
+            table.by_path.remove(&old);
+            let rest = &old.as_str()[from.as_str().len()..];
+            let new = FsPath::from_trusted(format!("{}{rest}", to.as_str()));
+            if let Some(info) = table.by_ino.get_mut(&ino) {
+                info.path = new.clone();
+            }
+            table.by_path.insert(new, ino);
+        }
+    }
+
     /// What is known of `ino`.
     pub fn get(&self, ino: Ino) -> Option<InodeInfo> {
         self.lock().by_ino.get(&ino).cloned()
@@ -129,5 +160,26 @@ mod tests {
         assert_eq!(table.find(&a), Some(da));
         assert_eq!(table.find(&b), Some(ib));
         assert_eq!(table.get(Ino::ROOT).unwrap().path, FsPath::root());
+    }
+
+    #[test]
+    fn renames_move_a_subtree() {
+        let table = InodeTable::new();
+        let p = |s: &str| FsPath::parse(s).unwrap();
+        let d = table.assign(&p("d"), FileKind::Directory);
+        let f = table.assign(&p("d/f"), FileKind::File);
+        let other = table.assign(&p("e"), FileKind::Directory);
+        let dx = table.assign(&p("dx"), FileKind::File);
+        table.rename(&p("d"), &p("e"));
+        assert_eq!(table.find(&p("e")), Some(d));
+        assert_eq!(table.find(&p("e/f")), Some(f));
+        assert_eq!(table.get(f).unwrap().path, p("e/f"));
+        assert_eq!(table.find(&p("d")), None);
+        assert_eq!(
+            table.find(&p("dx")),
+            Some(dx),
+            "a sibling with the same prefix stays"
+        );
+        assert_ne!(table.find(&p("e")), Some(other));
     }
 }

@@ -22,9 +22,12 @@ pub mod fs;
 pub mod inode;
 pub mod meta;
 pub mod namespace;
+mod ops;
+pub mod ranges;
 pub mod read;
 pub mod store;
 pub mod vfs;
+mod write;
 
 pub use buckets::BucketsFs;
 pub use client::{File, Metadata, ReadDir, S3Vfs};

@@ -175,6 +175,21 @@ impl MetaCache {
         missing.insert(path.clone(), Instant::now());
     }
 
+    /// Forgets "no such file" for every ancestor of `path`: something now exists below.
+    pub fn forget_missing_ancestors(&self, path: &FsPath) {
+        let mut missing = lock(&self.missing);
+        if missing.is_empty() {
+            return;
+        }
+        let mut at = path.as_str();
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if let Ok(parent_path) = FsPath::parse(parent) {
+                missing.remove(&parent_path);
+            }
+            at = parent;
+        }
+    }
+
     /// Forgets everything about `path`.
     pub fn invalidate(&self, path: &FsPath) {
         lock(&self.stats).remove(path);

@@ -115,6 +115,11 @@ impl FsPath {
         Ok(out)
     }
 
+    /// A path built from a valid path by replacing a valid prefix (renames).
+    pub(crate) fn from_trusted(path: String) -> Self {
+        Self(path)
+    }
+
     /// The child `name` of this path.
     pub fn join(&self, name: &FileName) -> Self {
         if self.0.is_empty() {

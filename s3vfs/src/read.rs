@@ -111,6 +111,16 @@ impl Prefetcher {
         self.size
     }
 
+    /// The ETag the reads are pinned to.
+    pub fn etag(&self) -> Option<&ETag> {
+        self.etag.as_ref()
+    }
+
+    /// The key being read.
+    pub fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
     pub async fn read(&self, offset: u64, len: u64) -> VfsResult<Bytes> {
         let end = offset.saturating_add(len).min(self.size);

@@ -90,6 +90,8 @@ pub struct OpenFlags {
     pub truncate: bool,
     /// Append (`O_APPEND`).
     pub append: bool,
+    /// With create: fail if the file exists (`O_EXCL`).
+    pub exclusive: bool,
 }
 
 impl OpenFlags {
@@ -101,6 +103,7 @@ impl OpenFlags {
             write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
             truncate: flags & libc::O_TRUNC != 0,
             append: flags & libc::O_APPEND != 0,
+            exclusive: flags & libc::O_EXCL != 0,
         }
     }
 

@@ -230,7 +230,7 @@ async fn object_replaced_mid_read_is_an_error_not_mixed_bytes() {
 async fn writes_are_refused_read_only() {
     let store = MemStore::new();
     store.insert("f", "x");
-    let vfs = vfs_over(&store, FsConfig::default());
+    let vfs = vfs_over(&store, FsConfig::default().with_read_only(true));
     let fs = vfs.fs();
     let ino = fs
         .lookup(Ino::ROOT, OsStr::new("f"))

@@ -1,0 +1,158 @@
+//! Namespace operations that change the bucket: mkdir, unlink, rmdir, rename, symlink,
+//! attribute changes and extended attributes. Each group is an `impl S3Fs` block in its own
+//! module; `fs.rs` dispatches the `Vfs` calls to the `do_*` methods:
+//!
+//! - `dir`: mkdir, rmdir, and `dir/` marker objects (reading their metadata, keeping a
+//!   directory alive when its last key goes);
+//! - `unlink`: unlink;
+//! - `rename`: rename — the checks, and moving one file;
+//! - `tree`: moving a whole directory prefix (copy everything, then delete; roll back on a
+//!   failed copy) and bulk deletes;
+//! - `copy`: server-side copy of one object (CopyObject, or UploadPartCopy ranges above the
+//!   single-request limit);
+//! - `symlink`: symlink;
+//! - `metadata`: rewriting an object's (or marker's) user metadata in place, under S3's 2 KB
+//!   limit;
+//! - `setattr`: chmod, chown, utimens and truncate;
+//! - `xattr`: extended attributes in s3fs's `x-amz-meta-xattr` format.
+//!
+//! Invariants kept by every operation here: `check_writable` comes first (`EROFS` on a
+//! read-only mount) and the guard rails (`allow_delete`, `allow_overwrite`) before any
+//! request that changes the bucket; names are validated into [`FileName`]s and every key is
+//! built by the mount's [`Namespace`](crate::namespace::Namespace), so no key outside the
+//! prefix is ever written; creations are conditional (`If-None-Match: *`) and replacements
+//! pinned (`If-Match`) unless the mount chose last writer wins; a directory never vanishes
+//! as a side effect of removing or moving its last entry.
+
+mod copy;
+mod dir;
+mod metadata;
+mod rename;
+mod setattr;
+mod symlink;
+mod tree;
+mod unlink;
+mod xattr;
+
+use crate::error::{VfsError, VfsResult};
+use crate::fs::S3Fs;
+use crate::meta::Stat;
+use crate::namespace::{FileName, FsPath, MAX_KEY_LEN};
+use crate::store::{ObjectKey, StoreError, StoreErrorKind};
+use crate::vfs::{FileKind, Ino};
+use std::ffi::OsStr;
+
+/// The parent directory of `path` (the root for a top-level name or the root itself).
+fn parent_of(path: &FsPath) -> FsPath {
+    match path.as_str().rsplit_once('/') {
+        // Every component of an `FsPath` is a valid name, so its prefix is a valid path.
+        Some((parent, _)) => FsPath::parse(parent).unwrap_or_default(),
+        None => FsPath::root(),
+    }
+}
+
+/// `path` relative to the mount from a key's remainder `rel` (after a directory prefix),
+/// only if every component is a valid file name; `None` for keys the namespace hides.
+fn strict_path(base: &FsPath, rel: &str) -> Option<FsPath> {
+    let mut path = base.clone();
+    for part in rel.split('/') {
+        path = path.join(&FileName::check(part).ok()?);
+    }
+    Some(path)
+}
+
+/// Whether `path` is `dir` itself or lies below it.
+fn is_within(path: &FsPath, dir: &FsPath) -> bool {
+    dir.is_root()
+        || path == dir
+        || path
+            .as_str()
+            .strip_prefix(dir.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
+fn write_error(path: &FsPath, err: StoreError) -> VfsError {
+    if err.kind == StoreErrorKind::PreconditionFailed {
+        tracing::warn!(path = %path, error = %err, "changed by another writer; nothing was overwritten");
+        VfsError::WriteConflict(path.to_string())
+    } else {
+        tracing::warn!(path = %path, error = %err, "store refused a change");
+        VfsError::from_store(path.as_str(), err)
+    }
+}
+
+/// Maps a failed conditional creation (412: the key appeared meanwhile) to `EEXIST`.
+fn create_error(path: &FsPath, err: StoreError) -> VfsError {
+    if err.kind == StoreErrorKind::PreconditionFailed {
+        tracing::info!(path = %path, "created by another writer meanwhile");
+        VfsError::Exists(path.to_string())
+    } else {
+        tracing::warn!(path = %path, error = %err, "store refused a creation");
+        VfsError::from_store(path.as_str(), err)
+    }
+}
+
+impl S3Fs {
+    /// The validated path of `name` in directory `parent`, with the parent's path.
+    fn child_path(&self, parent: Ino, name: &OsStr) -> VfsResult<(FsPath, FsPath)> {
+        let parent_path = self.dir_path(parent)?;
+        let name = FileName::from_os(name)?;
+        let path = parent_path.join(&name);
+        Ok((parent_path, path))
+    }
+
+    /// The path of inode `ino`.
+    fn inode_path(&self, ino: Ino) -> VfsResult<(FsPath, FileKind)> {
+        let info = self
+            .inodes
+            .get(ino)
+            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        Ok((info.path, info.kind))
+    }
+
+    /// What `path` is, or `None` when nothing is there.
+    async fn stat_optional(&self, path: &FsPath) -> VfsResult<Option<Stat>> {
+        match self.stat_path(path).await {
+            Ok(stat) => Ok(Some(stat)),
+            Err(VfsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `ENOENT` unless `dir` exists, `ENOTDIR` unless it is a directory.
+    async fn require_directory(&self, dir: &FsPath) -> VfsResult<()> {
+        match self.stat_path(dir).await?.kind {
+            FileKind::Directory => Ok(()),
+            _ => Err(VfsError::NotADirectory(dir.to_string())),
+        }
+    }
+
+    /// The key of the `dir/` marker object of directory `dir` (not the root).
+    fn marker_key(&self, dir: &FsPath) -> VfsResult<ObjectKey> {
+        let key = self.ns.dir_prefix(dir);
+        if key.len() > MAX_KEY_LEN {
+            return Err(VfsError::NameTooLong(dir.to_string()));
+        }
+        Ok(ObjectKey::new(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_and_subtrees() {
+        let p = |s: &str| FsPath::parse(s).unwrap();
+        assert_eq!(parent_of(&p("a/b/c")), p("a/b"));
+        assert_eq!(parent_of(&p("a")), FsPath::root());
+        assert!(is_within(&p("a/b"), &p("a")));
+        assert!(is_within(&p("a"), &p("a")));
+        assert!(!is_within(&p("ab"), &p("a")));
+        assert!(is_within(&p("x"), &FsPath::root()));
+        assert_eq!(strict_path(&p("d"), "x/y"), Some(p("d/x/y")));
+        assert_eq!(strict_path(&p("d"), "x//y"), None);
+        assert_eq!(strict_path(&p("d"), "x/../y"), None);
+    }
+}

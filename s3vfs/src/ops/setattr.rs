@@ -1,0 +1,84 @@
+//! setattr: truncate (through the write path), and chmod, chown and utimens, which are
+//! stored in the s3fs headers (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`) by rewriting
+//! the object's metadata in place (see `metadata`).
+//!
+//! A rewrite states all four attributes — the ones not being changed keep the values shown
+//! now (the mount's defaults for an object that had no headers, and its Last-Modified as
+//! mtime, so that a chmod does not change the mtime). The mount root is not an object: a
+//! change of its attributes is accepted and not stored, so tools that set the times of the
+//! directory they copy into (`cp -a`, `rsync -a`) do not fail; the root keeps showing the
+//! mount's settings.
+
+use super::S3Fs;
+use crate::attrs::{type_bits, PosixMeta};
+use crate::error::{VfsError, VfsResult};
+use crate::vfs::{Entry, FileKind, Handle, Ino, SetAttr};
+
+impl S3Fs {
+    /// Changes the attributes of `ino`: size (truncate), mode, owner, group and mtime.
+    pub(crate) async fn do_setattr(
+        &self,
+        ino: Ino,
+        handle: Option<Handle>,
+        changes: SetAttr,
+    ) -> VfsResult<Entry> {
+        self.check_writable("setattr")?;
+        let (path, kind) = self.inode_path(ino)?;
+        if let Some(size) = changes.size {
+            match kind {
+                FileKind::Directory => return Err(VfsError::IsADirectory(path.to_string())),
+                FileKind::Symlink => {
+                    return Err(VfsError::InvalidArgument(format!(
+                        "{path} is a symbolic link"
+                    )))
+                }
+                FileKind::File => {}
+            }
+            self.check_overwrite_allowed(&path)?;
+            let stat = self.truncate_file(ino, handle, size).await?;
+            self.meta.put(&path, stat);
+        }
+        let attributes_change = changes.mode.is_some()
+            || changes.uid.is_some()
+            || changes.gid.is_some()
+            || changes.mtime.is_some();
+        if !attributes_change {
+            let stat = self.stat_path(&path).await?;
+            return Ok(self.entry(ino, &stat));
+        }
+        if path.is_root() {
+            tracing::debug!(
+                ?changes,
+                "attributes of the mount root are not stored; ignored"
+            );
+            let stat = self.stat_path(&path).await?;
+            return Ok(self.entry(ino, &stat));
+        }
+        self.check_overwrite_allowed(&path)?;
+        let current = self.stat_path(&path).await?;
+        if current.kind != kind {
+            // The path is something else now (another inode).
+            return Err(VfsError::ObjectChanged(path.to_string()));
+        }
+        let shown = self.attr(ino, &current);
+        let stat = self
+            .rewrite_metadata(&path, kind, |metadata, mtime| {
+                let stored = PosixMeta::from_user_metadata(metadata);
+                let perm = changes
+                    .mode
+                    .or(stored.mode.filter(|m| m & 0o7777 != 0))
+                    .unwrap_or(u32::from(shown.perm));
+                PosixMeta {
+                    mode: Some(type_bits(kind) | (perm & 0o7777)),
+                    uid: changes.uid.or(stored.uid).or(Some(shown.uid)),
+                    gid: changes.gid.or(stored.gid).or(Some(shown.gid)),
+                    mtime: changes.mtime.or(stored.mtime).or(Some(mtime)),
+                }
+                .write_to(metadata);
+                Ok(())
+            })
+            .await?;
+        tracing::debug!(path = %path, ?changes, "attributes stored");
+        Ok(self.entry(ino, &stat))
+    }
+}

@@ -1,0 +1,344 @@
+//! Moving a whole directory: every key below `src/` is copied to `dst/`, and only when
+//! all copies succeeded are the sources deleted.
+//!
+//! S3 has no atomic rename of a prefix, so the move is made safe instead of atomic:
+//! - the keys are listed (all pages, no delimiter — hidden keys such as `src//x` move too)
+//!   and copied `rename_concurrency` at a time, each only if its destination key is free;
+//! - the marker is copied last (or, if the source had none, a `dst/` marker is created, so
+//!   the moved directory exists even when empty);
+//! - if any copy fails, nothing is deleted: the copies already made are removed again and
+//!   the rename fails with `EIO`, the source tree intact;
+//! - if deleting sources fails after every copy succeeded, both trees hold the data; the
+//!   keys left at the old place are logged and the rename fails with `EIO`.
+//!
+//! Each failure logs exactly what is where. The listing is held in memory (about 200
+//! bytes per key).
+
+use super::copy::ObjectCopy;
+use super::{is_within, parent_of, strict_path, S3Fs};
+use crate::attrs::PosixMeta;
+use crate::error::{VfsError, VfsResult};
+use crate::namespace::{FsPath, MAX_KEY_LEN};
+use crate::store::s3::MAX_DELETE_BATCH;
+use crate::store::{
+    ListRequest, ListedObject, MetadataDirective, ObjectKey, StoreError, StoreErrorKind,
+    StoreResult, WriteCondition,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Most keys named in one log line.
+const LOGGED_KEYS: usize = 20;
+
+/// One object to move.
+#[derive(Clone, Debug)]
+struct Move {
+    source: ObjectKey,
+    dest: ObjectKey,
+    size: u64,
+    storage_class: Option<String>,
+}
+
+/// How copying a batch went.
+#[derive(Debug, Default)]
+struct CopyOutcome {
+    /// Destinations written.
+    copied: Vec<ObjectKey>,
+    /// The first failure, if any.
+    failure: Option<StoreError>,
+    /// Copies that failed.
+    failed: usize,
+    /// Copies not started because an earlier one failed.
+    skipped: usize,
+}
+
+fn first_keys(keys: &[ObjectKey]) -> Vec<&str> {
+    keys.iter()
+        .take(LOGGED_KEYS)
+        .map(ObjectKey::as_str)
+        .collect()
+}
+
+impl S3Fs {
+    /// Moves directory `src` (in `src_parent`) to `dst`, which is absent or an empty
+    /// directory (`dest_existed`). See the module docs.
+    pub(super) async fn move_tree(
+        &self,
+        src_parent: &FsPath,
+        src: &FsPath,
+        dst: &FsPath,
+        dest_existed: bool,
+    ) -> VfsResult<()> {
+        let src_prefix = self.ns.dir_prefix(src);
+        let dst_prefix = self.ns.dir_prefix(dst);
+        let objects = self
+            .list_tree(&src_prefix)
+            .await
+            .map_err(|e| VfsError::from_store(src.as_str(), e))?;
+        if objects.is_empty() {
+            self.meta.put_missing(src);
+            return Err(VfsError::NotFound(src.to_string()));
+        }
+        let mut moves = Vec::with_capacity(objects.len());
+        let mut marker = None;
+        for object in objects {
+            let Some(rest) = object.key.as_str().strip_prefix(&src_prefix) else {
+                continue;
+            };
+            let dest = format!("{dst_prefix}{rest}");
+            if dest.len() > MAX_KEY_LEN {
+                tracing::warn!(src = %src, dst = %dst, key = %object.key,
+                    "rename refused: a key would be longer than 1024 bytes at the new place");
+                return Err(VfsError::NameTooLong(format!("{dst}/{rest}")));
+            }
+            let is_marker = rest.is_empty();
+            let item = Move {
+                dest: ObjectKey::new(dest),
+                size: object.size,
+                storage_class: object.storage_class,
+                source: object.key,
+            };
+            if is_marker {
+                marker = Some(item);
+            } else {
+                moves.push(item);
+            }
+        }
+        // Open files with unsaved writes are uploaded first, so the copies carry them.
+        for item in &moves {
+            let rest = &item.source.as_str()[src_prefix.len()..];
+            if let Some(path) = strict_path(src, rest) {
+                self.sync_path(&path).await?;
+            }
+        }
+        if !is_within(dst, src_parent) {
+            self.keep_directory(src_parent).await?;
+        }
+
+        let total = moves.len() + usize::from(marker.is_some());
+        let mut outcome = self.copy_all(&moves).await;
+        if outcome.failure.is_none() {
+            if let Err(e) = self.place_marker(marker.as_ref(), dst, dest_existed).await {
+                outcome.failed += 1;
+                outcome.failure = Some(e);
+            }
+        }
+        if let Some(error) = outcome.failure.take() {
+            let left = self.delete_keys(outcome.copied.clone()).await;
+            let left_keys: Vec<ObjectKey> = left.into_iter().map(|(k, _)| k).collect();
+            tracing::error!(
+                src = %src_prefix, dst = %dst_prefix, objects = total,
+                copied = outcome.copied.len(), failed = outcome.failed, not_started = outcome.skipped,
+                removed_again = outcome.copied.len() - left_keys.len(),
+                left_at_destination = left_keys.len(), left_keys = ?first_keys(&left_keys),
+                error = %error,
+                "directory rename failed while copying: no source was deleted, the source tree \
+                 is intact; copies made were removed again except the ones listed"
+            );
+            self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
+            return Err(VfsError::Io(error));
+        }
+
+        let sources: Vec<ObjectKey> = moves
+            .iter()
+            .chain(marker.iter())
+            .map(|m| m.source.clone())
+            .collect();
+        let failures = self.delete_keys(sources).await;
+        self.forget_tree(src, &src_prefix, &moves, |m| &m.source, true);
+        self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
+        self.note_renamed(src, dst);
+        if let Some((_, error)) = failures.first() {
+            let left: Vec<ObjectKey> = failures.iter().map(|(k, _)| k.clone()).collect();
+            tracing::error!(
+                src = %src_prefix, dst = %dst_prefix, objects = total, copied = total,
+                not_deleted = left.len(), left_at_source = ?first_keys(&left), error = %error,
+                "directory rename copied everything but could not delete some sources: \
+                 the new place is complete, the listed keys are still also at the old place"
+            );
+            self.meta.invalidate(src);
+            return Err(VfsError::Io(error.clone()));
+        }
+        tracing::info!(src = %src_prefix, dst = %dst_prefix, objects = total, "directory renamed");
+        Ok(())
+    }
+
+    /// Copies every move, `rename_concurrency` at a time; after a failure no further copy
+    /// starts (the ones under way finish and are accounted for).
+    async fn copy_all(&self, moves: &[Move]) -> CopyOutcome {
+        let stop = AtomicBool::new(false);
+        let stop = &stop;
+        // Indices rather than `&Move`s: a closure over references would not be `Send` for
+        // every lifetime, as the async trait needs.
+        let results: Vec<Option<StoreResult<ObjectKey>>> = futures::stream::iter(0..moves.len())
+            .map(|i| async move {
+                let item = &moves[i];
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let condition = self.write_condition(None);
+                let result = self.copy_moved(item, condition).await;
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Some(result.map(|()| item.dest.clone()))
+            })
+            .buffer_unordered(self.config.rename_concurrency.max(1))
+            .collect()
+            .await;
+        let mut outcome = CopyOutcome::default();
+        for result in results {
+            match result {
+                None => outcome.skipped += 1,
+                Some(Ok(dest)) => outcome.copied.push(dest),
+                Some(Err(e)) => {
+                    outcome.failed += 1;
+                    outcome.failure.get_or_insert(e);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Copies one object to its new key, keeping its metadata and storage class.
+    async fn copy_moved(&self, item: &Move, condition: WriteCondition) -> StoreResult<()> {
+        let caps = self.store.capabilities();
+        let metadata = if item.storage_class.is_some() && item.size <= caps.max_single_put {
+            // COPY would reset the storage class to STANDARD.
+            let head = self.store.head(&item.source).await?;
+            MetadataDirective::Replace(self.kept_options(&head))
+        } else {
+            MetadataDirective::Copy
+        };
+        self.copy_object(ObjectCopy {
+            source: item.source.clone(),
+            source_etag: None,
+            size: item.size,
+            dest: item.dest.clone(),
+            metadata,
+            condition,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Gives the moved directory its marker: the source's, or a new empty one when the
+    /// source had none and nothing exists at `dst` yet.
+    async fn place_marker(
+        &self,
+        marker: Option<&Move>,
+        dst: &FsPath,
+        dest_existed: bool,
+    ) -> StoreResult<()> {
+        // Over an existing (empty) directory the old marker is simply replaced.
+        let condition = if dest_existed {
+            WriteCondition::None
+        } else {
+            self.write_condition(None)
+        };
+        match marker {
+            Some(item) => self.copy_moved(item, condition).await,
+            None if dest_existed => Ok(()),
+            None => {
+                let key = ObjectKey::new(self.ns.dir_prefix(dst));
+                let mut options = self.new_object_options(PosixMeta::default());
+                options.condition = condition;
+                match self.store.put(&key, Bytes::new(), options).await {
+                    Err(e) if e.kind == StoreErrorKind::PreconditionFailed => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        }
+    }
+
+    /// Every key below `prefix`, all pages.
+    pub(super) async fn list_tree(&self, prefix: &str) -> StoreResult<Vec<ListedObject>> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list(ListRequest {
+                    prefix: prefix.to_owned(),
+                    delimiter: None,
+                    continuation_token: token,
+                    max_keys: Some(self.config.list_page_size),
+                    start_after: None,
+                })
+                .await?;
+            objects.extend(page.objects);
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Deletes `keys` (DeleteObjects batches of 1000 when the store has it, else one by
+    /// one), `rename_concurrency` requests at a time. Returns the keys not deleted.
+    pub(super) async fn delete_keys(&self, keys: Vec<ObjectKey>) -> Vec<(ObjectKey, StoreError)> {
+        let in_flight = self.config.rename_concurrency.max(1);
+        let failures: Vec<Vec<(ObjectKey, StoreError)>> = if self.store.capabilities().delete_many {
+            let batches: Vec<Vec<ObjectKey>> =
+                keys.chunks(MAX_DELETE_BATCH).map(<[_]>::to_vec).collect();
+            futures::stream::iter(batches)
+                .map(|batch| async move {
+                    match self.store.delete_many(batch.clone()).await {
+                        Ok(failed) => failed.into_iter().map(|f| (f.key, f.error)).collect(),
+                        Err(e) => batch.into_iter().map(|k| (k, e.clone())).collect(),
+                    }
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await
+        } else {
+            futures::stream::iter(keys)
+                .map(|key| async move {
+                    match self.store.delete(&key).await {
+                        Ok(()) => Vec::new(),
+                        Err(e) => vec![(key, e)],
+                    }
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await
+        };
+        failures.into_iter().flatten().collect()
+    }
+
+    /// Drops cached knowledge of the tree at `root` (whose keys start with `prefix`) and
+    /// of every path the moved keys (`key_of`) name in it; with `gone`, records them as
+    /// missing instead.
+    fn forget_tree(
+        &self,
+        root: &FsPath,
+        prefix: &str,
+        moves: &[Move],
+        key_of: impl Fn(&Move) -> &ObjectKey,
+        gone: bool,
+    ) {
+        let mut paths = BTreeSet::new();
+        for item in moves {
+            let Some(rest) = key_of(item).as_str().strip_prefix(prefix) else {
+                continue;
+            };
+            let mut path = strict_path(root, rest.trim_end_matches('/'));
+            while let Some(p) = path {
+                if &p == root || !paths.insert(p.clone()) {
+                    break;
+                }
+                path = Some(parent_of(&p));
+            }
+        }
+        paths.insert(root.clone());
+        for path in &paths {
+            if gone {
+                self.meta.put_missing(path);
+            } else {
+                self.meta.invalidate(path);
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! unlink: removing a file or symbolic link (one DeleteObject).
+
+use super::S3Fs;
+use crate::error::{VfsError, VfsResult};
+use crate::vfs::{FileKind, Ino};
+use std::ffi::OsStr;
+
+impl S3Fs {
+    /// Removes file or symlink `name` from `parent`.
+    ///
+    /// `EISDIR` for a directory, `ENOENT` when missing, `EPERM` when deletes are disabled.
+    /// The parent keeps existing even if this was its last entry: it gets a `parent/`
+    /// marker first when it has none (see [`keep_directory`](S3Fs::keep_directory)).
+    pub(crate) async fn do_unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        self.check_writable("unlink")?;
+        let (parent_path, path) = self.child_path(parent, name)?;
+        self.check_delete_allowed(&path)?;
+        let stat = self.stat_path(&path).await?;
+        if stat.kind == FileKind::Directory {
+            tracing::debug!(path = %path, "unlink refused: a directory");
+            return Err(VfsError::IsADirectory(path.to_string()));
+        }
+        let key = self.ns.file_key(&path)?;
+        self.keep_directory(&parent_path).await?;
+        self.store.delete(&key).await.map_err(|e| {
+            tracing::warn!(path = %path, error = %e, "unlink failed");
+            VfsError::from_store(path.as_str(), e)
+        })?;
+        self.meta.put_missing(&path);
+        self.note_unlinked(&path);
+        Ok(())
+    }
+}

@@ -1,0 +1,1120 @@
+//! Open files and the write path.
+//!
+//! Every open inode has one [`OpenFile`], shared by all its handles, so a write through one
+//! handle is read back through another. Its content is a view over three sources: bytes
+//! written locally (kept in a staging file and tracked in a [`RangeSet`]), the object
+//! version it was opened on (`base`, read with GETs pinned to its ETag) for the bytes below
+//! `base_len`, and zeros beyond (a truncate up).
+//!
+//! Uploads:
+//! - a new or truncated file written sequentially from offset 0 is *streamed*: full parts
+//!   go up as a multipart upload while the writer continues (at most
+//!   `upload_concurrency` parts in flight; past that the writer waits), and `flush`
+//!   uploads the tail and completes; a file smaller than one part is a single PUT;
+//! - anything else (random writes, appends to an existing object, truncation) is staged
+//!   and uploaded by `flush`: unchanged ranges of the old object are reused with
+//!   UploadPartCopy, changed ones are assembled from the staging file, the old object and
+//!   zeros;
+//! - the staging file holds every written byte while the staging cap allows, so a
+//!   streamed file can still fall back to staging (a random write, a read back). Past the
+//!   cap a stream keeps going without it, and only then are such writes refused.
+//!
+//! Durability contract: `flush` (every close) and `fsync` return success only when the
+//! object is complete in the store. Uploads are conditional (`If-None-Match: *` for a new
+//! key, `If-Match: <etag opened on>` for an existing one) unless the mount chose last
+//! writer wins, so another machine's newer version is never silently replaced; the
+//! previous content of the key stays intact until the new one is complete, and a failed
+//! multipart upload is aborted. A failed upload keeps the local data dirty, so a later
+//! `fsync`/`close` may try again; the error is returned and logged with the key.
+
+use crate::attrs::PosixMeta;
+use crate::error::{VfsError, VfsResult};
+use crate::fs::{lock, S3Fs};
+use crate::meta::Stat;
+use crate::namespace::{FileName, FsPath};
+use crate::ranges::RangeSet;
+use crate::read::Prefetcher;
+use crate::store::{
+    ByteRange, CompletedPart, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, StoreError,
+    StoreErrorKind, UploadId, WriteCondition,
+};
+use crate::vfs::{Entry, FileKind, Handle, Ino, OpenFlags};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Parts of a streamed upload keep one size for this many parts, then double, so that an
+/// object of any size S3 accepts (5 TiB) fits in 10,000 parts without knowing its size.
+const PARTS_PER_SIZE_STEP: u32 = 1000;
+
+/// The open files of one file system, and the staging space they use.
+#[derive(Default)]
+pub(crate) struct OpenFiles {
+    by_ino: Mutex<HashMap<Ino, Arc<OpenFile>>>,
+    staging_used: Arc<AtomicU64>,
+}
+
+/// What every handle of one open inode shares.
+pub(crate) struct OpenFile {
+    handles: AtomicUsize,
+    /// Path, key and the stat to show while the file has local changes; readable without
+    /// waiting for an upload in progress.
+    shadow: Mutex<Shadow>,
+    /// Reader of the clean object version, rebuilt when the version changes.
+    reader: Mutex<Option<Arc<Prefetcher>>>,
+    state: tokio::sync::Mutex<FileState>,
+}
+
+struct Shadow {
+    path: FsPath,
+    key: ObjectKey,
+    /// The file as this mount sees it while it differs from the store (`None`: clean).
+    dirty_stat: Option<Stat>,
+    /// Unlinked while open: nothing is uploaded any more.
+    unlinked: bool,
+    /// Current object version (for readers of a clean file).
+    etag: Option<ETag>,
+    size: u64,
+}
+
+/// The object version an open file builds on.
+#[derive(Clone, Debug)]
+struct Base {
+    etag: Option<ETag>,
+}
+
+struct FileState {
+    /// The version the content builds on; `None` for a file that is not in the store.
+    base: Option<Base>,
+    /// Bytes `[0, base_len)` not written locally come from `base`.
+    base_len: u64,
+    /// Current size.
+    size: u64,
+    /// Attributes to store with the next upload.
+    posix: PosixMeta,
+    /// Whether the content differs from the store.
+    dirty: bool,
+    /// Bytes written locally.
+    written: RangeSet,
+    staging: Option<Staging>,
+    /// Whether the staging file holds every written byte.
+    staged_all: bool,
+    stream: Option<Stream>,
+    /// Streaming is off until the next upload (the file was not written sequentially).
+    no_stream: bool,
+}
+
+struct Staging {
+    file: std::fs::File,
+    /// Bytes charged to the staging cap.
+    charged: u64,
+    used: Arc<AtomicU64>,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.charged, Ordering::Relaxed);
+    }
+}
+
+/// A multipart upload fed as a new file is written sequentially. Dropping it aborts
+/// the upload (in the background) unless it was completed.
+struct Stream {
+    store: Arc<dyn ObjectStore>,
+    key: ObjectKey,
+    upload_id: Option<UploadId>,
+    /// Bytes handed to part uploads.
+    sent: u64,
+    /// Bytes written but not yet sent (the start of the next part).
+    buffer: BytesMut,
+    next_part: u32,
+    parts: Vec<JoinHandle<Result<CompletedPart, StoreError>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        for part in &self.parts {
+            part.abort();
+        }
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let key = self.key.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(err) = store.abort_multipart(&key, &id).await {
+                        tracing::warn!(key = %key, error = %err, "abort of a multipart upload failed");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!(key = %self.key, "multipart upload left open: no runtime to abort it")
+            }
+        }
+    }
+}
+
+impl OpenFiles {
+    /// The open file of `ino`, if any.
+    fn get(&self, ino: Ino) -> Option<Arc<OpenFile>> {
+        lock(&self.by_ino).get(&ino).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<OpenFile>> {
+        lock(&self.by_ino).values().cloned().collect()
+    }
+}
+
+impl OpenFile {
+    fn path(&self) -> FsPath {
+        lock(&self.shadow).path.clone()
+    }
+
+    fn key(&self) -> ObjectKey {
+        lock(&self.shadow).key.clone()
+    }
+}
+
+impl FileState {
+    fn clean(stat: Option<&Stat>) -> Self {
+        Self {
+            base: stat.map(|s| Base {
+                etag: s.etag.clone(),
+            }),
+            base_len: stat.map_or(0, |s| s.size),
+            size: stat.map_or(0, |s| s.size),
+            posix: stat.map(|s| s.posix).unwrap_or_default(),
+            dirty: false,
+            written: RangeSet::new(),
+            staging: None,
+            staged_all: true,
+            stream: None,
+            no_stream: false,
+        }
+    }
+
+    /// Sets the size: bytes past it are dropped, bytes up to it that were never written
+    /// read as zeros.
+    fn truncate(&mut self, size: u64) {
+        self.written.truncate(size);
+        self.base_len = self.base_len.min(size);
+        self.size = size;
+        self.dirty = true;
+        self.no_stream = self.no_stream || size != 0;
+    }
+}
+
+fn store_err(path: &FsPath, err: StoreError) -> VfsError {
+    if err.kind == StoreErrorKind::PreconditionFailed {
+        tracing::error!(path = %path, error = %err, "upload refused: the object was changed by another writer");
+        VfsError::WriteConflict(path.to_string())
+    } else {
+        tracing::error!(path = %path, error = %err, "upload failed");
+        VfsError::from_store(path.as_str(), err)
+    }
+}
+
+impl S3Fs {
+    /// The stat of `path` while an open file there has changes not yet in the store.
+    pub(crate) fn open_file_stat(&self, path: &FsPath) -> Option<Stat> {
+        let ino = self.inodes.find(path)?;
+        let file = self.open_files.get(ino)?;
+        let shadow = lock(&file.shadow);
+        if shadow.unlinked || shadow.path != *path {
+            return None;
+        }
+        shadow.dirty_stat.clone()
+    }
+
+    /// Names of files in directory `dir` created by this mount and not uploaded yet (a
+    /// listing of the store cannot show them).
+    pub(crate) fn pending_names(&self, dir: &FsPath) -> Vec<(String, Stat)> {
+        self.open_files
+            .all()
+            .into_iter()
+            .filter_map(|file| {
+                let shadow = lock(&file.shadow);
+                let stat = shadow.dirty_stat.clone()?;
+                let (parent, name) = match shadow.path.as_str().rsplit_once('/') {
+                    Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+                    None => (String::new(), shadow.path.as_str().to_owned()),
+                };
+                (!shadow.unlinked && parent == dir.as_str()).then_some((name, stat))
+            })
+            .collect()
+    }
+
+    /// Uploads the unsaved writes of an open file at `path`, if any, so that a copy of the
+    /// object (rename) sees them.
+    pub(crate) async fn sync_path(&self, path: &FsPath) -> VfsResult<()> {
+        let Some(ino) = self.inodes.find(path) else {
+            return Ok(());
+        };
+        match self.open_files.get(ino) {
+            Some(file) => self.upload(&file).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `path` was unlinked: open handles of it stop uploading on close.
+    pub(crate) fn note_unlinked(&self, path: &FsPath) {
+        for file in self.open_files.all() {
+            let mut shadow = lock(&file.shadow);
+            if shadow.path == *path {
+                shadow.unlinked = true;
+                shadow.dirty_stat = None;
+            }
+        }
+    }
+
+    /// `from` was renamed to `to` (a file, or a directory and everything below it): open
+    /// handles follow it.
+    pub(crate) fn note_renamed(&self, from: &FsPath, to: &FsPath) {
+        self.inodes.rename(from, to);
+        let prefix = format!("{}/", from.as_str());
+        for file in self.open_files.all() {
+            let mut shadow = lock(&file.shadow);
+            let moved = if shadow.path == *from {
+                Some(to.clone())
+            } else {
+                shadow
+                    .path
+                    .as_str()
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| FsPath::parse(&format!("{}/{rest}", to.as_str())).ok())
+            };
+            if let Some(path) = moved {
+                if let Ok(key) = self.ns.file_key(&path) {
+                    shadow.key = key;
+                    shadow.path = path;
+                }
+            }
+        }
+    }
+
+    /// The open file of `ino`, created from `stat` (`None`: a new file) if not open yet;
+    /// counts one more handle.
+    fn open_file(&self, ino: Ino, path: &FsPath, stat: Option<&Stat>) -> VfsResult<Arc<OpenFile>> {
+        let key = self.ns.file_key(path)?;
+        let mut map = lock(&self.open_files.by_ino);
+        let file = map.entry(ino).or_insert_with(|| {
+            Arc::new(OpenFile {
+                handles: AtomicUsize::new(0),
+                shadow: Mutex::new(Shadow {
+                    path: path.clone(),
+                    key,
+                    dirty_stat: None,
+                    unlinked: false,
+                    etag: stat.and_then(|s| s.etag.clone()),
+                    size: stat.map_or(0, |s| s.size),
+                }),
+                reader: Mutex::new(None),
+                state: tokio::sync::Mutex::new(FileState::clean(stat)),
+            })
+        });
+        file.handles.fetch_add(1, Ordering::AcqRel);
+        Ok(Arc::clone(file))
+    }
+
+    /// One handle of `ino` is gone; the last one discards what could not be uploaded (an
+    /// unfinished multipart upload is aborted when its state is dropped).
+    pub(crate) fn close_file(&self, ino: Ino, file: &Arc<OpenFile>) {
+        if file.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let mut map = lock(&self.open_files.by_ino);
+        if map.get(&ino).is_some_and(|f| Arc::ptr_eq(f, file)) {
+            map.remove(&ino);
+        }
+        drop(map);
+        let shadow = lock(&file.shadow);
+        if shadow.dirty_stat.is_some() && !shadow.unlinked {
+            tracing::warn!(key = %shadow.key, "closed with changes that could not be uploaded; they are discarded");
+        }
+    }
+
+    /// Opens an existing file for `flags` (reading, writing or both).
+    pub(crate) async fn open_existing(
+        &self,
+        ino: Ino,
+        path: &FsPath,
+        stat: &Stat,
+        flags: OpenFlags,
+    ) -> VfsResult<Arc<OpenFile>> {
+        if flags.write || flags.truncate {
+            self.check_writable("open for writing")?;
+            if flags.truncate || !flags.append {
+                self.check_overwrite_allowed(path)?;
+            }
+        }
+        let file = self.open_file(ino, path, Some(stat))?;
+        if flags.truncate && (flags.write || flags.append) {
+            let mut state = file.state.lock().await;
+            if state.size != 0 || state.base.is_some() {
+                state.truncate(0);
+                // An O_TRUNC open starts a fresh sequential write.
+                state.no_stream = false;
+                self.mark_dirty(&file, &state);
+            }
+        }
+        Ok(file)
+    }
+
+    /// Creates and opens a new file.
+    pub(crate) async fn do_create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
+    ) -> VfsResult<(Entry, Handle)> {
+        self.check_writable("create")?;
+        let dir = self.dir_path(parent)?;
+        let name = FileName::from_os(name)?;
+        let path = dir.join(&name);
+        match self.stat_path(&path).await {
+            Ok(stat) if stat.kind == FileKind::Directory => {
+                return Err(VfsError::IsADirectory(path.to_string()))
+            }
+            Ok(_) if flags.exclusive => return Err(VfsError::Exists(path.to_string())),
+            Ok(stat) => {
+                let ino = self.inodes.assign(&path, stat.kind);
+                let flags = OpenFlags {
+                    write: true,
+                    ..flags
+                };
+                let file = self.open_existing(ino, &path, &stat, flags).await?;
+                let stat = self.current_stat(&file).await;
+                let handle = self.new_file_handle(ino, file, flags);
+                return Ok((self.entry(ino, &stat), handle));
+            }
+            Err(VfsError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let ino = self.inodes.assign(&path, FileKind::File);
+        let file = self.open_file(ino, &path, None)?;
+        let stat = {
+            let mut state = file.state.lock().await;
+            state.posix = self.new_posix_meta(FileKind::File, mode);
+            state.dirty = true;
+            self.mark_dirty(&file, &state)
+        };
+        self.meta.invalidate(&path);
+        self.meta.forget_missing_ancestors(&path);
+        let handle = self.new_file_handle(ino, file, flags);
+        Ok((self.entry(ino, &stat), handle))
+    }
+
+    /// The stat of an open file as this mount sees it.
+    async fn current_stat(&self, file: &Arc<OpenFile>) -> Stat {
+        let state = file.state.lock().await;
+        self.stat_of_state(&state)
+    }
+
+    fn stat_of_state(&self, state: &FileState) -> Stat {
+        Stat {
+            kind: FileKind::File,
+            size: state.size,
+            mtime: state.posix.mtime.unwrap_or_else(SystemTime::now),
+            etag: state.base.as_ref().and_then(|b| b.etag.clone()),
+            storage_class: None,
+            posix: state.posix,
+            from_head: true,
+        }
+    }
+
+    /// Records that `state` differs from the store; returns the stat to show.
+    fn mark_dirty(&self, file: &OpenFile, state: &FileState) -> Stat {
+        let stat = self.stat_of_state(state);
+        lock(&file.shadow).dirty_stat = Some(stat.clone());
+        stat
+    }
+
+    /// Reads through an open file: clean files through the shared read-ahead, files with
+    /// local changes from their three sources.
+    pub(crate) async fn read_file(
+        &self,
+        file: &Arc<OpenFile>,
+        offset: u64,
+        len: u64,
+    ) -> VfsResult<Bytes> {
+        if lock(&file.shadow).dirty_stat.is_none() {
+            if let Some(reader) = self.clean_reader(file) {
+                return reader.read(offset, len).await;
+            }
+        }
+        let state = file.state.lock().await;
+        if !state.dirty {
+            drop(state);
+            let reader = self
+                .clean_reader(file)
+                .ok_or_else(|| VfsError::NotFound(file.path().to_string()))?;
+            return reader.read(offset, len).await;
+        }
+        let end = offset.saturating_add(len).min(state.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        self.assemble(file, &state, offset, end).await
+    }
+
+    /// A reader of the clean object version, shared by the file's handles.
+    fn clean_reader(&self, file: &OpenFile) -> Option<Arc<Prefetcher>> {
+        let (key, path, etag, size) = {
+            let shadow = lock(&file.shadow);
+            if shadow.dirty_stat.is_some() {
+                return None;
+            }
+            (
+                shadow.key.clone(),
+                shadow.path.clone(),
+                shadow.etag.clone(),
+                shadow.size,
+            )
+        };
+        let mut reader = lock(&file.reader);
+        if let Some(r) = reader.as_ref() {
+            if r.etag() == etag.as_ref() && r.size() == size && r.key() == &key {
+                return Some(Arc::clone(r));
+            }
+        }
+        let fresh = Arc::new(Prefetcher::new(
+            Arc::clone(&self.store),
+            key,
+            path.to_string(),
+            etag,
+            size,
+            &self.config,
+        ));
+        *reader = Some(Arc::clone(&fresh));
+        Some(fresh)
+    }
+
+    /// The bytes `[start, end)` of a file with local changes.
+    async fn assemble(
+        &self,
+        file: &OpenFile,
+        state: &FileState,
+        start: u64,
+        end: u64,
+    ) -> VfsResult<Bytes> {
+        let path = file.path();
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for (s, e, written) in state.written.split(start, end) {
+            if written {
+                out.extend_from_slice(&self.read_written(file, state, s, e)?);
+                continue;
+            }
+            let base_end = e.min(state.base_len);
+            if s < base_end {
+                let etag = state.base.as_ref().and_then(|b| b.etag.clone());
+                let request = GetRequest {
+                    key: file.key(),
+                    range: Some(ByteRange::new(s, base_end)),
+                    if_match: etag,
+                };
+                let fetched = async { self.store.get(request).await?.collect().await };
+                let bytes = fetched.await.map_err(|e| store_err(&path, e))?;
+                out.extend_from_slice(&bytes);
+            }
+            let zeros_from = s.max(base_end);
+            if zeros_from < e {
+                out.resize(out.len() + (e - zeros_from) as usize, 0);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Locally written bytes `[s, e)`: from the staging file, or from a stream's buffer.
+    fn read_written(
+        &self,
+        file: &OpenFile,
+        state: &FileState,
+        s: u64,
+        e: u64,
+    ) -> VfsResult<Vec<u8>> {
+        if state.staged_all {
+            if let Some(staging) = &state.staging {
+                let mut buf = vec![0u8; (e - s) as usize];
+                // Reads of the local staging file are page-cache copies: done in place.
+                staging.file.read_exact_at(&mut buf, s).map_err(|err| {
+                    tracing::error!(path = %file.path(), error = %err, "staging file read failed");
+                    VfsError::Io(StoreError::new(
+                        StoreErrorKind::Other,
+                        format!("staging read: {err}"),
+                    ))
+                })?;
+                return Ok(buf);
+            }
+        }
+        if let Some(stream) = &state.stream {
+            if s >= stream.sent && e <= stream.sent + stream.buffer.len() as u64 {
+                let from = (s - stream.sent) as usize;
+                return Ok(stream.buffer[from..from + (e - s) as usize].to_vec());
+            }
+        }
+        Err(VfsError::Unsupported(format!(
+            "{}: data already streamed to the store past the staging cap cannot be read back before close",
+            file.path()
+        )))
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles); returns the byte count.
+    pub(crate) async fn write_file(
+        &self,
+        file: &Arc<OpenFile>,
+        flags: OpenFlags,
+        offset: u64,
+        data: Bytes,
+    ) -> VfsResult<u32> {
+        if !(flags.write || flags.append) {
+            return Err(VfsError::BadHandle);
+        }
+        let len = data.len() as u64;
+        let count = u32::try_from(data.len())
+            .map_err(|_| VfsError::InvalidArgument("write larger than 4 GiB".to_owned()))?;
+        let mut state = file.state.lock().await;
+        let offset = if flags.append { state.size } else { offset };
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| VfsError::InvalidArgument("offset overflows".to_owned()))?;
+        if len == 0 {
+            return Ok(0);
+        }
+        // Keep streaming only for writes that continue exactly where the stream ends.
+        let streams = match &state.stream {
+            Some(stream) => offset == stream.sent + stream.buffer.len() as u64,
+            None => !state.no_stream && offset == 0 && state.size == 0 && state.base_len == 0,
+        };
+        if !streams {
+            if let Some(stream) = state.stream.take() {
+                if !state.staged_all {
+                    state.stream = Some(stream);
+                    return Err(VfsError::Unsupported(format!(
+                        "{}: out-of-order write after streaming past the staging cap",
+                        file.path()
+                    )));
+                }
+                self.abort_stream(&file.key(), stream);
+            }
+            state.no_stream = true;
+        }
+        self.stage(file, &mut state, offset, &data)?;
+        if streams {
+            self.feed_stream(file, &mut state, data).await?;
+        }
+        state.written.insert(offset, end);
+        state.size = state.size.max(end);
+        state.dirty = true;
+        state.posix.mtime = Some(SystemTime::now());
+        self.mark_dirty(file, &state);
+        Ok(count)
+    }
+
+    /// Copies written bytes into the staging file while the cap allows.
+    fn stage(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> VfsResult<()> {
+        if !state.staged_all {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        if state.staging.is_none() {
+            let dir = self
+                .config
+                .staging_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir);
+            let file = tempfile::tempfile_in(&dir).map_err(|err| {
+                tracing::error!(dir = %dir.display(), error = %err, "cannot create a staging file");
+                VfsError::NoSpace(format!("staging file in {}: {err}", dir.display()))
+            })?;
+            state.staging = Some(Staging {
+                file,
+                charged: 0,
+                used: Arc::clone(&self.open_files.staging_used),
+            });
+        }
+        let Some(staging) = state.staging.as_mut() else {
+            return Ok(());
+        };
+        if end > staging.charged {
+            let more = end - staging.charged;
+            let used = self
+                .open_files
+                .staging_used
+                .fetch_add(more, Ordering::AcqRel)
+                + more;
+            if used > self.config.staging_cap {
+                self.open_files
+                    .staging_used
+                    .fetch_sub(more, Ordering::AcqRel);
+                if state.stream.is_some() || (offset == 0 && state.size == 0 && !state.no_stream) {
+                    // A sequential writer can go on without staging.
+                    tracing::info!(path = %file.path(), "staging cap reached; streaming without a local copy");
+                    state.staging = None;
+                    state.staged_all = false;
+                    return Ok(());
+                }
+                tracing::error!(path = %file.path(), cap = self.config.staging_cap, "staging cap reached");
+                return Err(VfsError::NoSpace(format!(
+                    "{}: the staging area is full ({} bytes)",
+                    file.path(),
+                    self.config.staging_cap
+                )));
+            }
+            staging.charged = end;
+        }
+        // Writes to the local staging file are page-cache copies: done in place.
+        staging.file.write_all_at(data, offset).map_err(|err| {
+            tracing::error!(path = %file.path(), error = %err, "staging file write failed");
+            VfsError::NoSpace(format!("{}: staging write: {err}", file.path()))
+        })
+    }
+
+    /// The size of part `number` (1-based) of a streamed upload.
+    fn stream_part_size(&self, number: u32) -> u64 {
+        let caps = self.store.capabilities();
+        let base = self.config.write_part_size.max(caps.min_part_size);
+        let steps = (number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(20);
+        (base << steps).min(caps.max_part_size)
+    }
+
+    /// Appends `data` to the stream, sending every full part.
+    async fn feed_stream(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        data: Bytes,
+    ) -> VfsResult<()> {
+        let key = file.key();
+        let (rewrite, posix) = (state.base.is_some(), state.posix);
+        let stream = state.stream.get_or_insert_with(|| Stream {
+            store: Arc::clone(&self.store),
+            key,
+            upload_id: None,
+            sent: 0,
+            buffer: BytesMut::new(),
+            next_part: 1,
+            parts: Vec::new(),
+            permits: Arc::new(Semaphore::new(self.config.upload_concurrency.max(1))),
+        });
+        stream.buffer.extend_from_slice(&data);
+        loop {
+            let part_size = self.stream_part_size(stream.next_part);
+            if (stream.buffer.len() as u64) < part_size {
+                break;
+            }
+            let body = stream.buffer.split_to(part_size as usize).freeze();
+            let key = file.key();
+            if stream.upload_id.is_none() {
+                let options = self.upload_options_for(&key, rewrite, posix).await?;
+                let id = self
+                    .store
+                    .create_multipart(&key, options)
+                    .await
+                    .map_err(|e| store_err(&file.path(), e))?;
+                stream.upload_id = Some(id);
+            }
+            let Some(upload_id) = stream.upload_id.clone() else {
+                break;
+            };
+            // Back-pressure: wait while `upload_concurrency` parts are in flight.
+            let permit = Arc::clone(&stream.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| {
+                    VfsError::Io(StoreError::new(StoreErrorKind::Other, "upload stopped"))
+                })?;
+            let store = Arc::clone(&self.store);
+            let number = stream.next_part;
+            stream.sent += body.len() as u64;
+            stream.next_part += 1;
+            stream.parts.push(tokio::spawn(async move {
+                let result = store.upload_part(&key, &upload_id, number, body).await;
+                drop(permit);
+                result
+            }));
+        }
+        // A part that already failed fails the write now rather than at close.
+        if stream.parts.iter().any(|p| p.is_finished()) {
+            let mut pending = Vec::new();
+            for part in std::mem::take(&mut stream.parts) {
+                if part.is_finished() {
+                    match part.await {
+                        Ok(Ok(done)) => pending.push(tokio::spawn(async move { Ok(done) })),
+                        Ok(Err(err)) => return Err(store_err(&file.path(), err)),
+                        Err(join) => {
+                            return Err(VfsError::Io(StoreError::new(
+                                StoreErrorKind::Other,
+                                format!("part upload task: {join}"),
+                            )))
+                        }
+                    }
+                } else {
+                    pending.push(part);
+                }
+            }
+            stream.parts = pending;
+        }
+        Ok(())
+    }
+
+    /// Aborts a stream's multipart upload in the background.
+    fn abort_stream(&self, key: &ObjectKey, stream: Stream) {
+        tracing::debug!(key = %key, "abandoning a streamed upload");
+        drop(stream);
+    }
+
+    /// The options of an upload of `key`: a new file gets the mount's storage class,
+    /// encryption and its attributes; a rewrite of an existing object keeps the object's
+    /// metadata (mode, owner, xattrs, content type, storage class; a chmod made while the
+    /// file was open included) and updates its mtime.
+    async fn upload_options(&self, key: &ObjectKey, state: &FileState) -> VfsResult<PutOptions> {
+        self.upload_options_for(key, state.base.is_some(), state.posix)
+            .await
+    }
+
+    async fn upload_options_for(
+        &self,
+        key: &ObjectKey,
+        rewrite: bool,
+        posix: PosixMeta,
+    ) -> VfsResult<PutOptions> {
+        if !rewrite {
+            return Ok(self.new_object_options(posix));
+        }
+        let head = match self.store.head(key).await {
+            Ok(head) => head,
+            // Deleted meanwhile: the conditional upload will say so.
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                return Ok(self.new_object_options(posix))
+            }
+            Err(e) => return Err(store_err(&self.path_of_key(key), e)),
+        };
+        let mut user_metadata = head.user_metadata;
+        PosixMeta {
+            mtime: posix.mtime,
+            ..PosixMeta::default()
+        }
+        .write_to(&mut user_metadata);
+        let storage_class = head
+            .storage_class
+            .filter(|c| c != "STANDARD" && !crate::store::storage_class::is_archived(Some(c)))
+            .or_else(|| self.config.storage_class.clone());
+        Ok(PutOptions {
+            user_metadata,
+            content_type: head.content_type,
+            storage_class,
+            sse: self.config.sse.clone(),
+            condition: WriteCondition::None,
+        })
+    }
+
+    /// Makes the file's local changes durable in the store (flush, fsync, close).
+    pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
+        let mut state = file.state.lock().await;
+        if !state.dirty {
+            return Ok(());
+        }
+        if lock(&file.shadow).unlinked {
+            if let Some(stream) = state.stream.take() {
+                self.abort_stream(&file.key(), stream);
+            }
+            state.dirty = false;
+            return Ok(());
+        }
+        let path = file.path();
+        let key = file.key();
+        let expected = state.base.as_ref().and_then(|b| b.etag.clone());
+        if state.base.is_some() && expected.is_none() && !self.config.last_writer_wins {
+            tracing::warn!(key = %key, "the store gave no ETag: this overwrite cannot be conditional");
+        }
+        let condition = match (&state.base, &expected) {
+            (Some(_), None) => WriteCondition::None,
+            _ => self.write_condition(expected.as_ref()),
+        };
+        let result = match state.stream.take() {
+            Some(stream) if stream.sent + stream.buffer.len() as u64 == state.size => {
+                self.finish_stream(&key, &state, stream, condition).await
+            }
+            Some(stream) => {
+                self.abort_stream(&key, stream);
+                self.upload_staged(file, &state, condition).await
+            }
+            None => self.upload_staged(file, &state, condition).await,
+        };
+        match result {
+            Ok(etag) => {
+                tracing::debug!(key = %key, size = state.size, "uploaded");
+                state.base = Some(Base { etag: etag.clone() });
+                state.base_len = state.size;
+                state.written = RangeSet::new();
+                state.staging = None;
+                state.staged_all = true;
+                state.dirty = false;
+                state.no_stream = true;
+                let stat = Stat {
+                    etag: etag.clone(),
+                    ..self.stat_of_state(&state)
+                };
+                {
+                    let mut shadow = lock(&file.shadow);
+                    shadow.dirty_stat = None;
+                    shadow.etag = etag;
+                    shadow.size = state.size;
+                }
+                self.meta.put(&path, stat);
+                self.meta.forget_missing_ancestors(&path);
+                Ok(())
+            }
+            Err(err) => {
+                if !state.staged_all {
+                    // The streamed bytes exist nowhere else: the data is lost. Say so, and
+                    // leave the file as it was in the store.
+                    tracing::error!(key = %key, "upload failed and the data was streamed past the staging cap: it is lost");
+                    state.dirty = false;
+                    lock(&file.shadow).dirty_stat = None;
+                } else {
+                    // The stream is gone; what was written is all staged.
+                    state.no_stream = true;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends the stream's last part and completes it (a single PUT if it never filled one).
+    async fn finish_stream(
+        &self,
+        key: &ObjectKey,
+        state: &FileState,
+        mut stream: Stream,
+        condition: WriteCondition,
+    ) -> VfsResult<Option<ETag>> {
+        let path = self.path_of_key(key);
+        let Some(upload_id) = stream.upload_id.clone() else {
+            let body = stream.buffer.split().freeze();
+            let options = PutOptions {
+                condition,
+                ..self.upload_options(key, state).await?
+            };
+            let done = self
+                .store
+                .put(key, body, options)
+                .await
+                .map_err(|e| store_err(&path, e))?;
+            return Ok(done.etag);
+        };
+        if !stream.buffer.is_empty() {
+            let body = stream.buffer.split().freeze();
+            let store = Arc::clone(&self.store);
+            let (k, id, number) = (key.clone(), upload_id.clone(), stream.next_part);
+            stream.parts.push(tokio::spawn(async move {
+                store.upload_part(&k, &id, number, body).await
+            }));
+        }
+        let mut parts = Vec::with_capacity(stream.parts.len());
+        let mut failure = None;
+        for part in std::mem::take(&mut stream.parts) {
+            match part.await {
+                Ok(Ok(done)) => parts.push(done),
+                Ok(Err(err)) => failure = failure.or(Some(err)),
+                Err(join) => {
+                    failure = failure.or(Some(StoreError::new(
+                        StoreErrorKind::Other,
+                        format!("part upload task: {join}"),
+                    )))
+                }
+            }
+        }
+        if let Some(err) = failure {
+            self.abort_stream(key, stream);
+            return Err(store_err(&path, err));
+        }
+        parts.sort_by_key(|p| p.part_number);
+        match self
+            .store
+            .complete_multipart(key, &upload_id, parts, condition)
+            .await
+        {
+            Ok(done) => {
+                stream.upload_id = None;
+                Ok(done.etag)
+            }
+            Err(err) => {
+                self.abort_stream(key, stream);
+                Err(store_err(&path, err))
+            }
+        }
+    }
+
+    fn path_of_key(&self, key: &ObjectKey) -> FsPath {
+        let rest = key
+            .as_str()
+            .strip_prefix(self.ns.prefix())
+            .unwrap_or(key.as_str());
+        FsPath::parse(rest).unwrap_or_default()
+    }
+
+    /// The part size for an object of `size` bytes: the configured size, grown until the
+    /// object fits the store's part limit.
+    fn part_size_for(&self, size: u64) -> u64 {
+        let caps = self.store.capabilities();
+        let mut part = self.config.write_part_size.max(caps.min_part_size);
+        while size.div_ceil(part) > u64::from(caps.max_parts) && part < caps.max_part_size {
+            part = part.saturating_mul(2);
+        }
+        part.min(caps.max_part_size)
+    }
+
+    /// Uploads a staged file: one PUT when small, else a multipart upload that copies the
+    /// unchanged ranges of the old object server-side.
+    async fn upload_staged(
+        &self,
+        file: &OpenFile,
+        state: &FileState,
+        condition: WriteCondition,
+    ) -> VfsResult<Option<ETag>> {
+        let path = file.path();
+        let key = file.key();
+        let options = self.upload_options(&key, state).await?;
+        let part_size = self.part_size_for(state.size);
+        if state.size <= part_size {
+            let body = self.assemble(file, state, 0, state.size).await?;
+            let options = PutOptions {
+                condition,
+                ..options
+            };
+            let done = self
+                .store
+                .put(&key, body, options)
+                .await
+                .map_err(|e| store_err(&path, e))?;
+            return Ok(done.etag);
+        }
+        let caps = self.store.capabilities();
+        // Server-side copies of old ranges are safe only when the completion is pinned to
+        // the old version (If-Match): otherwise they could copy a newer object's bytes.
+        let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
+        let upload_id = self
+            .store
+            .create_multipart(&key, options)
+            .await
+            .map_err(|e| store_err(&path, e))?;
+        let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
+            .map(|i| {
+                let start = i * part_size;
+                ((i + 1) as u32, start, (start + part_size).min(state.size))
+            })
+            .collect();
+        let results: Vec<Result<CompletedPart, VfsError>> = futures::stream::iter(ranges)
+            .map(|(number, start, end)| {
+                let key = key.clone();
+                let upload_id = upload_id.clone();
+                let path = path.clone();
+                async move {
+                    let reusable =
+                        may_copy && end <= state.base_len && !state.written.overlaps(start, end);
+                    if reusable {
+                        let range = Some(ByteRange::new(start, end));
+                        self.store
+                            .upload_part_copy(&key, &upload_id, number, &key, range)
+                            .await
+                            .map_err(|e| store_err(&path, e))
+                    } else {
+                        let body = self.assemble(file, state, start, end).await?;
+                        self.store
+                            .upload_part(&key, &upload_id, number, body)
+                            .await
+                            .map_err(|e| store_err(&path, e))
+                    }
+                }
+            })
+            .buffered(self.config.upload_concurrency.max(1))
+            .collect()
+            .await;
+        let parts: Result<Vec<CompletedPart>, VfsError> = results.into_iter().collect();
+        let completed = match parts {
+            Ok(parts) => self
+                .store
+                .complete_multipart(&key, &upload_id, parts, condition)
+                .await
+                .map_err(|e| store_err(&path, e)),
+            Err(err) => Err(err),
+        };
+        if completed.is_err() {
+            if let Err(err) = self.store.abort_multipart(&key, &upload_id).await {
+                tracing::warn!(key = %key, error = %err, "abort of a failed multipart upload failed");
+            }
+        }
+        Ok(completed?.etag)
+    }
+
+    /// Sets the size of file `ino` (through `handle` if given). Without a handle the
+    /// result is uploaded at once.
+    pub(crate) async fn truncate_file(
+        &self,
+        ino: Ino,
+        handle: Option<Handle>,
+        size: u64,
+    ) -> VfsResult<Stat> {
+        self.check_writable("truncate")?;
+        let info = self
+            .inodes
+            .get(ino)
+            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        self.check_overwrite_allowed(&info.path)?;
+        if let Some(handle) = handle {
+            if let Ok((file, _)) = self.file_of_handle(handle) {
+                let mut state = file.state.lock().await;
+                if state.size != size {
+                    state.truncate(size);
+                    return Ok(self.mark_dirty(&file, &state));
+                }
+                return Ok(self.stat_of_state(&state));
+            }
+        }
+        let stat = self.stat_path(&info.path).await?;
+        match stat.kind {
+            FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),
+            FileKind::Symlink => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a symbolic link",
+                    info.path
+                )))
+            }
+            FileKind::File => {}
+        }
+        let file = self.open_file(ino, &info.path, Some(&stat))?;
+        let result = async {
+            {
+                let mut state = file.state.lock().await;
+                if state.size == size {
+                    return Ok(self.stat_of_state(&state));
+                }
+                state.truncate(size);
+                self.mark_dirty(&file, &state);
+            }
+            self.upload(&file).await?;
+            Ok(self.current_stat(&file).await)
+        }
+        .await;
+        self.close_file(ino, &file);
+        result
+    }
+}

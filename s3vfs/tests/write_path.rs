@@ -1,0 +1,502 @@
+//! The write path against the in-memory store: streaming and staged uploads, overwrite,
+//! append, random writes, truncation, read-after-write, conditional uploads between two
+//! file systems, and failures that must never leave a half object.
+
+use bytes::Bytes;
+use s3vfs::store::{Capabilities, StoreError, StoreErrorKind};
+use s3vfs::vfs::{Handle, Ino, OpenFlags, SetAttr, Vfs};
+use s3vfs::{FsConfig, S3Fs, S3Vfs};
+use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs_testkit::MemStore;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MIB: usize = 1024 * 1024;
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn config() -> FsConfig {
+    FsConfig {
+        write_part_size: 5 * MIB as u64,
+        ..FsConfig::default()
+    }
+}
+
+fn rw() -> OpenFlags {
+    OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    }
+}
+
+async fn create(fs: &S3Fs, name: &str) -> (Ino, Handle) {
+    let (entry, handle) = fs
+        .create(Ino::ROOT, OsStr::new(name), 0o644, rw())
+        .await
+        .expect("create");
+    (entry.attr.ino, handle)
+}
+
+async fn open(fs: &S3Fs, name: &str, flags: OpenFlags) -> (Ino, Handle) {
+    let ino = fs
+        .lookup(Ino::ROOT, OsStr::new(name))
+        .await
+        .expect("lookup")
+        .attr
+        .ino;
+    (ino, fs.open(ino, flags).await.expect("open"))
+}
+
+async fn write_all(fs: &S3Fs, ino: Ino, h: Handle, mut offset: u64, data: &[u8], chunk: usize) {
+    for piece in data.chunks(chunk) {
+        let n = fs
+            .write(ino, h, offset, Bytes::copy_from_slice(piece))
+            .await
+            .expect("write");
+        assert_eq!(n as usize, piece.len());
+        offset += n as u64;
+    }
+}
+
+#[tokio::test]
+async fn a_small_new_file_is_one_put_visible_only_after_close() {
+    let inner = MemStore::new();
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let (ino, h) = create(&fs, "hello.txt").await;
+    write_all(&fs, ino, h, 0, b"hello, world", 5).await;
+    assert!(
+        inner.get_bytes("hello.txt").is_none(),
+        "no object before close"
+    );
+    assert_eq!(
+        fs.getattr(ino).await.unwrap().attr.size,
+        12,
+        "local size is seen"
+    );
+    assert_eq!(fs.read(ino, h, 7, 100).await.unwrap(), "world");
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    assert_eq!(inner.get_bytes("hello.txt").unwrap(), "hello, world");
+    assert_eq!(counting.count(Op::Put), 1);
+    assert_eq!(counting.count(Op::CreateMultipart), 0);
+    let meta = inner.meta("hello.txt").unwrap();
+    assert_eq!(
+        meta.user_metadata.get("mode").map(String::as_str),
+        Some("33188")
+    );
+}
+
+#[tokio::test]
+async fn a_large_sequential_write_streams_parts_while_writing() {
+    let inner = MemStore::new();
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let data = pattern(23 * MIB + 123, 1);
+    let (ino, h) = create(&fs, "big.bin").await;
+    write_all(&fs, ino, h, 0, &data, 128 * 1024).await;
+    // Four full 5 MiB parts went up before close.
+    tokio::task::yield_now().await;
+    assert_eq!(counting.count(Op::CreateMultipart), 1);
+    assert!(inner.get_bytes("big.bin").is_none());
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    assert_eq!(inner.get_bytes("big.bin").unwrap(), data);
+    assert_eq!(counting.count(Op::UploadPart), 5);
+    assert_eq!(counting.count(Op::CompleteMultipart), 1);
+    assert_eq!(inner.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn overwrite_with_truncate_replaces_the_content() {
+    let store = MemStore::new();
+    store.insert("f", pattern(3 * MIB, 2));
+    let fs = S3Fs::new(Arc::new(store.clone()), config());
+    let flags = OpenFlags {
+        truncate: true,
+        ..rw()
+    };
+    let (ino, h) = open(&fs, "f", flags).await;
+    assert_eq!(fs.getattr(ino).await.unwrap().attr.size, 0);
+    write_all(&fs, ino, h, 0, b"new", 3).await;
+    assert_eq!(
+        store.get_bytes("f").unwrap().len(),
+        3 * MIB,
+        "old content until close"
+    );
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    assert_eq!(store.get_bytes("f").unwrap(), "new");
+}
+
+#[tokio::test]
+async fn appending_to_a_large_object_copies_the_unchanged_parts() {
+    let inner = MemStore::new();
+    let old = pattern(12 * MIB, 3);
+    inner.insert("log", old.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let flags = OpenFlags {
+        append: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let (ino, h) = open(&fs, "log", flags).await;
+    write_all(&fs, ino, h, 0, b"appended line\n", 1024).await;
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    let mut expected = old.to_vec();
+    expected.extend_from_slice(b"appended line\n");
+    assert_eq!(inner.get_bytes("log").unwrap(), expected);
+    // Two untouched 5 MiB parts copied server-side; only the last part uploaded.
+    assert_eq!(counting.count(Op::UploadPartCopy), 2);
+    assert_eq!(counting.count(Op::UploadPart), 1);
+}
+
+#[tokio::test]
+async fn random_writes_read_back_through_any_handle_and_persist() {
+    let store = MemStore::new();
+    let base = pattern(7 * MIB, 4);
+    store.insert("db", base.clone());
+    let fs = S3Fs::new(Arc::new(store.clone()), config());
+    let (ino, writer) = open(&fs, "db", rw()).await;
+    let (_, reader) = open(&fs, "db", OpenFlags::read_only()).await;
+    let mut expected = base.to_vec();
+    for (offset, len, seed) in [
+        (100u64, 5000usize, 9u8),
+        (6 * MIB as u64, 300_000, 8),
+        (1, 3, 7),
+    ] {
+        let piece = pattern(len, seed);
+        write_all(&fs, ino, writer, offset, &piece, 4096).await;
+        let end = offset as usize + len;
+        if expected.len() < end {
+            expected.resize(end, 0);
+        }
+        expected[offset as usize..end].copy_from_slice(&piece);
+    }
+    // A write past the end leaves a hole of zeros.
+    let far = 8 * MIB as u64;
+    write_all(&fs, ino, writer, far, b"tail", 4).await;
+    expected.resize(far as usize, 0);
+    expected.extend_from_slice(b"tail");
+    let seen = fs
+        .read(ino, reader, 0, expected.len() as u32 + 10)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), expected.len());
+    assert!(
+        seen == expected[..],
+        "read-after-write through another handle"
+    );
+    fs.fsync(ino, writer).await.unwrap();
+    assert_eq!(store.get_bytes("db").unwrap(), expected);
+    // More writes after fsync, then close.
+    write_all(&fs, ino, writer, 0, b"ZZ", 2).await;
+    fs.flush(ino, writer).await.unwrap();
+    fs.release(ino, writer).await.unwrap();
+    fs.release(ino, reader).await.unwrap();
+    expected[..2].copy_from_slice(b"ZZ");
+    assert_eq!(store.get_bytes("db").unwrap(), expected);
+    assert_eq!(store.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn truncate_up_and_down_without_a_handle() {
+    let store = MemStore::new();
+    store.insert("t", "0123456789");
+    let fs = S3Fs::new(Arc::new(store.clone()), config());
+    let ino = fs
+        .lookup(Ino::ROOT, OsStr::new("t"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let shrink = SetAttr {
+        size: Some(4),
+        ..SetAttr::default()
+    };
+    assert_eq!(fs.setattr(ino, None, shrink).await.unwrap().attr.size, 4);
+    assert_eq!(store.get_bytes("t").unwrap(), "0123");
+    let grow = SetAttr {
+        size: Some(8),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, None, grow).await.unwrap();
+    assert_eq!(store.get_bytes("t").unwrap(), &b"0123\0\0\0\0"[..]);
+}
+
+#[tokio::test]
+async fn two_machines_never_both_overwrite_successfully() {
+    let store = MemStore::new();
+    store.insert("shared", "v0");
+    let a = S3Fs::new(Arc::new(store.clone()), config());
+    let b = S3Fs::new(Arc::new(store.clone()), config());
+    let (ia, ha) = open(&a, "shared", rw()).await;
+    let (ib, hb) = open(&b, "shared", rw()).await;
+    write_all(&a, ia, ha, 0, b"from a", 16).await;
+    write_all(&b, ib, hb, 0, b"from b", 16).await;
+    let first = a.flush(ia, ha).await;
+    let second = b.flush(ib, hb).await;
+    assert!(first.is_ok());
+    let err = second.expect_err("the second overwrite must not succeed");
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert_eq!(store.get_bytes("shared").unwrap(), "from a");
+    a.release(ia, ha).await.unwrap();
+    b.release(ib, hb).await.unwrap();
+
+    // Two creates of the same new name: one wins.
+    let (ca, hca) = create(&a, "new").await;
+    let (cb, hcb) = create(&b, "new").await;
+    write_all(&a, ca, hca, 0, b"a", 1).await;
+    write_all(&b, cb, hcb, 0, b"b", 1).await;
+    let results = [
+        a.flush(ca, hca).await.is_ok(),
+        b.flush(cb, hcb).await.is_ok(),
+    ];
+    assert_eq!(results, [true, false]);
+    assert_eq!(store.get_bytes("new").unwrap(), "a");
+}
+
+#[tokio::test]
+async fn last_writer_wins_when_asked() {
+    let store = MemStore::new();
+    store.insert("shared", "v0");
+    let lww = FsConfig {
+        last_writer_wins: true,
+        ..config()
+    };
+    let a = S3Fs::new(Arc::new(store.clone()), lww.clone());
+    let b = S3Fs::new(Arc::new(store.clone()), lww);
+    let (ia, ha) = open(&a, "shared", rw()).await;
+    let (ib, hb) = open(&b, "shared", rw()).await;
+    write_all(&a, ia, ha, 0, b"aaaa", 4).await;
+    write_all(&b, ib, hb, 0, b"bbbb", 4).await;
+    a.flush(ia, ha).await.unwrap();
+    b.flush(ib, hb).await.unwrap();
+    assert_eq!(store.get_bytes("shared").unwrap(), "bbbb");
+}
+
+#[tokio::test]
+async fn changes_by_another_machine_are_seen_within_the_ttl() {
+    let store = MemStore::new();
+    let ttl = std::time::Duration::from_millis(100);
+    let a = S3Vfs::new(Arc::new(store.clone()), config().with_metadata_ttl(ttl));
+    let b = S3Vfs::new(Arc::new(store.clone()), config().with_metadata_ttl(ttl));
+    assert!(b.metadata("doc").await.is_err());
+    a.write("doc", "first").await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(30)).await;
+    assert_eq!(b.read("doc").await.unwrap(), "first");
+    a.write("doc", "second version").await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(30)).await;
+    assert_eq!(b.metadata("doc").await.unwrap().len(), 14);
+    assert_eq!(b.read("doc").await.unwrap(), "second version");
+}
+
+/// Every request type of the write path, failed: the close reports the error, the store
+/// holds the old content (never a mix), and no multipart upload is left open.
+#[tokio::test]
+async fn failed_uploads_report_on_close_and_leave_old_content() {
+    let old = pattern(11 * MIB, 5);
+    let cases: Vec<(&str, Op, u64)> = vec![
+        ("fail a part", Op::UploadPart, 2),
+        ("fail a part copy", Op::UploadPartCopy, 1),
+        ("fail the completion", Op::CompleteMultipart, 1),
+        ("fail the create", Op::CreateMultipart, 1),
+        ("fail a base read", Op::Get, 1),
+    ];
+    for (what, op, nth) in cases {
+        let inner = MemStore::new();
+        inner.insert("f", old.clone());
+        let faults = FaultStore::new(Arc::new(inner.clone()));
+        faults.fail_nth(
+            op,
+            nth,
+            StoreError::new(StoreErrorKind::Transient, "injected"),
+        );
+        let fs = S3Fs::new(Arc::new(faults), config());
+        let (ino, h) = open(&fs, "f", rw()).await;
+        // One changed byte in the middle part, one in the last: parts 1 and 3 can be
+        // copied, part 2 must be rebuilt from the old object and the change.
+        write_all(&fs, ino, h, 6 * MIB as u64, b"X", 1).await;
+        write_all(&fs, ino, h, 10 * MIB as u64 + 5, b"Y", 1).await;
+        let err = fs.flush(ino, h).await.expect_err(what);
+        assert_eq!(err.errno(), libc::EIO, "{what}: {err}");
+        assert_eq!(
+            inner.get_bytes("f").unwrap(),
+            old,
+            "{what}: old content intact"
+        );
+        tokio::task::yield_now().await;
+        assert_eq!(inner.open_uploads(), 0, "{what}: upload aborted");
+        // The data is still dirty: a second try succeeds.
+        fs.fsync(ino, h)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: retry: {e}"));
+        let mut expected = old.to_vec();
+        expected[6 * MIB] = b'X';
+        expected[10 * MIB + 5] = b'Y';
+        assert_eq!(
+            inner.get_bytes("f").unwrap(),
+            expected,
+            "{what}: new content"
+        );
+        fs.release(ino, h).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failed_streamed_upload_reports_on_close() {
+    let inner = MemStore::new();
+    let faults = FaultStore::new(Arc::new(inner.clone()));
+    faults.fail_nth(
+        Op::UploadPart,
+        2,
+        StoreError::new(StoreErrorKind::Transient, "injected"),
+    );
+    let fs = S3Fs::new(Arc::new(faults), config());
+    let (ino, h) = create(&fs, "stream.bin").await;
+    let data = pattern(17 * MIB, 6);
+    let mut first_error = None;
+    for (i, piece) in data.chunks(MIB).enumerate() {
+        if let Err(e) = fs
+            .write(ino, h, (i * MIB) as u64, Bytes::copy_from_slice(piece))
+            .await
+        {
+            first_error = Some(e);
+            break;
+        }
+    }
+    let close = fs.flush(ino, h).await;
+    assert!(
+        first_error.is_some() || close.is_err(),
+        "the failure is reported"
+    );
+    assert!(inner.get_bytes("stream.bin").is_none(), "no half object");
+    fs.release(ino, h).await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(inner.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn staging_cap_limits_random_writes_but_not_streams() {
+    let store = MemStore::new();
+    store.insert("existing", pattern(MIB, 1));
+    let small = FsConfig {
+        staging_cap: 64 * 1024,
+        ..config()
+    };
+    let fs = S3Fs::new(Arc::new(store.clone()), small);
+    let (ino, h) = open(&fs, "existing", rw()).await;
+    let err = fs
+        .write(ino, h, 500_000, Bytes::from(vec![1u8; 100_000]))
+        .await
+        .expect_err("over the cap");
+    assert_eq!(err.errno(), libc::ENOSPC);
+    fs.release(ino, h).await.unwrap();
+    // A sequential new file streams past the cap.
+    let (ino, h) = create(&fs, "streamed").await;
+    let data = pattern(12 * MIB, 2);
+    write_all(&fs, ino, h, 0, &data, 256 * 1024).await;
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    assert_eq!(store.get_bytes("streamed").unwrap(), data);
+}
+
+#[tokio::test]
+async fn part_size_grows_to_fit_the_part_limit() {
+    let caps = Capabilities {
+        min_part_size: 64 * 1024,
+        max_parts: 4,
+        ..Capabilities::default()
+    };
+    let inner = MemStore::with_capabilities(caps);
+    inner.insert("f", pattern(MIB, 1));
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(
+        counting.clone(),
+        FsConfig {
+            write_part_size: 64 * 1024,
+            ..FsConfig::default()
+        },
+    );
+    let (ino, h) = open(&fs, "f", rw()).await;
+    write_all(&fs, ino, h, 0, b"x", 1).await;
+    fs.flush(ino, h).await.unwrap();
+    assert!(counting.count(Op::UploadPart) + counting.count(Op::UploadPartCopy) <= 4);
+    assert_eq!(inner.get_bytes("f").unwrap()[0], b'x');
+}
+
+#[tokio::test]
+async fn library_writer_is_async_write_and_completes() {
+    let store = MemStore::new();
+    let vfs = S3Vfs::new(Arc::new(store.clone()), config());
+    let data = pattern(6 * MIB + 7, 3);
+    let mut file = vfs.create("out/data.bin").await.unwrap();
+    let mut source = &data[..];
+    tokio::io::copy(&mut source, &mut file).await.unwrap();
+    file.shutdown().await.unwrap();
+    assert_eq!(store.get_bytes("out/data.bin").unwrap(), data);
+    let mut back = Vec::new();
+    vfs.open("out/data.bin")
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert!(back == data);
+    // create_new on an existing file fails; append adds.
+    let mut options = s3vfs::client::OpenOptions::new();
+    options.write(true).create_new(true);
+    assert!(vfs.open_with("out/data.bin", &options).await.is_err());
+    let mut options = s3vfs::client::OpenOptions::new();
+    options.append(true);
+    let mut appender = vfs.open_with("out/data.bin", &options).await.unwrap();
+    appender.write_all(b"!").await.unwrap();
+    appender.complete().await.unwrap();
+    assert_eq!(
+        store.get_bytes("out/data.bin").unwrap().len(),
+        data.len() + 1
+    );
+}
+
+#[tokio::test]
+async fn read_only_and_guard_rails_refuse_writes() {
+    let store = MemStore::new();
+    store.insert("keep", "x");
+    let ro = S3Fs::new(Arc::new(store.clone()), config().with_read_only(true));
+    let err = ro
+        .create(Ino::ROOT, OsStr::new("n"), 0o644, rw())
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EROFS);
+    let guarded = S3Fs::new(
+        Arc::new(store.clone()),
+        FsConfig {
+            allow_overwrite: false,
+            ..config()
+        },
+    );
+    let ino = guarded
+        .lookup(Ino::ROOT, OsStr::new("keep"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    assert_eq!(
+        guarded.open(ino, rw()).await.unwrap_err().errno(),
+        libc::EPERM
+    );
+    // New files are still allowed.
+    let (ino, h) = create(&guarded, "fresh").await;
+    write_all(&guarded, ino, h, 0, b"ok", 2).await;
+    guarded.flush(ino, h).await.unwrap();
+    assert_eq!(store.get_bytes("fresh").unwrap(), "ok");
+}
