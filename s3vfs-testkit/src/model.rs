@@ -19,6 +19,8 @@ pub enum Node {
     Dir,
     /// A file with this content.
     File(Bytes),
+    /// A symbolic link with this target.
+    Symlink(Bytes),
 }
 
 /// The tree (path → node, paths without a leading `/`, root not included) that the objects
@@ -88,6 +90,9 @@ pub async fn walk(vfs: &S3Vfs) -> VfsResult<BTreeMap<String, Node>> {
             if meta.is_dir() {
                 pending.push(path.clone());
                 tree.insert(path, Node::Dir);
+            } else if meta.attr().kind == s3vfs::vfs::FileKind::Symlink {
+                let target = vfs.read_link(&path).await?;
+                tree.insert(path, Node::Symlink(Bytes::from(target)));
             } else {
                 let content = vfs.read(&path).await?;
                 tree.insert(path, Node::File(content));
@@ -123,5 +128,434 @@ mod tests {
                 ("ok", false)
             ]
         );
+    }
+}
+
+/// One object of the model bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelObject {
+    /// Body.
+    pub body: Bytes,
+    /// Whether it is a symbolic link (s3fs mode header).
+    pub symlink: bool,
+}
+
+/// An operation on the file system, or on the bucket by another client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsOp {
+    /// Create or truncate `path` and write `data` (parents are implied, as in the
+    /// library's `create`).
+    Write { path: String, data: Bytes },
+    /// Append `data` to existing `path`.
+    Append { path: String, data: Bytes },
+    /// Write `data` at `offset` of existing `path`.
+    WriteAt {
+        path: String,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Set the size of `path`.
+    Truncate { path: String, size: u64 },
+    /// Remove file `path`.
+    Unlink(String),
+    /// Create directory `path`.
+    Mkdir(String),
+    /// Remove empty directory `path`.
+    Rmdir(String),
+    /// Rename `from` to `to`.
+    Rename { from: String, to: String },
+    /// Create symlink `path` → `target`.
+    Symlink { path: String, target: String },
+    /// chmod `path`.
+    Chmod { path: String, mode: u32 },
+    /// Another client PUTs `key` (any string, valid file name or not).
+    RemotePut { key: String, data: Bytes },
+    /// Another client deletes `key`.
+    RemoteDelete(String),
+}
+
+/// What a path is in the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// The reference model: the bucket's objects, and the rules by which each operation
+/// changes them. Results are errnos.
+#[derive(Clone, Debug, Default)]
+pub struct ModelFs {
+    /// The objects, by key (no mount prefix: the model mounts the whole bucket).
+    pub objects: BTreeMap<String, ModelObject>,
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+fn is_within(path: &str, dir: &str) -> bool {
+    dir.is_empty() || path.starts_with(&format!("{dir}/"))
+}
+
+impl ModelFs {
+    /// The tree the objects should appear as.
+    pub fn tree(&self) -> BTreeMap<String, Node> {
+        let mut tree = expected_tree(self.objects.iter().map(|(k, o)| (k.as_str(), &o.body)), "");
+        for (path, node) in tree.iter_mut() {
+            if let (Node::File(body), Some(object)) = (&*node, self.objects.get(path)) {
+                if object.symlink {
+                    *node = Node::Symlink(body.clone());
+                }
+            }
+        }
+        tree
+    }
+
+    fn kind(&self, tree: &BTreeMap<String, Node>, path: &str) -> Option<Kind> {
+        if path.is_empty() {
+            return Some(Kind::Dir);
+        }
+        tree.get(path).map(|node| match node {
+            Node::Dir => Kind::Dir,
+            Node::File(_) => Kind::File,
+            Node::Symlink(_) => Kind::Symlink,
+        })
+    }
+
+    /// Every ancestor of `path` must be a directory: `ENOENT` / `ENOTDIR` otherwise, or
+    /// with `implied`, missing ones are fine (created with the file).
+    fn check_parents(
+        &self,
+        tree: &BTreeMap<String, Node>,
+        path: &str,
+        implied: bool,
+    ) -> Result<(), i32> {
+        let mut at = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            match self.kind(tree, &at) {
+                Some(Kind::Dir) => {}
+                Some(_) => return Err(libc::ENOTDIR),
+                None if implied => {}
+                None => return Err(libc::ENOENT),
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_directory(&mut self, dir: &str) {
+        if !dir.is_empty() {
+            self.objects
+                .entry(format!("{dir}/"))
+                .or_insert(ModelObject {
+                    body: Bytes::new(),
+                    symlink: false,
+                });
+        }
+    }
+
+    fn keys_below(&self, dir: &str) -> Vec<String> {
+        let prefix = format!("{dir}/");
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    fn file_body(&self, path: &str) -> Bytes {
+        self.objects
+            .get(path)
+            .map(|o| o.body.clone())
+            .unwrap_or_default()
+    }
+
+    fn put_file(&mut self, path: &str, body: Vec<u8>) {
+        self.objects.insert(
+            path.to_owned(),
+            ModelObject {
+                body: body.into(),
+                symlink: false,
+            },
+        );
+    }
+
+    /// Applies `op`; `Err(errno)` when the file system must refuse it (and then nothing
+    /// changes).
+    pub fn apply(&mut self, op: &FsOp) -> Result<(), i32> {
+        let tree = self.tree();
+        match op {
+            FsOp::Write { path, data } => {
+                self.check_parents(&tree, path, true)?;
+                match self.kind(&tree, path) {
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(Kind::Symlink) => return Err(libc::EINVAL),
+                    _ => self.put_file(path, data.to_vec()),
+                }
+            }
+            FsOp::Append { path, data } => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(Kind::Symlink) => return Err(libc::EINVAL),
+                    Some(Kind::File) => {
+                        let mut body = self.file_body(path).to_vec();
+                        body.extend_from_slice(data);
+                        self.put_file(path, body);
+                    }
+                }
+            }
+            FsOp::WriteAt { path, offset, data } => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(Kind::Symlink) => return Err(libc::EINVAL),
+                    Some(Kind::File) => {
+                        let mut body = self.file_body(path).to_vec();
+                        let start = *offset as usize;
+                        if !data.is_empty() {
+                            if body.len() < start + data.len() {
+                                body.resize(start + data.len(), 0);
+                            }
+                            body[start..start + data.len()].copy_from_slice(data);
+                        }
+                        self.put_file(path, body);
+                    }
+                }
+            }
+            FsOp::Truncate { path, size } => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(Kind::Symlink) => return Err(libc::EINVAL),
+                    Some(Kind::File) => {
+                        let mut body = self.file_body(path).to_vec();
+                        body.resize(*size as usize, 0);
+                        self.put_file(path, body);
+                    }
+                }
+            }
+            FsOp::Unlink(path) => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(_) => {
+                        self.keep_directory(parent_of(path));
+                        self.objects.remove(path);
+                    }
+                }
+            }
+            FsOp::Mkdir(path) => {
+                self.check_parents(&tree, path, false)?;
+                if self.kind(&tree, path).is_some() {
+                    return Err(libc::EEXIST);
+                }
+                self.keep_directory(path);
+            }
+            FsOp::Rmdir(path) => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => {
+                        let marker = format!("{path}/");
+                        if self.keys_below(path).iter().any(|k| *k != marker) {
+                            return Err(libc::ENOTEMPTY);
+                        }
+                        self.keep_directory(parent_of(path));
+                        self.objects.remove(&marker);
+                    }
+                    Some(_) => return Err(libc::ENOTDIR),
+                }
+            }
+            FsOp::Rename { from, to } => {
+                self.check_parents(&tree, from, false)?;
+                self.check_parents(&tree, to, false)?;
+                let Some(source) = self.kind(&tree, from) else {
+                    return Err(libc::ENOENT);
+                };
+                if from == to {
+                    return Ok(());
+                }
+                let dest = self.kind(&tree, to);
+                if source == Kind::Dir {
+                    if is_within(to, from) {
+                        return Err(libc::EINVAL);
+                    }
+                    match dest {
+                        Some(Kind::Dir) => {
+                            let marker = format!("{to}/");
+                            if self.keys_below(to).iter().any(|k| *k != marker) {
+                                return Err(libc::ENOTEMPTY);
+                            }
+                            self.objects.remove(&marker);
+                        }
+                        Some(_) => return Err(libc::ENOTDIR),
+                        None => {}
+                    }
+                    if !is_within(to, parent_of(from)) {
+                        self.keep_directory(parent_of(from));
+                    }
+                    for key in self.keys_below(from) {
+                        if let Some(object) = self.objects.remove(&key) {
+                            let rest = &key[from.len()..];
+                            self.objects.insert(format!("{to}{rest}"), object);
+                        }
+                    }
+                    self.keep_directory(to);
+                } else {
+                    if dest == Some(Kind::Dir) {
+                        return Err(libc::EISDIR);
+                    }
+                    if !is_within(to, parent_of(from)) {
+                        self.keep_directory(parent_of(from));
+                    }
+                    if let Some(object) = self.objects.remove(from) {
+                        self.objects.insert(to.clone(), object);
+                    }
+                }
+            }
+            FsOp::Symlink { path, target } => {
+                self.check_parents(&tree, path, false)?;
+                if self.kind(&tree, path).is_some() {
+                    return Err(libc::EEXIST);
+                }
+                self.objects.insert(
+                    path.clone(),
+                    ModelObject {
+                        body: Bytes::from(target.clone()),
+                        symlink: true,
+                    },
+                );
+            }
+            FsOp::Chmod { path, .. } => {
+                self.check_parents(&tree, path, false)?;
+                match self.kind(&tree, path) {
+                    None => return Err(libc::ENOENT),
+                    Some(Kind::Dir) => self.keep_directory(path),
+                    Some(_) => {}
+                }
+            }
+            FsOp::RemotePut { key, data } => {
+                self.objects.insert(
+                    key.clone(),
+                    ModelObject {
+                        body: data.clone(),
+                        symlink: false,
+                    },
+                );
+            }
+            FsOp::RemoteDelete(key) => {
+                self.objects.remove(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies `op` to the file system under test (`vfs`) or, for the other client's
+/// operations, to its bucket `store`; the errno on failure.
+pub async fn apply_to_vfs(vfs: &S3Vfs, store: &crate::MemStore, op: &FsOp) -> Result<(), i32> {
+    use s3vfs::client::OpenOptions;
+    let errno = |e: s3vfs::VfsError| e.errno();
+    match op {
+        FsOp::Write { path, data } => vfs.write(path, data.clone()).await.map_err(errno),
+        FsOp::Append { path, data } => {
+            let mut options = OpenOptions::new();
+            options.append(true);
+            let mut file = vfs.open_with(path, &options).await.map_err(errno)?;
+            if !data.is_empty() {
+                file.write_at(0, data.clone()).await.map_err(errno)?;
+            }
+            file.complete().await.map_err(errno)
+        }
+        FsOp::WriteAt { path, offset, data } => {
+            let mut options = OpenOptions::new();
+            options.write(true);
+            let mut file = vfs.open_with(path, &options).await.map_err(errno)?;
+            if !data.is_empty() {
+                file.write_at(*offset, data.clone()).await.map_err(errno)?;
+            }
+            file.complete().await.map_err(errno)
+        }
+        FsOp::Truncate { path, size } => vfs.set_len(path, *size).await.map_err(errno),
+        FsOp::Unlink(path) => vfs.remove_file(path).await.map_err(errno),
+        FsOp::Mkdir(path) => vfs.create_dir(path).await.map_err(errno),
+        FsOp::Rmdir(path) => vfs.remove_dir(path).await.map_err(errno),
+        FsOp::Rename { from, to } => vfs.rename(from, to).await.map_err(errno),
+        FsOp::Symlink { path, target } => vfs.symlink(target, path).await.map_err(errno),
+        FsOp::Chmod { path, mode } => vfs.set_permissions(path, *mode).await.map_err(errno),
+        FsOp::RemotePut { key, data } => {
+            store.insert(key.clone(), data.clone());
+            Ok(())
+        }
+        FsOp::RemoteDelete(key) => {
+            store.remove(key);
+            Ok(())
+        }
+    }
+}
+
+/// proptest strategies for paths, keys and operations.
+pub mod strategies {
+    use super::FsOp;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    /// A path of one to three components from a small alphabet, so operations collide.
+    pub fn path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..4)
+            .prop_map(|parts| parts.join("/"))
+    }
+
+    /// A key another client might write: mostly valid paths, some markers, some keys
+    /// that cannot be file names.
+    pub fn remote_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => path(),
+            1 => path().prop_map(|p| format!("{p}/")),
+            1 => path().prop_map(|p| format!("{p}//x")),
+            1 => path().prop_map(|p| format!("{p}/../y")),
+            1 => path().prop_map(|p| format!("./{p}")),
+        ]
+    }
+
+    /// Small contents.
+    pub fn data() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..24).prop_map(Bytes::from)
+    }
+
+    /// One operation, local or by another client.
+    pub fn op() -> impl Strategy<Value = FsOp> {
+        prop_oneof![
+            4 => (path(), data()).prop_map(|(path, data)| FsOp::Write { path, data }),
+            1 => (path(), data()).prop_map(|(path, data)| FsOp::Append { path, data }),
+            1 => (path(), 0u64..40, data())
+                .prop_map(|(path, offset, data)| FsOp::WriteAt { path, offset, data }),
+            1 => (path(), 0u64..40).prop_map(|(path, size)| FsOp::Truncate { path, size }),
+            2 => path().prop_map(FsOp::Unlink),
+            2 => path().prop_map(FsOp::Mkdir),
+            2 => path().prop_map(FsOp::Rmdir),
+            3 => (path(), path()).prop_map(|(from, to)| FsOp::Rename { from, to }),
+            1 => (path(), "[a-z]{1,6}").prop_map(|(path, target)| FsOp::Symlink { path, target }),
+            1 => (path(), 0u32..0o1000).prop_map(|(path, mode)| FsOp::Chmod { path, mode }),
+            2 => (remote_key(), data()).prop_map(|(key, data)| FsOp::RemotePut { key, data }),
+            1 => remote_key().prop_map(FsOp::RemoteDelete),
+        ]
+    }
+
+    /// Only operations made through the file system (no other client).
+    pub fn local_op() -> impl Strategy<Value = FsOp> {
+        op().prop_filter("local only", |op| {
+            !matches!(op, FsOp::RemotePut { .. } | FsOp::RemoteDelete(_))
+        })
     }
 }

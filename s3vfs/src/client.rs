@@ -19,7 +19,7 @@ use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
 use crate::namespace::FsPath;
 use crate::store::ObjectStore;
-use crate::vfs::{DirEntry, FileAttr, FileKind, Handle, Ino, OpenFlags, Vfs};
+use crate::vfs::{DirEntry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -281,6 +281,116 @@ impl S3Vfs {
             at += n as usize;
         }
         file.complete().await
+    }
+
+    /// The parent directory's inode and the last component of `path`.
+    async fn parent_of(&self, path: &str) -> VfsResult<(Ino, String)> {
+        let parsed = FsPath::parse(path)?;
+        let (parent, name) = match parsed.as_str().rsplit_once('/') {
+            Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+            None => (String::new(), parsed.as_str().to_owned()),
+        };
+        if name.is_empty() {
+            return Err(VfsError::InvalidArgument(
+                "the root has no parent".to_owned(),
+            ));
+        }
+        let attr = self.resolve(&parent).await?;
+        if attr.kind != FileKind::Directory {
+            return Err(VfsError::NotADirectory(parent));
+        }
+        Ok((attr.ino, name))
+    }
+
+    /// Creates directory `path` (its parent must exist), mode 0755.
+    pub async fn create_dir(&self, path: &str) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path).await?;
+        self.fs
+            .mkdir(parent, OsStr::new(&name), 0o755)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates directory `path` and every missing parent.
+    pub async fn create_dir_all(&self, path: &str) -> VfsResult<()> {
+        let parsed = FsPath::parse(path)?;
+        let mut at = String::new();
+        for part in parsed.as_str().split('/').filter(|p| !p.is_empty()) {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            match self.create_dir(&at).await {
+                Ok(()) => {}
+                Err(VfsError::Exists(_)) if self.metadata(&at).await?.is_dir() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes file (or symbolic link) `path`.
+    pub async fn remove_file(&self, path: &str) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path).await?;
+        self.fs.unlink(parent, OsStr::new(&name)).await
+    }
+
+    /// Removes empty directory `path`.
+    pub async fn remove_dir(&self, path: &str) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path).await?;
+        self.fs.rmdir(parent, OsStr::new(&name)).await
+    }
+
+    /// Renames `from` to `to`, replacing a file (or an empty directory) there.
+    pub async fn rename(&self, from: &str, to: &str) -> VfsResult<()> {
+        let (from_parent, from_name) = self.parent_of(from).await?;
+        let (to_parent, to_name) = self.parent_of(to).await?;
+        self.fs
+            .rename(
+                from_parent,
+                OsStr::new(&from_name),
+                to_parent,
+                OsStr::new(&to_name),
+                false,
+            )
+            .await
+    }
+
+    /// Creates symbolic link `link` pointing at `target`.
+    pub async fn symlink(&self, target: &str, link: &str) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(link).await?;
+        self.fs
+            .symlink(parent, OsStr::new(&name), OsStr::new(target))
+            .await
+            .map(|_| ())
+    }
+
+    /// The target of symbolic link `path`.
+    pub async fn read_link(&self, path: &str) -> VfsResult<String> {
+        let attr = self.resolve(path).await?;
+        let target = self.fs.readlink(attr.ino).await?;
+        String::from_utf8(target.to_vec())
+            .map_err(|_| VfsError::InvalidArgument(format!("{path}: target is not UTF-8")))
+    }
+
+    /// Sets the size of file `path` (truncating or extending with zeros), durably.
+    pub async fn set_len(&self, path: &str, size: u64) -> VfsResult<()> {
+        let attr = self.resolve(path).await?;
+        let changes = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        self.fs.setattr(attr.ino, None, changes).await.map(|_| ())
+    }
+
+    /// Sets the permission bits of `path` (stored as `x-amz-meta-mode`).
+    pub async fn set_permissions(&self, path: &str, mode: u32) -> VfsResult<()> {
+        let attr = self.resolve(path).await?;
+        let changes = SetAttr {
+            mode: Some(mode & 0o7777),
+            ..SetAttr::default()
+        };
+        self.fs.setattr(attr.ino, None, changes).await.map(|_| ())
     }
 
     /// Reads the whole file at `path`.

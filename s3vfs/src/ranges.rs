@@ -82,6 +82,10 @@ impl RangeSet {
     /// `[start, end)` cut into pieces, each wholly inside the set (`true`) or outside it.
     pub fn split(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
         let mut out = Vec::new();
+        if start >= end {
+            // Nothing to cut (an empty file); `range(start + 1..end)` below would panic.
+            return out;
+        }
         let mut at = start;
         let first = self
             .ranges
@@ -145,6 +149,8 @@ mod tests {
         );
         set.insert(0, 40);
         assert!(set.is_prefix(40));
+        assert_eq!(set.split(0, 0), vec![]);
+        assert_eq!(set.split(7, 7), vec![]);
     }
 
     proptest! {

@@ -386,6 +386,11 @@ impl S3Fs {
             Ok(stat) if stat.kind == FileKind::Directory => {
                 return Err(VfsError::IsADirectory(path.to_string()))
             }
+            Ok(stat) if stat.kind == FileKind::Symlink => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{path} is a symbolic link"
+                )))
+            }
             Ok(_) if flags.exclusive => return Err(VfsError::Exists(path.to_string())),
             Ok(stat) => {
                 let ino = self.inodes.assign(&path, stat.kind);
