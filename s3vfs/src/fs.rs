@@ -34,6 +34,9 @@ use std::time::SystemTime;
 /// HEAD requests in flight while a listing looks for symbolic links among small objects.
 const LISTING_HEADS_IN_FLIGHT: usize = 32;
 
+/// Largest directory whose listing is cached, in entries.
+const MAX_CACHED_LISTING: usize = 200_000;
+
 /// Most distinct hidden keys remembered, so each is warned about once.
 const MAX_HIDDEN_WARNINGS: usize = 10_000;
 
@@ -65,6 +68,11 @@ struct DirStream {
     /// Files created here by this mount and not uploaded yet, not seen in the listing so
     /// far; listed at the end.
     pending: Vec<(String, Stat)>,
+    /// A fresh cached listing being served, and the next index in it.
+    cached: Option<(Arc<Vec<(String, Stat)>>, usize)>,
+    /// What a full pass over the store listed so far, to cache at its end (`None` when the
+    /// pass did not start at the beginning or grew past the cache's bound).
+    collected: Option<Vec<(String, Stat)>>,
 }
 
 /// The file system over one bucket.
@@ -360,6 +368,8 @@ impl S3Fs {
             listing_done: false,
             merger,
             pending: Vec::new(),
+            cached: None,
+            collected: None,
         };
         self.restart_dir(&mut stream);
         stream
@@ -368,10 +378,72 @@ impl S3Fs {
     fn restart_dir(&self, stream: &mut DirStream) {
         stream.restart(&self.ns);
         stream.pending = self.pending_names(&stream.path);
+        stream.cached = self.meta.listing(&stream.path).map(|l| (l, 0));
+        stream.collected = stream.cached.is_none().then(Vec::new);
+    }
+
+    /// The next entries of a listing served from the listing cache.
+    fn fill_from_cache(&self, stream: &mut DirStream) -> Vec<(String, FsPath, Stat)> {
+        let Some((listing, at)) = stream.cached.as_mut() else {
+            return Vec::new();
+        };
+        let end = (*at + self.config.list_page_size.max(1) as usize).min(listing.len());
+        let page: Vec<(String, FsPath, Stat)> = listing[*at..end]
+            .iter()
+            .filter_map(|(name, stat)| {
+                let file_name = FileName::check(name).ok()?;
+                Some((name.clone(), stream.path.join(&file_name), stat.clone()))
+            })
+            .collect();
+        *at = end;
+        if end == listing.len() {
+            stream.listing_done = true;
+        }
+        page
     }
 
     /// Fetches one LIST page into the stream's window.
     async fn fill_dir(&self, stream: &mut DirStream) -> VfsResult<()> {
+        let mut listed = if stream.cached.is_some() {
+            self.fill_from_cache(stream)
+        } else {
+            self.fill_from_store(stream).await?
+        };
+        if !stream.pending.is_empty() {
+            stream
+                .pending
+                .retain(|(name, _)| !listed.iter().any(|(listed, _, _)| listed == name));
+            if stream.listing_done {
+                for (name, stat) in std::mem::take(&mut stream.pending) {
+                    if let Ok(file_name) = FileName::check(&name) {
+                        listed.push((name, stream.path.join(&file_name), stat));
+                    }
+                }
+            }
+        }
+        for (name, path, stat) in listed {
+            // A file with local changes shows them, not the store's version.
+            let stat = self.open_file_stat(&path).unwrap_or(stat);
+            let ino = self.inodes.assign(&path, stat.kind);
+            self.meta.put_listed(&path, stat.clone());
+            stream.produced += 1;
+            stream.window.push_back(DirEntry {
+                ino,
+                name,
+                kind: stat.kind,
+                next_offset: stream.produced,
+                attr: Some(self.attr(ino, &stat)),
+            });
+        }
+        Ok(())
+    }
+
+    /// One LIST page of the directory, as entries; the last page stores the whole listing
+    /// in the listing cache.
+    async fn fill_from_store(
+        &self,
+        stream: &mut DirStream,
+    ) -> VfsResult<Vec<(String, FsPath, Stat)>> {
         let request = ListRequest {
             prefix: self.ns.dir_prefix(&stream.path),
             delimiter: Some("/".to_owned()),
@@ -449,33 +521,22 @@ impl S3Fs {
                 entry.2 = Stat::from_head(&meta);
             }
         }
-        if !stream.pending.is_empty() {
-            stream
-                .pending
-                .retain(|(name, _)| !listed.iter().any(|(listed, _, _)| listed == name));
-            if stream.listing_done {
-                for (name, stat) in std::mem::take(&mut stream.pending) {
-                    if let Ok(file_name) = FileName::check(&name) {
-                        listed.push((name, stream.path.join(&file_name), stat));
-                    }
-                }
+        if let Some(collected) = stream.collected.as_mut() {
+            collected.extend(
+                listed
+                    .iter()
+                    .map(|(name, _, stat)| (name.clone(), stat.clone())),
+            );
+            if collected.len() > MAX_CACHED_LISTING {
+                stream.collected = None;
             }
         }
-        for (name, path, stat) in listed {
-            // A file with local changes shows them, not the store's version.
-            let stat = self.open_file_stat(&path).unwrap_or(stat);
-            let ino = self.inodes.assign(&path, stat.kind);
-            self.meta.put(&path, stat.clone());
-            stream.produced += 1;
-            stream.window.push_back(DirEntry {
-                ino,
-                name,
-                kind: stat.kind,
-                next_offset: stream.produced,
-                attr: Some(self.attr(ino, &stat)),
-            });
+        if stream.listing_done {
+            if let Some(collected) = stream.collected.take() {
+                self.meta.put_listing(&stream.path, collected);
+            }
         }
-        Ok(())
+        Ok(listed)
     }
 }
 

@@ -11,7 +11,7 @@ use crate::namespace::FsPath;
 use crate::store::{ETag, ListedObject, ObjectMeta};
 use crate::vfs::FileKind;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Most entries per cache before sweeping.
@@ -99,6 +99,18 @@ pub struct MetaCache {
     negative_ttl: Duration,
     stats: Mutex<HashMap<FsPath, (Stat, Instant)>>,
     missing: Mutex<HashMap<FsPath, Instant>>,
+    /// Whole directory listings (name, stat), by directory.
+    listings: Mutex<HashMap<FsPath, (Arc<Vec<(String, Stat)>>, Instant)>>,
+}
+
+/// Most listing entries cached across all directories.
+const MAX_LISTING_ENTRIES: usize = 2_000_000;
+
+fn parent_path(path: &FsPath) -> FsPath {
+    match path.as_str().rsplit_once('/') {
+        Some((parent, _)) => FsPath::parse(parent).unwrap_or_default(),
+        None => FsPath::root(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -114,6 +126,7 @@ impl MetaCache {
             negative_ttl,
             stats: Mutex::new(HashMap::new()),
             missing: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -134,9 +147,61 @@ impl MetaCache {
         lock(&self.stats).get(path).map(|(stat, _)| stat.clone())
     }
 
-    /// Records `stat` for `path` and forgets any negative entry.
+    /// A fresh cached listing of directory `dir`.
+    pub fn listing(&self, dir: &FsPath) -> Option<Arc<Vec<(String, Stat)>>> {
+        let listings = lock(&self.listings);
+        let (entries, at) = listings.get(dir)?;
+        (at.elapsed() < self.ttl).then(|| Arc::clone(entries))
+    }
+
+    /// Caches the whole listing of directory `dir`.
+    pub fn put_listing(&self, dir: &FsPath, entries: Vec<(String, Stat)>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut listings = lock(&self.listings);
+        let ttl = self.ttl;
+        listings.retain(|_, (_, at)| at.elapsed() < ttl);
+        let total: usize = listings.values().map(|(e, _)| e.len()).sum();
+        if total + entries.len() > MAX_LISTING_ENTRIES {
+            return;
+        }
+        listings.insert(dir.clone(), (Arc::new(entries), Instant::now()));
+    }
+
+    /// Drops the cached listing of the directory holding `path`: it changed.
+    fn listing_changed(&self, path: &FsPath) {
+        if path.is_root() {
+            return;
+        }
+        let mut listings = lock(&self.listings);
+        if !listings.is_empty() {
+            listings.remove(&parent_path(path));
+        }
+    }
+
+    /// Records `stat` for `path` and forgets any negative entry. A stat that differs from
+    /// the one known (a new name, another kind, size or version) also drops the cached
+    /// listing of the parent directory, so the mount's own changes show in listings.
     pub fn put(&self, path: &FsPath, stat: Stat) {
+        let was_missing = lock(&self.missing).remove(path).is_some();
+        let previous = lock(&self.stats)
+            .get(path)
+            .map(|(s, _)| (s.kind, s.size, s.etag.clone()));
+        if was_missing || previous != Some((stat.kind, stat.size, stat.etag.clone())) {
+            self.listing_changed(path);
+        }
+        self.store_stat(path, stat);
+    }
+
+    /// Records `stat` of an entry seen in a listing of its directory (which the listing
+    /// cache holds already).
+    pub fn put_listed(&self, path: &FsPath, stat: Stat) {
         lock(&self.missing).remove(path);
+        self.store_stat(path, stat);
+    }
+
+    fn store_stat(&self, path: &FsPath, stat: Stat) {
         if self.ttl.is_zero() {
             return;
         }
@@ -160,7 +225,9 @@ impl MetaCache {
 
     /// Records that `path` does not exist.
     pub fn put_missing(&self, path: &FsPath) {
-        lock(&self.stats).remove(path);
+        if lock(&self.stats).remove(path).is_some() {
+            self.listing_changed(path);
+        }
         if self.negative_ttl.is_zero() {
             return;
         }
@@ -175,18 +242,30 @@ impl MetaCache {
         missing.insert(path.clone(), Instant::now());
     }
 
-    /// Forgets "no such file" for every ancestor of `path`: something now exists below.
+    /// Something now exists at `path`, whose ancestors may be new (implied) directories:
+    /// forgets "no such file" for every ancestor and the cached listings that could miss
+    /// one of them.
     pub fn forget_missing_ancestors(&self, path: &FsPath) {
-        let mut missing = lock(&self.missing);
-        if missing.is_empty() {
-            return;
-        }
+        let mut ancestors = Vec::new();
         let mut at = path.as_str();
         while let Some((parent, _)) = at.rsplit_once('/') {
             if let Ok(parent_path) = FsPath::parse(parent) {
-                missing.remove(&parent_path);
+                ancestors.push(parent_path);
             }
             at = parent;
+        }
+        ancestors.push(FsPath::root());
+        {
+            let mut missing = lock(&self.missing);
+            for ancestor in &ancestors {
+                missing.remove(ancestor);
+            }
+        }
+        let mut listings = lock(&self.listings);
+        if !listings.is_empty() {
+            for ancestor in &ancestors {
+                listings.remove(ancestor);
+            }
         }
     }
 
@@ -194,6 +273,10 @@ impl MetaCache {
     pub fn invalidate(&self, path: &FsPath) {
         lock(&self.stats).remove(path);
         lock(&self.missing).remove(path);
+        self.listing_changed(path);
+        let below = format!("{}/", path.as_str());
+        lock(&self.listings)
+            .retain(|dir, _| dir != path && (path.is_root() || !dir.as_str().starts_with(&below)));
     }
 }
 

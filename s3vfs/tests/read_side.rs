@@ -490,3 +490,54 @@ async fn a_file_replaced_by_a_directory_is_a_new_inode() {
     assert_eq!(new.kind, FileKind::Directory);
     assert_ne!(new.ino, old.ino);
 }
+
+#[tokio::test]
+async fn listings_are_cached_within_the_ttl_and_follow_own_changes() {
+    let inner = MemStore::new();
+    for i in 0..30 {
+        inner.insert(format!("d/f{i:02}"), vec![b'x'; 5000]);
+    }
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let vfs = S3Vfs::from_fs(s3vfs::S3Fs::new(
+        counting.clone(),
+        FsConfig::default().with_metadata_ttl(Duration::from_secs(60)),
+    ));
+    assert_eq!(
+        vfs.read_dir("d")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    let lists = counting.count(Op::List);
+    // Warm: served from the listing cache.
+    assert_eq!(
+        vfs.read_dir("d")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    assert_eq!(counting.count(Op::List), lists);
+    // The mount's own changes show at once.
+    vfs.write("d/new", "n").await.unwrap();
+    vfs.remove_file("d/f00").await.unwrap();
+    let names: Vec<String> = vfs
+        .read_dir("d")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names.len(), 30);
+    assert!(names.contains(&"new".to_owned()) && !names.contains(&"f00".to_owned()));
+}
