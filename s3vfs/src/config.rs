@@ -68,6 +68,9 @@ pub struct FsConfig {
     pub staging_cap: u64,
     /// Objects copied or deleted at once when renaming or removing a directory tree.
     pub rename_concurrency: usize,
+    /// Bytes of read-ahead and upload buffers held at once across all open files; past
+    /// it reads fetch only what is asked and writers wait for uploads to finish.
+    pub memory_budget: u64,
 }
 
 impl Default for FsConfig {
@@ -98,6 +101,7 @@ impl Default for FsConfig {
             staging_dir: None,
             staging_cap: 64 * 1024 * 1024 * 1024,
             rename_concurrency: 16,
+            memory_budget: 512 * 1024 * 1024,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! The write side is not built yet: every change is refused with `EROFS`.
 
 use crate::attrs::MAX_SYMLINK_TARGET;
+use crate::budget::MemoryBudget;
 use crate::config::FsConfig;
 use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
@@ -86,6 +87,7 @@ pub struct S3Fs {
     pub(crate) inodes: InodeTable,
     pub(crate) meta: MetaCache,
     pub(crate) open_files: OpenFiles,
+    pub(crate) budget: MemoryBudget,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
     pub(crate) started: SystemTime,
@@ -112,6 +114,7 @@ impl S3Fs {
     pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Arc<Self> {
         let prefix = config.prefix.clone();
         let meta = MetaCache::new(config.metadata_ttl, config.negative_ttl);
+        let budget = MemoryBudget::new(config.memory_budget);
         Arc::new(Self {
             store,
             ns: Namespace::new(&prefix),
@@ -119,6 +122,7 @@ impl S3Fs {
             config,
             inodes: InodeTable::new(),
             open_files: OpenFiles::default(),
+            budget,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             started: SystemTime::now(),

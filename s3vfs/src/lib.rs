@@ -14,6 +14,7 @@
 
 pub mod attrs;
 pub mod buckets;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod dir;

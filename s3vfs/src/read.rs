@@ -10,6 +10,7 @@
 //! No lock is held across an `.await`: the window is updated under a short lock, and the
 //! part futures (shared) are awaited after it is released.
 
+use crate::budget::{MemoryBudget, Reservation};
 use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
 use crate::store::{
@@ -32,6 +33,9 @@ struct Part {
     range: ByteRange,
     data: PartFuture,
     task: tokio::task::AbortHandle,
+    /// The part's share of the memory budget (`None` for the bytes of a read being
+    /// answered when the budget was full).
+    _reservation: Option<Reservation>,
 }
 
 impl Drop for Part {
@@ -66,6 +70,7 @@ pub struct Prefetcher {
     part_size: u64,
     initial_window: u64,
     max_window: u64,
+    budget: MemoryBudget,
     window: Mutex<Window>,
 }
 
@@ -87,6 +92,7 @@ impl Prefetcher {
         etag: Option<ETag>,
         size: u64,
         config: &FsConfig,
+        budget: MemoryBudget,
     ) -> Self {
         Self {
             store,
@@ -97,6 +103,7 @@ impl Prefetcher {
             part_size: config.read_part_size.max(1),
             initial_window: config.initial_read_window.max(1),
             max_window: config.max_read_window.max(config.initial_read_window),
+            budget,
             window: Mutex::new(Window {
                 parts: VecDeque::new(),
                 next_expected: 0,
@@ -247,8 +254,20 @@ impl Prefetcher {
                 (next + self.part_size.min(window.ahead)).min(self.size)
             };
             let range = ByteRange::new(next, part_end.max(next + 1).min(self.size));
-            window.parts.push_back(self.spawn_part(range));
-            next = range.end;
+            match self.budget.try_read_ahead(range.len()) {
+                Some(reservation) => window
+                    .parts
+                    .push_back(self.spawn_part(range, Some(reservation))),
+                None if range.start < end => {
+                    // The budget is full: fetch only the bytes being read, unreserved
+                    // (bounded by the size of one read).
+                    let range = ByteRange::new(next, end);
+                    window.parts.push_back(self.spawn_part(range, None));
+                    break;
+                }
+                None => break,
+            }
+            next = window.parts.back().map_or(target, |p| p.range.end);
         }
         window
             .parts
@@ -258,7 +277,7 @@ impl Prefetcher {
             .collect()
     }
 
-    fn spawn_part(&self, range: ByteRange) -> Part {
+    fn spawn_part(&self, range: ByteRange, reservation: Option<Reservation>) -> Part {
         let store = Arc::clone(&self.store);
         let request = GetRequest {
             key: self.key.clone(),
@@ -284,6 +303,7 @@ impl Prefetcher {
             range,
             data,
             task: abort,
+            _reservation: reservation,
         }
     }
 }

@@ -500,6 +500,7 @@ impl S3Fs {
             etag,
             size,
             &self.config,
+            self.budget.clone(),
         ));
         *reader = Some(Arc::clone(&fresh));
         Some(fresh)
@@ -745,6 +746,7 @@ impl S3Fs {
                 .map_err(|_| {
                     VfsError::Io(StoreError::new(StoreErrorKind::Other, "upload stopped"))
                 })?;
+            let reservation = self.budget.reserve(body.len() as u64).await;
             let store = Arc::clone(&self.store);
             let number = stream.next_part;
             stream.sent += body.len() as u64;
@@ -752,6 +754,7 @@ impl S3Fs {
             stream.parts.push(tokio::spawn(async move {
                 let result = store.upload_part(&key, &upload_id, number, body).await;
                 drop(permit);
+                drop(reservation);
                 result
             }));
         }
@@ -1042,6 +1045,7 @@ impl S3Fs {
                             .await
                             .map_err(|e| store_err(&path, e))
                     } else {
+                        let _reservation = self.budget.reserve(end - start).await;
                         let body = self.assemble(file, state, start, end).await?;
                         self.store
                             .upload_part(&key, &upload_id, number, body)

@@ -541,3 +541,33 @@ async fn listings_are_cached_within_the_ttl_and_follow_own_changes() {
     assert_eq!(names.len(), 30);
     assert!(names.contains(&"new".to_owned()) && !names.contains(&"f00".to_owned()));
 }
+
+#[tokio::test]
+async fn a_tiny_memory_budget_slows_reads_but_keeps_them_correct() {
+    let store = MemStore::new();
+    let files: Vec<Bytes> = (0..4).map(|i| pattern(3 * 1024 * 1024 + i * 1000)).collect();
+    for (i, data) in files.iter().enumerate() {
+        store.insert(format!("f{i}"), data.clone());
+    }
+    let config = FsConfig {
+        memory_budget: 512 * 1024,
+        ..FsConfig::default().with_read_ahead(256 * 1024, 256 * 1024, 1024 * 1024)
+    };
+    let vfs = vfs_over(&store, config);
+    let mut handles = Vec::new();
+    for i in 0..files.len() {
+        handles.push(vfs.open(&format!("f{i}")).await.unwrap());
+    }
+    let mut seen = vec![Vec::new(); files.len()];
+    let mut offset = 0u64;
+    while seen.iter().zip(&files).any(|(s, f)| s.len() < f.len()) {
+        for (i, file) in handles.iter().enumerate() {
+            let chunk = file.read_at(offset, 128 * 1024).await.unwrap();
+            seen[i].extend_from_slice(&chunk);
+        }
+        offset += 128 * 1024;
+    }
+    for (s, f) in seen.iter().zip(&files) {
+        assert!(s[..] == f[..]);
+    }
+}
