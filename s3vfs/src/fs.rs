@@ -733,7 +733,12 @@ impl Vfs for S3Fs {
     }
 
     async fn flush(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        let (file, _) = self.file_of_handle(handle)?;
+        let (file, flags) = self.file_of_handle(handle)?;
+        // Closing a descriptor that could not write publishes nothing: another writer's
+        // unfinished file must not become visible because a reader closed it.
+        if !(flags.write || flags.append || flags.truncate) {
+            return Ok(());
+        }
         self.upload(&file).await
     }
 

@@ -500,3 +500,19 @@ async fn read_only_and_guard_rails_refuse_writes() {
     guarded.flush(ino, h).await.unwrap();
     assert_eq!(store.get_bytes("fresh").unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn closing_a_reader_does_not_publish_another_writers_file() {
+    let store = MemStore::new();
+    let fs = S3Fs::new(Arc::new(store.clone()), config());
+    let (ino, writer) = create(&fs, "partial").await;
+    write_all(&fs, ino, writer, 0, b"half of it", 4).await;
+    let reader = fs.open(ino, OpenFlags::read_only()).await.unwrap();
+    assert_eq!(fs.read(ino, reader, 0, 100).await.unwrap(), "half of it");
+    fs.flush(ino, reader).await.unwrap();
+    fs.release(ino, reader).await.unwrap();
+    assert!(store.get_bytes("partial").is_none(), "nothing published by the reader's close");
+    write_all(&fs, ino, writer, 10, b", and the rest", 4).await;
+    fs.flush(ino, writer).await.unwrap();
+    assert_eq!(store.get_bytes("partial").unwrap(), "half of it, and the rest");
+}
