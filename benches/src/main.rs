@@ -20,7 +20,8 @@ use s3vfs::store::s3::S3Store;
 use s3vfs::store::ObjectStore;
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
 use s3vfs_fuse::{MountGuard, MountOptions};
-use std::path::PathBuf;
+use s3vfs_testkit::fault::{CountingStore, Op};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +64,10 @@ struct Args {
     /// Override the library's largest read-ahead window (FsConfig::max_read_window).
     #[arg(long, value_parser = parse_size)]
     max_read_window: Option<u64>,
+    /// Set the kernel's read-ahead for the mount (its /sys/class/bdi/MAJ:MIN/read_ahead_kb;
+    /// needs root) before measuring. Without it the kernel default is used and reported.
+    #[arg(long, value_name = "KIB")]
+    fuse_read_ahead_kb: Option<u32>,
     /// Allow an S3VFS_BENCH_ENDPOINT that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
@@ -75,16 +80,20 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, suffix) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number of bytes, e.g. 64M or 1G"))?;
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{text:?}: expected whole bytes with an optional K, M, G or T suffix, e.g. 64M")
+    })?;
     let shift = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => return Err(format!("{text:?}: unknown size suffix {other:?}")),
+        _ => {
+            return Err(format!(
+                "{text:?}: expected whole bytes with an optional K, M, G or T suffix, e.g. 64M"
+            ))
+        }
     };
     let size = number
         .checked_mul(1u64 << shift)
@@ -128,7 +137,10 @@ fn run(args: Args) -> Result<()> {
 /// Everything the measurements need, set up once.
 struct Setup {
     raw: aws_sdk_s3::Client,
+    /// The library's store (`counter` underneath).
     store: Arc<dyn ObjectStore>,
+    /// Requests the library and the mount made.
+    counter: CountingStore,
     vfs: S3Vfs,
     fs_config: FsConfig,
     object: TestObject,
@@ -162,11 +174,12 @@ async fn bench(args: &Args, endpoint: &Endpoint) -> Result<Report> {
         .context("cannot build the reference S3 client")?
         .client()
         .clone();
-    let store: Arc<dyn ObjectStore> = Arc::new(
+    // Counted on the client side, so that each row can say how many GETs it cost.
+    let counter = CountingStore::new(Arc::new(
         S3Store::new(endpoint.config.clone())
             .await
             .context("cannot build the library's S3 client")?,
-    );
+    ));
     let object = TestObject::new(&endpoint.config.bucket, args.size);
 
     eprintln!(
@@ -182,7 +195,7 @@ async fn bench(args: &Args, endpoint: &Endpoint) -> Result<Report> {
     );
 
     // From here on the object exists: delete it whatever happens.
-    let result = bench_uploaded(args, &mut report, &raw, store, fs_config, &object).await;
+    let result = bench_uploaded(args, &mut report, &raw, counter, fs_config, &object).await;
     if let Err(err) = object.delete(&raw).await {
         eprintln!("warning: could not delete the test object: {err:#}");
     }
@@ -193,10 +206,11 @@ async fn bench_uploaded(
     args: &Args,
     report: &mut Report,
     raw: &aws_sdk_s3::Client,
-    store: Arc<dyn ObjectStore>,
+    counter: CountingStore,
     fs_config: FsConfig,
     object: &TestObject,
 ) -> Result<()> {
+    let store: Arc<dyn ObjectStore> = Arc::new(counter.clone());
     let vfs = S3Vfs::new(Arc::clone(&store), fs_config.clone());
     let mountdir = tempfile::Builder::new()
         .prefix("s3vfs-bench-mnt")
@@ -218,12 +232,22 @@ async fn bench_uploaded(
                 .context("mount thread failed")?
                 .context("cannot mount (run with --no-fuse to skip the FUSE measurements)")?;
         eprintln!("mounted at {}", guard.mountpoint().display());
+        // From here on the guard is unmounted on every path, even if this fails.
+        let read_ahead = fuse_read_ahead(guard.mountpoint(), args.fuse_read_ahead_kb);
+        match read_ahead {
+            Ok(line) => report.fuse_read_ahead = Some(line),
+            Err(err) => {
+                unmount(guard).await?;
+                return Err(err);
+            }
+        }
         Some(guard)
     };
     let setup = Setup {
         raw: raw.clone(),
         mounted_file: guard.as_ref().map(|g| g.mountpoint().join(&object.key)),
         store,
+        counter,
         vfs,
         fs_config,
         object: object.clone(),
@@ -237,6 +261,36 @@ async fn bench_uploaded(
         None => Ok(()),
     };
     result.and(unmounted)
+}
+
+/// Sets (if `set_kib`) and reports the kernel's read-ahead of the mount at `mountpoint`.
+/// FUSE mounts start with the kernel's default for new devices (usually 128 KiB), however
+/// large a read-ahead the file system asks for in `init`.
+fn fuse_read_ahead(mountpoint: &Path, set_kib: Option<u32>) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint)
+        .with_context(|| format!("stat {}", mountpoint.display()))?
+        .dev();
+    // The glibc encoding of dev_t (gnu_dev_major / gnu_dev_minor).
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0x00ff);
+    let knob = PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"));
+    if let Some(kib) = set_kib {
+        std::fs::write(&knob, format!("{kib}\n"))
+            .with_context(|| format!("cannot write {} (needs root)", knob.display()))?;
+    }
+    let current = std::fs::read_to_string(&knob)
+        .with_context(|| format!("cannot read {}", knob.display()))?;
+    let how = if set_kib.is_some() {
+        "set by --fuse-read-ahead-kb"
+    } else {
+        "kernel default"
+    };
+    Ok(format!(
+        "kernel read-ahead {} KiB ({how}), {}",
+        current.trim(),
+        knob.display()
+    ))
 }
 
 async fn unmount(guard: MountGuard) -> Result<()> {
@@ -314,6 +368,7 @@ async fn measure_all(args: &Args, report: &mut Report, setup: &Setup) -> Result<
 
     for round in 1..=args.runs {
         for (reader, row) in rows.iter_mut() {
+            let gets_before = setup.counter.count(Op::Get);
             let started = Instant::now();
             let bytes = match reader {
                 Reader::RawParallel => measure::raw_parallel(&setup.raw, object).await,
@@ -323,17 +378,23 @@ async fn measure_all(args: &Args, report: &mut Report, setup: &Setup) -> Result<
             }
             .with_context(|| format!("{} failed", row.name))?;
             let elapsed = started.elapsed();
+            let gets = match reader {
+                Reader::RawParallel => object.size.div_ceil(measure::REFERENCE_RANGE),
+                Reader::RawSingle => 1,
+                Reader::Library | Reader::Fuse(..) => setup.counter.count(Op::Get) - gets_before,
+            };
             if bytes != object.size {
                 bail!("{}: read {bytes} bytes of {}", row.name, object.size);
             }
             let rate = report::mib(bytes) / elapsed.as_secs_f64();
             eprintln!(
-                "run {round}/{}: {:<48} {rate:8.1} MiB/s ({:.2} s)",
+                "run {round}/{}: {:<50} {rate:8.1} MiB/s ({:.2} s, {gets} GETs)",
                 args.runs,
                 row.name,
                 elapsed.as_secs_f64()
             );
             row.samples.push(rate);
+            row.gets.push(gets);
         }
     }
     report.throughput = rows.into_iter().map(|(_, row)| row).collect();

@@ -33,6 +33,8 @@ pub struct Throughput {
     pub reference: bool,
     /// One rate per run, in MiB/s.
     pub samples: Vec<f64>,
+    /// GetObject requests of each run.
+    pub gets: Vec<u64>,
 }
 
 impl Throughput {
@@ -42,6 +44,7 @@ impl Throughput {
             name,
             reference,
             samples: Vec::new(),
+            gets: Vec::new(),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Report {
     runs: u32,
     ttfb_samples: u32,
     read_ahead: String,
+    /// The FUSE mount's kernel read-ahead, once mounted.
+    pub fuse_read_ahead: Option<String>,
     /// Throughput rows; the first with `reference` set is the reference.
     pub throughput: Vec<Throughput>,
     /// Time-to-first-byte rows; the first is the one the others are divided by.
@@ -104,6 +109,7 @@ impl Report {
                 config.initial_read_window >> 10,
                 config.max_read_window >> 10
             ),
+            fuse_read_ahead: None,
             throughput: Vec::new(),
             latency: Vec::new(),
         }
@@ -116,7 +122,7 @@ impl Report {
         } else {
             "release"
         };
-        format!(
+        let mut header = format!(
             "# s3vfs-bench {}\n\
              # command: {}\n\
              # machine: {}\n\
@@ -132,7 +138,12 @@ impl Report {
             mib(self.size),
             self.runs,
             self.read_ahead,
-        )
+        );
+        if let Some(fuse) = &self.fuse_read_ahead {
+            header.push_str("\n# FUSE mount: ");
+            header.push_str(fuse);
+        }
+        header
     }
 }
 
@@ -147,8 +158,8 @@ impl fmt::Display for Report {
             .and_then(|row| median(&row.samples));
         writeln!(
             f,
-            "{:<50} {:>12} {:>8}   runs (MiB/s)",
-            "sequential read of the whole object", "median MiB/s", "vs ref"
+            "{:<58} {:>12} {:>8} {:>9}   runs (MiB/s)",
+            "sequential read of the whole object", "median MiB/s", "vs ref", "GETs/run"
         )?;
         for row in &self.throughput {
             let Some(value) = median(&row.samples) else {
@@ -156,9 +167,11 @@ impl fmt::Display for Report {
             };
             let ratio = reference.map_or("-".to_owned(), |r| format!("{:.2}", value / r));
             let runs: Vec<String> = row.samples.iter().map(|s| format!("{s:.0}")).collect();
+            let gets: Vec<f64> = row.gets.iter().map(|&g| g as f64).collect();
+            let gets = median(&gets).map_or("-".to_owned(), |g| format!("{g:.0}"));
             writeln!(
                 f,
-                "{:<50} {value:>12.1} {ratio:>8}   {}",
+                "{:<58} {value:>12.1} {ratio:>8} {gets:>9}   {}",
                 row.name,
                 runs.join(" ")
             )?;
@@ -168,7 +181,7 @@ impl fmt::Display for Report {
             let base = self.latency.first().and_then(|row| median(&row.millis()));
             writeln!(
                 f,
-                "{:<50} {:>12} {:>8}   min..max ms",
+                "{:<58} {:>12} {:>8}   min..max ms",
                 format!("time to first byte (median of {})", self.ttfb_samples),
                 "median ms",
                 "vs raw"
@@ -183,7 +196,7 @@ impl fmt::Display for Report {
                 let max = millis.iter().copied().fold(0.0, f64::max);
                 writeln!(
                     f,
-                    "{:<50} {value:>12.2} {ratio:>8}   {min:.2}..{max:.2}",
+                    "{:<58} {value:>12.2} {ratio:>8}   {min:.2}..{max:.2}",
                     row.name
                 )?;
             }
@@ -210,7 +223,7 @@ fn command_line() -> String {
         .join(" ")
 }
 
-/// `nproc`, memory, CPU model and kernel, from `/proc` (each "?" when unreadable).
+/// `nproc`, memory, CPU model, kernel and load average, from `/proc` (each "?" when unreadable).
 fn machine() -> String {
     let nproc = std::thread::available_parallelism().map_or("?".to_owned(), |n| n.to_string());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -228,7 +241,13 @@ fn machine() -> String {
         .map_or("?", |v| v.trim_start_matches([' ', '\t', ':']));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let kernel = kernel.trim();
-    format!("nproc {nproc}, memory {memory}, cpu {cpu}, linux {kernel}")
+    // Other work on the machine skews every figure; the ratios suffer least.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "nproc {nproc}, memory {memory}, cpu {cpu}, linux {kernel}, load average at start {}",
+        load.join(" ")
+    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! Invariants:
 //! - every [`VfsError`] becomes exactly its own [`VfsError::errno`];
 //! - inode numbers and file handles pass through unchanged (`Ino(n)` is `INodeNo(n)`);
+//! - `flush` (sent on every close) answers only once the core's upload is over, so
+//!   close(2) returns the upload's error; `fsync` likewise;
+//! - no open keeps the kernel's cached pages (`FOPEN_KEEP_CACHE`), so a file another
+//!   machine replaced is read afresh by the next open;
 //! - the kernel's lookup count of an inode equals what the core was told: entries the kernel
 //!   learns from `readdirplus` are counted here (the core's `readdir` does not count lookups)
 //!   and taken off the kernel's `forget` before the rest reaches [`Vfs::forget`].
@@ -177,7 +181,7 @@ fn errno(op: &str, err: &VfsError) -> Errno {
         libc::ENOENT | libc::ENODATA | libc::EEXIST | libc::ENOTEMPTY | libc::EROFS => {
             tracing::trace!(op, %err, "request failed")
         }
-        libc::EIO | libc::EAGAIN | libc::EACCES | libc::ESTALE => {
+        libc::EIO | libc::EAGAIN | libc::EACCES | libc::ESTALE | libc::ENOSPC => {
             tracing::warn!(op, %err, "request failed")
         }
         _ => tracing::debug!(op, %err, "request failed"),
@@ -412,17 +416,25 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Only regular files can be objects: mknod of one is create + close.
+        // Only regular files can be objects: mknod of one is create + close, and like a
+        // close it answers only once the empty object is in the store.
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
         let vfs = self.vfs.clone();
         let name = name.to_owned();
         let call = async move {
+            let flags = OpenFlags {
+                write: true,
+                exclusive: true,
+                ..OpenFlags::default()
+            };
             let (entry, handle) = vfs
-                .create(Ino(parent.0), &name, mode & 0o7777, OpenFlags::default())
+                .create(Ino(parent.0), &name, mode & 0o7777, flags)
                 .await?;
-            vfs.release(entry.attr.ino, handle).await?;
+            let flushed = vfs.flush(entry.attr.ino, handle).await;
+            let released = vfs.release(entry.attr.ino, handle).await;
+            flushed.and(released)?;
             Ok(entry)
         };
         self.run("mknod", call, reply, entry_reply);
@@ -512,8 +524,11 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         let vfs = self.vfs.clone();
         let flags = OpenFlags::from_posix(flags.0);
         let call = async move { vfs.open(Ino(ino.0), flags).await };
-        // No FOPEN_KEEP_CACHE: every open drops the kernel's pages, so a file replaced in
-        // the store is read afresh by the next open.
+        // No FOPEN_KEEP_CACHE: every open drops the kernel's pages, so a file another
+        // machine replaced in the store is read afresh by the next open (close-to-open
+        // consistency; comparing versions here could keep pages of a file that changed
+        // within the metadata TTL). No FOPEN_DIRECT_IO either: reads and writes of an open
+        // file still go through the page cache, in large requests.
         self.run("open", call, reply, |reply, handle: Handle| {
             reply.opened(FileHandle(handle.0), FopenFlags::empty())
         });

@@ -24,13 +24,11 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Tells the parent the mount is up (it prints `notice` to stderr, if any) and detaches
-    /// from the terminal: stdio goes to `/dev/null` and the working directory to `/`, so
-    /// the daemon holds neither busy.
-    pub fn ready(mut self, notice: Option<&str>) {
+    /// Tells the parent the mount is up and detaches from the terminal: stdio goes to
+    /// `/dev/null` and the working directory to `/`, so the daemon holds neither busy.
+    pub fn ready(mut self) {
         // A parent that died cannot be told; the daemon keeps serving anyway.
         let _ = self.pipe.write_all(READY);
-        let _ = self.pipe.write_all(notice.unwrap_or_default().as_bytes());
         drop(self.pipe);
         if let Err(err) = detach_stdio() {
             tracing::warn!(%err, "could not redirect stdio to /dev/null");
@@ -85,10 +83,7 @@ fn wait_for_child(mut pipe: File, child: libc::pid_t) -> ExitCode {
         eprintln!("s3vfs: lost contact with the background process {child}: {err}");
         return ExitCode::FAILURE;
     }
-    if let Some(notice) = report.strip_prefix(READY) {
-        if !notice.is_empty() {
-            eprintln!("s3vfs: {}", String::from_utf8_lossy(notice).trim_end());
-        }
+    if report == READY {
         return ExitCode::SUCCESS;
     }
     if report.is_empty() {

@@ -55,7 +55,24 @@ impl LocalS3 {
     ///
     /// When the port cannot be bound.
     pub async fn start(bucket: &str, store: MemStore, port: u16) -> io::Result<LocalS3> {
-        let provider = SingleBucket::new(bucket, Arc::new(store.clone()));
+        let served = Arc::new(store.clone());
+        Self::start_serving(bucket, store, served, port).await
+    }
+
+    /// Like [`start`](Self::start), but the endpoint serves `served`, a store wrapped around
+    /// `store` (e.g. a `FaultStore` that injects failures), while [`store`](Self::store)
+    /// still shows the bucket's contents underneath.
+    ///
+    /// # Errors
+    ///
+    /// When the port cannot be bound.
+    pub async fn start_serving(
+        bucket: &str,
+        store: MemStore,
+        served: Arc<dyn ObjectStore>,
+        port: u16,
+    ) -> io::Result<LocalS3> {
+        let provider = SingleBucket::new(bucket, served);
         let server = S3Server::start_on(
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             Arc::new(provider),

@@ -13,22 +13,26 @@ mod daemon;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
-use s3vfs::store::{BucketProvider, ListRequest, ObjectStore};
+use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
 use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_fuse::local::{self, LocalS3};
 use s3vfs_fuse::{mount, AdapterConfig, MountGuard, MountOptions};
 use s3vfs_testkit::MemStore;
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
-/// Whether the core can write yet. While it cannot, every mount is read-only (kernel `ro`
-/// as well), and the log says so.
-const WRITES_SUPPORTED: bool = false;
+/// Smallest part S3 accepts in a multipart upload (every part but the last), in bytes.
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// Largest part S3 accepts in a multipart upload, in bytes.
+const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Log filter when neither `--log-level` nor `RUST_LOG` is given.
 const DEFAULT_LOG_FILTER: &str = "warn,s3vfs=info,s3vfs_fuse=info,s3vfs_testkit=info";
@@ -47,7 +51,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Mount a bucket (or a prefix of one) at MOUNTPOINT.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Mount a local demo bucket served over loopback HTTP; no AWS account needed.
     Demo(DemoArgs),
     /// Run only the local S3 endpoint (127.0.0.1), for other S3 tools.
@@ -74,9 +78,51 @@ struct MountArgs {
     /// Named profile of ~/.aws/config and ~/.aws/credentials.
     #[arg(long)]
     profile: Option<String>,
-    /// Mount read-only.
+    /// Mount read-only: every change fails with EROFS.
     #[arg(long)]
     read_only: bool,
+    /// Never delete: unlink, rmdir and rename (which deletes the old name) fail with EPERM.
+    #[arg(long)]
+    no_delete: bool,
+    /// Never change an existing object: opening one for writing (overwrite, append,
+    /// truncate), chmod/chown/touch of it and renaming over it fail with EPERM. New files
+    /// can still be created.
+    #[arg(long)]
+    no_overwrite: bool,
+    /// Upload unconditionally: a file saved here replaces whatever another client wrote to
+    /// the same key meanwhile. By default such an upload is refused (close/fsync fail with
+    /// EIO) and the other client's version stays.
+    #[arg(long)]
+    last_writer_wins: bool,
+    /// Storage class of new objects, e.g. STANDARD_IA or INTELLIGENT_TIERING (default: the
+    /// bucket's default class).
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Server-side encryption of new objects: aws:kms (SSE-KMS) or AES256 (SSE-S3).
+    /// Default: the bucket's default encryption.
+    #[arg(long, value_name = "aws:kms|AES256")]
+    sse: Option<SseType>,
+    /// KMS key id or ARN for --sse aws:kms (default: the bucket's or the account's key).
+    #[arg(long, value_name = "ID", requires = "sse")]
+    sse_kms_key_id: Option<String>,
+    /// Size of one uploaded part, in bytes (suffixes K, M, G: powers of 1024), from 5M to
+    /// 5G. Grown automatically for very large files, so that they fit in 10,000 parts.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
+        value_parser = parse_part_size)]
+    part_size: ByteSize,
+    /// Parts uploaded at once per file.
+    #[arg(long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
+        value_parser = parse_count)]
+    upload_concurrency: usize,
+    /// Directory for the staging files of files written out of order (random writes,
+    /// appends, truncation) until they are uploaded (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR")]
+    staging_dir: Option<PathBuf>,
+    /// Most bytes of staging files on disk at once, across all open files (suffixes K, M,
+    /// G). Past it, new files written in order keep streaming to S3 without a local copy,
+    /// and other writes fail with ENOSPC.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().staging_cap))]
+    staging_cap: ByteSize,
     /// Owner of every file and directory (default: the current user).
     #[arg(long)]
     uid: Option<u32>,
@@ -136,6 +182,86 @@ struct ServeArgs {
     empty: bool,
 }
 
+/// `--sse`: server-side encryption, as S3 names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SseType {
+    /// SSE-KMS.
+    #[value(name = "aws:kms")]
+    Kms,
+    /// SSE-S3.
+    #[value(name = "AES256")]
+    S3,
+}
+
+/// A number of bytes on the command line: digits with an optional K, M or G suffix (powers
+/// of 1024; `KiB`, `MB` and lower case are accepted alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ByteSize(u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (digits, suffix) = trimmed.split_at(split);
+        let unit: u64 = match suffix.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            "T" | "TB" | "TIB" => 1 << 40,
+            _ => return Err(format!("{text:?} is not a size such as 8M, 512K or 1G")),
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .map(ByteSize)
+            .ok_or_else(|| format!("{text:?} is not a size such as 8M, 512K or 1G"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest suffix that keeps the number exact, so that defaults read as `8M`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let suffix = [
+            (1u64 << 40, "T"),
+            (1 << 30, "G"),
+            (1 << 20, "M"),
+            (1 << 10, "K"),
+        ]
+        .into_iter()
+        .find(|(unit, _)| self.0 != 0 && self.0.is_multiple_of(*unit));
+        match suffix {
+            Some((unit, suffix)) => write!(f, "{}{suffix}", self.0 / unit),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+fn parse_part_size(text: &str) -> Result<ByteSize, String> {
+    let size: ByteSize = text.parse()?;
+    if (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size.0) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "{text:?} is outside the part sizes S3 accepts ({} to {})",
+            ByteSize(MIN_PART_SIZE),
+            ByteSize(MAX_PART_SIZE)
+        ))
+    }
+}
+
+fn parse_count(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive whole number"))
+}
+
 fn parse_mode(text: &str) -> Result<u16, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     u16::from_str_radix(digits, 8)
@@ -154,7 +280,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Mount(args) => run_mount(args, cli.log_level.as_deref()),
+        Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),
         Command::Demo(args) => {
             init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
             local::disable_instance_metadata();
@@ -251,8 +377,52 @@ impl MountPlan {
             bucket,
             prefix,
             mountpoint,
-            read_only: args.read_only || !WRITES_SUPPORTED,
+            read_only: args.read_only,
         })
+    }
+
+    /// The file system's configuration: the plan and every flag that shapes the core.
+    fn fs_config(&self, args: &MountArgs) -> anyhow::Result<FsConfig> {
+        let mut config = FsConfig::default()
+            .with_prefix(&self.prefix)
+            .with_modes(args.file_mode, args.dir_mode)
+            .with_metadata_ttl(args.metadata_ttl)
+            .with_read_only(self.read_only);
+        let (uid, gid) = (
+            args.uid.unwrap_or(config.uid),
+            args.gid.unwrap_or(config.gid),
+        );
+        config = config.with_owner(uid, gid);
+        config.allow_delete = !args.no_delete;
+        config.allow_overwrite = !args.no_overwrite;
+        config.last_writer_wins = args.last_writer_wins;
+        config.storage_class = args.storage_class.clone();
+        config.sse = match (args.sse, &args.sse_kms_key_id) {
+            (None, _) => None,
+            (Some(SseType::Kms), key_id) => Some(ServerSideEncryption::Kms {
+                key_id: key_id.clone(),
+            }),
+            (Some(SseType::S3), None) => Some(ServerSideEncryption::S3),
+            (Some(SseType::S3), Some(_)) => {
+                bail!("--sse-kms-key-id needs --sse aws:kms, not AES256")
+            }
+        };
+        config.write_part_size = args.part_size.0;
+        config.upload_concurrency = args.upload_concurrency;
+        config.staging_cap = args.staging_cap.0;
+        if let Some(dir) = &args.staging_dir {
+            // Checked now: a missing directory would otherwise fail only the first
+            // out-of-order write, with ENOSPC, long after the mount.
+            let dir = std::path::absolute(dir)
+                .with_context(|| format!("invalid staging directory {dir:?}"))?;
+            let metadata = std::fs::metadata(&dir)
+                .with_context(|| format!("staging directory {}", dir.display()))?;
+            if !metadata.is_dir() {
+                bail!("staging directory {} is not a directory", dir.display());
+            }
+            config.staging_dir = Some(dir);
+        }
+        Ok(config)
     }
 
     fn fs_name(&self) -> String {
@@ -317,14 +487,8 @@ async fn mount_and_serve(
             };
         }
     };
-    let notice = (plan.read_only && !args.read_only).then_some(
-        "writing is not supported yet: the mount is read-only (changes fail with EROFS)",
-    );
-    if let Some(notice) = notice {
-        tracing::warn!("{notice}");
-    }
     if let Some(readiness) = readiness {
-        readiness.ready(notice);
+        readiness.ready();
     }
     serve_until_stopped(guard).await
 }
@@ -332,21 +496,12 @@ async fn mount_and_serve(
 async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<MountGuard> {
     // A bad mountpoint fails before anything reaches the network.
     s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
+    let fs_config = plan.fs_config(args)?;
     let mut store_config = S3StoreConfig::new(plan.bucket.clone().unwrap_or_default())
         .force_path_style(args.force_path_style);
     store_config.region = args.region.clone();
     store_config.endpoint_url = args.endpoint_url.clone();
     store_config.profile = args.profile.clone();
-    let mut fs_config = FsConfig::default()
-        .with_prefix(&plan.prefix)
-        .with_modes(args.file_mode, args.dir_mode)
-        .with_metadata_ttl(args.metadata_ttl)
-        .with_read_only(plan.read_only);
-    let (uid, gid) = (
-        args.uid.unwrap_or(fs_config.uid),
-        args.gid.unwrap_or(fs_config.gid),
-    );
-    fs_config = fs_config.with_owner(uid, gid);
     let vfs: Arc<dyn Vfs> = match &plan.bucket {
         Some(bucket) => {
             let store = S3Store::new(store_config)
@@ -443,12 +598,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the local S3 endpoint")?;
     let mountpoint = std::path::absolute(&args.mountpoint)
         .with_context(|| format!("invalid mountpoint {:?}", args.mountpoint))?;
-    let fs_config = FsConfig::default().with_read_only(!WRITES_SUPPORTED);
-    let options = MountOptions::default()
-        .with_read_only(!WRITES_SUPPORTED)
-        .with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET));
+    let options = MountOptions::default().with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET));
     let guard = server
-        .mount(fs_config, &mountpoint, &options)
+        .mount(FsConfig::default(), &mountpoint, &options)
         .await
         .context("cannot mount the demo bucket")?;
     println!(
@@ -461,13 +613,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         server.access_key_id(),
         server.secret_access_key()
     );
+    println!("Mounted at {}", mountpoint.display());
     println!(
-        "Mounted at {}{}",
-        mountpoint.display(),
-        if WRITES_SUPPORTED { "" } else { " (read-only)" }
-    );
-    println!(
-        "  try: ls -lR {0}; cat {0}/README.txt",
+        "  try: ls -lR {0}; cat {0}/README.txt; echo hello > {0}/hello.txt",
         mountpoint.display()
     );
     println!(
@@ -587,5 +735,102 @@ mod tests {
         assert!(args.foreground);
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("17777").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        let size = |text: &str| text.parse::<ByteSize>().map(|s| s.0);
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("512K"), Ok(512 * 1024));
+        assert_eq!(size("8M"), Ok(8 << 20));
+        assert_eq!(size("8MiB"), Ok(8 << 20));
+        assert_eq!(size("2g"), Ok(2 << 30));
+        assert!(size("").is_err());
+        assert!(size("M").is_err());
+        assert!(size("1.5G").is_err());
+        assert!(size("8X").is_err());
+        assert!(size("99999999999T").is_err());
+        assert_eq!(ByteSize(8 << 20).to_string(), "8M");
+        assert_eq!(ByteSize(64 << 30).to_string(), "64G");
+        assert_eq!(ByteSize(1000).to_string(), "1000");
+        assert!(parse_part_size("5M").is_ok());
+        assert!(parse_part_size("4M").is_err());
+        assert!(parse_part_size("6G").is_err());
+        assert!(parse_count("0").is_err());
+    }
+
+    #[test]
+    fn write_flags_reach_the_file_system_config() {
+        let staging = tempfile::tempdir().unwrap();
+        let staging_dir = staging.path().to_str().unwrap();
+        let p = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args)?;
+            let Command::Mount(args) = cli.command else {
+                bail!("not a mount command");
+            };
+            MountPlan::from_args(&args)?.fs_config(&args)
+        };
+        let defaults = p(&["s3vfs", "mount", "b/pre", "/m"]).unwrap();
+        let expected = FsConfig::default().with_prefix("pre");
+        assert_eq!(defaults, expected);
+        assert!(!defaults.read_only);
+
+        let config = p(&[
+            "s3vfs",
+            "mount",
+            "b",
+            "/m",
+            "--no-delete",
+            "--no-overwrite",
+            "--last-writer-wins",
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+            "alias/k",
+            "--part-size",
+            "16M",
+            "--upload-concurrency",
+            "3",
+            "--staging-dir",
+            staging_dir,
+            "--staging-cap",
+            "1G",
+        ])
+        .unwrap();
+        assert!(!config.allow_delete && !config.allow_overwrite && config.last_writer_wins);
+        assert_eq!(config.storage_class.as_deref(), Some("STANDARD_IA"));
+        assert_eq!(
+            config.sse,
+            Some(ServerSideEncryption::Kms {
+                key_id: Some("alias/k".to_owned())
+            })
+        );
+        assert_eq!(config.write_part_size, 16 << 20);
+        assert_eq!(config.upload_concurrency, 3);
+        assert_eq!(config.staging_dir.as_deref(), Some(staging.path()));
+        assert_eq!(config.staging_cap, 1 << 30);
+
+        let config = p(&[
+            "s3vfs",
+            "mount",
+            "b",
+            "/m",
+            "--sse",
+            "AES256",
+            "--read-only",
+        ]);
+        let config = config.unwrap();
+        assert_eq!(config.sse, Some(ServerSideEncryption::S3));
+        assert!(config.read_only);
+        let mixed = ["s3vfs", "mount", "b", "/m", "--sse", "AES256"];
+        assert!(p(&[&mixed[..], &["--sse-kms-key-id", "k"]].concat()).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--sse-kms-key-id", "k"]).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--sse", "DES"]).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--part-size", "1M"]).is_err());
+        let missing = staging.path().join("missing");
+        let missing = missing.to_str().unwrap();
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--staging-dir", missing]).is_err());
     }
 }

@@ -1,23 +1,21 @@
 //! Real FUSE mounts of a bucket served over loopback HTTP: what `ls`, `stat` and `cat` see,
 //! reads at odd offsets, large directories, shadowing, hidden keys, objects replaced while
-//! open, refused writes, and the `s3vfs` binary itself.
+//! open, changes refused by a read-only mount, and the `s3vfs` binary itself.
 
 mod common;
 
-use common::TestMount;
+use common::{errno, read_at, TestMount, MIB};
 use s3vfs::FsConfig;
-use s3vfs_fuse::local::pseudo_random;
+use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::MountOptions;
 use s3vfs_testkit::MemStore;
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const MIB: u64 = 1024 * 1024;
 
 fn names(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -32,26 +30,6 @@ fn sorted(names: Vec<String>) -> BTreeSet<String> {
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
-}
-
-/// Reads up to `len` bytes at `offset`, looping over short reads; fewer only at EOF.
-fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0; len];
-    let mut done = 0;
-    while done < len {
-        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    buf.truncate(done);
-    Ok(buf)
-}
-
-fn errno(err: &io::Error) -> i32 {
-    err.raw_os_error()
-        .unwrap_or_else(|| panic!("not an OS error: {err}"))
 }
 
 #[test]
@@ -306,7 +284,11 @@ fn changes_are_refused_with_erofs() {
     store.insert("file.txt", "content");
     store.insert("dir/inner.txt", "inner");
     // The kernel mount is read-write: each refusal comes from the core through FUSE.
-    let mount = TestMount::new(store);
+    let mount = TestMount::with(
+        store,
+        FsConfig::default().with_read_only(true),
+        MountOptions::default(),
+    );
     let expect_erofs = |what: &str, result: io::Result<()>| {
         let err = result.expect_err(what);
         assert_eq!(errno(&err), libc::EROFS, "{what}: {err}");
@@ -349,7 +331,7 @@ fn changes_are_refused_with_erofs() {
     store.insert("file.txt", "content");
     let mount = TestMount::with(
         store,
-        FsConfig::default(),
+        FsConfig::default().with_read_only(true),
         MountOptions::default().with_read_only(true),
     );
     expect_erofs(
@@ -372,14 +354,20 @@ struct Binary(Option<Child>);
 
 impl Binary {
     fn demo(mountpoint: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_s3vfs"))
-            .arg("demo")
-            .arg(mountpoint)
+        Self::start(
+            Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+                .arg("demo")
+                .arg(mountpoint),
+        )
+    }
+
+    fn start(command: &mut Command) -> Self {
+        let child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("cannot start s3vfs demo");
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         Binary(Some(child))
     }
 
@@ -452,6 +440,12 @@ fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     assert!(readme.contains("s3vfs"), "{readme}");
     let random = fs::read(mountpoint.join("data/random.bin")).unwrap();
     assert!(random == pseudo_random(s3vfs_fuse::local::DEMO_BINARY_SIZE, 0x5eed));
+    // The demo bucket is writable.
+    fs::write(mountpoint.join("notes.txt"), "written through the demo").unwrap();
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("notes.txt")).unwrap(),
+        "written through the demo"
+    );
     demo.signal(libc::SIGINT);
     let out = demo.wait();
     assert!(out.status.success(), "exit after SIGINT: {out:?}");
@@ -477,4 +471,80 @@ fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     assert!(stderr.contains("fusermount3 -u"), "{stderr}");
     assert!(cleanup.unwrap().success(), "fusermount3 -u failed");
     assert!(!is_mounted(&mountpoint));
+}
+
+#[test]
+fn the_mount_binary_passes_its_write_flags_on() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = MemStore::new();
+    store.insert("pre/existing.txt", "existing");
+    let local = runtime
+        .block_on(LocalS3::start("bucket", store.clone(), 0))
+        .expect("cannot start the local S3 endpoint");
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    let staging = dir.path().join("staging");
+    fs::create_dir(&mountpoint).unwrap();
+    fs::create_dir(&staging).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+
+    let mount = Binary::start(
+        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .args(["mount", "bucket/pre"])
+            .arg(&mountpoint)
+            .args([
+                "--foreground",
+                "--force-path-style",
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--endpoint-url", &local.endpoint_url()])
+            .args([
+                "--no-delete",
+                "--storage-class",
+                "STANDARD_IA",
+                "--sse",
+                "AES256",
+            ])
+            .args(["--part-size", "5M", "--upload-concurrency", "2"])
+            .arg("--staging-dir")
+            .arg(&staging)
+            .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    wait_for(&mountpoint.join("existing.txt"));
+    let data = pseudo_random(11 * MIB as usize, 9);
+    fs::write(mountpoint.join("new.bin"), &data).unwrap();
+    assert!(store.get_bytes("pre/new.bin").unwrap() == data);
+    let meta = store.meta("pre/new.bin").unwrap();
+    assert_eq!(meta.storage_class.as_deref(), Some("STANDARD_IA"));
+    let err = fs::remove_file(mountpoint.join("new.bin")).unwrap_err();
+    assert_eq!(errno(&err), libc::EPERM);
+
+    mount.signal(libc::SIGINT);
+    let out = mount.wait();
+    assert!(out.status.success(), "exit after SIGINT: {out:?}");
+    assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn a_file_changed_elsewhere_is_read_afresh_on_the_next_open() {
+    // No metadata caching, so the next open sees the new object at once; the new version
+    // has the same size and modification time, so only the open can tell the kernel that
+    // its cached pages are stale.
+    let config = common::write_config().with_metadata_ttl(Duration::ZERO);
+    let mount = TestMount::with(MemStore::new(), config, MountOptions::default());
+    let path = mount.path("same-size.txt");
+    fs::write(&path, "version one").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"version one");
+    let mtime = mount.store().meta("same-size.txt").unwrap().last_modified;
+    mount.store().insert("same-size.txt", "version two");
+    mount.store().set_last_modified("same-size.txt", mtime);
+    assert_eq!(fs::read(&path).unwrap(), b"version two");
 }

@@ -392,9 +392,7 @@ impl Vfs for BucketsFs {
         let (bucket, fs, local) = self.route(parent)?;
         let (new_bucket, _, new_local) = self.route(new_parent)?;
         if bucket != new_bucket {
-            return Err(VfsError::Unsupported(
-                "rename between buckets (EXDEV)".to_owned(),
-            ));
+            return Err(VfsError::CrossDevice("rename between buckets".to_owned()));
         }
         fs.rename(local, name, new_local, new_name, no_replace)
             .await

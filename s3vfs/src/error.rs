@@ -51,6 +51,10 @@ pub enum VfsError {
     /// failed): nothing was overwritten.
     #[error("{0} was changed by another writer; the upload was refused so as not to overwrite it")]
     WriteConflict(String),
+    /// The operation would cross from one bucket to another (rename): `EXDEV`, so that
+    /// tools like `mv` fall back to copying.
+    #[error("cannot move across buckets: {0}")]
+    CrossDevice(String),
     /// The staging area is full.
     #[error("no space left for staging: {0}")]
     NoSpace(String),
@@ -96,6 +100,7 @@ impl VfsError {
             Self::ObjectChanged(_) => libc::ESTALE,
             Self::NotPermitted(_) => libc::EPERM,
             Self::WriteConflict(_) => libc::EIO,
+            Self::CrossDevice(_) => libc::EXDEV,
             Self::NoSpace(_) => libc::ENOSPC,
             Self::TooLarge(_) => libc::E2BIG,
             Self::BadHandle => libc::EBADF,

@@ -35,6 +35,8 @@ use std::time::SystemTime;
 /// HEAD requests in flight while a listing looks for symbolic links among small objects.
 const LISTING_HEADS_IN_FLIGHT: usize = 32;
 
+use crate::meta::Listing;
+
 /// Largest directory whose listing is cached, in entries.
 const MAX_CACHED_LISTING: usize = 200_000;
 
@@ -70,7 +72,7 @@ struct DirStream {
     /// far; listed at the end.
     pending: Vec<(String, Stat)>,
     /// A fresh cached listing being served, and the next index in it.
-    cached: Option<(Arc<Vec<(String, Stat)>>, usize)>,
+    cached: Option<(Listing, usize)>,
     /// What a full pass over the store listed so far, to cache at its end (`None` when the
     /// pass did not start at the beginning or grew past the cache's bound).
     collected: Option<Vec<(String, Stat)>>,

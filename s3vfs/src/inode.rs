@@ -117,6 +117,12 @@ impl InodeTable {
         }
     }
 
+    /// `path` was removed: a file created there later gets a new inode (the old one
+    /// still names the removed file for handles open on it).
+    pub fn detach(&self, path: &FsPath) {
+        self.lock().by_path.remove(path);
+    }
+
     /// What is known of `ino`.
     pub fn get(&self, ino: Ino) -> Option<InodeInfo> {
         self.lock().by_ino.get(&ino).cloned()

@@ -100,8 +100,11 @@ pub struct MetaCache {
     stats: Mutex<HashMap<FsPath, (Stat, Instant)>>,
     missing: Mutex<HashMap<FsPath, Instant>>,
     /// Whole directory listings (name, stat), by directory.
-    listings: Mutex<HashMap<FsPath, (Arc<Vec<(String, Stat)>>, Instant)>>,
+    listings: Mutex<HashMap<FsPath, (Listing, Instant)>>,
 }
+
+/// A directory listing: names and stats.
+pub type Listing = Arc<Vec<(String, Stat)>>;
 
 /// Most listing entries cached across all directories.
 const MAX_LISTING_ENTRIES: usize = 2_000_000;
@@ -148,7 +151,7 @@ impl MetaCache {
     }
 
     /// A fresh cached listing of directory `dir`.
-    pub fn listing(&self, dir: &FsPath) -> Option<Arc<Vec<(String, Stat)>>> {
+    pub fn listing(&self, dir: &FsPath) -> Option<Listing> {
         let listings = lock(&self.listings);
         let (entries, at) = listings.get(dir)?;
         (at.elapsed() < self.ttl).then(|| Arc::clone(entries))

@@ -99,6 +99,12 @@ struct FileState {
     size: u64,
     /// Attributes to store with the next upload.
     posix: PosixMeta,
+    /// chmod/chown/utimens made while the file had unsaved writes: they override the
+    /// object's own metadata at the next upload.
+    attr_changes: PosixMeta,
+    /// Why the unsaved data was lost (a streamed upload past the staging cap failed):
+    /// every later flush and fsync reports it.
+    lost: Option<String>,
     /// Whether the content differs from the store.
     dirty: bool,
     /// Bytes written locally.
@@ -194,6 +200,8 @@ impl FileState {
             base_len: stat.map_or(0, |s| s.size),
             size: stat.map_or(0, |s| s.size),
             posix: stat.map(|s| s.posix).unwrap_or_default(),
+            attr_changes: PosixMeta::default(),
+            lost: None,
             dirty: false,
             written: RangeSet::new(),
             staging: None,
@@ -266,15 +274,78 @@ impl S3Fs {
         }
     }
 
+    /// chmod/chown/utimens of a file with unsaved writes: kept with the file and stored
+    /// by its next upload (the object may not even exist yet). `None` when the file at
+    /// `path` has no unsaved writes.
+    pub(crate) async fn set_attributes_of_open_file(
+        &self,
+        path: &FsPath,
+        changes: PosixMeta,
+    ) -> Option<Stat> {
+        let ino = self.inodes.find(path)?;
+        let file = self.open_files.get(ino)?;
+        let mut state = file.state.lock().await;
+        if !state.dirty || lock(&file.shadow).unlinked {
+            return None;
+        }
+        tracing::debug!(path = %path, ?changes, "attributes kept for the next upload");
+        let overlay = &mut state.attr_changes;
+        overlay.mode = changes.mode.or(overlay.mode);
+        overlay.uid = changes.uid.or(overlay.uid);
+        overlay.gid = changes.gid.or(overlay.gid);
+        overlay.mtime = changes.mtime.or(overlay.mtime);
+        let overlay = state.attr_changes;
+        let posix = &mut state.posix;
+        posix.mode = overlay.mode.or(posix.mode);
+        posix.uid = overlay.uid.or(posix.uid);
+        posix.gid = overlay.gid.or(posix.gid);
+        posix.mtime = overlay.mtime.or(posix.mtime);
+        Some(self.mark_dirty(&file, &state))
+    }
+
+    /// The object at `path` got a new version `new` by a metadata rewrite of version
+    /// `old`: open handles built on `old` follow it (their content did not change).
+    pub(crate) async fn note_new_version(
+        &self,
+        path: &FsPath,
+        old: Option<&ETag>,
+        new: Option<ETag>,
+    ) {
+        let Some(file) = self
+            .inodes
+            .find(path)
+            .and_then(|ino| self.open_files.get(ino))
+        else {
+            return;
+        };
+        let mut state = file.state.lock().await;
+        if let Some(base) = state.base.as_mut() {
+            if base.etag.as_ref() == old {
+                base.etag = new.clone();
+            }
+        }
+        let mut shadow = lock(&file.shadow);
+        if shadow.etag.as_ref() == old {
+            shadow.etag = new;
+        }
+    }
+
     /// `path` was unlinked: open handles of it stop uploading on close.
     pub(crate) fn note_unlinked(&self, path: &FsPath) {
-        for file in self.open_files.all() {
+        // Open handles keep their (now nameless) file; the name is free for a new one.
+        let mut map = lock(&self.open_files.by_ino);
+        map.retain(|_, file| {
             let mut shadow = lock(&file.shadow);
             if shadow.path == *path {
                 shadow.unlinked = true;
                 shadow.dirty_stat = None;
+                false
+            } else {
+                true
             }
-        }
+        });
+        drop(map);
+        self.inodes.detach(path);
     }
 
     /// `from` was renamed to `to` (a file, or a directory and everything below it): open
@@ -623,6 +694,7 @@ impl S3Fs {
         state.size = state.size.max(end);
         state.dirty = true;
         state.posix.mtime = Some(SystemTime::now());
+        state.attr_changes.mtime = None;
         self.mark_dirty(file, &state);
         Ok(count)
     }
@@ -708,7 +780,7 @@ impl S3Fs {
         data: Bytes,
     ) -> VfsResult<()> {
         let key = file.key();
-        let (rewrite, posix) = (state.base.is_some(), state.posix);
+        let (rewrite, posix, changes) = (state.base.is_some(), state.posix, state.attr_changes);
         let stream = state.stream.get_or_insert_with(|| Stream {
             store: Arc::clone(&self.store),
             key,
@@ -728,7 +800,9 @@ impl S3Fs {
             let body = stream.buffer.split_to(part_size as usize).freeze();
             let key = file.key();
             if stream.upload_id.is_none() {
-                let options = self.upload_options_for(&key, rewrite, posix).await?;
+                let options = self
+                    .upload_options_for(&key, rewrite, posix, changes)
+                    .await?;
                 let id = self
                     .store
                     .create_multipart(&key, options)
@@ -793,7 +867,7 @@ impl S3Fs {
     /// metadata (mode, owner, xattrs, content type, storage class; a chmod made while the
     /// file was open included) and updates its mtime.
     async fn upload_options(&self, key: &ObjectKey, state: &FileState) -> VfsResult<PutOptions> {
-        self.upload_options_for(key, state.base.is_some(), state.posix)
+        self.upload_options_for(key, state.base.is_some(), state.posix, state.attr_changes)
             .await
     }
 
@@ -802,6 +876,7 @@ impl S3Fs {
         key: &ObjectKey,
         rewrite: bool,
         posix: PosixMeta,
+        changes: PosixMeta,
     ) -> VfsResult<PutOptions> {
         if !rewrite {
             return Ok(self.new_object_options(posix));
@@ -820,6 +895,7 @@ impl S3Fs {
             ..PosixMeta::default()
         }
         .write_to(&mut user_metadata);
+        changes.write_to(&mut user_metadata);
         let storage_class = head
             .storage_class
             .filter(|c| c != "STANDARD" && !crate::store::storage_class::is_archived(Some(c)))
@@ -836,6 +912,11 @@ impl S3Fs {
     /// Makes the file's local changes durable in the store (flush, fsync, close).
     pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
         let mut state = file.state.lock().await;
+        if let Some(why) = &state.lost {
+            return Err(VfsError::Io(
+                StoreError::new(StoreErrorKind::Other, why.clone()).with_key(file.key().as_str()),
+            ));
+        }
         if !state.dirty {
             return Ok(());
         }
@@ -856,6 +937,13 @@ impl S3Fs {
             (Some(_), None) => WriteCondition::None,
             _ => self.write_condition(expected.as_ref()),
         };
+        // Attributes changed after a streamed multipart upload began are not in its
+        // metadata.
+        let late_changes = state
+            .stream
+            .as_ref()
+            .filter(|s| s.upload_id.is_some() && state.attr_changes != PosixMeta::default())
+            .map(|_| state.attr_changes);
         let result = match state.stream.take() {
             Some(stream) if stream.sent + stream.buffer.len() as u64 == state.size => {
                 self.finish_stream(&key, &state, stream, condition).await
@@ -876,6 +964,7 @@ impl S3Fs {
                 state.staged_all = true;
                 state.dirty = false;
                 state.no_stream = true;
+                state.attr_changes = PosixMeta::default();
                 let stat = Stat {
                     etag: etag.clone(),
                     ..self.stat_of_state(&state)
@@ -888,6 +977,16 @@ impl S3Fs {
                 }
                 self.meta.put(&path, stat);
                 self.meta.forget_missing_ancestors(&path);
+                drop(state);
+                if let Some(changes) = late_changes {
+                    // The multipart upload's metadata was fixed when it began; attributes
+                    // changed later are stored by one metadata rewrite.
+                    self.rewrite_metadata(&path, FileKind::File, |metadata, _| {
+                        changes.write_to(metadata);
+                        Ok(())
+                    })
+                    .await?;
+                }
                 Ok(())
             }
             Err(err) => {
@@ -896,6 +995,9 @@ impl S3Fs {
                     // leave the file as it was in the store.
                     tracing::error!(key = %key, "upload failed and the data was streamed past the staging cap: it is lost");
                     state.dirty = false;
+                    state.lost = Some(format!(
+                        "the upload failed ({err}) and the data written was streamed past the staging cap: it is lost"
+                    ));
                     lock(&file.shadow).dirty_stat = None;
                 } else {
                     // The stream is gone; what was written is all staged.

@@ -545,7 +545,9 @@ async fn listings_are_cached_within_the_ttl_and_follow_own_changes() {
 #[tokio::test]
 async fn a_tiny_memory_budget_slows_reads_but_keeps_them_correct() {
     let store = MemStore::new();
-    let files: Vec<Bytes> = (0..4).map(|i| pattern(3 * 1024 * 1024 + i * 1000)).collect();
+    let files: Vec<Bytes> = (0..4)
+        .map(|i| pattern(3 * 1024 * 1024 + i * 1000))
+        .collect();
     for (i, data) in files.iter().enumerate() {
         store.insert(format!("f{i}"), data.clone());
     }

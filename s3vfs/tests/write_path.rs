@@ -511,8 +511,48 @@ async fn closing_a_reader_does_not_publish_another_writers_file() {
     assert_eq!(fs.read(ino, reader, 0, 100).await.unwrap(), "half of it");
     fs.flush(ino, reader).await.unwrap();
     fs.release(ino, reader).await.unwrap();
-    assert!(store.get_bytes("partial").is_none(), "nothing published by the reader's close");
+    assert!(
+        store.get_bytes("partial").is_none(),
+        "nothing published by the reader's close"
+    );
     write_all(&fs, ino, writer, 10, b", and the rest", 4).await;
     fs.flush(ino, writer).await.unwrap();
-    assert_eq!(store.get_bytes("partial").unwrap(), "half of it, and the rest");
+    assert_eq!(
+        store.get_bytes("partial").unwrap(),
+        "half of it, and the rest"
+    );
+}
+
+#[tokio::test]
+async fn attributes_changed_while_streaming_are_stored() {
+    let store = MemStore::new();
+    let fs = S3Fs::new(Arc::new(store.clone()), config());
+    let (ino, h) = create(&fs, "big").await;
+    write_all(&fs, ino, h, 0, &pattern(7 * MIB, 1), MIB).await;
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
+    let changes = SetAttr {
+        mtime: Some(when),
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    let entry = fs.setattr(ino, Some(h), changes).await.unwrap();
+    assert_eq!(entry.attr.mtime, when);
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    let meta = store.meta("big").unwrap();
+    assert_eq!(
+        meta.user_metadata.get("mtime").map(String::as_str),
+        Some("1234567890")
+    );
+    assert_eq!(
+        meta.user_metadata.get("mode").map(String::as_str),
+        Some("33152")
+    );
+    let fresh = S3Fs::new(Arc::new(store.clone()), config());
+    let attr = fresh
+        .lookup(Ino::ROOT, OsStr::new("big"))
+        .await
+        .unwrap()
+        .attr;
+    assert_eq!((attr.mtime, attr.perm), (when, 0o600));
 }

@@ -1,21 +1,50 @@
 //! The one harness of the FUSE tests: a loopback S3 endpoint serving the test's bucket,
-//! the real S3 client and `S3Fs` over it, mounted at a fresh temporary directory.
+//! the real S3 client and `S3Fs` over it, mounted at a fresh temporary directory; and the
+//! helpers the test files share (errno, short-read loops, tree snapshots, external tools).
 //!
 //! Tests are plain (blocking) `#[test]`s: the file system runs on the harness's own
 //! multi-threaded runtime, so the test thread can make blocking file system calls into the
-//! mount. Failing to mount panics with the reason: these tests never skip. Dropping the
-//! harness unmounts, also while a failed test unwinds.
+//! mount. Failing to mount panics with the reason, and so does a missing tool: these tests
+//! never skip. Dropping the harness unmounts, also while a failed test unwinds.
 
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
+
+use s3vfs::store::ObjectStore;
 use s3vfs::FsConfig;
-use s3vfs_fuse::local::LocalS3;
+use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{MountGuard, MountOptions};
+use s3vfs_testkit::fault::FaultStore;
 use s3vfs_testkit::MemStore;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 /// Name of the bucket every test mounts.
 pub const BUCKET: &str = "test-bucket";
+
+/// One MiB, in bytes.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Part size of uploads in the write tests: S3's smallest, so that a few MiB already make
+/// a multipart upload.
+pub const WRITE_PART_SIZE: u64 = 5 * MIB;
+
+/// The file system configuration of the write tests: writable, with small upload parts.
+pub fn write_config() -> FsConfig {
+    FsConfig {
+        write_part_size: WRITE_PART_SIZE,
+        upload_concurrency: 4,
+        ..FsConfig::default()
+    }
+}
 
 /// A mounted test bucket.
 pub struct TestMount {
@@ -24,6 +53,8 @@ pub struct TestMount {
     local: Option<LocalS3>,
     runtime: Option<Runtime>,
     mountpoint: PathBuf,
+    config: FsConfig,
+    options: MountOptions,
     _dir: TempDir,
 }
 
@@ -33,8 +64,38 @@ impl TestMount {
         Self::with(store, FsConfig::default(), MountOptions::default())
     }
 
+    /// Mounts `store` with [`write_config`] and the default mount options.
+    pub fn writable(store: MemStore) -> Self {
+        Self::with(store, write_config(), MountOptions::default())
+    }
+
     /// Mounts `store` with `config` and `options`.
     pub fn with(store: MemStore, config: FsConfig, options: MountOptions) -> Self {
+        let served = Arc::new(store.clone());
+        Self::serving(store, served, config, options)
+    }
+
+    /// Mounts `store` with `config`, the endpoint serving it through a [`FaultStore`] that
+    /// the test can tell to fail requests.
+    pub fn with_faults(store: MemStore, config: FsConfig) -> (Self, FaultStore) {
+        let faults = FaultStore::new(Arc::new(store.clone()));
+        let mount = Self::serving(
+            store,
+            Arc::new(faults.clone()),
+            config,
+            MountOptions::default(),
+        );
+        (mount, faults)
+    }
+
+    /// Mounts the bucket `store`, the endpoint serving `served` (`store` or a wrapper of
+    /// it), with `config` and `options`.
+    pub fn serving(
+        store: MemStore,
+        served: Arc<dyn ObjectStore>,
+        config: FsConfig,
+        options: MountOptions,
+    ) -> Self {
         // `RUST_LOG=s3vfs=debug cargo test …` shows what a failing test did.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -49,11 +110,11 @@ impl TestMount {
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).expect("cannot create the mountpoint");
         let (local, guard) = runtime.block_on(async {
-            let local = LocalS3::start(BUCKET, store, 0)
+            let local = LocalS3::start_serving(BUCKET, store, served, 0)
                 .await
                 .expect("cannot start the local S3 endpoint");
             let guard = local
-                .mount(config, &mountpoint, &options)
+                .mount(config.clone(), &mountpoint, &options)
                 .await
                 .unwrap_or_else(|err| {
                     panic!(
@@ -68,8 +129,20 @@ impl TestMount {
             guard: Some(guard),
             local: Some(local),
             runtime: Some(runtime),
+            config,
+            options,
             _dir: dir,
         }
+    }
+
+    /// A second, fresh mount of the same bucket with the same configuration: it shares no
+    /// cache with this one, so it shows what reached the store.
+    pub fn fresh_mount(&self) -> TestMount {
+        Self::with(
+            self.store().clone(),
+            self.config.clone(),
+            self.options.clone(),
+        )
     }
 
     /// The mountpoint.
@@ -89,6 +162,33 @@ impl TestMount {
             .map(LocalS3::store)
             .expect("the endpoint lives as long as the mount")
     }
+
+    /// The body of object `key`, panicking with the bucket's keys when it is missing.
+    pub fn object(&self, key: &str) -> Vec<u8> {
+        match self.store().get_bytes(key) {
+            Some(body) => body.to_vec(),
+            None => panic!(
+                "no object {key:?}; the bucket has {:?}",
+                self.store().keys()
+            ),
+        }
+    }
+
+    /// The keys of the bucket starting with `prefix`.
+    pub fn keys_under(&self, prefix: &str) -> Vec<String> {
+        self.store()
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with(prefix))
+            .collect()
+    }
+
+    /// The keys of the bucket starting with `prefix`, without directory markers (`dir/`).
+    pub fn files_under(&self, prefix: &str) -> Vec<String> {
+        let mut keys = self.keys_under(prefix);
+        keys.retain(|key| !key.ends_with('/'));
+        keys
+    }
 }
 
 impl Drop for TestMount {
@@ -105,4 +205,159 @@ impl Drop for TestMount {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The errno of an OS error.
+pub fn errno(err: &io::Error) -> i32 {
+    err.raw_os_error()
+        .unwrap_or_else(|| panic!("not an OS error: {err}"))
+}
+
+/// Reads up to `len` bytes at `offset`, looping over short reads; fewer only at EOF.
+pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let mut done = 0;
+    while done < len {
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// Closes `file` with close(2) and returns its result, which dropping a `File` ignores.
+pub fn close(file: File) -> io::Result<()> {
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just released by its owner and is closed exactly once here.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Runs an external tool, panicking if it is not installed (the tests never skip) or if it
+/// fails; returns its output.
+pub fn run(command: &mut Command) -> Output {
+    let output = run_status(command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs an external tool that may fail, panicking only if it is not installed.
+pub fn run_status(command: &mut Command) -> Output {
+    match command.output() {
+        Ok(output) => output,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => panic!(
+            "{:?} is not installed: the FUSE tests need it (see .ci/run)",
+            command.get_program()
+        ),
+        Err(err) => panic!("cannot run {command:?}: {err}"),
+    }
+}
+
+/// The trimmed standard output of a successful run of `command`.
+pub fn run_stdout(command: &mut Command) -> String {
+    String::from_utf8_lossy(&run(command).stdout)
+        .trim()
+        .to_owned()
+}
+
+/// One entry of a [`snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A directory.
+    Dir,
+    /// A regular file and its bytes.
+    File(Vec<u8>),
+    /// A symbolic link and its target.
+    Symlink(PathBuf),
+}
+
+/// Every entry below `root` (not `root` itself), by path relative to it.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
+        let entries =
+            fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+        for entry in entries {
+            let entry = entry.unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .expect("below the root")
+                .to_string_lossy()
+                .into_owned();
+            let meta = fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+            let node = if meta.is_dir() {
+                walk(root, &path, out);
+                Node::Dir
+            } else if meta.file_type().is_symlink() {
+                Node::Symlink(fs::read_link(&path).expect("readlink"))
+            } else {
+                Node::File(
+                    fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
+                )
+            };
+            out.insert(relative, node);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Asserts that two snapshots are equal, naming the first entry that differs instead of
+/// printing megabytes of file content.
+pub fn assert_same_tree(got: &BTreeMap<String, Node>, expected: &BTreeMap<String, Node>) {
+    let describe = |node: Option<&Node>| match node {
+        None => "missing".to_owned(),
+        Some(Node::Dir) => "a directory".to_owned(),
+        Some(Node::File(bytes)) => format!("a file of {} bytes", bytes.len()),
+        Some(Node::Symlink(target)) => format!("a symlink to {}", target.display()),
+    };
+    for name in got.keys().chain(expected.keys()) {
+        let (g, e) = (got.get(name), expected.get(name));
+        assert!(
+            g == e,
+            "{name}: got {}, expected {}",
+            describe(g),
+            describe(e)
+        );
+    }
+}
+
+/// Creates a tree of nested directories under `root` (which must exist): empty files,
+/// small files, files of a few MiB, an empty directory and a deep path. Deterministic for
+/// `seed`.
+pub fn make_tree(root: &Path, seed: u64) {
+    let files: &[(&str, usize)] = &[
+        ("empty.txt", 0),
+        ("small.txt", 13),
+        ("a/one.bin", 4096),
+        ("a/zero", 0),
+        ("a/b/big.bin", 3 * MIB as usize + 123),
+        ("a/b/c/d/deep.txt", 777),
+        ("a/b/c/d/empty", 0),
+        ("x/y/medium.bin", 1024 * 1024 + 1),
+        ("x/y/z.txt", 1),
+        ("x/larger.bin", 6 * MIB as usize + 5),
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        let path = root.join(name);
+        fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir -p");
+        fs::write(&path, pseudo_random(*len, seed + i as u64)).expect("write a tree file");
+    }
+    fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
+    fs::create_dir_all(root.join("x/empty-inner")).expect("mkdir");
+    fs::set_permissions(root.join("small.txt"), fs::Permissions::from_mode(0o600)).expect("chmod");
 }

@@ -58,7 +58,7 @@ impl S3Fs {
     /// `edit` gets the current metadata and the current mtime (for callers that must state
     /// one); an error from it aborts without a request that changes anything. Returns the
     /// new stat, which is also cached.
-    pub(super) async fn rewrite_metadata<F>(
+    pub(crate) async fn rewrite_metadata<F>(
         &self,
         path: &FsPath,
         kind: FileKind,
@@ -116,8 +116,13 @@ impl S3Fs {
             })
             .await
             .map_err(|e| write_error(path, e))?;
+        let new_etag = copied.etag.or(head.etag.clone());
+        if new_etag != head.etag {
+            self.note_new_version(path, head.etag.as_ref(), new_etag.clone())
+                .await;
+        }
         Ok(Stat::from_head(&ObjectMeta {
-            etag: copied.etag.or(head.etag.clone()),
+            etag: new_etag,
             last_modified: SystemTime::now(),
             user_metadata: options.user_metadata,
             content_type: options.content_type,

@@ -55,6 +55,18 @@ impl S3Fs {
             return Ok(self.entry(ino, &stat));
         }
         self.check_overwrite_allowed(&path)?;
+        if kind != FileKind::Directory {
+            let pending = PosixMeta {
+                mode: changes.mode.map(|m| type_bits(kind) | (m & 0o7777)),
+                uid: changes.uid,
+                gid: changes.gid,
+                mtime: changes.mtime,
+            };
+            if let Some(stat) = self.set_attributes_of_open_file(&path, pending).await {
+                // Stored by the file's next upload, with its data.
+                return Ok(self.entry(ino, &stat));
+            }
+        }
         let current = self.stat_path(&path).await?;
         if current.kind != kind {
             // The path is something else now (another inode).

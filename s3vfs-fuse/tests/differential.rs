@@ -1,0 +1,544 @@
+//! Differential test: the same random sequence of system calls on a local directory and on
+//! the mount must give the same results — success or the same errno, the same bytes read,
+//! the same listings — and leave the same tree, both as the mount shows it and as it
+//! reached the store (seen through a second, fresh mount).
+//!
+//! The calls: open (O_CREAT, O_TRUNC, O_APPEND, any access mode), pwrite, pread, ftruncate,
+//! fsync, fchmod and close on up to four open descriptors; rename, unlink, mkdir, rmdir,
+//! chmod, readdir and stat by name. Each case is a seed; the names are drawn from a small
+//! set so that calls collide (create over existing names, rename onto files and
+//! directories, remove non-empty directories). Knobs, for longer runs:
+//! - `S3VFS_DIFF_CASES`: number of seeds (default 3);
+//! - `S3VFS_DIFF_OPS`: operations per seed (default 200);
+//! - `S3VFS_DIFF_SEED`: the first seed (default 1), to replay a failure.
+//!
+//! Two things POSIX leaves open or S3 cannot do are not generated: `O_RDONLY|O_TRUNC`
+//! (unspecified by POSIX), and unlinking or renaming over a file that is still open (an
+//! object has no life apart from its name).
+
+mod common;
+
+use common::{assert_same_tree, read_at, snapshot, TestMount};
+use s3vfs_testkit::MemStore;
+use std::ffi::CString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Names the operations pick from: files and directories at three depths.
+const NAMES: &[&str] = &[
+    "a", "b", "c", "d", "d/a", "d/b", "d/e", "d/e/a", "d/e/b", "e", "e/a", "e/d",
+];
+
+/// Directories a listing is asked of.
+const DIRS: &[&str] = &["", "d", "d/e", "e", "a"];
+
+/// Most handles open at once.
+const MAX_OPEN: usize = 4;
+
+/// Permission bits a chmod sets (the owner keeps read and write: the tests run as root,
+/// which ignores them anyway).
+fn pick_mode(rng: &mut Rng) -> u32 {
+    [0o600, 0o640, 0o644, 0o700, 0o755][rng.below(5) as usize]
+}
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// One system call of the sequence.
+#[derive(Clone, Debug)]
+enum Op {
+    Open {
+        path: &'static str,
+        flags: i32,
+    },
+    Write {
+        handle: usize,
+        offset: u64,
+        len: usize,
+        seed: u64,
+    },
+    Read {
+        handle: usize,
+        offset: u64,
+        len: usize,
+    },
+    Truncate {
+        handle: usize,
+        len: u64,
+    },
+    Fsync {
+        handle: usize,
+    },
+    Close {
+        handle: usize,
+    },
+    Rename {
+        from: &'static str,
+        to: &'static str,
+    },
+    Unlink {
+        path: &'static str,
+    },
+    Mkdir {
+        path: &'static str,
+    },
+    Rmdir {
+        path: &'static str,
+    },
+    Readdir {
+        dir: &'static str,
+    },
+    Stat {
+        path: &'static str,
+    },
+    Chmod {
+        path: &'static str,
+        mode: u32,
+    },
+    Fchmod {
+        handle: usize,
+        mode: u32,
+    },
+}
+
+/// What a call returned, comparable across the two sides.
+#[derive(Clone, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Count(usize),
+    Bytes(Vec<u8>),
+    Names(Vec<String>),
+    Stat { dir: bool, size: u64, perm: u32 },
+    Errno(i32),
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Done => write!(f, "ok"),
+            Outcome::Count(n) => write!(f, "{n} bytes"),
+            Outcome::Bytes(b) => write!(f, "{} bytes read (hash {:x})", b.len(), hash(b)),
+            Outcome::Names(n) => write!(f, "{n:?}"),
+            Outcome::Stat {
+                dir: true, perm, ..
+            } => write!(f, "a directory ({perm:o})"),
+            Outcome::Stat { size, perm, .. } => write!(f, "a file of {size} bytes ({perm:o})"),
+            Outcome::Errno(e) => write!(f, "{}", io::Error::from_raw_os_error(*e)),
+        }
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl Outcome {
+    fn of(result: io::Result<Outcome>) -> Outcome {
+        match result {
+            Ok(outcome) => outcome,
+            Err(err) => Outcome::Errno(err.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+/// One side of the comparison: a directory and the handles opened in it.
+struct Side {
+    root: PathBuf,
+    handles: Vec<File>,
+}
+
+fn cstring(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).expect("no NUL in test paths")
+}
+
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Side {
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn apply(&mut self, op: &Op) -> Outcome {
+        match Outcome::of(self.call(op)) {
+            // rename(2) may answer either for a non-empty destination directory.
+            Outcome::Errno(libc::EEXIST) if matches!(op, Op::Rename { .. }) => {
+                Outcome::Errno(libc::ENOTEMPTY)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn call(&mut self, op: &Op) -> io::Result<Outcome> {
+        match *op {
+            Op::Open { path, flags } => {
+                let path = cstring(&self.path(path));
+                // SAFETY: a valid NUL-terminated path; the mode is an int as open(2) wants.
+                let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+                check(fd)?;
+                // SAFETY: `fd` was just opened and is owned by nothing else.
+                self.handles.push(unsafe { File::from_raw_fd(fd) });
+                Ok(Outcome::Done)
+            }
+            Op::Write {
+                handle,
+                offset,
+                len,
+                seed,
+            } => {
+                let data = s3vfs_fuse::local::pseudo_random(len, seed);
+                Ok(Outcome::Count(
+                    self.handles[handle].write_at(&data, offset)?,
+                ))
+            }
+            Op::Read {
+                handle,
+                offset,
+                len,
+            } => Ok(Outcome::Bytes(read_at(&self.handles[handle], offset, len)?)),
+            Op::Truncate { handle, len } => {
+                self.handles[handle].set_len(len)?;
+                Ok(Outcome::Done)
+            }
+            Op::Fsync { handle } => {
+                self.handles[handle].sync_all()?;
+                Ok(Outcome::Done)
+            }
+            Op::Close { handle } => {
+                common::close(self.handles.remove(handle))?;
+                Ok(Outcome::Done)
+            }
+            Op::Rename { from, to } => {
+                fs::rename(self.path(from), self.path(to))?;
+                Ok(Outcome::Done)
+            }
+            Op::Unlink { path } => {
+                fs::remove_file(self.path(path))?;
+                Ok(Outcome::Done)
+            }
+            Op::Mkdir { path } => {
+                fs::create_dir(self.path(path))?;
+                Ok(Outcome::Done)
+            }
+            Op::Rmdir { path } => {
+                fs::remove_dir(self.path(path))?;
+                Ok(Outcome::Done)
+            }
+            Op::Readdir { dir } => {
+                let mut names = Vec::new();
+                for entry in fs::read_dir(self.path(dir))? {
+                    let entry = entry?;
+                    let kind = if entry.file_type()?.is_dir() { "/" } else { "" };
+                    names.push(format!("{}{kind}", entry.file_name().to_string_lossy()));
+                }
+                names.sort();
+                Ok(Outcome::Names(names))
+            }
+            Op::Stat { path } => {
+                let meta = fs::symlink_metadata(self.path(path))?;
+                Ok(Outcome::Stat {
+                    dir: meta.is_dir(),
+                    size: if meta.is_dir() { 0 } else { meta.len() },
+                    perm: meta.permissions().mode() & 0o7777,
+                })
+            }
+            Op::Chmod { path, mode } => {
+                fs::set_permissions(self.path(path), fs::Permissions::from_mode(mode))?;
+                Ok(Outcome::Done)
+            }
+            Op::Fchmod { handle, mode } => {
+                let permissions = fs::Permissions::from_mode(mode);
+                self.handles[handle].set_permissions(permissions)?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+}
+
+/// What the generator knows besides the local side: the name each handle was opened by
+/// (and still has: renames are followed).
+#[derive(Default)]
+struct Model {
+    open_names: Vec<String>,
+}
+
+impl Model {
+    /// Whether `name` or anything below it is open.
+    fn has_open(&self, name: &str) -> bool {
+        let below = format!("{name}/");
+        self.open_names
+            .iter()
+            .any(|open| open == name || open.starts_with(&below))
+    }
+
+    fn next_op(&self, local: &Side, rng: &mut Rng) -> Op {
+        let handles = local.handles.len();
+        let size_of = |handle: usize| local.handles[handle].metadata().map_or(0, |m| m.len());
+        loop {
+            let roll = rng.below(100);
+            let op = match roll {
+                0..=17 if handles < MAX_OPEN => {
+                    let access = match rng.below(10) {
+                        0..=1 => libc::O_RDONLY,
+                        2..=4 => libc::O_WRONLY,
+                        _ => libc::O_RDWR,
+                    };
+                    let mut flags = access;
+                    if rng.chance(60) {
+                        flags |= libc::O_CREAT;
+                    }
+                    if access != libc::O_RDONLY && rng.chance(20) {
+                        flags |= libc::O_TRUNC;
+                    }
+                    if rng.chance(20) {
+                        flags |= libc::O_APPEND;
+                    }
+                    Op::Open {
+                        path: rng.pick(NAMES),
+                        flags,
+                    }
+                }
+                0..=17 => continue,
+                18..=41 if handles > 0 => {
+                    let handle = rng.below(handles as u64) as usize;
+                    let size = size_of(handle);
+                    let len = if rng.chance(10) {
+                        (rng.below(300_000) + 1) as usize
+                    } else {
+                        (rng.below(9000) + 1) as usize
+                    };
+                    let offset = match rng.below(4) {
+                        0 => size,
+                        1 => 0,
+                        _ => rng.below(size + 20_000),
+                    };
+                    Op::Write {
+                        handle,
+                        offset,
+                        len,
+                        seed: rng.next(),
+                    }
+                }
+                42..=55 if handles > 0 => {
+                    let handle = rng.below(handles as u64) as usize;
+                    let size = size_of(handle);
+                    Op::Read {
+                        handle,
+                        offset: rng.below(size + 100),
+                        len: (rng.below(size.max(1) + 5000) + 1) as usize,
+                    }
+                }
+                56..=60 if handles > 0 => {
+                    let handle = rng.below(handles as u64) as usize;
+                    let size = size_of(handle);
+                    Op::Truncate {
+                        handle,
+                        len: rng.below(size + 10_000),
+                    }
+                }
+                61..=62 if handles > 0 => Op::Fsync {
+                    handle: rng.below(handles as u64) as usize,
+                },
+                63..=64 if handles > 0 => Op::Fchmod {
+                    handle: rng.below(handles as u64) as usize,
+                    mode: pick_mode(rng),
+                },
+                65..=71 if handles > 0 => Op::Close {
+                    handle: rng.below(handles as u64) as usize,
+                },
+                18..=71 => continue,
+                72..=77 => {
+                    let (from, to) = (rng.pick(NAMES), rng.pick(NAMES));
+                    if self.has_open(to) && from != to {
+                        continue;
+                    }
+                    Op::Rename { from, to }
+                }
+                78..=81 => {
+                    let path = rng.pick(NAMES);
+                    if self.has_open(path) {
+                        continue;
+                    }
+                    Op::Unlink { path }
+                }
+                82..=88 => Op::Mkdir {
+                    path: rng.pick(NAMES),
+                },
+                89..=92 => Op::Rmdir {
+                    path: rng.pick(NAMES),
+                },
+                93..=95 => Op::Readdir {
+                    dir: rng.pick(DIRS),
+                },
+                96 => Op::Chmod {
+                    path: rng.pick(NAMES),
+                    mode: pick_mode(rng),
+                },
+                _ => Op::Stat {
+                    path: rng.pick(NAMES),
+                },
+            };
+            return op;
+        }
+    }
+
+    /// Keeps the names of open handles in step with a successful operation.
+    fn applied(&mut self, op: &Op, outcome: &Outcome) {
+        let ok = !matches!(outcome, Outcome::Errno(_));
+        match *op {
+            Op::Open { path, .. } if ok => self.open_names.push(path.to_owned()),
+            Op::Close { handle } => {
+                self.open_names.remove(handle);
+            }
+            Op::Rename { from, to } if ok && from != to => {
+                let below = format!("{from}/");
+                for name in &mut self.open_names {
+                    if name == from {
+                        *name = to.to_owned();
+                    } else if let Some(rest) = name.strip_prefix(&below) {
+                        *name = format!("{to}/{rest}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Runs `ops` random operations of `seed` on both sides; panics at the first difference
+/// with the seed and the operations that led to it.
+fn run_case(seed: u64, ops: u64) {
+    let local_dir = tempfile::tempdir().expect("a temporary directory");
+    let mount = TestMount::writable(MemStore::new());
+    let mut local = Side {
+        root: local_dir.path().to_owned(),
+        handles: Vec::new(),
+    };
+    let mut mounted = Side {
+        root: mount.root().to_owned(),
+        handles: Vec::new(),
+    };
+    // Start with a few directories, so that fewer calls fail for a missing parent.
+    for dir in ["d", "d/e", "e"] {
+        let op = Op::Mkdir { path: dir };
+        assert_eq!(mounted.apply(&op), local.apply(&op), "{op:?}");
+    }
+    let mut rng = Rng(seed);
+    let mut model = Model::default();
+    let (mut succeeded, mut failed) = (0, 0);
+    let mut history: Vec<String> = Vec::new();
+    let fail = |history: &[String], what: String| -> ! {
+        let start = history.len().saturating_sub(40);
+        panic!(
+            "seed {seed}: {what}\nlast operations (replay with S3VFS_DIFF_SEED={seed} \
+             S3VFS_DIFF_CASES=1):\n{}",
+            history[start..].join("\n")
+        );
+    };
+    for step in 0..ops {
+        let op = model.next_op(&local, &mut rng);
+        let expected = local.apply(&op);
+        let got = mounted.apply(&op);
+        history.push(format!("#{step} {op:?} -> {expected:?}"));
+        if got != expected {
+            fail(
+                &history,
+                format!("the mount answered {got:?}, the local directory {expected:?}"),
+            );
+        }
+        model.applied(&op, &expected);
+        match expected {
+            Outcome::Errno(_) => failed += 1,
+            _ => succeeded += 1,
+        }
+    }
+    while !local.handles.is_empty() {
+        let op = Op::Close { handle: 0 };
+        let (expected, got) = (local.apply(&op), mounted.apply(&op));
+        if got != expected {
+            fail(
+                &history,
+                format!("closing at the end: the mount answered {got:?}"),
+            );
+        }
+    }
+    let expected = snapshot(&local.root);
+    eprintln!(
+        "seed {seed}: {succeeded} calls succeeded and {failed} failed alike; {} entries at the end",
+        expected.len()
+    );
+    assert_same_tree(&snapshot(&mounted.root), &expected);
+    let fresh = mount.fresh_mount();
+    assert_same_tree(&snapshot(fresh.root()), &expected);
+}
+
+#[test]
+fn random_syscalls_match_a_local_directory() {
+    let cases = env_number("S3VFS_DIFF_CASES", 3);
+    let ops = env_number("S3VFS_DIFF_OPS", 200);
+    let first = env_number("S3VFS_DIFF_SEED", 1);
+    for seed in first..first + cases {
+        run_case(seed, ops);
+    }
+}
+
+#[test]
+fn the_generator_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = Side {
+        root: dir.path().to_owned(),
+        handles: Vec::new(),
+    };
+    let ops = |seed| {
+        let model = Model::default();
+        let mut rng = Rng(seed);
+        (0..50)
+            .map(|_| format!("{:?}", model.next_op(&side, &mut rng)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ops(7), ops(7));
+    assert_ne!(ops(7), ops(8));
+}

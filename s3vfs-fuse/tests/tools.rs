@@ -1,0 +1,329 @@
+//! Everyday tools on a writable mount, run as a user would run them: an editor's save,
+//! `sed -i`, `dd`, `cp -r` and `tar x` of a tree checked with `diff -r`, `rm -r` of a big
+//! tree, `mkdir -p`, `mv` of a directory, `ln -s`, `chmod`, `touch -d`, and
+//! `setfattr`/`getfattr`. What reached the bucket is checked in the store or through a
+//! second, fresh mount. A missing tool fails the test (install it, see `.ci/run`).
+
+mod common;
+
+use common::{
+    assert_same_tree, close, errno, make_tree, run, run_status, run_stdout, snapshot, Node,
+    TestMount, MIB,
+};
+use s3vfs_fuse::local::pseudo_random;
+use s3vfs_testkit::MemStore;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[test]
+fn an_editor_style_save_replaces_the_file() {
+    let store = MemStore::new();
+    store.insert("notes/doc.txt", "draft 1\n");
+    let mount = TestMount::writable(store);
+    let doc = mount.path("notes/doc.txt");
+
+    // The swap file, written and synced while editing.
+    let swap = mount.path("notes/.doc.txt.swp");
+    let mut file = File::create(&swap).unwrap();
+    file.write_all(b"swap: draft 2 in progress").unwrap();
+    file.sync_all().unwrap();
+    // The save: a temporary file next to the original, synced, renamed over it.
+    let temp = mount.path("notes/.doc.txt.tmp-1234");
+    let mut file = File::create(&temp).unwrap();
+    file.write_all(b"draft 2\nwith a second line\n").unwrap();
+    file.sync_all().unwrap();
+    fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).unwrap();
+    close(file).unwrap();
+    fs::rename(&temp, &doc).unwrap();
+    fs::remove_file(&swap).unwrap();
+
+    assert_eq!(
+        fs::read_to_string(&doc).unwrap(),
+        "draft 2\nwith a second line\n"
+    );
+    // Neither temporary file is left (the directory may have gained its `notes/` marker).
+    assert_eq!(mount.files_under("notes/"), vec!["notes/doc.txt"]);
+    assert_eq!(
+        mount.object("notes/doc.txt"),
+        b"draft 2\nwith a second line\n"
+    );
+}
+
+#[test]
+fn sed_edits_in_place() {
+    let store = MemStore::new();
+    store.insert("conf/app.ini", "name=alpha\nmode=a\n");
+    let mount = TestMount::writable(store);
+    run(Command::new("sed")
+        .args(["-i", "s/a/b/"])
+        .arg(mount.path("conf/app.ini")));
+    assert_eq!(mount.object("conf/app.ini"), b"nbme=alpha\nmode=b\n");
+    // sed's temporary file is gone.
+    assert_eq!(mount.files_under("conf/"), vec!["conf/app.ini"]);
+    assert_eq!(
+        fs::read_to_string(mount.path("conf/app.ini")).unwrap(),
+        "nbme=alpha\nmode=b\n"
+    );
+}
+
+#[test]
+fn dd_writes_a_large_file() {
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("random.bin");
+    let data = pseudo_random(11 * MIB as usize + 99, 21);
+    fs::write(&source, &data).unwrap();
+    let mount = TestMount::writable(MemStore::new());
+    run(Command::new("dd")
+        .arg(format!("if={}", source.display()))
+        .arg(format!("of={}", mount.path("copy.bin").display()))
+        .args(["bs=1M", "conv=fsync", "status=none"]));
+    assert!(mount.object("copy.bin") == data, "dd's copy differs");
+}
+
+#[test]
+fn cp_r_copies_a_tree_that_diff_r_finds_identical() {
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    make_tree(&tree, 1);
+    let mount = TestMount::writable(MemStore::new());
+    run(Command::new("cp").arg("-r").arg(&tree).arg(mount.root()));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(mount.path("tree")));
+    // What reached the store, empty directories included.
+    let fresh = mount.fresh_mount();
+    assert_same_tree(&snapshot(&fresh.path("tree")), &snapshot(&tree));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(fresh.path("tree")));
+}
+
+#[test]
+fn tar_extracts_a_tree_into_the_mount() {
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    make_tree(&tree, 2);
+    std::os::unix::fs::symlink("a/one.bin", tree.join("link-to-one")).unwrap();
+    let tarball = local.path().join("tree.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg("."));
+    let mount = TestMount::writable(MemStore::new());
+    fs::create_dir(mount.path("unpacked")).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(mount.path("unpacked")));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(mount.path("unpacked")));
+    let fresh = mount.fresh_mount();
+    assert_same_tree(&snapshot(&fresh.path("unpacked")), &snapshot(&tree));
+    // tar restores modification times and modes. Listings show what LIST says (the
+    // upload time) for objects too large to be links; a lookup reads the stored headers,
+    // so ask a mount that has not listed them.
+    let looked_up = mount.fresh_mount();
+    let stat = |path: &Path| run_stdout(Command::new("stat").args(["-c", "%Y %a"]).arg(path));
+    for name in ["small.txt", "a/b/big.bin", "x/y/z.txt"] {
+        assert_eq!(
+            stat(&looked_up.path(&format!("unpacked/{name}"))),
+            stat(&tree.join(name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn rm_r_removes_a_big_tree() {
+    let store = MemStore::new();
+    for d in 0..10 {
+        for e in 0..6 {
+            for f in 0..5 {
+                store.insert(format!("big/d{d}/e{e}/f{f}.txt"), format!("{d}{e}{f}"));
+            }
+        }
+    }
+    store.insert("big/d3/", "");
+    store.insert("other.txt", "stays");
+    let mount = TestMount::writable(store);
+    assert_eq!(mount.keys_under("big/").len(), 301);
+    run(Command::new("rm").arg("-r").arg(mount.path("big")));
+    assert_eq!(mount.keys_under("big/"), Vec::<String>::new());
+    assert_eq!(
+        errno(&fs::metadata(mount.path("big")).unwrap_err()),
+        libc::ENOENT
+    );
+    assert_eq!(mount.store().keys(), vec!["other.txt"]);
+}
+
+#[test]
+fn mkdir_p_mv_of_a_directory_and_symlinks() {
+    let store = MemStore::new();
+    store.insert("dir1/x.txt", "x");
+    store.insert("dir1/sub/y.txt", "y");
+    store.insert("dir1/sub/deeper/z.txt", "z");
+    let mount = TestMount::writable(store);
+
+    run(Command::new("mkdir").arg("-p").arg(mount.path("a/b/c")));
+    assert!(fs::metadata(mount.path("a/b/c")).unwrap().is_dir());
+
+    run(Command::new("mv")
+        .arg(mount.path("dir1"))
+        .arg(mount.path("dir2")));
+    assert_eq!(mount.keys_under("dir1"), Vec::<String>::new());
+    assert_eq!(
+        errno(&fs::metadata(mount.path("dir1")).unwrap_err()),
+        libc::ENOENT
+    );
+    assert_eq!(fs::read(mount.path("dir2/sub/deeper/z.txt")).unwrap(), b"z");
+
+    run(Command::new("ln")
+        .arg("-s")
+        .arg("dir2/sub/y.txt")
+        .arg(mount.path("link")));
+    assert_eq!(
+        run_stdout(Command::new("readlink").arg(mount.path("link"))),
+        "dir2/sub/y.txt"
+    );
+    assert_eq!(fs::read(mount.path("link")).unwrap(), b"y");
+
+    // What reached the store.
+    let fresh = mount.fresh_mount();
+    assert!(fs::metadata(fresh.path("a/b/c")).unwrap().is_dir());
+    let file = |body: &str| Node::File(body.as_bytes().to_vec());
+    let expected = [
+        ("sub", Node::Dir),
+        ("sub/deeper", Node::Dir),
+        ("sub/deeper/z.txt", file("z")),
+        ("sub/y.txt", file("y")),
+        ("x.txt", file("x")),
+    ]
+    .map(|(name, node)| (name.to_owned(), node))
+    .into_iter()
+    .collect();
+    assert_same_tree(&snapshot(&fresh.path("dir2")), &expected);
+    assert_eq!(
+        fs::read_link(fresh.path("link")).unwrap(),
+        Path::new("dir2/sub/y.txt")
+    );
+}
+
+#[test]
+fn chmod_and_touch_are_kept_in_the_store() {
+    let store = MemStore::new();
+    store.insert("f.txt", "content");
+    store.insert("old.txt", "old");
+    store.set_last_modified("old.txt", UNIX_EPOCH + Duration::from_secs(1_000_000));
+    let mount = TestMount::writable(store);
+    let stat =
+        |path: &Path, format: &str| run_stdout(Command::new("stat").args(["-c", format]).arg(path));
+    run(Command::new("chmod").arg("600").arg(mount.path("f.txt")));
+    assert_eq!(stat(&mount.path("f.txt"), "%a"), "600");
+    run(Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06 UTC"])
+        .arg(mount.path("f.txt")));
+    assert_eq!(stat(&mount.path("f.txt"), "%Y"), "981173106");
+    // A new file made by touch, and an old one touched to now (UTIME_NOW).
+    run(Command::new("touch").arg(mount.path("new.txt")));
+    assert_eq!(mount.object("new.txt"), b"");
+    run(Command::new("touch").arg(mount.path("old.txt")));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let touched: u64 = stat(&mount.path("old.txt"), "%Y").parse().unwrap();
+    assert!(
+        touched.abs_diff(now) < 30,
+        "touched at {touched}, now is {now}"
+    );
+
+    let fresh = mount.fresh_mount();
+    assert_eq!(stat(&fresh.path("f.txt"), "%a %Y %s"), "600 981173106 7");
+    assert_eq!(stat(&fresh.path("old.txt"), "%Y"), touched.to_string());
+    assert_eq!(fs::read(fresh.path("f.txt")).unwrap(), b"content");
+}
+
+/// setxattr(2) with `flags`, for the flags the tools do not expose.
+fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of `value.len()` bytes.
+    let result = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn setfattr_and_getfattr_keep_extended_attributes() {
+    let store = MemStore::new();
+    store.insert("f.txt", "content");
+    let mount = TestMount::writable(store);
+    let file = mount.path("f.txt");
+    run(Command::new("setfattr")
+        .args(["-n", "user.color", "-v", "blue"])
+        .arg(&file));
+    run(Command::new("setfattr")
+        .args(["-n", "user.size", "-v", "large"])
+        .arg(&file));
+    assert_eq!(
+        run_stdout(
+            Command::new("getfattr")
+                .args(["--only-values", "-n", "user.color"])
+                .arg(&file)
+        ),
+        "blue"
+    );
+    let dump = run_stdout(Command::new("getfattr").arg("-d").arg(&file));
+    assert!(
+        dump.contains("user.color=\"blue\"") && dump.contains("user.size=\"large\""),
+        "{dump}"
+    );
+    run(Command::new("setfattr")
+        .args(["-x", "user.size"])
+        .arg(&file));
+    let missing = run_status(
+        Command::new("getfattr")
+            .args(["-n", "user.size"])
+            .arg(&file),
+    );
+    assert!(!missing.status.success(), "user.size is still there");
+
+    // XATTR_CREATE and XATTR_REPLACE.
+    let err = setxattr(&file, "user.color", b"red", libc::XATTR_CREATE).unwrap_err();
+    assert_eq!(errno(&err), libc::EEXIST);
+    let err = setxattr(&file, "user.none", b"x", libc::XATTR_REPLACE).unwrap_err();
+    assert_eq!(errno(&err), libc::ENODATA);
+    setxattr(&file, "user.color", b"green", libc::XATTR_REPLACE).unwrap();
+
+    let fresh = mount.fresh_mount();
+    let dump = run_stdout(Command::new("getfattr").arg("-d").arg(fresh.path("f.txt")));
+    assert!(dump.contains("user.color=\"green\""), "{dump}");
+    assert!(!dump.contains("user.size"), "{dump}");
+    assert_eq!(fs::read(fresh.path("f.txt")).unwrap(), b"content");
+}

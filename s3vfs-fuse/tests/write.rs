@@ -1,0 +1,374 @@
+//! Writing through a real FUSE mount: what `write`, `close` and `fsync` leave in the
+//! bucket, byte for byte; streamed multipart uploads; O_TRUNC, O_APPEND, pwrite and
+//! ftruncate; reading back before close; failed uploads reported by close(2) and fsync(2)
+//! with the old object left intact; conflicting writers; the guard-rail flags.
+
+mod common;
+
+use common::{close, errno, read_at, write_config, TestMount, MIB, WRITE_PART_SIZE};
+use s3vfs::store::{StoreError, StoreErrorKind};
+use s3vfs_fuse::local::pseudo_random;
+use s3vfs_fuse::MountOptions;
+use s3vfs_testkit::fault::Op;
+use s3vfs_testkit::MemStore;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::time::{Duration, Instant, SystemTime};
+
+/// An error the loopback endpoint answers with 400, which the client does not retry.
+fn injected() -> StoreError {
+    StoreError::new(StoreErrorKind::InvalidRequest, "injected by the test")
+}
+
+#[test]
+fn create_write_close_stores_the_exact_bytes() {
+    let mount = TestMount::writable(MemStore::new());
+    let mut file = File::create(mount.path("hello.txt")).unwrap();
+    file.write_all(b"hello, ").unwrap();
+    file.write_all(b"world\n").unwrap();
+    close(file).unwrap();
+    assert_eq!(mount.object("hello.txt"), b"hello, world\n");
+    assert_eq!(fs::metadata(mount.path("hello.txt")).unwrap().len(), 13);
+    assert_eq!(
+        fs::read(mount.path("hello.txt")).unwrap(),
+        b"hello, world\n"
+    );
+
+    // An empty file is an empty object; O_EXCL refuses an existing name.
+    close(File::create(mount.path("empty")).unwrap()).unwrap();
+    assert_eq!(mount.object("empty"), b"");
+    let err = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(mount.path("hello.txt"))
+        .unwrap_err();
+    assert_eq!(errno(&err), libc::EEXIST);
+    // In a new directory too.
+    fs::create_dir(mount.path("dir")).unwrap();
+    fs::write(mount.path("dir/inner.txt"), "inner").unwrap();
+    assert_eq!(mount.object("dir/inner.txt"), b"inner");
+}
+
+#[test]
+fn a_large_sequential_write_is_uploaded_exactly() {
+    let mount = TestMount::writable(MemStore::new());
+    let len = 24 * MIB as usize + 4321;
+    let data = pseudo_random(len, 7);
+    // `dd bs=1M`: one write call per MiB.
+    let mut file = File::create(mount.path("big.bin")).unwrap();
+    for block in data.chunks(MIB as usize) {
+        file.write_all(block).unwrap();
+    }
+    close(file).unwrap();
+    assert!(mount.object("big.bin") == data, "the object differs");
+    // Streamed in parts: a multipart ETag (`"…-N"`), and no upload left open.
+    let etag = mount.store().meta("big.bin").unwrap().etag.unwrap();
+    let parts = len.div_ceil(WRITE_PART_SIZE as usize);
+    assert!(
+        etag.as_str().contains(&format!("-{parts}")),
+        "not a {parts}-part upload: {etag:?}"
+    );
+    assert_eq!(mount.store().open_uploads(), 0);
+    assert!(fs::read(mount.path("big.bin")).unwrap() == data);
+    assert_eq!(
+        fs::metadata(mount.path("big.bin")).unwrap().len(),
+        len as u64
+    );
+}
+
+#[test]
+fn o_trunc_overwrites_and_o_append_appends() {
+    let store = MemStore::new();
+    store.insert("trunc.txt", "the old content, longer than the new one");
+    store.insert("log.txt", "one\n");
+    let mount = TestMount::writable(store);
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(mount.path("trunc.txt"))
+        .unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 0);
+    file.write_all(b"new").unwrap();
+    close(file).unwrap();
+    assert_eq!(mount.object("trunc.txt"), b"new");
+    assert_eq!(fs::read(mount.path("trunc.txt")).unwrap(), b"new");
+
+    for line in ["two\n", "three\n"] {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(mount.path("log.txt"))
+            .unwrap();
+        file.write_all(line.as_bytes()).unwrap();
+        close(file).unwrap();
+    }
+    assert_eq!(mount.object("log.txt"), b"one\ntwo\nthree\n");
+    // O_APPEND writes go to the end whatever the offset asked for.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(mount.path("log.txt"))
+        .unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.write_all(b"four\n").unwrap();
+    file.write_at(b"five\n", 1).unwrap();
+    let mut all = String::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut all).unwrap();
+    assert_eq!(all, "one\ntwo\nthree\nfour\nfive\n");
+    close(file).unwrap();
+    assert_eq!(mount.object("log.txt"), b"one\ntwo\nthree\nfour\nfive\n");
+}
+
+#[test]
+fn pwrites_are_read_back_before_and_after_close() {
+    let base = pseudo_random(3 * MIB as usize, 11);
+    let store = MemStore::new();
+    store.insert("data.bin", base.clone());
+    let mount = TestMount::writable(store);
+    let path = mount.path("data.bin");
+    let mut expected = base.to_vec();
+    let writes: &[(u64, usize)] = &[
+        (0, 10),
+        (4095, 2),
+        (MIB - 1, 70_000),
+        (2 * MIB + 12_345, 100),
+        // Past the end: a gap of zeros, then the bytes.
+        (4 * MIB + 17, 5000),
+    ];
+
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let other = File::open(&path).unwrap();
+    for (i, &(offset, len)) in writes.iter().enumerate() {
+        let bytes = pseudo_random(len, 100 + i as u64);
+        file.write_all_at(&bytes, offset).unwrap();
+        let end = offset as usize + len;
+        if expected.len() < end {
+            expected.resize(end, 0);
+        }
+        expected[offset as usize..end].copy_from_slice(&bytes);
+        // Each write is visible at once, through this handle and through another one.
+        let around = offset.saturating_sub(3);
+        let want = &expected[around as usize..(end + 3).min(expected.len())];
+        assert!(read_at(&file, around, want.len()).unwrap() == want);
+        assert!(read_at(&other, around, want.len()).unwrap() == want);
+    }
+    assert_eq!(file.metadata().unwrap().len(), expected.len() as u64);
+    assert!(read_at(&other, 0, expected.len() + 10).unwrap() == expected);
+    // The store has the old object until a close.
+    assert!(mount.object("data.bin") == base);
+    // A handle opened now sees the unsaved file too.
+    assert!(fs::read(&path).unwrap() == expected);
+    close(other).unwrap();
+    close(file).unwrap();
+    assert!(mount.object("data.bin") == expected, "the object differs");
+    assert!(fs::read(&path).unwrap() == expected);
+    assert!(fs::read(mount.fresh_mount().path("data.bin")).unwrap() == expected);
+}
+
+#[test]
+fn ftruncate_shrinks_and_grows() {
+    let base = pseudo_random(10_000, 3);
+    let store = MemStore::new();
+    store.insert("t.bin", base.clone());
+    let mount = TestMount::writable(store);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(mount.path("t.bin"))
+        .unwrap();
+    file.set_len(4000).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 4000);
+    assert!(read_at(&file, 0, 10_000).unwrap() == base[..4000]);
+    file.set_len(9000).unwrap();
+    let mut expected = base[..4000].to_vec();
+    expected.resize(9000, 0);
+    assert!(read_at(&file, 0, 10_000).unwrap() == expected);
+    file.write_all_at(b"tail", 8000).unwrap();
+    expected[8000..8004].copy_from_slice(b"tail");
+    close(file).unwrap();
+    assert!(mount.object("t.bin") == expected);
+
+    // truncate(2) by path, without an open file, is saved at once.
+    let path =
+        std::ffi::CString::new(mount.path("t.bin").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: `path` is a valid NUL-terminated string.
+    assert_eq!(unsafe { libc::truncate(path.as_ptr(), 100) }, 0);
+    assert!(mount.object("t.bin") == expected[..100]);
+    assert_eq!(fs::metadata(mount.path("t.bin")).unwrap().len(), 100);
+}
+
+#[test]
+fn a_failed_upload_fails_fsync_and_close_and_keeps_the_old_object() {
+    let store = MemStore::new();
+    store.insert("small.txt", "old small");
+    let old_big = pseudo_random(2 * MIB as usize, 5);
+    store.insert("big.bin", old_big.clone());
+    let (mount, faults) = TestMount::with_faults(store, write_config());
+
+    // A single PUT fails: fsync says EIO and the store keeps the old object. The data stays
+    // dirty, so the close tries again and succeeds.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(mount.path("small.txt"))
+        .unwrap();
+    file.write_all(b"new small content").unwrap();
+    faults.fail_nth(Op::Put, 1, injected());
+    let err = file.sync_all().unwrap_err();
+    assert_eq!(errno(&err), libc::EIO, "{err}");
+    assert_eq!(mount.object("small.txt"), b"old small");
+    close(file).unwrap();
+    assert_eq!(mount.object("small.txt"), b"new small content");
+
+    // Completing a streamed multipart upload fails: close(2) itself says EIO, the old
+    // object stays, and the upload is aborted.
+    let new_big = pseudo_random(12 * MIB as usize, 6);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(mount.path("big.bin"))
+        .unwrap();
+    file.write_all(&new_big).unwrap();
+    faults.fail_next(Op::CompleteMultipart, 1, injected());
+    faults.fail_next(Op::Put, 1, injected());
+    let err = close(file).unwrap_err();
+    assert_eq!(errno(&err), libc::EIO, "{err}");
+    assert!(
+        mount.object("big.bin") == old_big,
+        "the old object was changed"
+    );
+    faults.clear();
+    // The abort runs in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mount.store().open_uploads() != 0 {
+        assert!(Instant::now() < deadline, "the upload was not aborted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fs::read(mount.fresh_mount().path("big.bin")).unwrap() == old_big);
+
+    // A new file whose upload fails does not appear in the store.
+    let mut file = File::create(mount.path("never.txt")).unwrap();
+    file.write_all(b"lost").unwrap();
+    faults.fail_next(Op::Put, 1, injected());
+    let err = close(file).unwrap_err();
+    assert_eq!(errno(&err), libc::EIO, "{err}");
+    assert_eq!(mount.store().get_bytes("never.txt"), None);
+}
+
+#[test]
+fn a_conflicting_upload_is_refused_unless_last_writer_wins() {
+    let store = MemStore::new();
+    store.insert("shared.txt", "version 1");
+    let mount = TestMount::writable(store.clone());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(mount.path("shared.txt"))
+        .unwrap();
+    file.write_all(b"ours").unwrap();
+    // Another machine saves the file meanwhile.
+    store.insert("shared.txt", "theirs");
+    let err = close(file).unwrap_err();
+    assert_eq!(errno(&err), libc::EIO, "{err}");
+    assert_eq!(mount.object("shared.txt"), b"theirs");
+    drop(mount);
+
+    let mut config = write_config();
+    config.last_writer_wins = true;
+    let mount = TestMount::with(store.clone(), config, MountOptions::default());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(mount.path("shared.txt"))
+        .unwrap();
+    file.write_all(b"ours").unwrap();
+    store.insert("shared.txt", "theirs again");
+    close(file).unwrap();
+    assert_eq!(mount.object("shared.txt"), b"ours");
+}
+
+#[test]
+fn guard_rails_refuse_deletes_and_overwrites_with_eperm() {
+    let store = MemStore::new();
+    store.insert("keep.txt", "keep");
+    store.insert("dir/inner.txt", "inner");
+    let mut config = write_config();
+    config.allow_delete = false;
+    let mount = TestMount::with(store.clone(), config, MountOptions::default());
+    let eperm = |what: &str, result: std::io::Result<()>| {
+        let err = result.expect_err(what);
+        assert_eq!(errno(&err), libc::EPERM, "{what}: {err}");
+    };
+    eperm("unlink", fs::remove_file(mount.path("keep.txt")));
+    eperm("rmdir", fs::remove_dir(mount.path("dir")));
+    eperm(
+        "rename",
+        fs::rename(mount.path("keep.txt"), mount.path("moved.txt")),
+    );
+    fs::write(mount.path("new.txt"), "new").unwrap();
+    fs::write(mount.path("keep.txt"), "changed").unwrap();
+    assert_eq!(mount.object("keep.txt"), b"changed");
+    drop(mount);
+
+    let mut config = write_config();
+    config.allow_overwrite = false;
+    let mount = TestMount::with(store, config, MountOptions::default());
+    eperm(
+        "overwrite",
+        fs::write(mount.path("keep.txt"), "again").map(drop),
+    );
+    eperm(
+        "open for writing",
+        OpenOptions::new()
+            .write(true)
+            .open(mount.path("keep.txt"))
+            .map(drop),
+    );
+    fs::write(mount.path("brand-new.txt"), "fresh").unwrap();
+    assert_eq!(mount.object("brand-new.txt"), b"fresh");
+    assert_eq!(mount.object("keep.txt"), b"changed");
+    // O_CREAT|O_EXCL of a new name is a creation, not an overwrite.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(mount.path("exclusive.txt"))
+        .unwrap();
+    close(file).unwrap();
+    assert_eq!(mount.object("exclusive.txt"), b"");
+}
+
+#[test]
+fn attributes_set_on_an_open_written_file_are_kept() {
+    // What `tar x` and `cp -p` do: write, then fchmod/futimens on the open descriptor, and
+    // only then close.
+    let store = MemStore::new();
+    store.insert("old.txt", "old content");
+    let mount = TestMount::writable(store);
+    let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    for (name, truncate) in [("new.txt", false), ("old.txt", true)] {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(truncate)
+            .open(mount.path(name))
+            .unwrap();
+        file.write_all(b"written").unwrap();
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("fchmod of {name}: {e}"));
+        file.set_modified(past)
+            .unwrap_or_else(|e| panic!("futimens of {name}: {e}"));
+        close(file).unwrap_or_else(|e| panic!("close of {name}: {e}"));
+        let fresh = mount.fresh_mount();
+        let meta = fs::metadata(fresh.path(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "{name}");
+        assert_eq!(meta.modified().unwrap(), past, "{name}");
+        assert_eq!(fs::read(fresh.path(name)).unwrap(), b"written", "{name}");
+    }
+}
