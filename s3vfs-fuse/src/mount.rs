@@ -310,11 +310,29 @@ pub fn mount<V: Vfs + ?Sized>(
             }
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), fs_name = %options.fs_name, "mounted");
+    raise_kernel_read_ahead(&mountpoint, options.adapter.max_readahead);
     Ok(MountGuard {
         session: Some(session),
         mountpoint,
         ended,
     })
+}
+
+/// Raises the kernel's read-ahead for the mount to what `init` negotiated: the kernel
+/// starts FUSE mounts at its default (128 KiB) whatever the file system asks, which caps
+/// sequential reads at a few requests in flight. Best effort: needs root, and only logs.
+fn raise_kernel_read_ahead(mountpoint: &Path, bytes: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&knob, format!("{}", bytes / 1024)) {
+        Ok(()) => tracing::debug!(knob, kib = bytes / 1024, "kernel read-ahead raised"),
+        Err(err) => tracing::debug!(knob, error = %err, "kernel read-ahead left at its default"),
+    }
 }
 
 /// What to do about a failed mount, when the error says.

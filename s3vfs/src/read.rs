@@ -21,12 +21,82 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-/// How far behind the current position fetched data is kept, for small backward seeks.
-const BACKWARD_KEEP: u64 = 1024 * 1024;
+/// How far behind the current position fetched data is kept, for small backward seeks
+/// and reads that arrive late.
+const BACKWARD_KEEP: u64 = 4 * 1024 * 1024;
+/// A read ending at most this far behind a sequential stream's position is a late
+/// arrival of that stream, not a seek.
+const LATE_READ_TOLERANCE: u64 = 16 * 1024 * 1024;
 /// A forward jump of at most this much past the fetched window still counts as sequential.
 const FORWARD_TOLERANCE: u64 = 2 * 1024 * 1024;
 
-type PartFuture = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
+type PartFuture = Shared<BoxFuture<'static, Result<PartData, StoreError>>>;
+
+/// A fetched part: the body chunks as the store sent them (not copied into one buffer),
+/// with the offset of each chunk's first byte within the part.
+#[derive(Clone, Debug)]
+struct PartData {
+    chunks: Arc<Vec<Bytes>>,
+    starts: Arc<Vec<u64>>,
+    len: u64,
+}
+
+impl PartData {
+    /// Appends the bytes `[from, to)` of the part to `out`, as slices of its chunks.
+    fn slices(&self, from: u64, to: u64, out: &mut Vec<Bytes>) {
+        let first = match self.starts.binary_search(&from) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        for (chunk, &start) in self.chunks.iter().zip(self.starts.iter()).skip(first) {
+            if start >= to {
+                break;
+            }
+            let chunk_end = start + chunk.len() as u64;
+            if chunk_end <= from {
+                continue;
+            }
+            let a = (from.max(start) - start) as usize;
+            let b = (to.min(chunk_end) - start) as usize;
+            out.push(chunk.slice(a..b));
+        }
+    }
+}
+
+/// Reads a GET body into its chunks; fails if it is shorter than `expected`.
+async fn fetch_chunks(
+    store: Arc<dyn ObjectStore>,
+    request: GetRequest,
+    expected: u64,
+) -> Result<PartData, StoreError> {
+    use futures::StreamExt;
+    let key = request.key.clone();
+    let mut body = store.get(request).await?.body;
+    let mut chunks = Vec::new();
+    let mut starts = Vec::new();
+    let mut len = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            continue;
+        }
+        starts.push(len);
+        len += chunk.len() as u64;
+        chunks.push(chunk);
+    }
+    if len < expected {
+        return Err(StoreError::new(
+            StoreErrorKind::Transient,
+            format!("body ended after {len} of {expected} bytes"),
+        )
+        .with_key(key.as_str()));
+    }
+    Ok(PartData {
+        chunks: Arc::new(chunks),
+        starts: Arc::new(starts),
+        len,
+    })
+}
 
 /// One range being fetched (or fetched).
 struct Part {
@@ -134,7 +204,7 @@ impl Prefetcher {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let needed = self.plan(offset, end);
+        let (needed, _late) = self.plan(offset, end);
         // The parts must cover the request without a gap: a short answer would be taken
         // for the end of the file by the kernel.
         let mut covered = offset;
@@ -157,17 +227,17 @@ impl Prefetcher {
         let mut pieces = Vec::with_capacity(needed.len());
         for (range, data) in needed {
             match data.await {
-                Ok(bytes) => {
-                    let from = (offset.max(range.start) - range.start) as usize;
-                    let to = (end.min(range.end) - range.start) as usize;
-                    if to > bytes.len() {
+                Ok(part) => {
+                    let from = offset.max(range.start) - range.start;
+                    let to = end.min(range.end) - range.start;
+                    if to > part.len {
                         self.forget(range);
                         return Err(VfsError::Io(
                             StoreError::new(StoreErrorKind::Transient, "short body from the store")
                                 .with_key(self.key.as_str()),
                         ));
                     }
-                    pieces.push(bytes.slice(from..to));
+                    part.slices(from, to, &mut pieces);
                 }
                 Err(err) => {
                     self.forget(range);
@@ -208,9 +278,23 @@ impl Prefetcher {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Updates the window for a read of `[offset, end)` and returns the parts covering it.
-    fn plan(&self, offset: u64, end: u64) -> Vec<(ByteRange, PartFuture)> {
+    /// Updates the window for a read of `[offset, end)` and returns the parts covering it
+    /// (and, for a late read, the one-off part fetched for it, kept alive by the caller).
+    fn plan(&self, offset: u64, end: u64) -> (Vec<(ByteRange, PartFuture)>, Option<Part>) {
         let mut window = self.lock();
+        // The kernel sends several read-ahead requests at once and they may arrive out of
+        // order: a read a little behind a sequential stream is answered by a one-off GET
+        // and leaves the window alone.
+        let behind = window.started
+            && window.ahead > 0
+            && end <= window.next_expected
+            && window.next_expected - offset <= LATE_READ_TOLERANCE
+            && window.parts.front().is_none_or(|p| offset < p.range.start);
+        if behind {
+            let range = ByteRange::new(offset, end);
+            let part = self.spawn_part(range, None);
+            return (vec![(range, part.data.clone())], Some(part));
+        }
         let fetched_end = window.parts.back().map(|p| p.range.end);
         let fetched_start = window.parts.front().map(|p| p.range.start);
         let sequential = if !window.started {
@@ -229,7 +313,11 @@ impl Prefetcher {
             window.ahead = (window.ahead.saturating_mul(2)).min(self.max_window);
         }
         window.started = true;
-        window.next_expected = end;
+        window.next_expected = if sequential {
+            window.next_expected.max(end)
+        } else {
+            end
+        };
         while window
             .parts
             .front()
@@ -269,12 +357,13 @@ impl Prefetcher {
             }
             next = window.parts.back().map_or(target, |p| p.range.end);
         }
-        window
+        let needed = window
             .parts
             .iter()
             .filter(|p| p.range.start < end && p.range.end > offset)
             .map(|p| (p.range, p.data.clone()))
-            .collect()
+            .collect();
+        (needed, None)
     }
 
     fn spawn_part(&self, range: ByteRange, reservation: Option<Reservation>) -> Part {
@@ -284,7 +373,7 @@ impl Prefetcher {
             range: Some(range),
             if_match: self.etag.clone(),
         };
-        let task = tokio::spawn(async move { store.get(request).await?.collect().await });
+        let task = tokio::spawn(fetch_chunks(store, request, range.len()));
         let abort = task.abort_handle();
         let key = self.key.clone();
         let data = async move {

@@ -573,3 +573,30 @@ async fn a_tiny_memory_budget_slows_reads_but_keeps_them_correct() {
         assert!(s[..] == f[..]);
     }
 }
+
+#[tokio::test]
+async fn reads_arriving_out_of_order_keep_the_read_ahead_window() {
+    let inner = MemStore::new();
+    let data = pattern(24 * 1024 * 1024);
+    inner.insert("big", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner)));
+    let vfs = S3Vfs::from_fs(s3vfs::S3Fs::new(counting.clone(), FsConfig::default()));
+    let file = vfs.open("big").await.unwrap();
+    let chunk = 128 * 1024u64;
+    let blocks = data.len() as u64 / chunk;
+    // Pairs swapped, as the kernel's parallel read-ahead requests may arrive.
+    let mut order: Vec<u64> = Vec::new();
+    for pair in (0..blocks).collect::<Vec<u64>>().chunks(2) {
+        order.extend(pair.iter().rev());
+    }
+    let before = counting.count(Op::Get);
+    for block in order {
+        let got = file.read_at(block * chunk, chunk as u32).await.unwrap();
+        let start = (block * chunk) as usize;
+        assert!(got == data.slice(start..start + chunk as usize));
+    }
+    let gets = counting.count(Op::Get) - before;
+    // Sequential read-ahead in 8 MiB parts (plus the small first window and the late
+    // reads' one-off GETs), not one GET per request.
+    assert!(gets < 24, "{gets} GETs for 192 reads");
+}
