@@ -598,6 +598,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the local S3 endpoint")?;
     let mountpoint = std::path::absolute(&args.mountpoint)
         .with_context(|| format!("invalid mountpoint {:?}", args.mountpoint))?;
+    // The demo is a first run: make its mountpoint if it is missing (a real mount does
+    // not, so a typo cannot create directories).
+    if !mountpoint.exists() {
+        std::fs::create_dir_all(&mountpoint)
+            .with_context(|| format!("cannot create the mountpoint {}", mountpoint.display()))?;
+    }
     let options = MountOptions::default().with_fs_name(format!("s3vfs:{}", local::DEMO_BUCKET));
     let guard = server
         .mount(FsConfig::default(), &mountpoint, &options)

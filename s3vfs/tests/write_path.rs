@@ -298,6 +298,15 @@ async fn changes_by_another_machine_are_seen_within_the_ttl() {
     tokio::time::sleep(ttl + std::time::Duration::from_millis(30)).await;
     assert_eq!(b.metadata("doc").await.unwrap().len(), 14);
     assert_eq!(b.read("doc").await.unwrap(), "second version");
+    a.rename("doc", "renamed").await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(30)).await;
+    assert!(b.metadata("doc").await.is_err());
+    assert_eq!(b.read("renamed").await.unwrap(), "second version");
+    a.remove_file("renamed").await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(30)).await;
+    assert!(b.metadata("renamed").await.is_err());
+    let listed = b.read_dir("").await.unwrap().collect().await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
 }
 
 /// Every request type of the write path, failed: the close reports the error, the store
@@ -312,6 +321,7 @@ async fn failed_uploads_report_on_close_and_leave_old_content() {
         ("fail the create", Op::CreateMultipart, 1),
         ("fail a base read", Op::Get, 1),
     ];
+    let throttled = || StoreError::new(StoreErrorKind::Throttled, "SlowDown").with_code("SlowDown");
     for (what, op, nth) in cases {
         let inner = MemStore::new();
         inner.insert("f", old.clone());
@@ -321,6 +331,10 @@ async fn failed_uploads_report_on_close_and_leave_old_content() {
             nth,
             StoreError::new(StoreErrorKind::Transient, "injected"),
         );
+        if op == Op::UploadPart {
+            // And throttled beyond the retry budget on the first part.
+            faults.fail_nth(Op::UploadPart, 1, throttled());
+        }
         let fs = S3Fs::new(Arc::new(faults), config());
         let (ino, h) = open(&fs, "f", rw()).await;
         // One changed byte in the middle part, one in the last: parts 1 and 3 can be
@@ -328,7 +342,12 @@ async fn failed_uploads_report_on_close_and_leave_old_content() {
         write_all(&fs, ino, h, 6 * MIB as u64, b"X", 1).await;
         write_all(&fs, ino, h, 10 * MIB as u64 + 5, b"Y", 1).await;
         let err = fs.flush(ino, h).await.expect_err(what);
-        assert_eq!(err.errno(), libc::EIO, "{what}: {err}");
+        let expected = if op == Op::UploadPart {
+            libc::EAGAIN
+        } else {
+            libc::EIO
+        };
+        assert_eq!(err.errno(), expected, "{what}: {err}");
         assert_eq!(
             inner.get_bytes("f").unwrap(),
             old,
