@@ -3,10 +3,13 @@
 //!
 //! The local server runs on its own tokio runtime, so that its tasks never queue behind the
 //! client's on the same worker threads (it still shares the machine's cores with the client,
-//! as any server on the same host would).
+//! as any server on the same host would). Its bucket is a [`MemStore`] the harness can fill
+//! directly (fast seeding), wrapped in a [`CountingStore`] so that every request any client
+//! makes (the library, a mount in another process, s3fs, rclone) is counted at the server.
 
 use anyhow::{bail, Context, Result};
 use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
+use s3vfs_testkit::fault::CountingStore;
 use s3vfs_testkit::server::{S3Server, ServerCredentials, TEST_REGION};
 use s3vfs_testkit::{MemStore, SingleBucket};
 use std::net::IpAddr;
@@ -32,8 +35,29 @@ pub struct Endpoint {
     pub config: S3StoreConfig,
     /// One line saying which server this is, for the report header.
     pub description: String,
+    /// A short name of the server for each row of the summary table.
+    pub tag: &'static str,
+    /// The local server's bucket, for seeding objects without HTTP; `None` when external.
+    pub mem: Option<MemStore>,
+    /// Requests the local server answered, by operation; `None` when external.
+    pub server_requests: Option<CountingStore>,
     /// The local server and its runtime, if we started one. Dropped outside any runtime.
     local: Option<(S3Server, tokio::runtime::Runtime)>,
+}
+
+/// What a mount in another process needs to reach the endpoint.
+#[derive(Clone, Debug)]
+pub struct ChildEndpoint {
+    /// Endpoint URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Region to sign for.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
 }
 
 impl Endpoint {
@@ -53,7 +77,12 @@ impl Endpoint {
             .enable_all()
             .build()
             .context("cannot start the local server's runtime")?;
-        let provider = Arc::new(SingleBucket::new(LOCAL_BUCKET, Arc::new(MemStore::new())));
+        let mem = MemStore::new();
+        let server_requests = CountingStore::new(Arc::new(mem.clone()));
+        let provider = Arc::new(SingleBucket::new(
+            LOCAL_BUCKET,
+            Arc::new(server_requests.clone()),
+        ));
         let server = runtime
             .block_on(S3Server::start(provider, ServerCredentials::test()))
             .context("cannot start the local S3 server on 127.0.0.1")?;
@@ -71,6 +100,9 @@ impl Endpoint {
         Ok(Endpoint {
             config,
             description,
+            tag: "mem",
+            mem: Some(mem),
+            server_requests: Some(server_requests),
             local: Some((server, runtime)),
         })
     }
@@ -98,7 +130,32 @@ impl Endpoint {
         Ok(Endpoint {
             config,
             description: format!("external endpoint {url} bucket {bucket} (from {ENV_ENDPOINT})"),
+            tag: "ext",
+            mem: None,
+            server_requests: None,
             local: None,
+        })
+    }
+
+    /// The endpoint as another process sees it (static credentials only).
+    pub fn child(&self) -> Result<ChildEndpoint> {
+        let config = &self.config;
+        let credentials = config
+            .credentials
+            .as_ref()
+            .context("the benchmark endpoint has no static credentials")?;
+        Ok(ChildEndpoint {
+            url: config
+                .endpoint_url
+                .clone()
+                .context("the benchmark endpoint has no URL")?,
+            bucket: config.bucket.clone(),
+            region: config
+                .region
+                .clone()
+                .unwrap_or_else(|| TEST_REGION.to_owned()),
+            access_key_id: credentials.access_key_id.clone(),
+            secret_access_key: credentials.secret_access_key.clone(),
         })
     }
 

@@ -1,36 +1,53 @@
-//! `s3vfs-bench`: sequential read throughput of s3vfs (library and FUSE mount) against raw
-//! aws-sdk-s3 on the same endpoint, in one run.
+//! `s3vfs-bench`: s3vfs (library and FUSE mount) against raw aws-sdk-s3 on the same
+//! endpoint, in one run, for every figure of the performance issue:
 //!
-//! Steps: pick the endpoint ([`endpoint`]), upload a random object ([`upload`]), check that
-//! every reader returns the right bytes, then time each reader ([`measure`]) `--runs` times,
-//! interleaved round by round so that drift hits all alike, and print medians with their
-//! ratio to the reference measured in the same run ([`report`]). Any failure ends the run
-//! with a non-zero exit and no table; the mount is always unmounted.
+//! 1. sequential read of one large object ([`seqread`]);
+//! 2. sequential write of one large object until durable ([`seqwrite`]);
+//! 3. random 4 KiB reads at queue depth 1 and 8 ([`randread`], run by [`seqread`]);
+//! 4. creating many small files, 5. `ls -l` of a large directory, 6. `mv` of a directory
+//!    ([`tree`]);
+//! 7. peak memory of the mount's process while reading several large files ([`memory`]).
+//!
+//! Each figure is printed next to the reference measured in the same run, its target, and
+//! the same figure for s3fs and rclone when they are installed ([`summary`]). A figure that
+//! cannot be measured shows "failed" with the reason, and the run then exits non-zero; no
+//! number is ever printed that was not measured. Mounts are unmounted on every path.
 
+mod bucket;
 mod endpoint;
 mod measure;
+mod memory;
+mod payload;
+mod randread;
 mod report;
+mod seqread;
+mod seqwrite;
+mod summary;
+mod tools;
+mod tree;
 mod upload;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
-use endpoint::Endpoint;
-use report::{Latency, Report, Throughput};
+use bucket::Bucket;
+use clap::{Parser, ValueEnum};
+use endpoint::{ChildEndpoint, Endpoint};
+use report::Report;
 use s3vfs::store::s3::S3Store;
-use s3vfs::store::ObjectStore;
-use s3vfs::{FsConfig, S3Fs, S3Vfs};
-use s3vfs_fuse::{MountGuard, MountOptions};
+use s3vfs_fuse::MountGuard;
 use s3vfs_testkit::fault::{CountingStore, Op};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use upload::TestObject;
+use std::time::Duration;
+use summary::{Cell, Row, Unit};
+use tools::Tool;
 
 /// Worker threads of the client runtime (the readers, the library and the FUSE adapter).
 const CLIENT_THREADS: usize = 2;
 
-/// Sequential read throughput of s3vfs vs. raw aws-sdk-s3 on a local S3 endpoint.
+/// s3vfs vs. raw aws-sdk-s3 (and s3fs, rclone when installed) on a local S3 endpoint.
 ///
 /// Without S3VFS_BENCH_ENDPOINT an in-memory S3 server is started on 127.0.0.1. With it,
 /// S3VFS_BENCH_BUCKET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally
@@ -39,20 +56,55 @@ const CLIENT_THREADS: usize = 2;
 #[derive(Debug, Parser)]
 #[command(name = "s3vfs-bench", version)]
 struct Args {
-    /// Size of the test object: bytes, or with a K, M or G suffix (powers of 1024; `KiB`,
-    /// `MB` etc. are accepted too), e.g. 64M, 1G.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
-    size: u64,
-    /// Times each throughput measurement is repeated; the median is reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
+    /// Size of the large object read and written (items 1 to 3): bytes, or with a K, M or G
+    /// suffix (powers of 1024; `KiB`, `MB` etc. are accepted too). Default 1G (64M with
+    /// --quick).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Items to run, comma-separated: read, write, rand, create, ls, rename, rss.
+    /// Default: all.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ROWS")]
+    only: Vec<Item>,
+    /// A smoke run: 64 MiB object, 100 files, 1000-entry directory, 8 x 64 MiB for the
+    /// memory item, 2 s of random reads, 1 run. Explicit options win.
+    #[arg(long)]
+    quick: bool,
+    /// Times each throughput measurement (and each s3vfs sample of items 4 to 6) is
+    /// repeated; the median is reported. Default 3 (1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
     /// Opens timed for the time to first byte; the median is reported.
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..))]
     ttfb_samples: u32,
-    /// Skip the FUSE measurements (e.g. where /dev/fuse is missing).
+    /// Files created in item 4. Default 1000 (100 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    files: Option<u32>,
+    /// Entries of the directory listed in item 5. Default 10000 (1000 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    ls_entries: Option<u32>,
+    /// Files of the directory renamed in item 6. Default 1000 (100 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rename_files: Option<u32>,
+    /// Seconds of random reads per queue depth, reader and round (item 3; --runs rounds).
+    /// Default 3 (2 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rand_seconds: Option<u32>,
+    /// Memory budget of the s3vfs process in item 7 (its --memory-budget, if it has one).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    memory_budget: u64,
+    /// Files read at once in item 7.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    rss_files: u32,
+    /// Size of each file of item 7. Default 256M (64M with --quick).
+    #[arg(long, value_parser = parse_size)]
+    rss_file_size: Option<u64>,
+    /// Do not measure s3fs and rclone, even where installed.
+    #[arg(long)]
+    no_others: bool,
+    /// Skip every FUSE measurement (e.g. where /dev/fuse is missing).
     #[arg(long)]
     no_fuse: bool,
-    /// Skip the 128 KiB FUSE reads.
+    /// Skip the 128 KiB reads of the in-process mount.
     #[arg(long)]
     no_small_reads: bool,
     /// Override the library's read-ahead part size (FsConfig::read_part_size), e.g. 8M.
@@ -64,13 +116,168 @@ struct Args {
     /// Override the library's largest read-ahead window (FsConfig::max_read_window).
     #[arg(long, value_parser = parse_size)]
     max_read_window: Option<u64>,
-    /// Set the kernel's read-ahead for the mount (its /sys/class/bdi/MAJ:MIN/read_ahead_kb;
-    /// needs root) before measuring. Without it the kernel default is used and reported.
+    /// Set the kernel's read-ahead for the in-process mount (its
+    /// /sys/class/bdi/MAJ:MIN/read_ahead_kb; needs root) before measuring. Without it the
+    /// kernel default is used and reported.
     #[arg(long, value_name = "KIB")]
     fuse_read_ahead_kb: Option<u32>,
     /// Allow an S3VFS_BENCH_ENDPOINT that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
+}
+
+/// One item of the issue's list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Item {
+    /// 1: sequential read of the large object.
+    Read,
+    /// 2: sequential write of the large object until durable.
+    Write,
+    /// 3: random 4 KiB reads at queue depth 1 and 8.
+    Rand,
+    /// 4: create many 4 KiB files.
+    Create,
+    /// 5: `ls -l` of a large directory, cold and warm.
+    Ls,
+    /// 6: `mv` of a directory of many files.
+    Rename,
+    /// 7: peak RSS of the mount's process while reading large files at once.
+    Rss,
+}
+
+/// The options, with every default resolved.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub size: u64,
+    pub runs: u32,
+    pub ttfb_samples: u32,
+    pub files: usize,
+    pub ls_entries: usize,
+    pub rename_files: usize,
+    pub rand_duration: Duration,
+    pub memory_budget: u64,
+    pub rss_files: usize,
+    pub rss_file_size: u64,
+    /// Measure s3fs and rclone where installed.
+    pub others: bool,
+    /// Measure through FUSE at all.
+    pub fuse: bool,
+    pub no_small_reads: bool,
+    pub read_part_size: Option<u64>,
+    pub initial_read_window: Option<u64>,
+    pub max_read_window: Option<u64>,
+    pub fuse_read_ahead_kb: Option<u32>,
+}
+
+impl Plan {
+    fn from_args(args: &Args) -> Plan {
+        let quick = args.quick;
+        let pick = |explicit: Option<u32>, full: u32, small: u32| {
+            explicit.unwrap_or(if quick { small } else { full })
+        };
+        let mut items = if args.only.is_empty() {
+            Item::value_variants().to_vec()
+        } else {
+            args.only.clone()
+        };
+        items.sort();
+        items.dedup();
+        Plan {
+            items,
+            size: args.size.unwrap_or(if quick { 64 << 20 } else { 1 << 30 }),
+            runs: pick(args.runs, 3, 1),
+            ttfb_samples: args.ttfb_samples,
+            files: pick(args.files, 1000, 100) as usize,
+            ls_entries: pick(args.ls_entries, 10_000, 1000) as usize,
+            rename_files: pick(args.rename_files, 1000, 100) as usize,
+            rand_duration: Duration::from_secs(pick(args.rand_seconds, 3, 2).into()),
+            memory_budget: args.memory_budget,
+            rss_files: args.rss_files as usize,
+            rss_file_size: args
+                .rss_file_size
+                .unwrap_or(if quick { 64 << 20 } else { 256 << 20 }),
+            others: !args.no_others,
+            fuse: !args.no_fuse,
+            no_small_reads: args.no_small_reads,
+            read_part_size: args.read_part_size,
+            initial_read_window: args.initial_read_window,
+            max_read_window: args.max_read_window,
+            fuse_read_ahead_kb: args.fuse_read_ahead_kb,
+        }
+    }
+
+    fn wants(&self, item: Item) -> bool {
+        self.items.contains(&item)
+    }
+}
+
+/// What every item needs: the plan, the bucket, the library's store and how other processes
+/// reach the endpoint.
+pub struct Ctx {
+    pub plan: Plan,
+    /// Short server name for the rows.
+    pub tag: &'static str,
+    /// The bucket, through a raw client of its own.
+    pub bucket: Bucket,
+    /// The library's store: its own S3 client, counted on the client side.
+    pub library: CountingStore,
+    /// The endpoint for mounts in other processes, or why there is none.
+    child: std::result::Result<ChildEndpoint, String>,
+    /// Requests the local server answered.
+    server_requests: Option<CountingStore>,
+    /// Why each tool cannot be measured (not installed, not built), if so.
+    unavailable: Vec<(Tool, Cell)>,
+}
+
+impl Ctx {
+    /// The endpoint for a mount in another process.
+    pub fn child(&self) -> Result<ChildEndpoint> {
+        self.child.clone().map_err(anyhow::Error::msg)
+    }
+
+    /// The cell to show for `tool` when it cannot be measured at all; `None` if it can.
+    pub fn tool_cell(&self, tool: Tool) -> Option<Cell> {
+        if !self.plan.fuse {
+            return Some(Cell::Skipped("--no-fuse".to_owned()));
+        }
+        if tool != Tool::S3vfs && !self.plan.others {
+            return Some(Cell::Skipped("--no-others".to_owned()));
+        }
+        self.unavailable
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map(|(_, cell)| cell.clone())
+    }
+
+    /// The server's request counters now (empty for an external endpoint).
+    pub fn requests(&self) -> BTreeMap<Op, u64> {
+        self.server_requests
+            .as_ref()
+            .map(CountingStore::counts)
+            .unwrap_or_default()
+    }
+
+    /// "server requests (when): Head 3, List 10" since `before`.
+    pub fn requests_note(&self, before: &BTreeMap<Op, u64>, when: &str) -> String {
+        if self.server_requests.is_none() {
+            return format!("server requests ({when}): not counted (external endpoint)");
+        }
+        let counts: Vec<String> = self
+            .requests()
+            .into_iter()
+            .filter_map(|(op, n)| {
+                let d = n - before.get(&op).copied().unwrap_or(0);
+                (d > 0).then(|| format!("{op:?} {d}"))
+            })
+            .collect();
+        let counts = if counts.is_empty() {
+            "none".to_owned()
+        } else {
+            counts.join(", ")
+        };
+        format!("server requests ({when}): {counts}")
+    }
 }
 
 /// Parses `1048576`, `512K`, `64M`, `64MiB`, `1G`, `1gb` (all suffixes are powers of 1024).
@@ -108,8 +315,12 @@ fn main() -> ExitCode {
     // Before any thread exists: the SDK must never probe the instance-metadata address.
     s3vfs_fuse::local::disable_instance_metadata();
     let args = Args::parse();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("s3vfs-bench: some measurements failed (see the table)");
+            ExitCode::FAILURE
+        }
         Err(err) => {
             eprintln!("s3vfs-bench: error: {err:#}");
             ExitCode::FAILURE
@@ -117,7 +328,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<()> {
+/// Runs every selected item and prints the report; whether every measurement succeeded.
+fn run(args: &Args) -> Result<bool> {
+    let plan = Plan::from_args(args);
     let endpoint = Endpoint::from_env_or_local(args.allow_remote)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(CLIENT_THREADS)
@@ -125,48 +338,22 @@ fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the client runtime")?;
-    let result = runtime.block_on(bench(&args, &endpoint));
+    let result = runtime.block_on(bench(plan, &endpoint));
     // Runtimes may only be dropped outside of any runtime.
     runtime.shutdown_timeout(Duration::from_secs(5));
     endpoint.shutdown();
     let report = result?;
     print!("{report}");
-    Ok(())
+    Ok(!report.summary.any_failed())
 }
 
-/// Everything the measurements need, set up once.
-struct Setup {
-    raw: aws_sdk_s3::Client,
-    /// The library's store (`counter` underneath).
-    store: Arc<dyn ObjectStore>,
-    /// Requests the library and the mount made.
-    counter: CountingStore,
-    vfs: S3Vfs,
-    fs_config: FsConfig,
-    object: TestObject,
-    mounted_file: Option<PathBuf>,
-}
-
-async fn bench(args: &Args, endpoint: &Endpoint) -> Result<Report> {
-    let mut fs_config = FsConfig::default().with_read_only(true);
-    if let Some(part) = args.read_part_size {
-        fs_config.read_part_size = part;
-    }
-    if let Some(initial) = args.initial_read_window {
-        fs_config.initial_read_window = initial;
-    }
-    if let Some(max) = args.max_read_window {
-        fs_config.max_read_window = max;
-    }
+async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
     let mut report = Report::new(
         &endpoint.description,
-        args.size,
-        args.runs,
-        args.ttfb_samples,
-        &fs_config,
+        plan.size,
+        plan.runs,
+        plan.ttfb_samples,
     );
-    eprintln!("{}", report.header());
-
     // The reference and the library get separate clients (separate connection pools) with
     // the same configuration, so neither warms the other's connections.
     let raw = S3Store::new(endpoint.config.clone())
@@ -175,98 +362,149 @@ async fn bench(args: &Args, endpoint: &Endpoint) -> Result<Report> {
         .client()
         .clone();
     // Counted on the client side, so that each row can say how many GETs it cost.
-    let counter = CountingStore::new(Arc::new(
+    let library = CountingStore::new(Arc::new(
         S3Store::new(endpoint.config.clone())
             .await
             .context("cannot build the library's S3 client")?,
     ));
-    let object = TestObject::new(&endpoint.config.bucket, args.size);
-
-    eprintln!(
-        "uploading {} ({} bytes) with multipart ...",
-        object.key, object.size
-    );
-    let started = Instant::now();
-    interruptible(object.upload(&raw)).await?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "uploaded in {secs:.1} s ({:.0} MiB/s)",
-        report::mib(object.size) / secs
-    );
-
-    // From here on the object exists: delete it whatever happens.
-    let result = bench_uploaded(args, &mut report, &raw, counter, fs_config, &object).await;
-    if let Err(err) = object.delete(&raw).await {
-        eprintln!("warning: could not delete the test object: {err:#}");
-    }
-    result.map(|()| report)
-}
-
-async fn bench_uploaded(
-    args: &Args,
-    report: &mut Report,
-    raw: &aws_sdk_s3::Client,
-    counter: CountingStore,
-    fs_config: FsConfig,
-    object: &TestObject,
-) -> Result<()> {
-    let store: Arc<dyn ObjectStore> = Arc::new(counter.clone());
-    let vfs = S3Vfs::new(Arc::clone(&store), fs_config.clone());
-    let mountdir = tempfile::Builder::new()
-        .prefix("s3vfs-bench-mnt")
-        .tempdir()
-        .context("cannot create the mountpoint")?;
-    let guard = if args.no_fuse {
-        None
-    } else {
-        // A file system of its own (own handles and caches) over the library's store.
-        let fs = S3Fs::new(Arc::clone(&store), fs_config.clone());
-        let options = MountOptions::default()
-            .with_read_only(true)
-            .with_fs_name("s3vfs-bench");
-        let runtime = tokio::runtime::Handle::current();
-        let path = mountdir.path().to_owned();
-        let guard =
-            tokio::task::spawn_blocking(move || s3vfs_fuse::mount(fs, &path, &options, runtime))
-                .await
-                .context("mount thread failed")?
-                .context("cannot mount (run with --no-fuse to skip the FUSE measurements)")?;
-        eprintln!("mounted at {}", guard.mountpoint().display());
-        // From here on the guard is unmounted on every path, even if this fails.
-        let read_ahead = fuse_read_ahead(guard.mountpoint(), args.fuse_read_ahead_kb);
-        match read_ahead {
-            Ok(line) => report.fuse_read_ahead = Some(line),
-            Err(err) => {
-                unmount(guard).await?;
-                return Err(err);
+    let mut unavailable = Vec::new();
+    for tool in [Tool::S3vfs, Tool::S3fs, Tool::Rclone] {
+        let line = match tool.version() {
+            Ok(version) => {
+                let path = tool.program().map(|p| p.display().to_string());
+                format!("{}: {version} ({})", tool.name(), path.unwrap_or_default())
             }
+            Err(why) => {
+                // s3vfs itself must be measured: its absence fails the rows that need it.
+                let cell = match tool {
+                    Tool::S3vfs => Cell::Failed(why.clone()),
+                    Tool::S3fs | Tool::Rclone => Cell::Skipped(why.clone()),
+                };
+                unavailable.push((tool, cell));
+                format!("{}: {why}", tool.name())
+            }
+        };
+        report.notes.push(line);
+    }
+    let ctx = Ctx {
+        tag: endpoint.tag,
+        bucket: Bucket {
+            client: raw,
+            name: endpoint.config.bucket.clone(),
+            mem: endpoint.mem.clone(),
+        },
+        library,
+        child: endpoint.child().map_err(|e| format!("{e:#}")),
+        server_requests: endpoint.server_requests.clone(),
+        unavailable,
+        plan,
+    };
+    let plan = &ctx.plan;
+    let items: Vec<String> = plan
+        .items
+        .iter()
+        .filter_map(|i| i.to_possible_value().map(|v| v.get_name().to_owned()))
+        .collect();
+    report.notes.push(format!(
+        "items: {}; server column \"{}\" = the server above; s3fs/rclone: {}",
+        items.join(","),
+        ctx.tag,
+        if plan.others {
+            "measured where installed"
+        } else {
+            "off (--no-others)"
         }
-        Some(guard)
-    };
-    let setup = Setup {
-        raw: raw.clone(),
-        mounted_file: guard.as_ref().map(|g| g.mountpoint().join(&object.key)),
-        store,
-        counter,
-        vfs,
-        fs_config,
-        object: object.clone(),
-    };
+    ));
+    report.notes.push(format!(
+        "sizes: object {}, create {} files, ls {} entries, rename {} files, random reads {} s \
+         per reader, depth and round, memory item {} x {}",
+        seqread::size_name(plan.size),
+        plan.files,
+        plan.ls_entries,
+        plan.rename_files,
+        plan.rand_duration.as_secs(),
+        plan.rss_files,
+        seqread::size_name(plan.rss_file_size)
+    ));
+    eprintln!("{}", report.header());
 
-    let result = interruptible(measure_all(args, report, &setup)).await;
+    // Random bytes for every write and seed, made once.
+    let mut payload_len = tree::SMALL_FILE;
+    if plan.wants(Item::Write) {
+        payload_len = payload_len.max(plan.size as usize);
+    }
+    if plan.wants(Item::Rss) {
+        payload_len =
+            payload_len.max(plan.rss_file_size as usize + plan.rss_files * memory::FILE_STRIDE);
+    }
+    eprintln!("generating {payload_len} random bytes ...");
+    let payload = payload::generate(payload_len).await?;
+    let small = payload.slice(..tree::SMALL_FILE);
 
-    // Unmount on every path; the guard would also do it on drop, but not from async code.
-    let unmounted = match guard {
-        Some(guard) => unmount(guard).await,
-        None => Ok(()),
+    if plan.wants(Item::Read) || plan.wants(Item::Rand) {
+        seqread::run(
+            &ctx,
+            &mut report,
+            plan.wants(Item::Read),
+            plan.wants(Item::Rand),
+        )
+        .await;
+    }
+    if plan.wants(Item::Write) {
+        let rows = seqwrite::run(&ctx, payload.slice(..plan.size as usize)).await;
+        report.summary.rows.extend(rows);
+    }
+    let needs_fuse = |item: Item, what: &str, unit: Unit| -> Option<Row> {
+        (!plan.fuse).then(|| {
+            Row::new(
+                item as u8 + 1,
+                what,
+                ctx.tag,
+                unit,
+                Cell::Skipped("--no-fuse".to_owned()),
+            )
+        })
     };
-    result.and(unmounted)
+    if plan.wants(Item::Create) {
+        let row = match needs_fuse(Item::Create, "create small files", Unit::Seconds) {
+            Some(row) => row,
+            None => tree::create(&ctx, small.clone()).await,
+        };
+        report.summary.rows.push(row);
+    }
+    if plan.wants(Item::Ls) {
+        match needs_fuse(Item::Ls, "ls -l of a large directory", Unit::Seconds) {
+            Some(row) => report.summary.rows.push(row),
+            None => report
+                .summary
+                .rows
+                .extend(tree::ls(&ctx, small.clone()).await),
+        }
+    }
+    if plan.wants(Item::Rename) {
+        let row = match needs_fuse(Item::Rename, "mv of a directory", Unit::Seconds) {
+            Some(row) => row,
+            None => tree::rename(&ctx, small.clone()).await,
+        };
+        report.summary.rows.push(row);
+    }
+    if plan.wants(Item::Rss) {
+        let row = match needs_fuse(Item::Rss, "peak RSS of the mount's process", Unit::Mib) {
+            Some(row) => row,
+            None => memory::run(&ctx, &payload).await,
+        };
+        report.summary.rows.push(row);
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted (the items measured so far are above, on stderr)");
+    }
+    Ok(report)
 }
 
 /// Sets (if `set_kib`) and reports the kernel's read-ahead of the mount at `mountpoint`.
 /// FUSE mounts start with the kernel's default for new devices (usually 128 KiB), however
 /// large a read-ahead the file system asks for in `init`.
-fn fuse_read_ahead(mountpoint: &Path, set_kib: Option<u32>) -> Result<String> {
+pub fn fuse_read_ahead(mountpoint: &Path, set_kib: Option<u32>) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(mountpoint)
         .with_context(|| format!("stat {}", mountpoint.display()))?
@@ -293,130 +531,33 @@ fn fuse_read_ahead(mountpoint: &Path, set_kib: Option<u32>) -> Result<String> {
     ))
 }
 
-async fn unmount(guard: MountGuard) -> Result<()> {
+pub async fn unmount(guard: MountGuard) -> Result<()> {
     tokio::task::spawn_blocking(move || guard.unmount())
         .await
         .context("unmount thread failed")?
         .context("cannot unmount")
 }
 
+/// Set once the user pressed Ctrl-C: no further item starts.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 /// Runs `work`, or fails when the user presses Ctrl-C, so that cleanup still happens.
-async fn interruptible<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub async fn interruptible<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
     tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-    }
-}
-
-/// One of the timed readers.
-enum Reader<'a> {
-    RawParallel,
-    RawSingle,
-    Library,
-    /// The file on the mount, read with buffers of this many bytes.
-    Fuse(&'a PathBuf, usize),
-}
-
-async fn measure_all(args: &Args, report: &mut Report, setup: &Setup) -> Result<()> {
-    let object = &setup.object;
-    if let Some(path) = &setup.mounted_file {
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("stat {} on the mount", path.display()))?
-            .len();
-        if len != object.size {
-            bail!("the mount shows {len} bytes, uploaded {}", object.size);
+        _ = tokio::signal::ctrl_c() => {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            bail!("interrupted")
         }
     }
-    measure::verify(&setup.raw, &setup.vfs, setup.mounted_file.as_ref(), object)
-        .await
-        .context("content check failed")?;
-    eprintln!("content check passed (raw GET, library, mount)");
-
-    let mut rows = vec![
-        (
-            Reader::RawParallel,
-            Throughput::new(
-                format!(
-                    "reference: raw GETs, {} MiB ranges, {} in flight",
-                    measure::REFERENCE_RANGE >> 20,
-                    measure::REFERENCE_INFLIGHT
-                ),
-                true,
-            ),
-        ),
-        (
-            Reader::RawSingle,
-            Throughput::new("raw single-stream GET".to_owned(), false),
-        ),
-        (
-            Reader::Library,
-            Throughput::new("s3vfs library: open + read, 1 MiB buffer".to_owned(), false),
-        ),
-    ];
-    if let Some(path) = &setup.mounted_file {
-        rows.push((
-            Reader::Fuse(path, measure::LARGE_READ),
-            Throughput::new("FUSE mount: std::fs::File, 1 MiB reads".to_owned(), false),
-        ));
-        if !args.no_small_reads {
-            rows.push((
-                Reader::Fuse(path, measure::SMALL_READ),
-                Throughput::new("FUSE mount: std::fs::File, 128 KiB reads".to_owned(), false),
-            ));
-        }
-    }
-
-    for round in 1..=args.runs {
-        for (reader, row) in rows.iter_mut() {
-            let gets_before = setup.counter.count(Op::Get);
-            let started = Instant::now();
-            let bytes = match reader {
-                Reader::RawParallel => measure::raw_parallel(&setup.raw, object).await,
-                Reader::RawSingle => measure::raw_single(&setup.raw, object).await,
-                Reader::Library => measure::library(&setup.vfs, object).await,
-                Reader::Fuse(path, block) => measure::fuse(path, *block).await,
-            }
-            .with_context(|| format!("{} failed", row.name))?;
-            let elapsed = started.elapsed();
-            let gets = match reader {
-                Reader::RawParallel => object.size.div_ceil(measure::REFERENCE_RANGE),
-                Reader::RawSingle => 1,
-                Reader::Library | Reader::Fuse(..) => setup.counter.count(Op::Get) - gets_before,
-            };
-            if bytes != object.size {
-                bail!("{}: read {bytes} bytes of {}", row.name, object.size);
-            }
-            let rate = report::mib(bytes) / elapsed.as_secs_f64();
-            eprintln!(
-                "run {round}/{}: {:<50} {rate:8.1} MiB/s ({:.2} s, {gets} GETs)",
-                args.runs,
-                row.name,
-                elapsed.as_secs_f64()
-            );
-            row.samples.push(rate);
-            row.gets.push(gets);
-        }
-    }
-    report.throughput = rows.into_iter().map(|(_, row)| row).collect();
-
-    let mut raw_ttfb = Latency::new("raw GET of the first 1 MiB: first body chunk".to_owned());
-    let mut lib_ttfb =
-        Latency::new("s3vfs library: open (cold metadata) + first 64 KiB read".to_owned());
-    for _ in 0..args.ttfb_samples {
-        raw_ttfb
-            .samples
-            .push(measure::raw_ttfb(&setup.raw, object).await?);
-        lib_ttfb
-            .samples
-            .push(measure::library_ttfb(&setup.store, &setup.fs_config, object).await?);
-    }
-    report.latency = vec![raw_ttfb, lib_ttfb];
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {
@@ -430,5 +571,28 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn quick_and_only_resolve() {
+        let args = Args::parse_from([
+            "s3vfs-bench",
+            "--quick",
+            "--only",
+            "ls,read",
+            "--files",
+            "7",
+        ]);
+        let plan = Plan::from_args(&args);
+        assert_eq!(plan.items, vec![Item::Read, Item::Ls]);
+        assert_eq!(plan.size, 64 << 20);
+        assert_eq!((plan.files, plan.ls_entries, plan.runs), (7, 1000, 1));
+        let plan = Plan::from_args(&Args::parse_from(["s3vfs-bench", "--size", "2G"]));
+        assert_eq!(plan.items.len(), 7);
+        assert_eq!(
+            (plan.size, plan.files, plan.ls_entries),
+            (2 << 30, 1000, 10_000)
+        );
+        assert!(Args::try_parse_from(["s3vfs-bench", "--only", "bogus"]).is_err());
     }
 }

@@ -94,13 +94,23 @@ pub async fn library(vfs: &S3Vfs, object: &TestObject) -> Result<u64> {
     }
 }
 
-/// The FUSE mount: `std::fs::File` reads of `block` bytes in a blocking thread.
+/// Drops the kernel's cached pages of `file`, so that a read goes to the file system even
+/// where a mount keeps the page cache across opens.
+pub fn drop_page_cache(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; the call only affects the page cache.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// A mount's file: `std::fs::File` reads of `block` bytes in a blocking thread, from a
+/// dropped page cache.
 pub async fn fuse(path: &Path, block: usize) -> Result<u64> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || -> Result<u64> {
         use std::io::Read;
         let mut file = std::fs::File::open(&path)
             .with_context(|| format!("open {} on the mount", path.display()))?;
+        drop_page_cache(&file);
         let mut buf = vec![0u8; block];
         let mut total = 0u64;
         loop {
@@ -163,6 +173,40 @@ pub async fn library_ttfb(
     Ok(elapsed)
 }
 
+/// `len` bytes at `offset` of a file on a mount (`pread` in a blocking thread).
+async fn pread(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("open {} on the mount", path.display()))?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .with_context(|| format!("pread {} on the mount", path.display()))?;
+        Ok(buf)
+    })
+    .await
+    .context("FUSE reader thread failed")?
+}
+
+/// Checks, untimed, that a file on a mount has the object's size and bytes at the start,
+/// the middle and the end.
+pub async fn verify_file(path: &Path, object: &TestObject) -> Result<()> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("stat {}", path.display()))?
+        .len();
+    if len != object.size {
+        bail!("the mount shows {len} bytes, uploaded {}", object.size);
+    }
+    for offset in verify_offsets(object.size) {
+        let len = VERIFY_LEN.min(object.size - offset);
+        if pread(path, offset, len).await? != object.expected(offset, len) {
+            bail!("wrong bytes at offset {offset}");
+        }
+    }
+    Ok(())
+}
+
 /// Places to check: the start, a part boundary in the middle, and the end.
 fn verify_offsets(size: u64) -> Vec<u64> {
     let middle = (size / 2) / crate::upload::PART_SIZE * crate::upload::PART_SIZE;
@@ -218,18 +262,7 @@ pub async fn verify(
         }
 
         if let Some(path) = mounted {
-            let path = path.clone();
-            let got = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                use std::os::unix::fs::FileExt;
-                let file = std::fs::File::open(&path)
-                    .with_context(|| format!("open {} on the mount", path.display()))?;
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset)
-                    .with_context(|| format!("pread {} on the mount", path.display()))?;
-                Ok(buf)
-            })
-            .await
-            .context("FUSE reader thread failed")??;
+            let got = pread(path, offset, len).await?;
             if got != expected {
                 bail!("FUSE mount returned wrong bytes at offset {offset}");
             }

@@ -1,8 +1,11 @@
-//! What the benchmark prints: a header naming the command, the machine, the server and the
-//! settings, then the medians of each measurement with their ratio to the reference.
+//! What the benchmark prints: a header naming the command, the machine, the server, the
+//! tools and the settings; the detailed sequential-read table (every run of every reader,
+//! GETs per run, time to first byte); then the summary table of every item measured
+//! ([`Summary`]).
 //!
-//! Only measured samples are ever shown; a row without samples is never printed.
+//! Only measured samples are ever shown; a reader without samples shows why.
 
+use crate::summary::Summary;
 use s3vfs::FsConfig;
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +16,7 @@ pub fn mib(bytes: u64) -> f64 {
 }
 
 /// Median of `values` (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> Option<f64> {
+pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -33,8 +36,10 @@ pub struct Throughput {
     pub reference: bool,
     /// One rate per run, in MiB/s.
     pub samples: Vec<f64>,
-    /// GetObject requests of each run.
+    /// GetObject requests of each run (where counted).
     pub gets: Vec<u64>,
+    /// Why the reader stopped, if it failed.
+    pub failed: Option<String>,
 }
 
 impl Throughput {
@@ -45,6 +50,7 @@ impl Throughput {
             reference,
             samples: Vec::new(),
             gets: Vec::new(),
+            failed: None,
         }
     }
 }
@@ -84,18 +90,22 @@ pub struct Report {
     size: u64,
     runs: u32,
     ttfb_samples: u32,
-    read_ahead: String,
+    read_ahead: Option<String>,
+    /// More header lines: the tools, the selected items, the sizes.
+    pub notes: Vec<String>,
     /// The FUSE mount's kernel read-ahead, once mounted.
     pub fuse_read_ahead: Option<String>,
     /// Throughput rows; the first with `reference` set is the reference.
     pub throughput: Vec<Throughput>,
     /// Time-to-first-byte rows; the first is the one the others are divided by.
     pub latency: Vec<Latency>,
+    /// One line per figure of the issue's list.
+    pub summary: Summary,
 }
 
 impl Report {
     /// A report for a run of `size` bytes, `runs` repetitions, against `server`.
-    pub fn new(server: &str, size: u64, runs: u32, ttfb_samples: u32, config: &FsConfig) -> Self {
+    pub fn new(server: &str, size: u64, runs: u32, ttfb_samples: u32) -> Self {
         Self {
             command: command_line(),
             machine: machine(),
@@ -103,16 +113,23 @@ impl Report {
             size,
             runs,
             ttfb_samples,
-            read_ahead: format!(
-                "part {} KiB, first window {} KiB, largest window {} KiB",
-                config.read_part_size >> 10,
-                config.initial_read_window >> 10,
-                config.max_read_window >> 10
-            ),
+            read_ahead: None,
+            notes: Vec::new(),
             fuse_read_ahead: None,
             throughput: Vec::new(),
             latency: Vec::new(),
+            summary: Summary::default(),
         }
+    }
+
+    /// Records the library's read-ahead settings of the read rows.
+    pub fn set_read_ahead(&mut self, config: &FsConfig) {
+        self.read_ahead = Some(format!(
+            "part {} KiB, first window {} KiB, largest window {} KiB",
+            config.read_part_size >> 10,
+            config.initial_read_window >> 10,
+            config.max_read_window >> 10
+        ));
     }
 
     /// The header lines (also printed at the start, before the measurements).
@@ -128,8 +145,7 @@ impl Report {
              # machine: {}\n\
              # build:   {profile}\n\
              # server:  {}\n\
-             # object:  {} bytes ({:.0} MiB), random data; {} runs per reader, median shown\n\
-             # s3vfs read-ahead: {}",
+             # object:  {} bytes ({:.0} MiB), random data; {} runs per reader, median shown",
             env!("CARGO_PKG_VERSION"),
             self.command,
             self.machine,
@@ -137,10 +153,17 @@ impl Report {
             self.size,
             mib(self.size),
             self.runs,
-            self.read_ahead,
         );
+        for note in &self.notes {
+            header.push_str("\n# ");
+            header.push_str(note);
+        }
+        if let Some(read_ahead) = &self.read_ahead {
+            header.push_str("\n# s3vfs read-ahead (library, in-process mount): ");
+            header.push_str(read_ahead);
+        }
         if let Some(fuse) = &self.fuse_read_ahead {
-            header.push_str("\n# FUSE mount: ");
+            header.push_str("\n# in-process FUSE mount: ");
             header.push_str(fuse);
         }
         header
@@ -150,7 +173,22 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.header())?;
+        writeln!(f, "# load average at the end: {}", load_average())?;
+        if !self.throughput.is_empty() {
+            writeln!(f)?;
+            self.fmt_throughput(f)?;
+        }
         writeln!(f)?;
+        writeln!(
+            f,
+            "SUMMARY (ratios are to the reference measured in this run)"
+        )?;
+        write!(f, "{}", self.summary)
+    }
+}
+
+impl Report {
+    fn fmt_throughput(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reference = self
             .throughput
             .iter()
@@ -162,6 +200,10 @@ impl fmt::Display for Report {
             "sequential read of the whole object", "median MiB/s", "vs ref", "GETs/run"
         )?;
         for row in &self.throughput {
+            if let Some(why) = &row.failed {
+                writeln!(f, "{:<58} failed: {why}", row.name)?;
+                continue;
+            }
             let Some(value) = median(&row.samples) else {
                 continue;
             };
@@ -242,12 +284,17 @@ fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let kernel = kernel.trim();
     // Other work on the machine skews every figure; the ratios suffer least.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
         "nproc {nproc}, memory {memory}, cpu {cpu}, linux {kernel}, load average at start {}",
-        load.join(" ")
+        load_average()
     )
+}
+
+/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    load.join(" ")
 }
 
 #[cfg(test)]
@@ -263,7 +310,7 @@ mod tests {
 
     #[test]
     fn rows_without_samples_are_not_printed() {
-        let mut report = Report::new("test", 1 << 20, 1, 1, &FsConfig::default());
+        let mut report = Report::new("test", 1 << 20, 1, 1);
         let mut reference = Throughput::new("ref".to_owned(), true);
         reference.samples.push(100.0);
         let mut half = Throughput::new("half".to_owned(), false);

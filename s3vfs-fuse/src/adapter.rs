@@ -789,6 +789,13 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        use std::os::unix::ffi::OsStrExt;
+        // `ls -l` asks for security.* and system.* names of every entry: the core has no
+        // value for any name outside `user.`, so answer at once, without a task.
+        if !s3vfs::attrs::is_user_xattr(name.as_bytes()) {
+            reply.error(Errno::from_i32(libc::ENODATA));
+            return;
+        }
         let vfs = self.vfs.clone();
         let name = name.to_owned();
         let call = async move { vfs.getxattr(Ino(ino.0), &name).await };

@@ -123,6 +123,10 @@ struct MountArgs {
     /// and other writes fail with ENOSPC.
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().staging_cap))]
     staging_cap: ByteSize,
+    /// Most bytes of read-ahead and upload buffers held at once across all open files
+    /// (K/M/G suffixes); past it reads fetch only what is asked and writers wait.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().memory_budget))]
+    memory_budget: ByteSize,
     /// Owner of every file and directory (default: the current user).
     #[arg(long)]
     uid: Option<u32>,
@@ -410,6 +414,7 @@ impl MountPlan {
         config.write_part_size = args.part_size.0;
         config.upload_concurrency = args.upload_concurrency;
         config.staging_cap = args.staging_cap.0;
+        config.memory_budget = args.memory_budget.0;
         if let Some(dir) = &args.staging_dir {
             // Checked now: a missing directory would otherwise fail only the first
             // out-of-order write, with ENOSPC, long after the mount.

@@ -47,7 +47,7 @@ pub struct MountOptions {
     /// a non-empty mountpoint is usually a mistake.
     pub allow_non_empty: bool,
     /// Threads reading requests from the kernel. Requests are handed to the tokio runtime at
-    /// once, so one is usually enough.
+    /// once; a second thread keeps requests flowing while the first one replies.
     pub threads: usize,
     /// Settings of the adapter (read-ahead, write size, listing).
     pub adapter: AdapterConfig,
@@ -64,7 +64,7 @@ impl Default for MountOptions {
             subtype: "s3vfs".to_owned(),
             default_permissions: true,
             allow_non_empty: false,
-            threads: 1,
+            threads: 2,
             adapter: AdapterConfig::default(),
         }
     }

@@ -101,6 +101,13 @@ impl PosixMeta {
     }
 }
 
+/// Whether extended attribute `name` can exist here: only the `user.` namespace is
+/// stored (or shown read-only); any other name (`security.selinux`,
+/// `system.posix_acl_access`, which `ls -l` asks for every entry) has no value.
+pub fn is_user_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"user.")
+}
+
 /// The `st_mode` type bits of `kind`.
 pub fn type_bits(kind: FileKind) -> u32 {
     match kind {

@@ -1,0 +1,331 @@
+//! The bucket as the harness sees it, beside the paths being measured: seeding objects,
+//! counting keys, waiting until writes made through a mount are visible in the store, and
+//! clearing up. With the built-in server, seeding goes straight into its [`MemStore`]
+//! (no HTTP, no measurement disturbed); with an external endpoint it uses raw aws-sdk-s3.
+//!
+//! [`multipart_put`] is also the reference of the write row: raw aws-sdk-s3 multipart.
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use s3vfs_testkit::MemStore;
+use std::time::{Duration, Instant};
+
+/// Objects put at once when seeding through HTTP.
+const SEED_CONCURRENCY: usize = 16;
+/// Objects of at least this size are seeded with multipart (external endpoints only).
+const SEED_MULTIPART_FROM: usize = 16 * 1024 * 1024;
+/// Keys per DeleteObjects request (S3's limit).
+const DELETE_BATCH: usize = 1000;
+/// Pause between two polls of the store while waiting for writes to show up.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Size of one part of the reference multipart upload, in bytes.
+pub const WRITE_PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of the reference multipart upload in flight.
+pub const WRITE_INFLIGHT: usize = 8;
+
+/// The benchmark bucket.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    /// Raw client (its own connection pool).
+    pub client: Client,
+    /// Bucket name.
+    pub name: String,
+    /// The local server's store, for seeding without HTTP.
+    pub mem: Option<MemStore>,
+}
+
+impl Bucket {
+    /// Stores `objects` (key, body), directly in the local store or with PUTs.
+    pub async fn seed(&self, objects: Vec<(String, Bytes)>) -> Result<()> {
+        if let Some(mem) = &self.mem {
+            let mem = mem.clone();
+            // MemStore computes each body's MD5: off the async workers.
+            return tokio::task::spawn_blocking(move || {
+                for (key, body) in objects {
+                    mem.insert(key, body);
+                }
+            })
+            .await
+            .context("seeding task failed");
+        }
+        futures::stream::iter(objects)
+            .map(|(key, body)| {
+                let bucket = self.clone();
+                tokio::spawn(async move {
+                    if body.len() >= SEED_MULTIPART_FROM {
+                        multipart_put(&bucket.client, &bucket.name, &key, body).await
+                    } else {
+                        bucket.put(&key, body).await
+                    }
+                })
+            })
+            .buffer_unordered(SEED_CONCURRENCY)
+            .map(|joined| joined.context("seeding task failed")?)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| anyhow!("PutObject {key}: {}", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    /// Every key starting with `prefix`, in order (ListObjectsV2, all pages).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| anyhow!("ListObjectsV2 {prefix}: {}", DisplayErrorContext(e)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// Waits until exactly `count` keys start with `prefix`, for at most `timeout`.
+    pub async fn wait_for_keys(&self, prefix: &str, count: usize, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let seen = self.keys(prefix).await?.len();
+            if seen == count {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{seen} keys under {prefix} in the store after {:.0} s, expected {count}",
+                    timeout.as_secs_f64()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Size of `key` (HeadObject), `None` if missing.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head.content_length().and_then(|n| u64::try_from(n).ok())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(anyhow!("HeadObject {key}: {}", DisplayErrorContext(e))),
+        }
+    }
+
+    /// Waits until `key` exists with `size` bytes, for at most `timeout`.
+    pub async fn wait_for_object(&self, key: &str, size: u64, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let seen = self.size(key).await?;
+            if seen == Some(size) {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{key} is {seen:?} bytes in the store after {:.0} s, expected {size}",
+                    timeout.as_secs_f64()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The bytes `[offset, offset + len)` of `key`.
+    pub async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| anyhow!("GetObject {key}: {}", DisplayErrorContext(e)))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .context("GetObject body failed")?
+            .into_bytes())
+    }
+
+    /// Checks that `key` holds `expected`: its size, and its bytes at the start, the
+    /// middle and the end.
+    pub async fn verify(&self, key: &str, expected: &Bytes) -> Result<()> {
+        const LEN: u64 = 64 * 1024;
+        let size = expected.len() as u64;
+        match self.size(key).await? {
+            Some(n) if n == size => {}
+            other => bail!("{key}: the store holds {other:?} bytes, wrote {size}"),
+        }
+        for offset in [0, size / 2, size.saturating_sub(LEN)] {
+            let len = LEN.min(size - offset);
+            if len == 0 {
+                continue;
+            }
+            let got = self.get_range(key, offset, len).await?;
+            if got != expected.slice(offset as usize..(offset + len) as usize) {
+                bail!("{key}: wrong bytes in the store at offset {offset}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every key starting with `prefix`; returns how many there were.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize> {
+        let keys = self.keys(prefix).await?;
+        if let Some(mem) = &self.mem {
+            for key in &keys {
+                mem.remove(key);
+            }
+            return Ok(keys.len());
+        }
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .context("DeleteObjects request")?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .context("DeleteObjects request")?;
+            self.client
+                .delete_objects()
+                .bucket(&self.name)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| anyhow!("DeleteObjects {prefix}: {}", DisplayErrorContext(e)))?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// Uploads `data` as `key` with raw aws-sdk-s3: CreateMultipartUpload, UploadParts of
+/// [`WRITE_PART_SIZE`] with [`WRITE_INFLIGHT`] in flight (each in its own task; the parts
+/// are slices of `data`, not copies), CompleteMultipartUpload. Aborts on failure.
+pub async fn multipart_put(client: &Client, bucket: &str, key: &str, data: Bytes) -> Result<()> {
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| anyhow!("CreateMultipartUpload {key}: {}", DisplayErrorContext(e)))?;
+    let upload_id = created
+        .upload_id()
+        .context("CreateMultipartUpload answered no upload id")?
+        .to_owned();
+    let uploaded = upload_parts(client, bucket, key, &upload_id, data).await;
+    let parts = match uploaded {
+        Ok(parts) => parts,
+        Err(err) => {
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            return Err(err);
+        }
+    };
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("CompleteMultipartUpload {key}: {}", DisplayErrorContext(e)))?;
+    Ok(())
+}
+
+async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    data: Bytes,
+) -> Result<Vec<CompletedPart>> {
+    let starts = (0..data.len().max(1)).step_by(WRITE_PART_SIZE);
+    let mut parts: Vec<CompletedPart> = futures::stream::iter(starts.enumerate())
+        .map(|(index, start)| {
+            let body = data.slice(start..(start + WRITE_PART_SIZE).min(data.len()));
+            let (client, bucket, key, upload_id) = (
+                client.clone(),
+                bucket.to_owned(),
+                key.to_owned(),
+                upload_id.to_owned(),
+            );
+            tokio::spawn(async move {
+                let number = i32::try_from(index + 1).context("too many parts")?;
+                let out = client
+                    .upload_part()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .content_length(body.len() as i64)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .map_err(|e| anyhow!("UploadPart {number}: {}", DisplayErrorContext(e)))?;
+                let etag = out
+                    .e_tag()
+                    .with_context(|| format!("UploadPart {number} answered no ETag"))?;
+                Ok::<_, anyhow::Error>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(etag)
+                        .build(),
+                )
+            })
+        })
+        .buffer_unordered(WRITE_INFLIGHT)
+        .map(|joined| joined.context("UploadPart task failed")?)
+        .try_collect()
+        .await?;
+    parts.sort_by_key(|p| p.part_number());
+    Ok(parts)
+}
