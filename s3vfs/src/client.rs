@@ -246,7 +246,7 @@ impl S3Vfs {
             handle,
             size,
             pos: 0,
-            buffered: Bytes::new(),
+            buffered: VecDeque::new(),
             pending: None,
             pending_write: None,
             pending_upload: None,
@@ -469,8 +469,9 @@ pub struct File {
     /// Position of the next byte `poll_read` returns.
     pos: u64,
     /// Bytes already read from the file system, starting at `pos`.
-    buffered: Bytes,
-    pending: Option<BoxFuture<'static, VfsResult<Bytes>>>,
+    /// Data already read from the file system, starting at `pos`.
+    buffered: VecDeque<Bytes>,
+    pending: Option<BoxFuture<'static, VfsResult<Vec<Bytes>>>>,
     pending_write: Option<BoxFuture<'static, VfsResult<u32>>>,
     pending_upload: Option<BoxFuture<'static, VfsResult<()>>>,
 }
@@ -526,9 +527,9 @@ impl AsyncRead for File {
         if this.buffered.is_empty() {
             if this.pending.is_none() {
                 let fs = Arc::clone(&this.fs);
-                let (ino, handle, pos) = (this.ino, this.handle, this.pos);
+                let (handle, pos) = (this.handle, this.pos);
                 let len = buf.remaining().max(READ_CHUNK).min(u32::MAX as usize) as u32;
-                this.pending = Some(async move { fs.read(ino, handle, pos, len).await }.boxed());
+                this.pending = Some(async move { fs.read_chunks(handle, pos, len).await }.boxed());
             }
             let Some(pending) = this.pending.as_mut() else {
                 return Poll::Ready(Ok(()));
@@ -537,16 +538,25 @@ impl AsyncRead for File {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(result) => {
                     this.pending = None;
-                    this.buffered = result?;
+                    this.buffered = result?.into_iter().filter(|b| !b.is_empty()).collect();
                     if this.buffered.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
                 }
             }
         }
-        let n = this.buffered.len().min(buf.remaining());
-        buf.put_slice(&this.buffered.split_to(n));
-        this.pos += n as u64;
+        // One copy: from the fetched chunks straight into the caller's buffer.
+        while buf.remaining() > 0 {
+            let Some(front) = this.buffered.front_mut() else {
+                break;
+            };
+            let n = front.len().min(buf.remaining());
+            buf.put_slice(&front.split_to(n));
+            this.pos += n as u64;
+            if front.is_empty() {
+                this.buffered.pop_front();
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -573,7 +583,7 @@ impl AsyncWrite for File {
             Poll::Ready(result) => {
                 this.pending_write = None;
                 let n = u64::from(result?);
-                this.buffered = Bytes::new();
+                this.buffered.clear();
                 this.pos += n;
                 this.size = this.size.max(this.pos);
                 Poll::Ready(Ok(n as usize))
@@ -619,7 +629,7 @@ impl AsyncSeek for File {
         })?;
         if target != self.pos {
             self.pos = target;
-            self.buffered = Bytes::new();
+            self.buffered.clear();
             self.pending = None;
         }
         Ok(())

@@ -163,6 +163,18 @@ impl S3Fs {
         Ok(self.inodes.assign(path, FileKind::Directory))
     }
 
+    /// Reads through an open file handle as slices of the fetched data, without joining
+    /// them: for the library's `File`, which copies into the caller's buffer anyway.
+    pub async fn read_chunks(
+        &self,
+        handle: Handle,
+        offset: u64,
+        len: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        let (file, _) = self.file_of_handle(handle)?;
+        self.read_file_chunks(&file, offset, u64::from(len)).await
+    }
+
     /// The path of `ino`, for callers that resolved it.
     pub fn path_of(&self, ino: Ino) -> Option<FsPath> {
         self.inodes.get(ino).map(|info| info.path)

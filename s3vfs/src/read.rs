@@ -200,9 +200,27 @@ impl Prefetcher {
 
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
     pub async fn read(&self, offset: u64, len: u64) -> VfsResult<Bytes> {
+        let mut pieces = self.read_chunks(offset, len).await?;
+        Ok(match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let total = pieces.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(total);
+                for piece in pieces {
+                    buf.extend_from_slice(&piece);
+                }
+                buf.freeze()
+            }
+        })
+    }
+
+    /// Like [`read`](Self::read), but as the slices of the fetched chunks, in order, with
+    /// no copy: for callers that copy into a buffer of their own anyway.
+    pub async fn read_chunks(&self, offset: u64, len: u64) -> VfsResult<Vec<Bytes>> {
         let end = offset.saturating_add(len).min(self.size);
         if offset >= end {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         let (needed, _late) = self.plan(offset, end);
         // The parts must cover the request without a gap: a short answer would be taken
@@ -250,16 +268,7 @@ impl Prefetcher {
                 }
             }
         }
-        Ok(match pieces.len() {
-            1 => pieces.pop().unwrap_or_default(),
-            _ => {
-                let mut buf = BytesMut::with_capacity((end - offset) as usize);
-                for piece in pieces {
-                    buf.extend_from_slice(&piece);
-                }
-                buf.freeze()
-            }
-        })
+        Ok(pieces)
     }
 
     /// Drops a failed part, and the parts after it, so the next read fetches them again.

@@ -524,9 +524,31 @@ impl S3Fs {
         offset: u64,
         len: u64,
     ) -> VfsResult<Bytes> {
+        let mut pieces = self.read_file_chunks(file, offset, len).await?;
+        Ok(match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let total = pieces.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(total);
+                for piece in pieces {
+                    buf.extend_from_slice(&piece);
+                }
+                buf.freeze()
+            }
+        })
+    }
+
+    /// Reads through an open file as a list of slices, without joining them.
+    pub(crate) async fn read_file_chunks(
+        &self,
+        file: &Arc<OpenFile>,
+        offset: u64,
+        len: u64,
+    ) -> VfsResult<Vec<Bytes>> {
         if lock(&file.shadow).dirty_stat.is_none() {
             if let Some(reader) = self.clean_reader(file) {
-                return reader.read(offset, len).await;
+                return reader.read_chunks(offset, len).await;
             }
         }
         let state = file.state.lock().await;
@@ -535,13 +557,13 @@ impl S3Fs {
             let reader = self
                 .clean_reader(file)
                 .ok_or_else(|| VfsError::NotFound(file.path().to_string()))?;
-            return reader.read(offset, len).await;
+            return reader.read_chunks(offset, len).await;
         }
         let end = offset.saturating_add(len).min(state.size);
         if offset >= end {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
-        self.assemble(file, &state, offset, end).await
+        Ok(vec![self.assemble(file, &state, offset, end).await?])
     }
 
     /// A reader of the clean object version, shared by the file's handles.

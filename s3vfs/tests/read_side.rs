@@ -600,3 +600,31 @@ async fn reads_arriving_out_of_order_keep_the_read_ahead_window() {
     // reads' one-off GETs), not one GET per request.
     assert!(gets < 24, "{gets} GETs for 192 reads");
 }
+
+#[tokio::test]
+async fn async_read_with_odd_buffer_sizes_returns_every_byte_once() {
+    let store = MemStore::new();
+    let data = pattern(2 * 1024 * 1024 + 333);
+    store.insert("f", data.clone());
+    let vfs = vfs_over(&store, FsConfig::default());
+    for size in [1usize, 999, 4096, 70_001, 1 << 20] {
+        let mut file = vfs.open("f").await.unwrap();
+        let mut seen = Vec::with_capacity(data.len());
+        let mut buf = vec![0u8; size];
+        loop {
+            let n = file.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if size == 1 && seen.len() >= 100_000 {
+                // One byte at a time is slow; the first 100k bytes prove the point.
+                break;
+            }
+        }
+        assert!(seen[..] == data[..seen.len()], "buffer of {size}");
+        if size != 1 {
+            assert_eq!(seen.len(), data.len(), "buffer of {size}");
+        }
+    }
+}
