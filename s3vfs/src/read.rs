@@ -63,6 +63,22 @@ impl PartData {
     }
 }
 
+/// The pieces as one buffer: the piece itself when there is one, else a copy.
+pub(crate) fn join(mut pieces: Vec<Bytes>) -> Bytes {
+    match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => {
+            let total = pieces.iter().map(Bytes::len).sum();
+            let mut buf = BytesMut::with_capacity(total);
+            for piece in pieces {
+                buf.extend_from_slice(&piece);
+            }
+            buf.freeze()
+        }
+    }
+}
+
 /// Reads a GET body into its chunks; fails if it is shorter than `expected`.
 async fn fetch_chunks(
     store: Arc<dyn ObjectStore>,
@@ -200,19 +216,7 @@ impl Prefetcher {
 
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
     pub async fn read(&self, offset: u64, len: u64) -> VfsResult<Bytes> {
-        let mut pieces = self.read_chunks(offset, len).await?;
-        Ok(match pieces.len() {
-            0 => Bytes::new(),
-            1 => pieces.pop().unwrap_or_default(),
-            _ => {
-                let total = pieces.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(total);
-                for piece in pieces {
-                    buf.extend_from_slice(&piece);
-                }
-                buf.freeze()
-            }
-        })
+        Ok(join(self.read_chunks(offset, len).await?))
     }
 
     /// Like [`read`](Self::read), but as the slices of the fetched chunks, in order, with

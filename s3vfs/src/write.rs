@@ -524,19 +524,9 @@ impl S3Fs {
         offset: u64,
         len: u64,
     ) -> VfsResult<Bytes> {
-        let mut pieces = self.read_file_chunks(file, offset, len).await?;
-        Ok(match pieces.len() {
-            0 => Bytes::new(),
-            1 => pieces.pop().unwrap_or_default(),
-            _ => {
-                let total = pieces.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(total);
-                for piece in pieces {
-                    buf.extend_from_slice(&piece);
-                }
-                buf.freeze()
-            }
-        })
+        Ok(crate::read::join(
+            self.read_file_chunks(file, offset, len).await?,
+        ))
     }
 
     /// Reads through an open file as a list of slices, without joining them.
