@@ -237,9 +237,34 @@ impl Bucket {
 }
 
 /// Uploads `data` as `key` with raw aws-sdk-s3: CreateMultipartUpload, UploadParts of
-/// [`WRITE_PART_SIZE`] with [`WRITE_INFLIGHT`] in flight (each in its own task; the parts
-/// are slices of `data`, not copies), CompleteMultipartUpload. Aborts on failure.
+/// [`WRITE_PART_SIZE`] with [`WRITE_INFLIGHT`] in flight (the parts are slices of `data`,
+/// not copies), CompleteMultipartUpload. Aborts on failure.
 pub async fn multipart_put(client: &Client, bucket: &str, key: &str, data: Bytes) -> Result<()> {
+    let size = data.len();
+    let parts = size.max(1).div_ceil(WRITE_PART_SIZE) as u64;
+    raw_multipart(client, bucket, key, parts, WRITE_INFLIGHT, move |index| {
+        let start = index as usize * WRITE_PART_SIZE;
+        let body = data.slice(start..(start + WRITE_PART_SIZE).min(size));
+        async move { Ok(body) }
+    })
+    .await
+}
+
+/// The one raw aws-sdk-s3 multipart upload of the harness: CreateMultipartUpload, part
+/// `i` (0-based, `parts` of them) made by `part(i)` and uploaded with `inflight` in flight,
+/// each in its own task, then CompleteMultipartUpload; the upload is aborted on failure.
+pub async fn raw_multipart<F, Fut>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    parts: u64,
+    inflight: usize,
+    part: F,
+) -> Result<()>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Bytes>> + Send + 'static,
+{
     let created = client
         .create_multipart_upload()
         .bucket(bucket)
@@ -251,7 +276,7 @@ pub async fn multipart_put(client: &Client, bucket: &str, key: &str, data: Bytes
         .upload_id()
         .context("CreateMultipartUpload answered no upload id")?
         .to_owned();
-    let uploaded = upload_parts(client, bucket, key, &upload_id, data).await;
+    let uploaded = upload_parts(client, bucket, key, &upload_id, parts, inflight, part).await;
     let parts = match uploaded {
         Ok(parts) => parts,
         Err(err) => {
@@ -281,24 +306,30 @@ pub async fn multipart_put(client: &Client, bucket: &str, key: &str, data: Bytes
     Ok(())
 }
 
-async fn upload_parts(
+async fn upload_parts<F, Fut>(
     client: &Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
-    data: Bytes,
-) -> Result<Vec<CompletedPart>> {
-    let starts = (0..data.len().max(1)).step_by(WRITE_PART_SIZE);
-    let mut parts: Vec<CompletedPart> = futures::stream::iter(starts.enumerate())
-        .map(|(index, start)| {
-            let body = data.slice(start..(start + WRITE_PART_SIZE).min(data.len()));
-            let (client, bucket, key, upload_id) = (
+    parts: u64,
+    inflight: usize,
+    part: F,
+) -> Result<Vec<CompletedPart>>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Bytes>> + Send + 'static,
+{
+    let mut done: Vec<CompletedPart> = futures::stream::iter(0..parts)
+        .map(|index| {
+            let (client, bucket, key, upload_id, part) = (
                 client.clone(),
                 bucket.to_owned(),
                 key.to_owned(),
                 upload_id.to_owned(),
+                part.clone(),
             );
             tokio::spawn(async move {
+                let body = part(index).await?;
                 let number = i32::try_from(index + 1).context("too many parts")?;
                 let out = client
                     .upload_part()
@@ -322,10 +353,10 @@ async fn upload_parts(
                 )
             })
         })
-        .buffer_unordered(WRITE_INFLIGHT)
+        .buffer_unordered(inflight.max(1))
         .map(|joined| joined.context("UploadPart task failed")?)
         .try_collect()
         .await?;
-    parts.sort_by_key(|p| p.part_number());
-    Ok(parts)
+    done.sort_by_key(|p| p.part_number());
+    Ok(done)
 }

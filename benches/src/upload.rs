@@ -5,11 +5,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use rand::{RngCore, SeedableRng};
 
 /// Size of one uploaded part, in bytes (S3 needs at least 5 MiB for all but the last).
@@ -76,30 +73,23 @@ impl TestObject {
     /// CompleteMultipartUpload, aborting the upload if any step fails, then checks its size
     /// with HeadObject.
     pub async fn upload(&self, client: &Client) -> Result<()> {
-        let created = client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .map_err(|e| anyhow!("CreateMultipartUpload: {}", DisplayErrorContext(e)))?;
-        let upload_id = created
-            .upload_id()
-            .context("CreateMultipartUpload answered no upload id")?
-            .to_owned();
-        match self.upload_parts(client, &upload_id).await {
-            Ok(()) => {}
-            Err(err) => {
-                let _ = client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(err);
-            }
-        }
+        let object = self.clone();
+        crate::bucket::raw_multipart(
+            client,
+            &self.bucket,
+            &self.key,
+            self.parts(),
+            UPLOAD_PARALLELISM,
+            move |index| {
+                let object = object.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || object.part(index))
+                        .await
+                        .context("part generator failed")
+                }
+            },
+        )
+        .await?;
         let head = client
             .head_object()
             .bucket(&self.bucket)
@@ -115,65 +105,6 @@ impl TestObject {
             );
         }
         Ok(())
-    }
-
-    async fn upload_parts(&self, client: &Client, upload_id: &str) -> Result<()> {
-        let mut parts: Vec<CompletedPart> = futures::stream::iter(0..self.parts())
-            .map(|index| {
-                let (object, client, upload_id) =
-                    (self.clone(), client.clone(), upload_id.to_owned());
-                tokio::spawn(async move { object.upload_part(&client, &upload_id, index).await })
-            })
-            .buffer_unordered(UPLOAD_PARALLELISM)
-            .map(|joined| joined.context("upload task failed")?)
-            .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.part_number());
-        client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| anyhow!("CompleteMultipartUpload: {}", DisplayErrorContext(e)))?;
-        Ok(())
-    }
-
-    async fn upload_part(
-        &self,
-        client: &Client,
-        upload_id: &str,
-        index: u64,
-    ) -> Result<CompletedPart> {
-        let object = self.clone();
-        let data = tokio::task::spawn_blocking(move || object.part(index))
-            .await
-            .context("part generator failed")?;
-        let number = i32::try_from(index + 1).context("too many parts")?;
-        let out = client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .content_length(data.len() as i64)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| anyhow!("UploadPart {number}: {}", DisplayErrorContext(e)))?;
-        let etag = out
-            .e_tag()
-            .with_context(|| format!("UploadPart {number} answered no ETag"))?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .e_tag(etag)
-            .build())
     }
 
     /// Deletes the object (best effort: used on the way out, also after errors).

@@ -285,6 +285,28 @@ impl ModelFs {
         );
     }
 
+    /// Changes the content of existing file `path` with `edit`: `ENOENT` when missing,
+    /// `EISDIR` for a directory, `EINVAL` for a symlink (and the parents' errnos).
+    fn edit_file(
+        &mut self,
+        tree: &BTreeMap<String, Node>,
+        path: &str,
+        edit: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), i32> {
+        self.check_parents(tree, path, false)?;
+        match self.kind(tree, path) {
+            None => Err(libc::ENOENT),
+            Some(Kind::Dir) => Err(libc::EISDIR),
+            Some(Kind::Symlink) => Err(libc::EINVAL),
+            Some(Kind::File) => {
+                let mut body = self.file_body(path).to_vec();
+                edit(&mut body);
+                self.put_file(path, body);
+                Ok(())
+            }
+        }
+    }
+
     /// Applies `op`; `Err(errno)` when the file system must refuse it (and then nothing
     /// changes).
     pub fn apply(&mut self, op: &FsOp) -> Result<(), i32> {
@@ -299,49 +321,21 @@ impl ModelFs {
                 }
             }
             FsOp::Append { path, data } => {
-                self.check_parents(&tree, path, false)?;
-                match self.kind(&tree, path) {
-                    None => return Err(libc::ENOENT),
-                    Some(Kind::Dir) => return Err(libc::EISDIR),
-                    Some(Kind::Symlink) => return Err(libc::EINVAL),
-                    Some(Kind::File) => {
-                        let mut body = self.file_body(path).to_vec();
-                        body.extend_from_slice(data);
-                        self.put_file(path, body);
-                    }
-                }
+                self.edit_file(&tree, path, |body| body.extend_from_slice(data))?;
             }
             FsOp::WriteAt { path, offset, data } => {
-                self.check_parents(&tree, path, false)?;
-                match self.kind(&tree, path) {
-                    None => return Err(libc::ENOENT),
-                    Some(Kind::Dir) => return Err(libc::EISDIR),
-                    Some(Kind::Symlink) => return Err(libc::EINVAL),
-                    Some(Kind::File) => {
-                        let mut body = self.file_body(path).to_vec();
-                        let start = *offset as usize;
-                        if !data.is_empty() {
-                            if body.len() < start + data.len() {
-                                body.resize(start + data.len(), 0);
-                            }
-                            body[start..start + data.len()].copy_from_slice(data);
+                self.edit_file(&tree, path, |body| {
+                    let start = *offset as usize;
+                    if !data.is_empty() {
+                        if body.len() < start + data.len() {
+                            body.resize(start + data.len(), 0);
                         }
-                        self.put_file(path, body);
+                        body[start..start + data.len()].copy_from_slice(data);
                     }
-                }
+                })?;
             }
             FsOp::Truncate { path, size } => {
-                self.check_parents(&tree, path, false)?;
-                match self.kind(&tree, path) {
-                    None => return Err(libc::ENOENT),
-                    Some(Kind::Dir) => return Err(libc::EISDIR),
-                    Some(Kind::Symlink) => return Err(libc::EINVAL),
-                    Some(Kind::File) => {
-                        let mut body = self.file_body(path).to_vec();
-                        body.resize(*size as usize, 0);
-                        self.put_file(path, body);
-                    }
-                }
+                self.edit_file(&tree, path, |body| body.resize(*size as usize, 0))?;
             }
             FsOp::Unlink(path) => {
                 self.check_parents(&tree, path, false)?;
