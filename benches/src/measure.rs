@@ -12,7 +12,7 @@ use s3vfs::{FsConfig, S3Vfs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Size of one ranged GET of the reference reader, in bytes.
 pub const REFERENCE_RANGE: u64 = 8 * 1024 * 1024;
@@ -91,6 +91,29 @@ pub async fn library(vfs: &S3Vfs, object: &TestObject) -> Result<u64> {
             return Ok(total);
         }
         total += n as u64;
+    }
+}
+
+/// Bytes asked for per `read_bytes` call of [`library_bytes`].
+pub const ZERO_COPY_READ: usize = 8 * 1024 * 1024;
+
+/// The s3vfs library's zero-copy reader: `open`, then `read_bytes` until the end, each
+/// piece counted and dropped (as the reference does with the GET bodies).
+pub async fn library_bytes(vfs: &S3Vfs, object: &TestObject) -> Result<u64> {
+    let mut file = vfs
+        .open(&object.key)
+        .await
+        .with_context(|| format!("S3Vfs::open({})", object.key))?;
+    let mut total = 0u64;
+    loop {
+        let piece = file
+            .read_bytes(ZERO_COPY_READ)
+            .await
+            .context("s3vfs File::read_bytes")?;
+        if piece.is_empty() {
+            return Ok(total);
+        }
+        total += piece.len() as u64;
     }
 }
 
@@ -259,6 +282,25 @@ pub async fn verify(
         let lib = file.read_at(offset, len32).await.context("s3vfs read_at")?;
         if lib != expected {
             bail!("s3vfs library returned wrong bytes at offset {offset}");
+        }
+        let mut reader = vfs.open(&object.key).await.context("S3Vfs::open")?;
+        reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .context("s3vfs seek")?;
+        let mut zero_copy = Vec::with_capacity(expected.len());
+        while zero_copy.len() < expected.len() {
+            let piece = reader
+                .read_bytes(expected.len() - zero_copy.len())
+                .await
+                .context("s3vfs read_bytes")?;
+            if piece.is_empty() {
+                bail!("s3vfs read_bytes ended early at offset {offset}");
+            }
+            zero_copy.extend_from_slice(&piece);
+        }
+        if zero_copy != expected {
+            bail!("s3vfs read_bytes returned wrong bytes at offset {offset}");
         }
 
         if let Some(path) = mounted {

@@ -34,6 +34,8 @@ enum Reader {
     RawParallel,
     RawSingle,
     Library,
+    /// The library's zero-copy reader (`File::read_bytes`).
+    LibraryBytes,
     /// The in-process mount's file, read with buffers of this many bytes.
     InProcess(PathBuf, usize),
     /// A file on a mount served by another process, read with 1 MiB buffers.
@@ -308,6 +310,13 @@ async fn sequential(
             Reader::Library,
             Throughput::new("s3vfs library: open + read, 1 MiB buffer".to_owned(), false),
         ),
+        (
+            Reader::LibraryBytes,
+            Throughput::new(
+                "s3vfs library: open + read_bytes (zero-copy), 8 MiB max".to_owned(),
+                false,
+            ),
+        ),
     ];
     if let Some(path) = &setup.mounted_file {
         rows.push((
@@ -352,6 +361,7 @@ async fn sequential(
                 Reader::RawParallel => measure::raw_parallel(&ctx.bucket.client, object).await,
                 Reader::RawSingle => measure::raw_single(&ctx.bucket.client, object).await,
                 Reader::Library => measure::library(&setup.vfs, object).await,
+                Reader::LibraryBytes => measure::library_bytes(&setup.vfs, object).await,
                 Reader::InProcess(path, block) => measure::fuse(path, *block).await,
                 Reader::Tool(_, path) => measure::fuse(path, measure::LARGE_READ).await,
             };
@@ -370,7 +380,7 @@ async fn sequential(
             let gets = match reader {
                 Reader::RawParallel => Some(object.size.div_ceil(measure::REFERENCE_RANGE)),
                 Reader::RawSingle => Some(1),
-                Reader::Library | Reader::InProcess(..) => {
+                Reader::Library | Reader::LibraryBytes | Reader::InProcess(..) => {
                     Some(ctx.library.count(Op::Get) - gets_before)
                 }
                 Reader::Tool(..) => None,
@@ -414,6 +424,22 @@ async fn sequential(
         )
         .reference(reference.clone())
         .target(Target::RatioAtLeast(LIBRARY_TARGET)),
+    );
+    summary.push(
+        Row::new(
+            1,
+            format!("{what}library open+read_bytes, zero-copy"),
+            ctx.tag,
+            Unit::MibPerSec,
+            median_of(&|r| *r == Reader::LibraryBytes),
+        )
+        .reference(reference.clone())
+        .target(Target::RatioAtLeast(LIBRARY_TARGET))
+        .note(
+            "read_bytes hands out the fetched bytes, like the reference consumes them; \
+             read() copies each byte once more, into the caller's buffer"
+                .to_owned(),
+        ),
     );
     if ctx.plan.fuse {
         summary.push(

@@ -282,6 +282,8 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread allocates: reuse freed receive buffers (see s3vfs::malloc).
+    s3vfs::malloc::tune_for_streaming();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),

@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// Smallest read a [`File`] asks the file system for; larger buffers read more at once.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -468,7 +468,6 @@ pub struct File {
     size: u64,
     /// Position of the next byte `poll_read` returns.
     pos: u64,
-    /// Bytes already read from the file system, starting at `pos`.
     /// Data already read from the file system, starting at `pos`.
     buffered: VecDeque<Bytes>,
     pending: Option<BoxFuture<'static, VfsResult<Vec<Bytes>>>>,
@@ -517,6 +516,74 @@ impl File {
     }
 }
 
+impl File {
+    /// Makes sure data at `pos` is buffered (fetching at least `want` bytes when it is
+    /// not); ready with `false` at the end of the file.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<std::io::Result<bool>> {
+        if !self.buffered.is_empty() {
+            return Poll::Ready(Ok(true));
+        }
+        if self.pending.is_none() {
+            let fs = Arc::clone(&self.fs);
+            let (handle, pos) = (self.handle, self.pos);
+            let len = want.max(READ_CHUNK).min(u32::MAX as usize) as u32;
+            self.pending = Some(async move { fs.read_chunks(handle, pos, len).await }.boxed());
+        }
+        let Some(pending) = self.pending.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        match pending.poll_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.pending = None;
+                self.buffered = result?.into_iter().filter(|b| !b.is_empty()).collect();
+                Poll::Ready(Ok(!self.buffered.is_empty()))
+            }
+        }
+    }
+
+    /// Takes up to `max` buffered bytes at the position, without copying them.
+    fn take_buffered(&mut self, max: usize) -> Bytes {
+        let Some(front) = self.buffered.front_mut() else {
+            return Bytes::new();
+        };
+        let piece = front.split_to(front.len().min(max));
+        if front.is_empty() {
+            self.buffered.pop_front();
+        }
+        self.pos += piece.len() as u64;
+        piece
+    }
+
+    /// Reads the next bytes at the position, at most `max`, as they were fetched: no copy
+    /// into a buffer of the caller's (the zero-copy counterpart of `read`). An empty
+    /// answer means the end of the file (or `max == 0`).
+    ///
+    /// ```no_run
+    /// # async fn example(mut file: s3vfs::File) -> std::io::Result<()> {
+    /// let mut total = 0;
+    /// loop {
+    ///     let piece = file.read_bytes(8 << 20).await?;
+    ///     if piece.is_empty() {
+    ///         break;
+    ///     }
+    ///     total += piece.len(); // hand `piece` on: it is reference-counted, not copied
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_bytes(&mut self, max: usize) -> std::io::Result<Bytes> {
+        if max == 0 {
+            return Ok(Bytes::new());
+        }
+        let has_data = std::future::poll_fn(|cx| self.poll_fill(cx, max)).await?;
+        Ok(if has_data {
+            self.take_buffered(max)
+        } else {
+            Bytes::new()
+        })
+    }
+}
+
 impl AsyncRead for File {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -524,40 +591,37 @@ impl AsyncRead for File {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if this.buffered.is_empty() {
-            if this.pending.is_none() {
-                let fs = Arc::clone(&this.fs);
-                let (handle, pos) = (this.handle, this.pos);
-                let len = buf.remaining().max(READ_CHUNK).min(u32::MAX as usize) as u32;
-                this.pending = Some(async move { fs.read_chunks(handle, pos, len).await }.boxed());
-            }
-            let Some(pending) = this.pending.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            match pending.poll_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(result) => {
-                    this.pending = None;
-                    this.buffered = result?.into_iter().filter(|b| !b.is_empty()).collect();
-                    if this.buffered.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-            }
+        match this.poll_fill(cx, buf.remaining()) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Ready(Ok(_)) => {}
         }
         // One copy: from the fetched chunks straight into the caller's buffer.
-        while buf.remaining() > 0 {
-            let Some(front) = this.buffered.front_mut() else {
-                break;
-            };
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front.split_to(n));
-            this.pos += n as u64;
-            if front.is_empty() {
-                this.buffered.pop_front();
-            }
+        while buf.remaining() > 0 && !this.buffered.is_empty() {
+            let piece = this.take_buffered(buf.remaining());
+            buf.put_slice(&piece);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Buffered reading without a copy: `fill_buf` hands out the fetched bytes themselves.
+impl AsyncBufRead for File {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        match this.poll_fill(cx, READ_CHUNK) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(this.buffered.front().map_or(&[], |b| &b[..]))),
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        let mut left = amt;
+        while left > 0 && !this.buffered.is_empty() {
+            left -= this.take_buffered(left).len();
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod dir;
 pub mod error;
 pub mod fs;
 pub mod inode;
+pub mod malloc;
 pub mod meta;
 pub mod namespace;
 mod ops;

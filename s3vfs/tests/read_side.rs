@@ -628,3 +628,63 @@ async fn async_read_with_odd_buffer_sizes_returns_every_byte_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn zero_copy_reads_return_every_byte_once_and_mix_with_seeks() {
+    use tokio::io::AsyncBufReadExt;
+    let store = MemStore::new();
+    let data = pattern(3 * 1024 * 1024 + 4321);
+    store.insert("f", data.clone());
+    let counting = CountingStore::new(Arc::new(store.clone()));
+    let vfs = S3Vfs::new(Arc::new(counting.clone()), FsConfig::default());
+
+    // read_bytes with several limits: pieces never exceed the limit and add up to the file.
+    for max in [1usize, 777, 65_536, 8 << 20] {
+        let mut file = vfs.open("f").await.unwrap();
+        assert!(file.read_bytes(0).await.unwrap().is_empty());
+        let mut seen = Vec::with_capacity(data.len());
+        loop {
+            let piece = file.read_bytes(max).await.unwrap();
+            if piece.is_empty() {
+                break;
+            }
+            assert!(piece.len() <= max);
+            seen.extend_from_slice(&piece);
+            if max == 1 && seen.len() >= 50_000 {
+                break;
+            }
+        }
+        assert!(seen[..] == data[..seen.len()], "limit {max}");
+        if max != 1 {
+            assert_eq!(seen.len(), data.len(), "limit {max}");
+            // At the end it stays at the end.
+            assert!(file.read_bytes(max).await.unwrap().is_empty());
+        }
+    }
+
+    // AsyncBufRead: fill_buf/consume in odd steps, a seek in the middle, then AsyncRead.
+    let mut file = vfs.open("f").await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 1_000_000 {
+        let buf = file.fill_buf().await.unwrap();
+        assert!(!buf.is_empty());
+        let take = buf.len().min(12_345);
+        seen.extend_from_slice(&buf[..take]);
+        file.consume(take);
+    }
+    assert!(seen[..] == data[..seen.len()]);
+    file.seek(std::io::SeekFrom::Start(2_500_000))
+        .await
+        .unwrap();
+    let piece = file.read_bytes(10).await.unwrap();
+    assert_eq!(piece, data.slice(2_500_000..2_500_010));
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).await.unwrap();
+    assert!(rest[..] == data[2_500_010..]);
+    // Sequential reads went through read-ahead: a handful of GETs, not one per piece.
+    assert!(
+        counting.count(Op::Get) < 60,
+        "{} GETs",
+        counting.count(Op::Get)
+    );
+}
