@@ -12,6 +12,7 @@ mod daemon;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use s3vfs::config::DataCacheConfig;
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
 use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
 use s3vfs::vfs::Vfs;
@@ -127,6 +128,23 @@ struct MountArgs {
     /// (K/M/G suffixes); past it reads fetch only what is asked and writers wait.
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().memory_budget))]
     memory_budget: ByteSize,
+    /// Keep up to this many bytes of file data in memory (K/M/G suffixes), so re-reads
+    /// of unchanged files cost no S3 request. Default: no memory cache.
+    #[arg(long, value_name = "BYTES")]
+    cache_memory: Option<ByteSize>,
+    /// Keep file data in this (existing) directory, in its subdirectory s3vfs-cache-v1,
+    /// which is emptied at mount. Default: no disk cache.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Most bytes of the disk cache (K/M/G suffixes); needs --cache-dir.
+    #[arg(long, value_name = "BYTES", requires = "cache_dir",
+        default_value_t = ByteSize(DataCacheConfig::default().disk_bytes))]
+    cache_disk_size: ByteSize,
+    /// Size of one cached block (K/M/G suffixes): a read of an uncached block fetches
+    /// the whole block.
+    #[arg(long, value_name = "BYTES", value_parser = parse_block_size,
+        default_value_t = ByteSize(DataCacheConfig::default().block_size))]
+    cache_block_size: ByteSize,
     /// Owner of every file and directory (default: the current user).
     #[arg(long)]
     uid: Option<u32>,
@@ -257,6 +275,15 @@ fn parse_part_size(text: &str) -> Result<ByteSize, String> {
             ByteSize(MAX_PART_SIZE)
         ))
     }
+}
+
+/// `--cache-block-size`: from 4K to 64M.
+fn parse_block_size(text: &str) -> Result<ByteSize, String> {
+    let size = ByteSize::from_str(text)?;
+    if !(4 * 1024..=64 * 1024 * 1024).contains(&size.0) {
+        return Err(format!("a cache block is from 4K to 64M, not {size}"));
+    }
+    Ok(size)
 }
 
 fn parse_count(text: &str) -> Result<usize, String> {
@@ -429,6 +456,23 @@ impl MountPlan {
             }
             config.staging_dir = Some(dir);
         }
+        let mut cache = DataCacheConfig::default().with_block_size(args.cache_block_size.0);
+        if let Some(bytes) = args.cache_memory {
+            cache = cache.with_memory(bytes.0);
+        }
+        if let Some(dir) = &args.cache_dir {
+            // Checked now, like the staging directory; the cache creates (and empties) only
+            // its own subdirectory in it.
+            let dir = std::path::absolute(dir)
+                .with_context(|| format!("invalid cache directory {dir:?}"))?;
+            let metadata = std::fs::metadata(&dir)
+                .with_context(|| format!("cache directory {}", dir.display()))?;
+            if !metadata.is_dir() {
+                bail!("cache directory {} is not a directory", dir.display());
+            }
+            cache = cache.with_disk(dir, args.cache_disk_size.0);
+        }
+        config.data_cache = cache;
         Ok(config)
     }
 
@@ -516,7 +560,7 @@ async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<Moun
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
             let store: Arc<dyn ObjectStore> = Arc::new(store);
             check_bucket(&store, bucket, &fs_config.prefix).await?;
-            S3Fs::new(store, fs_config.clone())
+            S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
         }
         None => {
             let buckets = S3Buckets::new(store_config)
@@ -570,7 +614,7 @@ fn all_buckets_vfs(
     provider: Arc<dyn BucketProvider>,
     config: FsConfig,
 ) -> anyhow::Result<Arc<dyn Vfs>> {
-    Ok(s3vfs::BucketsFs::new(provider, config))
+    Ok(s3vfs::BucketsFs::try_new(provider, config).context("cannot set up the data cache")?)
 }
 
 /// Waits for SIGINT, SIGTERM or an unmount from outside, then unmounts.
@@ -845,5 +889,63 @@ mod tests {
         let missing = staging.path().join("missing");
         let missing = missing.to_str().unwrap();
         assert!(p(&["s3vfs", "mount", "b", "/m", "--staging-dir", missing]).is_err());
+    }
+
+    #[test]
+    fn cache_flags_reach_the_file_system_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let p = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args)?;
+            let Command::Mount(args) = cli.command else {
+                bail!("not a mount command");
+            };
+            MountPlan::from_args(&args)?.fs_config(&args)
+        };
+        let off = p(&["s3vfs", "mount", "b", "/m"]).unwrap().data_cache;
+        assert!(!off.is_enabled());
+        assert_eq!(off, DataCacheConfig::default());
+
+        let memory = p(&["s3vfs", "mount", "b", "/m", "--cache-memory", "512M"]).unwrap();
+        assert_eq!(memory.data_cache.memory_bytes, 512 << 20);
+        assert_eq!(memory.data_cache.disk_dir, None);
+        assert!(memory.data_cache.is_enabled());
+
+        let disk = p(&["s3vfs", "mount", "b", "/m", "--cache-dir", dir_arg]).unwrap();
+        assert_eq!(disk.data_cache.disk_dir.as_deref(), Some(dir.path()));
+        assert_eq!(disk.data_cache.disk_bytes, 5 << 30, "5G by default");
+        assert_eq!(disk.data_cache.memory_bytes, 0);
+
+        let both = p(&[
+            "s3vfs",
+            "mount",
+            "b",
+            "/m",
+            "--cache-memory",
+            "64M",
+            "--cache-dir",
+            dir_arg,
+            "--cache-disk-size",
+            "20G",
+            "--cache-block-size",
+            "256K",
+        ])
+        .unwrap()
+        .data_cache;
+        assert_eq!(
+            both,
+            DataCacheConfig::default()
+                .with_memory(64 << 20)
+                .with_disk(dir.path(), 20 << 30)
+                .with_block_size(256 << 10)
+        );
+
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().unwrap();
+        let err = p(&["s3vfs", "mount", "b", "/m", "--cache-dir", missing]).unwrap_err();
+        assert!(format!("{err:#}").contains("cache directory"), "{err:#}");
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-disk-size", "1G"]).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-block-size", "1K"]).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-memory", "lots"]).is_err());
     }
 }

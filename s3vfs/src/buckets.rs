@@ -6,6 +6,7 @@
 //! numbers `b << BUCKET_SHIFT | n`, so the mapping is a pure function both ways and a
 //! number never changes meaning. Number 1 is the root of the bucket list.
 
+use crate::cache::{self, DataCache};
 use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
@@ -41,6 +42,8 @@ struct State {
 pub struct BucketsFs {
     provider: Arc<dyn BucketProvider>,
     config: FsConfig,
+    /// One data cache for every bucket (keys told apart by bucket name).
+    data_cache: Option<Arc<dyn DataCache>>,
     started: SystemTime,
     state: Mutex<State>,
 }
@@ -66,10 +69,34 @@ fn split(global: u64) -> (usize, u64) {
 
 impl BucketsFs {
     /// A root over `provider`; every bucket file system gets `config` (without a prefix).
+    /// A data cache that cannot be set up is logged and left out; use
+    /// [`try_new`](Self::try_new) to fail instead.
     pub fn new(provider: Arc<dyn BucketProvider>, config: FsConfig) -> Arc<Self> {
+        let data_cache = cache::from_config(&config.data_cache).unwrap_or_else(|err| {
+            tracing::error!("{err}; running without the data cache");
+            None
+        });
+        Self::assemble(provider, config, data_cache)
+    }
+
+    /// Like [`new`](Self::new), but fails if the data cache cannot be set up.
+    pub fn try_new(
+        provider: Arc<dyn BucketProvider>,
+        config: FsConfig,
+    ) -> Result<Arc<Self>, cache::CacheError> {
+        let data_cache = cache::from_config(&config.data_cache)?;
+        Ok(Self::assemble(provider, config, data_cache))
+    }
+
+    fn assemble(
+        provider: Arc<dyn BucketProvider>,
+        config: FsConfig,
+        data_cache: Option<Arc<dyn DataCache>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             provider,
             config: config.with_prefix(""),
+            data_cache,
             started: SystemTime::now(),
             state: Mutex::new(State {
                 next_root_handle: 1,
@@ -125,7 +152,7 @@ impl BucketsFs {
             .provider
             .bucket(name)
             .map_err(|e| VfsError::from_store(name, e))?;
-        let fs = S3Fs::new(store, self.config.clone());
+        let fs = S3Fs::build(store, self.config.clone(), self.data_cache.clone(), name);
         let mut state = self.lock();
         if let Some(&index) = state.by_name.get(name) {
             return Ok(index);

@@ -153,6 +153,18 @@ impl S3Vfs {
         }
     }
 
+    /// A file system over `store` whose reads are cached in `data_cache` (see
+    /// [`S3Fs::with_data_cache`]).
+    pub fn with_data_cache(
+        store: Arc<dyn ObjectStore>,
+        config: FsConfig,
+        data_cache: Arc<dyn crate::cache::DataCache>,
+    ) -> Self {
+        Self {
+            fs: S3Fs::with_data_cache(store, config, data_cache),
+        }
+    }
+
     /// Wraps an existing [`S3Fs`] (e.g. one also mounted through FUSE).
     pub fn from_fs(fs: Arc<S3Fs>) -> Self {
         Self { fs }

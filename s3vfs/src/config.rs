@@ -71,6 +71,72 @@ pub struct FsConfig {
     /// Bytes of read-ahead and upload buffers held at once across all open files; past
     /// it reads fetch only what is asked and writers wait for uploads to finish.
     pub memory_budget: u64,
+    /// The optional cache of object data (off by default).
+    pub data_cache: DataCacheConfig,
+}
+
+/// The optional data cache: blocks of objects kept in memory and/or in a local directory,
+/// so that re-reading an unchanged object costs no GET. Off when both sizes are zero (the
+/// default). See [`cache`](crate::cache).
+///
+/// ```
+/// use s3vfs::config::{DataCacheConfig, FsConfig};
+/// let config = FsConfig::default().with_data_cache(
+///     DataCacheConfig::default()
+///         .with_memory(256 * 1024 * 1024)
+///         .with_disk("/var/cache/s3vfs", 10 * 1024 * 1024 * 1024),
+/// );
+/// assert!(config.data_cache.is_enabled());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataCacheConfig {
+    /// Bytes of blocks kept in memory (0: no memory cache).
+    pub memory_bytes: u64,
+    /// Directory of the disk cache (`None`: no disk cache). The cache uses (and empties at
+    /// start) its own subdirectory `s3vfs-cache-v1` there.
+    pub disk_dir: Option<PathBuf>,
+    /// Bytes of block files kept in `disk_dir`, headers included (0: no disk cache).
+    pub disk_bytes: u64,
+    /// Size of one cached block, in bytes: a read of a missing block fetches the whole
+    /// block (the object's last block may be shorter).
+    pub block_size: u64,
+}
+
+impl Default for DataCacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 0,
+            disk_dir: None,
+            disk_bytes: 5 * 1024 * 1024 * 1024,
+            block_size: 1024 * 1024,
+        }
+    }
+}
+
+impl DataCacheConfig {
+    /// Whether any cache is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.memory_bytes > 0 || (self.disk_dir.is_some() && self.disk_bytes > 0)
+    }
+
+    /// Keeps up to `bytes` of blocks in memory.
+    pub fn with_memory(mut self, bytes: u64) -> Self {
+        self.memory_bytes = bytes;
+        self
+    }
+
+    /// Keeps up to `bytes` of blocks in `dir`.
+    pub fn with_disk(mut self, dir: impl Into<PathBuf>, bytes: u64) -> Self {
+        self.disk_dir = Some(dir.into());
+        self.disk_bytes = bytes;
+        self
+    }
+
+    /// Sets the block size in bytes (at least 1).
+    pub fn with_block_size(mut self, bytes: u64) -> Self {
+        self.block_size = bytes.max(1);
+        self
+    }
 }
 
 impl Default for FsConfig {
@@ -102,6 +168,7 @@ impl Default for FsConfig {
             staging_cap: 64 * 1024 * 1024 * 1024,
             rename_concurrency: 16,
             memory_budget: 512 * 1024 * 1024,
+            data_cache: DataCacheConfig::default(),
         }
     }
 }
@@ -150,6 +217,12 @@ impl FsConfig {
         self.read_part_size = part_size.max(64 * 1024);
         self.initial_read_window = initial_window.max(1);
         self.max_read_window = max_window.max(initial_window);
+        self
+    }
+
+    /// Sets the data cache.
+    pub fn with_data_cache(mut self, data_cache: DataCacheConfig) -> Self {
+        self.data_cache = data_cache;
         self
     }
 }

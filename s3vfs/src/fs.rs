@@ -9,6 +9,7 @@
 
 use crate::attrs::MAX_SYMLINK_TARGET;
 use crate::budget::MemoryBudget;
+use crate::cache::{self, CachingStore, DataCache};
 use crate::config::FsConfig;
 use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
@@ -112,8 +113,57 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl S3Fs {
-    /// A file system over `store`, rooted at `config.prefix`.
+    /// A file system over `store`, rooted at `config.prefix`, with the data cache
+    /// `config.data_cache` asks for. A disk cache that cannot be set up is logged and left
+    /// out; use [`try_new`](Self::try_new) to fail instead.
     pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Arc<Self> {
+        match cache::from_config(&config.data_cache) {
+            Ok(data_cache) => Self::build(store, config, data_cache, ""),
+            Err(err) => {
+                tracing::error!("{err}; running without the data cache");
+                Self::build(store, config, None, "")
+            }
+        }
+    }
+
+    /// Like [`new`](Self::new), but fails if the data cache cannot be set up (e.g. its
+    /// directory is not writable).
+    pub fn try_new(
+        store: Arc<dyn ObjectStore>,
+        config: FsConfig,
+    ) -> Result<Arc<Self>, cache::CacheError> {
+        let data_cache = cache::from_config(&config.data_cache)?;
+        Ok(Self::build(store, config, data_cache, ""))
+    }
+
+    /// A file system whose reads are cached in `data_cache` (any [`DataCache`]
+    /// implementation, in blocks of `config.data_cache.block_size` bytes), whatever the
+    /// sizes in `config.data_cache` say.
+    pub fn with_data_cache(
+        store: Arc<dyn ObjectStore>,
+        config: FsConfig,
+        data_cache: Arc<dyn DataCache>,
+    ) -> Arc<Self> {
+        Self::build(store, config, Some(data_cache), "")
+    }
+
+    /// A file system over `store`, its pinned reads cached in `data_cache` (if any) under
+    /// `scope` (what tells this store's keys from those of other stores sharing the cache).
+    pub(crate) fn build(
+        store: Arc<dyn ObjectStore>,
+        config: FsConfig,
+        data_cache: Option<Arc<dyn DataCache>>,
+        scope: &str,
+    ) -> Arc<Self> {
+        let store: Arc<dyn ObjectStore> = match data_cache {
+            Some(data_cache) => Arc::new(CachingStore::new(
+                store,
+                data_cache,
+                config.data_cache.block_size,
+                scope,
+            )),
+            None => store,
+        };
         let prefix = config.prefix.clone();
         let meta = MetaCache::new(config.metadata_ttl, config.negative_ttl);
         let budget = MemoryBudget::new(config.memory_budget);
@@ -137,7 +187,7 @@ impl S3Fs {
         &self.config
     }
 
-    /// The store underneath.
+    /// The store underneath (wrapped in a [`CachingStore`] when a data cache is on).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }

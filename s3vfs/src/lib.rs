@@ -15,6 +15,7 @@
 pub mod attrs;
 pub mod buckets;
 pub mod budget;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod dir;

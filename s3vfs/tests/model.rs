@@ -3,10 +3,15 @@
 //! names). After every step the result (success or errno) is the model's and the tree
 //! seen through the file system — names, kinds, contents, link targets — is the model's.
 //!
-//! `S3VFS_MODEL_CASES` sets the number of cases (default 1000).
+//! The same runs are repeated with every data-cache setting (memory, disk, both), with
+//! tiny blocks and caps so that blocks are split and evicted all the time.
+//!
+//! `S3VFS_MODEL_CASES` sets the number of cases (default 1000; a fifth of it per cache
+//! setting).
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use s3vfs::config::DataCacheConfig;
 use s3vfs::{FsConfig, S3Vfs};
 use s3vfs_testkit::model::{apply_to_vfs, strategies, walk, FsOp, ModelFs};
 use s3vfs_testkit::MemStore;
@@ -20,7 +25,32 @@ fn cases() -> u32 {
         .unwrap_or(1000)
 }
 
+/// The data cache settings the model runs with besides none.
+#[derive(Clone, Copy, Debug)]
+enum Cache {
+    None,
+    Memory,
+    Disk,
+    Both,
+}
+
+/// Tiny blocks (model contents are up to 24 bytes) and caps of a few blocks.
+fn cache_config(cache: Cache, dir: &std::path::Path) -> DataCacheConfig {
+    let base = DataCacheConfig::default().with_block_size(5);
+    match cache {
+        Cache::None => DataCacheConfig::default(),
+        Cache::Memory => base.with_memory(40),
+        Cache::Disk => base.with_disk(dir, 600),
+        Cache::Both => base.with_memory(20).with_disk(dir, 400),
+    }
+}
+
 fn run(ops: &[FsOp], ttl: Duration) -> Result<(), TestCaseError> {
+    run_with(ops, ttl, Cache::None)
+}
+
+fn run_with(ops: &[FsOp], ttl: Duration, cache: Cache) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,7 +59,9 @@ fn run(ops: &[FsOp], ttl: Duration) -> Result<(), TestCaseError> {
         let store = MemStore::new();
         let vfs = S3Vfs::new(
             Arc::new(store.clone()),
-            FsConfig::default().with_metadata_ttl(ttl),
+            FsConfig::default()
+                .with_metadata_ttl(ttl)
+                .with_data_cache(cache_config(cache, dir.path())),
         );
         let mut model = ModelFs::default();
         for (step, op) in ops.iter().enumerate() {
@@ -69,5 +101,32 @@ proptest! {
         ops in proptest::collection::vec(strategies::local_op(), 1..14)
     ) {
         run(&ops, Duration::from_secs(60))?;
+    }
+}
+
+fn any_cache() -> impl Strategy<Value = Cache> {
+    prop_oneof![Just(Cache::Memory), Just(Cache::Disk), Just(Cache::Both)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases((cases() / 5).max(1)))]
+
+    /// Every data-cache setting, with other clients changing the bucket: a cached block
+    /// must never outlive its object version.
+    #[test]
+    fn namespace_matches_model_with_every_data_cache(
+        ops in proptest::collection::vec(strategies::op(), 1..14),
+        cache in any_cache(),
+    ) {
+        run_with(&ops, Duration::ZERO, cache)?;
+    }
+
+    /// Every data-cache setting, alone on the bucket with long-lived caches.
+    #[test]
+    fn namespace_matches_model_with_every_data_cache_and_caches(
+        ops in proptest::collection::vec(strategies::local_op(), 1..14),
+        cache in any_cache(),
+    ) {
+        run_with(&ops, Duration::from_secs(60), cache)?;
     }
 }

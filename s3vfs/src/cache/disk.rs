@@ -1,0 +1,381 @@
+//! [`DiskCache`]: one checksummed file per block in a directory, within a byte cap.
+//!
+//! The cache owns the subdirectory [`SUBDIR`] of the directory it is given, and empties it
+//! when created: nothing survives a restart, so there is no stale state to trust. The
+//! index of files (an LRU by total bytes) lives in memory; a file is added to it only once
+//! it is written whole (written under a temporary name, then renamed). Reads check the
+//! whole header and the CRC-32C of the data: a bad file is logged, deleted and a miss.
+//! Disk errors (full disk, permissions) only mean the block is not cached. File I/O runs
+//! on tokio's blocking threads.
+
+use super::block_file;
+use super::{BlockId, CacheError, CacheStats, Counters, DataCache};
+use async_trait::async_trait;
+use bytes::Bytes;
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The subdirectory of the configured directory that the cache owns (and empties).
+pub const SUBDIR: &str = "s3vfs-cache-v1";
+
+/// Blocks on disk within a byte cap (file headers included).
+#[derive(Debug)]
+pub struct DiskCache {
+    root: PathBuf,
+    cap: u64,
+    state: Mutex<State>,
+    counters: Counters,
+    next_temp: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Block → size of its file.
+    files: LruCache<BlockId, u64>,
+    bytes: u64,
+}
+
+impl DiskCache {
+    /// A cache in `dir/s3vfs-cache-v1/` of at most `cap` bytes; that subdirectory is
+    /// emptied (or created, with `dir` if needed) now.
+    pub fn new(dir: &Path, cap: u64) -> Result<Self, CacheError> {
+        let root = dir.join(SUBDIR);
+        let fail = |source| CacheError::Directory {
+            path: root.clone(),
+            source,
+        };
+        match std::fs::remove_dir_all(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(e)),
+        }
+        std::fs::create_dir_all(&root).map_err(fail)?;
+        // A directory we cannot write to is better refused now than on every block.
+        let probe = root.join(".probe");
+        std::fs::write(&probe, b"").map_err(fail)?;
+        std::fs::remove_file(&probe).map_err(fail)?;
+        tracing::debug!(root = %root.display(), cap, "disk cache emptied");
+        Ok(Self {
+            root,
+            cap,
+            state: Mutex::new(State {
+                files: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            counters: Counters::default(),
+            next_temp: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory holding the block files.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The byte cap.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Where block `id` is kept: named by a SHA-256 of the whole id, in one of 256
+    /// subdirectories so that no directory grows huge.
+    pub fn path_of(&self, id: &BlockId) -> PathBuf {
+        let mut hasher = Sha256::new();
+        for part in [
+            id.scope.as_bytes(),
+            id.key.as_str().as_bytes(),
+            id.etag.as_str().as_bytes(),
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(id.index.to_le_bytes());
+        let name = hex::encode(hasher.finalize());
+        self.root.join(&name[..2]).join(name)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Updates keep `bytes` in step with `files` within one critical section.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets block `id` (its file is gone or bad).
+    fn forget(&self, id: &BlockId) {
+        let mut state = self.lock();
+        if let Some(size) = state.files.pop(id) {
+            state.bytes -= size;
+        }
+    }
+
+    /// Deletes the files of evicted blocks.
+    async fn delete_files(&self, paths: Vec<PathBuf>) {
+        if paths.is_empty() {
+            return;
+        }
+        let deleted = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot delete an evicted cache block");
+                    }
+                }
+            }
+        })
+        .await;
+        if let Err(e) = deleted {
+            tracing::warn!(error = %e, "cache eviction task failed");
+        }
+    }
+}
+
+/// Writes `contents` to `path` atomically, through a temporary file next to it.
+fn write_atomically(path: &Path, temp: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let written = std::fs::write(temp, contents).and_then(|()| std::fs::rename(temp, path));
+    if written.is_err() {
+        // Best effort: a failed write must not leave a partial file behind.
+        let _ = std::fs::remove_file(temp);
+    }
+    written
+}
+
+#[async_trait]
+impl DataCache for DiskCache {
+    async fn get(&self, id: &BlockId) -> Option<Bytes> {
+        if self.lock().files.get(id).is_none() {
+            self.counters.miss();
+            return None;
+        }
+        let path = self.path_of(id);
+        let read_path = path.clone();
+        let read = tokio::task::spawn_blocking(move || std::fs::read(read_path)).await;
+        let failure = match read {
+            Ok(Ok(file)) => match block_file::decode(id, Bytes::from(file)) {
+                Ok(data) => {
+                    self.counters.hit();
+                    return Some(data);
+                }
+                Err(e) => {
+                    self.counters.corrupt();
+                    tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
+                        "damaged block in the data cache; dropped");
+                    e.to_string()
+                }
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
+                    "cannot read a block of the data cache; dropped");
+                e.to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(reason = failure, "data cache miss after a failed read");
+        self.forget(id);
+        self.delete_files(vec![path]).await;
+        self.counters.miss();
+        None
+    }
+
+    async fn put(&self, id: BlockId, data: Bytes) {
+        let contents = block_file::encode(&id, &data);
+        let size = contents.len() as u64;
+        if size > self.cap {
+            self.counters.rejected();
+            return;
+        }
+        let path = self.path_of(&id);
+        let temp = self.root.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_temp.fetch_add(1, Ordering::Relaxed)
+        ));
+        let target = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || write_atomically(&target, &temp, &contents)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.counters.rejected();
+                tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
+                    "cannot write a block to the data cache; not cached");
+                return;
+            }
+            Err(e) => {
+                self.counters.rejected();
+                tracing::warn!(error = %e, "data cache write task failed");
+                return;
+            }
+        }
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.lock();
+            if let Some(old) = state.files.put(id.clone(), size) {
+                state.bytes -= old;
+            }
+            state.bytes += size;
+            while state.bytes > self.cap {
+                let Some((old_id, old_size)) = state.files.pop_lru() else {
+                    break;
+                };
+                state.bytes -= old_size;
+                evicted.push(old_id);
+            }
+        }
+        self.counters.insert();
+        self.counters.evicted(evicted.len() as u64);
+        let paths = evicted.iter().map(|old| self.path_of(old)).collect();
+        self.delete_files(paths).await;
+    }
+
+    fn stats(&self) -> CacheStats {
+        let state = self.lock();
+        self.counters
+            .snapshot(state.bytes, state.files.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::test_id;
+
+    fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(d) = pending.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                } else {
+                    out.push((entry.path(), meta.len()));
+                }
+            }
+        }
+        out
+    }
+
+    fn block(n: usize, fill: u8) -> Bytes {
+        Bytes::from(vec![fill; n])
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let data = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
+        cache.put(test_id("a/b", 3), data.clone()).await;
+        assert_eq!(cache.get(&test_id("a/b", 3)).await, Some(data));
+        assert_eq!(cache.get(&test_id("a/b", 4)).await, None);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.blocks), (1, 1, 1));
+        assert_eq!(files_under(cache.root()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_the_directory_under_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 10_000;
+        let cache = DiskCache::new(dir.path(), cap).unwrap();
+        for i in 0..40u64 {
+            cache.put(test_id("k", i), block(1000, i as u8)).await;
+            let on_disk: u64 = files_under(cache.root()).iter().map(|(_, n)| n).sum();
+            assert!(on_disk <= cap, "{on_disk} bytes on disk after block {i}");
+            assert_eq!(on_disk, cache.stats().bytes);
+        }
+        assert!(cache.stats().evictions > 0);
+        assert_eq!(cache.get(&test_id("k", 0)).await, None, "oldest evicted");
+        assert_eq!(cache.get(&test_id("k", 39)).await, Some(block(1000, 39)));
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_is_a_miss_and_the_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let id = test_id("k", 0);
+        cache.put(id.clone(), block(4096, 7)).await;
+        let path = cache.path_of(&id);
+        let mut file = std::fs::read(&path).unwrap();
+        let last = file.len() - 100;
+        file[last] ^= 1;
+        std::fs::write(&path, file).unwrap();
+        assert_eq!(cache.get(&id).await, None);
+        assert!(!path.exists(), "damaged file removed");
+        assert_eq!(cache.stats().corrupt, 1);
+        assert_eq!(cache.stats().bytes, 0);
+        // And the block can be cached again.
+        cache.put(id.clone(), block(4096, 7)).await;
+        assert_eq!(cache.get(&id).await, Some(block(4096, 7)));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_or_missing_file_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let (a, b) = (test_id("k", 0), test_id("k", 1));
+        cache.put(a.clone(), block(4096, 1)).await;
+        cache.put(b.clone(), block(4096, 2)).await;
+        let file = std::fs::read(cache.path_of(&a)).unwrap();
+        std::fs::write(cache.path_of(&a), &file[..file.len() - 1]).unwrap();
+        std::fs::remove_file(cache.path_of(&b)).unwrap();
+        assert_eq!(cache.get(&a).await, None);
+        assert_eq!(cache.get(&b).await, None);
+        assert!(!cache.path_of(&a).exists());
+        assert_eq!(cache.stats().blocks, 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_of_another_block_is_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let (a, b) = (test_id("k", 0), test_id("k", 1));
+        cache.put(a.clone(), block(10, 1)).await;
+        cache.put(b.clone(), block(10, 2)).await;
+        std::fs::copy(cache.path_of(&a), cache.path_of(&b)).unwrap();
+        assert_eq!(cache.get(&b).await, None);
+        assert_eq!(cache.get(&a).await, Some(block(10, 1)));
+    }
+
+    #[tokio::test]
+    async fn creation_empties_only_its_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), b"not ours").unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        cache.put(test_id("k", 0), block(100, 1)).await;
+        let stale = cache.root().join("leftover");
+        std::fs::write(&stale, b"old").unwrap();
+        drop(cache);
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        assert!(files_under(cache.root()).is_empty());
+        assert_eq!(cache.get(&test_id("k", 0)).await, None);
+        assert_eq!(
+            std::fs::read(dir.path().join("keep.txt")).unwrap(),
+            b"not ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_directory_is_an_error_and_disk_errors_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"x").unwrap();
+        let err = DiskCache::new(&not_a_dir, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("s3vfs-cache-v1"), "{err}");
+
+        // The directory vanishes (or the disk fails) after creation: nothing is cached,
+        // nothing panics.
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        std::fs::remove_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.root(), b"now a file").unwrap();
+        cache.put(test_id("k", 0), block(100, 1)).await;
+        assert_eq!(cache.get(&test_id("k", 0)).await, None);
+        assert_eq!(cache.stats().rejected, 1);
+        assert_eq!(cache.stats().bytes, 0);
+    }
+}
