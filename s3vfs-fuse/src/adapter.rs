@@ -63,6 +63,10 @@ pub struct AdapterConfig {
     /// Directory entries asked of the core per `readdir`; what does not fit the kernel's
     /// buffer is asked again from the next offset.
     pub readdir_batch: usize,
+    /// Serve extended attributes. Off, every xattr call is answered `ENOSYS` once and the
+    /// kernel stops asking (applications then get `EOPNOTSUPP`): `ls -l` no longer pays
+    /// two round trips per entry (its `security.selinux` and ACL queries).
+    pub xattrs: bool,
 }
 
 impl Default for AdapterConfig {
@@ -74,6 +78,7 @@ impl Default for AdapterConfig {
             max_write: 1024 * 1024,
             max_background: 64,
             readdir_batch: 256,
+            xattrs: true,
         }
     }
 }
@@ -88,6 +93,12 @@ impl AdapterConfig {
     /// Sets how long attributes from listings are cached by the kernel.
     pub fn with_listing_ttl(mut self, ttl: Duration) -> Self {
         self.listing_ttl = ttl;
+        self
+    }
+
+    /// Enables or disables extended attributes (see [`AdapterConfig::xattrs`]).
+    pub fn with_xattrs(mut self, enabled: bool) -> Self {
+        self.xattrs = enabled;
         self
     }
 
@@ -759,6 +770,9 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         position: u32,
         reply: ReplyEmpty,
     ) {
+        if !self.config.xattrs {
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         if position != 0 {
             return reply.error(Errno::EINVAL);
         }
@@ -790,6 +804,10 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         use std::os::unix::ffi::OsStrExt;
+        if !self.config.xattrs {
+            reply.error(Errno::from_i32(libc::ENOSYS));
+            return;
+        }
         // `ls -l` asks for security.* and system.* names of every entry: the core has no
         // value for any name outside `user.`, so answer at once, without a task.
         if !s3vfs::attrs::is_user_xattr(name.as_bytes()) {
@@ -805,6 +823,10 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.config.xattrs {
+            reply.error(Errno::from_i32(libc::ENOSYS));
+            return;
+        }
         let vfs = self.vfs.clone();
         let call = async move { vfs.listxattr(Ino(ino.0)).await };
         self.run(
@@ -824,6 +846,10 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.config.xattrs {
+            reply.error(Errno::from_i32(libc::ENOSYS));
+            return;
+        }
         let vfs = self.vfs.clone();
         let name: OsString = name.to_owned();
         let call = async move { vfs.removexattr(Ino(ino.0), &name).await };

@@ -11,6 +11,7 @@ use common::{
     TestMount, MIB,
 };
 use s3vfs_fuse::local::pseudo_random;
+use s3vfs_fuse::{AdapterConfig, MountOptions};
 use s3vfs_testkit::MemStore;
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -326,4 +327,38 @@ fn setfattr_and_getfattr_keep_extended_attributes() {
     assert!(dump.contains("user.color=\"green\""), "{dump}");
     assert!(!dump.contains("user.size"), "{dump}");
     assert_eq!(fs::read(fresh.path("f.txt")).unwrap(), b"content");
+}
+
+#[test]
+fn without_xattrs_the_kernel_is_told_once_and_ls_still_works() {
+    let store = MemStore::new();
+    store.insert("d/a.txt", "a");
+    store.insert("d/b.txt", "bb");
+    let options = MountOptions {
+        adapter: AdapterConfig::default().with_xattrs(false),
+        ..MountOptions::default()
+    };
+    let mount = TestMount::with(store.clone(), common::write_config(), options);
+    let file = mount.path("d/a.txt");
+    // Every xattr call fails with "not supported", the user namespace included, and
+    // nothing reaches the bucket.
+    let err = setxattr(&file, "user.color", b"blue", 0).unwrap_err();
+    assert_eq!(errno(&err), libc::EOPNOTSUPP);
+    let err = setxattr(&file, "user.color", b"blue", 0).unwrap_err();
+    assert_eq!(errno(&err), libc::EOPNOTSUPP);
+    let got = run_status(Command::new("getfattr").arg("-d").arg(&file));
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(
+        !got.status.success() || got.stdout.is_empty(),
+        "getfattr found attributes: {stderr}"
+    );
+    let meta = store.meta("d/a.txt").expect("d/a.txt is in the bucket");
+    assert!(meta.user_metadata.is_empty(), "{:?}", meta.user_metadata);
+    // The rest of the file system is unaffected.
+    let listing = run_stdout(Command::new("ls").args(["-l"]).arg(mount.path("d")));
+    assert!(
+        listing.contains("a.txt") && listing.contains("b.txt"),
+        "{listing}"
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "a");
 }
