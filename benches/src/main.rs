@@ -1,7 +1,8 @@
 //! `s3vfs-bench`: s3vfs (library and FUSE mount) against raw aws-sdk-s3 on the same
 //! endpoint, in one run, for every figure of the performance issue:
 //!
-//! 1. sequential read of one large object ([`seqread`]);
+//! 1. sequential read of one large object ([`seqread`]; re-reads through a data cache:
+//!    [`cacheread`]);
 //! 2. sequential write of one large object until durable ([`seqwrite`]);
 //! 3. random 4 KiB reads at queue depth 1 and 8 ([`randread`], run by [`seqread`]);
 //! 4. creating many small files, 5. `ls -l` of a large directory, 6. `mv` of a directory
@@ -14,6 +15,7 @@
 //! number is ever printed that was not measured. Mounts are unmounted on every path.
 
 mod bucket;
+mod cacheread;
 mod endpoint;
 mod measure;
 mod memory;
@@ -107,6 +109,11 @@ struct Args {
     /// Skip the 128 KiB reads of the in-process mount.
     #[arg(long)]
     no_small_reads: bool,
+    /// Skip item 1's data cache rows (the library reading the object twice through a
+    /// memory cache, then a disk cache in a temporary directory, each of the object's size
+    /// + 64 MiB).
+    #[arg(long)]
+    no_cache_rows: bool,
     /// Override the library's read-ahead part size (FsConfig::read_part_size), e.g. 8M.
     #[arg(long, value_parser = parse_size)]
     read_part_size: Option<u64>,
@@ -164,6 +171,8 @@ pub struct Plan {
     /// Measure through FUSE at all.
     pub fuse: bool,
     pub no_small_reads: bool,
+    /// Measure item 1's re-reads through a data cache.
+    pub cache_rows: bool,
     pub read_part_size: Option<u64>,
     pub initial_read_window: Option<u64>,
     pub max_read_window: Option<u64>,
@@ -200,6 +209,7 @@ impl Plan {
             others: !args.no_others,
             fuse: !args.no_fuse,
             no_small_reads: args.no_small_reads,
+            cache_rows: !args.no_cache_rows,
             read_part_size: args.read_part_size,
             initial_read_window: args.initial_read_window,
             max_read_window: args.max_read_window,

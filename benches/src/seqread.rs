@@ -5,8 +5,10 @@
 //! Readers: raw aws-sdk-s3 (the reference: parallel ranged GETs; and one single GET), the
 //! library, the same library mounted in this process (with GET counts), and mounts served by
 //! other processes: the `s3vfs` binary, s3fs and rclone. A reader that fails is reported
-//! failed and left out of later rounds; the others go on.
+//! failed and left out of later rounds; the others go on. After them, the library's re-reads
+//! through a data cache ([`cacheread`]).
 
+use crate::cacheread;
 use crate::measure;
 use crate::randread;
 use crate::report::{self, Latency, Report, Throughput};
@@ -268,6 +270,22 @@ async fn measure_all(report: &mut Report, setup: &Setup<'_>, read: bool, rand: b
     let result = async {
         if read {
             sequential(report, setup, &tool_files).await?;
+            if ctx.plan.cache_rows {
+                let reference = report
+                    .throughput
+                    .iter()
+                    .find(|row| row.reference)
+                    .map_or(Cell::Failed("no reference".to_owned()), cacheread::cell);
+                cacheread::run(
+                    ctx,
+                    report,
+                    &setup.store,
+                    &setup.fs_config,
+                    object,
+                    reference,
+                )
+                .await;
+            }
         }
         if rand {
             let s3vfs_file = tool_files

@@ -31,6 +31,9 @@ pub enum LocalError {
     /// The S3 client for the local endpoint could not be built.
     #[error("cannot create the S3 client for the local endpoint: {0}")]
     Client(#[from] s3vfs::store::StoreError),
+    /// The data cache `FsConfig::data_cache` asks for could not be set up.
+    #[error(transparent)]
+    Cache(#[from] s3vfs::cache::CacheError),
     /// Mounting failed.
     #[error(transparent)]
     Mount(#[from] MountError),
@@ -129,7 +132,8 @@ impl LocalS3 {
     ///
     /// # Errors
     ///
-    /// When the client cannot be built or the mount fails.
+    /// When the client cannot be built, the data cache cannot be set up (like the `s3vfs`
+    /// binary, a cache asked for is never silently left out) or the mount fails.
     pub async fn mount(
         &self,
         config: FsConfig,
@@ -137,7 +141,7 @@ impl LocalS3 {
         options: &MountOptions,
     ) -> Result<MountGuard, LocalError> {
         let ttl = config.metadata_ttl;
-        let vfs = S3Fs::new(self.connect().await?, config);
+        let vfs = S3Fs::try_new(self.connect().await?, config)?;
         let runtime = tokio::runtime::Handle::current();
         let mut options = options.clone();
         options.adapter.listing_ttl = ttl;

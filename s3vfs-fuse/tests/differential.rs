@@ -7,7 +7,9 @@
 //! fsync, fchmod and close on up to four open descriptors; rename, unlink, mkdir, rmdir,
 //! chmod, readdir and stat by name. Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
-//! directories, remove non-empty directories). Knobs, for longer runs:
+//! directories, remove non-empty directories). The test runs once per data cache setting
+//! (none, memory, disk, both; small blocks and caps, so blocks are evicted). Knobs, for
+//! longer runs:
 //! - `S3VFS_DIFF_CASES`: number of seeds (default 3);
 //! - `S3VFS_DIFF_OPS`: operations per seed (default 200);
 //! - `S3VFS_DIFF_SEED`: the first seed (default 1), to replay a failure.
@@ -18,7 +20,7 @@
 
 mod common;
 
-use common::{assert_same_tree, read_at, snapshot, TestMount};
+use common::{assert_same_tree, read_at, snapshot, test_with_every_cache, CacheSetting, TestMount};
 use s3vfs_testkit::MemStore;
 use std::ffi::CString;
 use std::fmt;
@@ -448,11 +450,11 @@ fn env_number(name: &str, default: u64) -> u64 {
     }
 }
 
-/// Runs `ops` random operations of `seed` on both sides; panics at the first difference
-/// with the seed and the operations that led to it.
-fn run_case(seed: u64, ops: u64) {
+/// Runs `ops` random operations of `seed` on both sides, the mount with the data cache
+/// `cache`; panics at the first difference with the seed and the operations that led to it.
+fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
     let local_dir = tempfile::tempdir().expect("a temporary directory");
-    let mount = TestMount::writable(MemStore::new());
+    let mount = TestMount::cached(MemStore::new(), common::write_config(), cache);
     let mut local = Side {
         root: local_dir.path().to_owned(),
         handles: Vec::new(),
@@ -473,8 +475,8 @@ fn run_case(seed: u64, ops: u64) {
     let fail = |history: &[String], what: String| -> ! {
         let start = history.len().saturating_sub(40);
         panic!(
-            "seed {seed}: {what}\nlast operations (replay with S3VFS_DIFF_SEED={seed} \
-             S3VFS_DIFF_CASES=1):\n{}",
+            "seed {seed}, {cache:?}: {what}\nlast operations (replay with \
+             S3VFS_DIFF_SEED={seed} S3VFS_DIFF_CASES=1):\n{}",
             history[start..].join("\n")
         );
     };
@@ -507,7 +509,8 @@ fn run_case(seed: u64, ops: u64) {
     }
     let expected = snapshot(&local.root);
     eprintln!(
-        "seed {seed}: {succeeded} calls succeeded and {failed} failed alike; {} entries at the end",
+        "seed {seed}, {cache:?}: {succeeded} calls succeeded and {failed} failed alike; \
+         {} entries at the end",
         expected.len()
     );
     assert_same_tree(&snapshot(&mounted.root), &expected);
@@ -515,15 +518,16 @@ fn run_case(seed: u64, ops: u64) {
     assert_same_tree(&snapshot(fresh.root()), &expected);
 }
 
-#[test]
-fn random_syscalls_match_a_local_directory() {
+fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
     let cases = env_number("S3VFS_DIFF_CASES", 3);
     let ops = env_number("S3VFS_DIFF_OPS", 200);
     let first = env_number("S3VFS_DIFF_SEED", 1);
     for seed in first..first + cases {
-        run_case(seed, ops);
+        run_case(seed, ops, cache);
     }
 }
+
+test_with_every_cache!(random_syscalls_match_a_local_directory);
 
 #[test]
 fn the_generator_is_deterministic() {

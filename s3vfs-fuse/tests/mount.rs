@@ -1,10 +1,11 @@
 //! Real FUSE mounts of a bucket served over loopback HTTP: what `ls`, `stat` and `cat` see,
 //! reads at odd offsets, large directories, shadowing, hidden keys, objects replaced while
-//! open, changes refused by a read-only mount, and the `s3vfs` binary itself.
+//! open, changes refused by a read-only mount, and the `s3vfs` binary itself. The read
+//! tests run with every data cache setting.
 
 mod common;
 
-use common::{errno, read_at, TestMount, MIB};
+use common::{errno, read_at, test_with_every_cache, CacheSetting, TestMount, MIB};
 use s3vfs::FsConfig;
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::MountOptions;
@@ -103,14 +104,13 @@ fn ls_stat_and_cat_show_the_bucket() {
     );
 }
 
-#[test]
-fn reads_at_odd_offsets_match_the_object() {
+fn reads_at_odd_offsets_match_the_object(cache: CacheSetting) {
     // Three read parts of 8 MiB and a bit, so reads cross part boundaries.
     let len = 2 * 8 * MIB as usize + 4321;
     let data = pseudo_random(len, 42);
     let store = MemStore::new();
     store.insert("big.bin", data.clone());
-    let mount = TestMount::new(store);
+    let mount = TestMount::cached(store, FsConfig::default(), cache);
     let file = File::open(mount.path("big.bin")).unwrap();
     assert_eq!(file.metadata().unwrap().len(), len as u64);
 
@@ -160,6 +160,8 @@ fn reads_at_odd_offsets_match_the_object() {
     // And the whole file, as `cat` reads it.
     assert!(fs::read(mount.path("big.bin")).unwrap() == data);
 }
+
+test_with_every_cache!(reads_at_odd_offsets_match_the_object);
 
 #[test]
 fn a_directory_of_ten_thousand_entries_lists_each_once() {
@@ -533,13 +535,12 @@ fn the_mount_binary_passes_its_write_flags_on() {
     runtime.block_on(local.stop());
 }
 
-#[test]
-fn a_file_changed_elsewhere_is_read_afresh_on_the_next_open() {
+fn a_file_changed_elsewhere_is_read_afresh_on_the_next_open(cache: CacheSetting) {
     // No metadata caching, so the next open sees the new object at once; the new version
     // has the same size and modification time, so only the open can tell the kernel that
     // its cached pages are stale.
     let config = common::write_config().with_metadata_ttl(Duration::ZERO);
-    let mount = TestMount::with(MemStore::new(), config, MountOptions::default());
+    let mount = TestMount::cached(MemStore::new(), config, cache);
     let path = mount.path("same-size.txt");
     fs::write(&path, "version one").unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"version one");
@@ -548,3 +549,5 @@ fn a_file_changed_elsewhere_is_read_afresh_on_the_next_open() {
     mount.store().set_last_modified("same-size.txt", mtime);
     assert_eq!(fs::read(&path).unwrap(), b"version two");
 }
+
+test_with_every_cache!(a_file_changed_elsewhere_is_read_afresh_on_the_next_open);

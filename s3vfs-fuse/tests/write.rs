@@ -1,11 +1,15 @@
 //! Writing through a real FUSE mount: what `write`, `close` and `fsync` leave in the
 //! bucket, byte for byte; streamed multipart uploads; O_TRUNC, O_APPEND, pwrite and
 //! ftruncate; reading back before close; failed uploads reported by close(2) and fsync(2)
-//! with the old object left intact; conflicting writers; the guard-rail flags.
+//! with the old object left intact; conflicting writers; the guard-rail flags. Overwrites
+//! read back are checked with every data cache setting.
 
 mod common;
 
-use common::{close, errno, read_at, write_config, TestMount, MIB, WRITE_PART_SIZE};
+use common::{
+    close, errno, read_at, test_with_every_cache, write_config, CacheSetting, TestMount, MIB,
+    WRITE_PART_SIZE,
+};
 use s3vfs::store::{StoreError, StoreErrorKind};
 use s3vfs_fuse::local::pseudo_random;
 use s3vfs_fuse::MountOptions;
@@ -77,12 +81,11 @@ fn a_large_sequential_write_is_uploaded_exactly() {
     );
 }
 
-#[test]
-fn o_trunc_overwrites_and_o_append_appends() {
+fn o_trunc_overwrites_and_o_append_appends(cache: CacheSetting) {
     let store = MemStore::new();
     store.insert("trunc.txt", "the old content, longer than the new one");
     store.insert("log.txt", "one\n");
-    let mount = TestMount::writable(store);
+    let mount = TestMount::cached(store, write_config(), cache);
 
     let mut file = OpenOptions::new()
         .write(true)
@@ -121,12 +124,13 @@ fn o_trunc_overwrites_and_o_append_appends() {
     assert_eq!(mount.object("log.txt"), b"one\ntwo\nthree\nfour\nfive\n");
 }
 
-#[test]
-fn pwrites_are_read_back_before_and_after_close() {
+test_with_every_cache!(o_trunc_overwrites_and_o_append_appends);
+
+fn pwrites_are_read_back_before_and_after_close(cache: CacheSetting) {
     let base = pseudo_random(3 * MIB as usize, 11);
     let store = MemStore::new();
     store.insert("data.bin", base.clone());
-    let mount = TestMount::writable(store);
+    let mount = TestMount::cached(store, write_config(), cache);
     let path = mount.path("data.bin");
     let mut expected = base.to_vec();
     let writes: &[(u64, usize)] = &[
@@ -170,6 +174,8 @@ fn pwrites_are_read_back_before_and_after_close() {
     assert!(fs::read(&path).unwrap() == expected);
     assert!(fs::read(mount.fresh_mount().path("data.bin")).unwrap() == expected);
 }
+
+test_with_every_cache!(pwrites_are_read_back_before_and_after_close);
 
 #[test]
 fn ftruncate_shrinks_and_grows() {

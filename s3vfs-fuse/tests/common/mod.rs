@@ -6,15 +6,20 @@
 //! multi-threaded runtime, so the test thread can make blocking file system calls into the
 //! mount. Failing to mount panics with the reason, and so does a missing tool: these tests
 //! never skip. Dropping the harness unmounts, also while a failed test unwinds.
+//!
+//! Tests that must hold with every data cache setting take a [`CacheSetting`] and are run
+//! once per setting by [`test_with_every_cache!`]; the caches are small, in small blocks,
+//! so that reads cross block boundaries and blocks are evicted.
 
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
+use s3vfs::config::DataCacheConfig;
 use s3vfs::store::ObjectStore;
 use s3vfs::FsConfig;
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{MountGuard, MountOptions};
-use s3vfs_testkit::fault::FaultStore;
+use s3vfs_testkit::fault::{CountingStore, FaultStore};
 use s3vfs_testkit::MemStore;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -46,6 +51,88 @@ pub fn write_config() -> FsConfig {
     }
 }
 
+/// Block size of the tests' data caches, in bytes: small, so that reads cross many block
+/// boundaries (and not smaller, so that a 16 MiB file is a thousand block files, not four).
+pub const CACHE_BLOCK_SIZE: u64 = 16 * 1024;
+
+/// Byte cap of the tests' memory caches: less than the files of a few hundred KiB the
+/// tests read, so that blocks are evicted.
+pub const CACHE_MEMORY_CAP: u64 = 128 * 1024;
+
+/// Byte cap of the tests' disk caches (block file headers included): larger than the
+/// memory cap, so that with both the disk holds blocks memory dropped, yet small enough to
+/// evict too.
+pub const CACHE_DISK_CAP: u64 = 512 * 1024;
+
+/// Which data cache a test mount runs with. The disk cache lives in the mount's own
+/// temporary directory, so no two mounts share one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheSetting {
+    /// No data cache: the test's own configuration, unchanged.
+    Off,
+    /// [`CACHE_MEMORY_CAP`] bytes in memory.
+    Memory,
+    /// [`CACHE_DISK_CAP`] bytes on disk.
+    Disk,
+    /// Both, memory in front of disk.
+    MemoryAndDisk,
+}
+
+impl CacheSetting {
+    /// Whether a data cache is on.
+    pub fn is_on(self) -> bool {
+        self != CacheSetting::Off
+    }
+
+    /// `config` with this data cache, its disk part (if any) in `dir`.
+    pub fn apply(self, config: FsConfig, dir: &Path) -> FsConfig {
+        let cache = DataCacheConfig::default().with_block_size(CACHE_BLOCK_SIZE);
+        let cache = match self {
+            CacheSetting::Off => return config,
+            CacheSetting::Memory => cache.with_memory(CACHE_MEMORY_CAP),
+            CacheSetting::Disk => cache.with_disk(dir, CACHE_DISK_CAP),
+            CacheSetting::MemoryAndDisk => cache
+                .with_memory(CACHE_MEMORY_CAP)
+                .with_disk(dir, CACHE_DISK_CAP),
+        };
+        config.with_data_cache(cache)
+    }
+}
+
+/// Runs each named function, which takes a [`CacheSetting`], as four tests, one per
+/// setting: `NAME::no_cache`, `NAME::memory_cache`, `NAME::disk_cache` and
+/// `NAME::memory_and_disk_cache` (so `cargo test NAME` still runs them all).
+#[allow(unused_macros)]
+macro_rules! test_with_every_cache {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use crate::common::CacheSetting;
+
+            #[test]
+            fn no_cache() {
+                super::$name(CacheSetting::Off)
+            }
+
+            #[test]
+            fn memory_cache() {
+                super::$name(CacheSetting::Memory)
+            }
+
+            #[test]
+            fn disk_cache() {
+                super::$name(CacheSetting::Disk)
+            }
+
+            #[test]
+            fn memory_and_disk_cache() {
+                super::$name(CacheSetting::MemoryAndDisk)
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use test_with_every_cache;
+
 /// A mounted test bucket.
 pub struct TestMount {
     // Dropped in this order after `Drop::drop` unmounted: the endpoint needs the runtime.
@@ -55,6 +142,7 @@ pub struct TestMount {
     mountpoint: PathBuf,
     config: FsConfig,
     options: MountOptions,
+    cache: CacheSetting,
     _dir: TempDir,
 }
 
@@ -73,6 +161,30 @@ impl TestMount {
     pub fn with(store: MemStore, config: FsConfig, options: MountOptions) -> Self {
         let served = Arc::new(store.clone());
         Self::serving(store, served, config, options)
+    }
+
+    /// Mounts `store` with `config`, the default mount options and the data cache `cache`.
+    pub fn cached(store: MemStore, config: FsConfig, cache: CacheSetting) -> Self {
+        let served = Arc::new(store.clone());
+        Self::start(store, served, config, MountOptions::default(), cache)
+    }
+
+    /// Mounts `store` with `config` and the data cache `cache`, the endpoint serving it
+    /// through a [`CountingStore`]: what the mount asked of the bucket.
+    pub fn counted(
+        store: MemStore,
+        config: FsConfig,
+        cache: CacheSetting,
+    ) -> (Self, CountingStore) {
+        let counting = CountingStore::new(Arc::new(store.clone()));
+        let mount = Self::start(
+            store,
+            Arc::new(counting.clone()),
+            config,
+            MountOptions::default(),
+            cache,
+        );
+        (mount, counting)
     }
 
     /// Mounts `store` with `config`, the endpoint serving it through a [`FaultStore`] that
@@ -96,6 +208,17 @@ impl TestMount {
         config: FsConfig,
         options: MountOptions,
     ) -> Self {
+        Self::start(store, served, config, options, CacheSetting::Off)
+    }
+
+    /// [`serving`](Self::serving) with the data cache `cache`.
+    fn start(
+        store: MemStore,
+        served: Arc<dyn ObjectStore>,
+        config: FsConfig,
+        options: MountOptions,
+        cache: CacheSetting,
+    ) -> Self {
         // `RUST_LOG=s3vfs=debug cargo test …` shows what a failing test did.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -109,12 +232,13 @@ impl TestMount {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).expect("cannot create the mountpoint");
+        let mounted_config = cache.apply(config.clone(), &dir.path().join("cache"));
         let (local, guard) = runtime.block_on(async {
             let local = LocalS3::start_serving(BUCKET, store, served, 0)
                 .await
                 .expect("cannot start the local S3 endpoint");
             let guard = local
-                .mount(config.clone(), &mountpoint, &options)
+                .mount(mounted_config, &mountpoint, &options)
                 .await
                 .unwrap_or_else(|err| {
                     panic!(
@@ -131,17 +255,22 @@ impl TestMount {
             runtime: Some(runtime),
             config,
             options,
+            cache,
             _dir: dir,
         }
     }
 
-    /// A second, fresh mount of the same bucket with the same configuration: it shares no
-    /// cache with this one, so it shows what reached the store.
+    /// A second, fresh mount of the same bucket with the same configuration and data cache
+    /// setting: it shares no cache with this one (its disk cache has a directory of its
+    /// own), so it shows what reached the store.
     pub fn fresh_mount(&self) -> TestMount {
-        Self::with(
+        let served = Arc::new(self.store().clone());
+        Self::start(
             self.store().clone(),
+            served,
             self.config.clone(),
             self.options.clone(),
+            self.cache,
         )
     }
 
