@@ -378,6 +378,22 @@ impl S3Fs {
     fn open_file(&self, ino: Ino, path: &FsPath, stat: Option<&Stat>) -> VfsResult<Arc<OpenFile>> {
         let key = self.ns.file_key(path)?;
         let mut map = lock(&self.open_files.by_ino);
+        // A clean open file of another version than the one this open found (the object
+        // was replaced, and the kernel has not released the previous handles yet: FUSE
+        // sends RELEASE after close(2) returns) is left to its handles; this open starts
+        // afresh on the version it found. Close-to-open consistency.
+        if let (Some(stat), Some(existing)) = (stat, map.get(&ino)) {
+            let shadow = lock(&existing.shadow);
+            let other_version = shadow.dirty_stat.is_none()
+                && !shadow.unlinked
+                && stat.etag.is_some()
+                && stat.etag != shadow.etag;
+            drop(shadow);
+            if other_version {
+                tracing::debug!(%key, "reopened after a replacement: a fresh open file");
+                map.remove(&ino);
+            }
+        }
         let file = map.entry(ino).or_insert_with(|| {
             Arc::new(OpenFile {
                 handles: AtomicUsize::new(0),

@@ -688,3 +688,27 @@ async fn zero_copy_reads_return_every_byte_once_and_mix_with_seeks() {
         counting.count(Op::Get)
     );
 }
+
+#[tokio::test]
+async fn an_open_after_a_replacement_reads_the_new_version_while_old_handles_stay_open() {
+    // FUSE releases handles asynchronously after close(2): a reopen may find the previous
+    // handle still open. It must read the version the open found, not the old one.
+    let store = MemStore::new();
+    store.insert("f", pattern(300_000));
+    let vfs = vfs_over(
+        &store,
+        FsConfig::default().with_metadata_ttl(Duration::ZERO),
+    );
+    let old = vfs.open("f").await.unwrap();
+    assert_eq!(old.read_at(0, 300_000).await.unwrap(), pattern(300_000));
+    let new_bytes = Bytes::from(vec![0x5Au8; 300_000]);
+    store.insert("f", new_bytes.clone());
+    let fresh = vfs.open("f").await.unwrap();
+    let got = fresh.read_at(0, 300_000).await.unwrap();
+    assert!(got == new_bytes, "the new open read the old version");
+    // The old handle never mixes versions: its own (pinned) bytes, or ESTALE.
+    match old.read_at(100_000, 1000).await {
+        Ok(bytes) => assert!(bytes == pattern(300_000).slice(100_000..101_000)),
+        Err(err) => assert_eq!(err.errno(), libc::ESTALE, "{err}"),
+    }
+}
