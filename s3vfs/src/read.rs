@@ -79,80 +79,7 @@ pub(crate) fn join(mut pieces: Vec<Bytes>) -> Bytes {
     }
 }
 
-/// Fetched data is gathered into blocks of this many bytes, aligned to offsets of the
-/// object, so that a read of an aligned range (the kernel's read-ahead requests) is one
-/// slice of one block instead of pieces to be joined.
-const GATHER_BLOCK: u64 = 1024 * 1024;
-
-/// Collects the chunks of a body starting at object offset `start` into blocks aligned
-/// to [`GATHER_BLOCK`]. Each chunk is copied once, as it arrives (still in the CPU's
-/// cache), and the HTTP client gets its receive buffer back at once; a chunk that covers
-/// a whole block is kept as it is.
-struct Gatherer {
-    chunks: Vec<Bytes>,
-    starts: Vec<u64>,
-    /// Bytes gathered so far (relative to `start`).
-    len: u64,
-    start: u64,
-    current: BytesMut,
-}
-
-impl Gatherer {
-    fn new(start: u64) -> Self {
-        Self {
-            chunks: Vec::new(),
-            starts: Vec::new(),
-            len: 0,
-            start,
-            current: BytesMut::new(),
-        }
-    }
-
-    /// Bytes from the current position to the end of its block.
-    fn room(&self) -> u64 {
-        let pos = self.start + self.len;
-        GATHER_BLOCK - pos % GATHER_BLOCK
-    }
-
-    fn push(&mut self, mut chunk: Bytes) {
-        while !chunk.is_empty() {
-            let room = self.room();
-            let take = (chunk.len() as u64).min(room) as usize;
-            let block_start = self.len - self.current.len() as u64;
-            if self.current.is_empty() && take as u64 == room {
-                // The chunk fills the block from its start: no copy.
-                self.starts.push(self.len);
-                self.chunks.push(chunk.split_to(take));
-                self.len += take as u64;
-                continue;
-            }
-            if self.current.is_empty() {
-                self.current.reserve(room as usize);
-            }
-            self.current.extend_from_slice(&chunk.split_to(take));
-            self.len += take as u64;
-            if take as u64 == room {
-                self.starts.push(block_start);
-                self.chunks.push(self.current.split().freeze());
-            }
-        }
-    }
-
-    fn finish(mut self) -> PartData {
-        if !self.current.is_empty() {
-            self.starts.push(self.len - self.current.len() as u64);
-            self.chunks.push(self.current.split().freeze());
-        }
-        PartData {
-            chunks: Arc::new(self.chunks),
-            starts: Arc::new(self.starts),
-            len: self.len,
-        }
-    }
-}
-
-/// Reads a GET body into blocks (see [`Gatherer`]); fails if it is shorter than
-/// `expected`.
+/// Reads a GET body into its chunks; fails if it is shorter than `expected`.
 async fn fetch_chunks(
     store: Arc<dyn ObjectStore>,
     request: GetRequest,
@@ -160,21 +87,31 @@ async fn fetch_chunks(
 ) -> Result<PartData, StoreError> {
     use futures::StreamExt;
     let key = request.key.clone();
-    let start = request.range.map_or(0, |r| r.start);
     let mut body = store.get(request).await?.body;
-    let mut gathered = Gatherer::new(start);
+    let mut chunks = Vec::new();
+    let mut starts = Vec::new();
+    let mut len = 0u64;
     while let Some(chunk) = body.next().await {
-        gathered.push(chunk?);
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            continue;
+        }
+        starts.push(len);
+        len += chunk.len() as u64;
+        chunks.push(chunk);
     }
-    let part = gathered.finish();
-    if part.len < expected {
+    if len < expected {
         return Err(StoreError::new(
             StoreErrorKind::Transient,
-            format!("body ended after {} of {expected} bytes", part.len),
+            format!("body ended after {len} of {expected} bytes"),
         )
         .with_key(key.as_str()));
     }
-    Ok(part)
+    Ok(PartData {
+        chunks: Arc::new(chunks),
+        starts: Arc::new(starts),
+        len,
+    })
 }
 
 /// One range being fetched (or fetched).
@@ -469,66 +406,6 @@ impl Prefetcher {
             data,
             task: abort,
             _reservation: reservation,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data(len: usize) -> Bytes {
-        (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
-    }
-
-    /// Gathers `body` (starting at object offset `start`) cut into `sizes` (repeated).
-    fn gather(start: u64, body: &Bytes, sizes: &[usize]) -> PartData {
-        let mut gatherer = Gatherer::new(start);
-        let (mut at, mut i) = (0, 0);
-        while at < body.len() {
-            let n = sizes[i % sizes.len()].min(body.len() - at);
-            gatherer.push(body.slice(at..at + n));
-            at += n;
-            i += 1;
-        }
-        gatherer.finish()
-    }
-
-    #[test]
-    fn gathered_blocks_hold_every_byte_once_on_aligned_boundaries() {
-        let block = GATHER_BLOCK as usize;
-        let body = data(3 * block + 12_345);
-        for start in [0, 1, GATHER_BLOCK - 1, 5 * GATHER_BLOCK + 777] {
-            for sizes in [
-                &[1usize << 14][..],
-                &[block][..],
-                &[3 * block][..],
-                &[1, 70_000, block + 3, 5][..],
-            ] {
-                let part = gather(start, &body, sizes);
-                assert_eq!(part.len, body.len() as u64);
-                let mut joined = Vec::new();
-                for (chunk, &at) in part.chunks.iter().zip(part.starts.iter()) {
-                    assert_eq!(at, joined.len() as u64);
-                    joined.extend_from_slice(chunk);
-                    // Every block but the first starts on an aligned object offset, and
-                    // none crosses one.
-                    let first = start + at;
-                    let last = first + chunk.len() as u64 - 1;
-                    assert!(at == 0 || first % GATHER_BLOCK == 0, "{start} {sizes:?}");
-                    assert_eq!(
-                        first / GATHER_BLOCK,
-                        last / GATHER_BLOCK,
-                        "{start} {sizes:?}"
-                    );
-                }
-                assert!(joined == body[..], "{start} {sizes:?}");
-                // A read within one aligned block is one slice.
-                let mut pieces = Vec::new();
-                let from = GATHER_BLOCK * 2 - start % GATHER_BLOCK;
-                part.slices(from, from + 131_072, &mut pieces);
-                assert_eq!(pieces.len(), 1, "{start} {sizes:?}");
-            }
         }
     }
 }
