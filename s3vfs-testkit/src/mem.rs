@@ -435,15 +435,7 @@ impl ObjectStore for MemStore {
                 }
                 Some(_) if size == 0 => ByteRange::new(0, 0),
                 Some(r) if r.start >= size => {
-                    return Err(store_error(
-                        StoreErrorKind::InvalidRange,
-                        "InvalidRange",
-                        key,
-                        format!(
-                            "range starts at {} but the object has {size} bytes",
-                            r.start
-                        ),
-                    ))
+                    return Err(StoreError::range_past_end(key, r.start, size))
                 }
                 Some(r) => ByteRange::new(r.start, r.end.min(size)),
             };

@@ -202,15 +202,7 @@ impl ObjectStore for CachingStore {
                     None => ByteRange::new(0, size),
                     Some(_) if size == 0 => ByteRange::new(0, 0),
                     Some(r) if r.start >= size => {
-                        return Err(StoreError::new(
-                            StoreErrorKind::InvalidRange,
-                            format!(
-                                "range starts at {} but the object has {size} bytes",
-                                r.start
-                            ),
-                        )
-                        .with_key(key.as_str())
-                        .with_code("InvalidRange"));
+                        return Err(StoreError::range_past_end(key.as_str(), r.start, size));
                     }
                     Some(r) => ByteRange::new(r.start, r.end.min(size)),
                 };

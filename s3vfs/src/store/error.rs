@@ -80,6 +80,17 @@ impl fmt::Display for StoreError {
 }
 
 impl StoreError {
+    /// S3's `InvalidRange` for a range starting at `start` of `key`, an object of `size`
+    /// bytes (a range starting at or past the end of a non-empty object).
+    pub fn range_past_end(key: &str, start: u64, size: u64) -> Self {
+        Self::new(
+            StoreErrorKind::InvalidRange,
+            format!("range starts at {start} but the object has {size} bytes"),
+        )
+        .with_key(key)
+        .with_code("InvalidRange")
+    }
+
     /// An error of `kind` with a message.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -585,15 +585,7 @@ impl ObjectStore for S3Store {
             None => ByteRange::new(0, size),
             Some(r) => {
                 if r.start >= size && size > 0 {
-                    return Err(StoreError::new(
-                        StoreErrorKind::InvalidRange,
-                        format!(
-                            "range starts at {} but the object has {size} bytes",
-                            r.start
-                        ),
-                    )
-                    .with_key(key.as_str())
-                    .with_code("InvalidRange"));
+                    return Err(StoreError::range_past_end(key.as_str(), r.start, size));
                 }
                 ByteRange::new(r.start.min(size), r.end.min(size))
             }
