@@ -106,8 +106,6 @@ pub struct Settings {
     pub metadata_ttl: Option<Duration>,
     /// s3vfs `--memory-budget`, when the binary has the flag.
     pub memory_budget: Option<u64>,
-    /// s3vfs `--no-xattr`.
-    pub no_xattr: bool,
 }
 
 /// A mount served by a process of ours.
@@ -164,9 +162,6 @@ impl ToolMount {
                 }
                 if let Some(budget) = settings.memory_budget {
                     push(&["--memory-budget", &budget.to_string()]);
-                }
-                if settings.no_xattr {
-                    push(&["--no-xattr"]);
                 }
             }
             Tool::S3fs => {

@@ -251,8 +251,6 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
     let dir = format!("s3vfs-bench-ls-{:08x}", rand::random::<u32>());
     let what_cold = format!("ls -l of {m} entries via mount, cold");
     let what_warm = format!("ls -l of {m} entries via mount, warm");
-    let what_cold_plain = format!("ls -l of {m} entries, cold, s3vfs --no-xattr");
-    let what_warm_plain = format!("ls -l of {m} entries, warm, s3vfs --no-xattr");
     let seeded = ctx.bucket.seed(small_objects(&dir, m, &body)).await;
     if let Err(err) = seeded {
         let why = format!("seeding {m} objects: {err:#}");
@@ -270,18 +268,10 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for (tool, samples) in tools(ctx) {
-        let (c, w) = ls_samples(ctx, tool, samples, &dir, m, false).await;
+        let (c, w) = ls_samples(ctx, tool, samples, &dir, m).await;
         cold.push((tool, c));
         warm.push((tool, w));
     }
-    // s3vfs once more without extended attributes: `ls -l` asks two of them per entry.
-    let (c, w) = if ctx.tool_cell(Tool::S3vfs).is_none() {
-        ls_samples(ctx, Tool::S3vfs, ctx.plan.runs, &dir, m, true).await
-    } else {
-        let cell = Cell::Skipped("s3vfs not measured".to_owned());
-        (Samples::failed(cell.clone()), Samples::failed(cell))
-    };
-    let (cold_plain, warm_plain) = (vec![(Tool::S3vfs, c)], vec![(Tool::S3vfs, w)]);
     if let Err(err) = ctx.bucket.delete_prefix(&format!("{dir}/")).await {
         eprintln!("warning: could not delete {dir}/: {err:#}");
     }
@@ -300,18 +290,6 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
             LS_WARM_TARGET * scale,
             "the same ls at once again on that mount",
         ),
-        (
-            what_cold_plain,
-            &cold_plain,
-            LS_COLD_TARGET * scale,
-            "as above, s3vfs mounted with --no-xattr (xattr calls fail; the kernel stops asking)",
-        ),
-        (
-            what_warm_plain,
-            &warm_plain,
-            LS_WARM_TARGET * scale,
-            "as above, s3vfs mounted with --no-xattr",
-        ),
     ] {
         let s3vfs = s3vfs_samples(results);
         let mut row = Row::new(5, what, ctx.tag, Unit::Seconds, s3vfs.cell())
@@ -329,22 +307,20 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
     rows
 }
 
-/// `samples` fresh mounts of `tool` (s3vfs with `--no-xattr` if `no_xattr`), each timing a
-/// cold and a warm `ls -l` of `dir`.
+/// `samples` fresh mounts of `tool`, each timing a cold and a warm `ls -l` of `dir`.
 async fn ls_samples(
     ctx: &Ctx,
     tool: Tool,
     samples: u32,
     dir: &str,
     m: usize,
-    no_xattr: bool,
 ) -> (Samples, Samples) {
     if let Some(cell) = ctx.tool_cell(tool) {
         return (Samples::failed(cell.clone()), Samples::failed(cell));
     }
     let (mut c, mut w) = (Samples::new(), Samples::new());
     for _ in 0..samples {
-        match crate::interruptible(ls_once(ctx, tool, dir, m, no_xattr)).await {
+        match crate::interruptible(ls_once(ctx, tool, dir, m)).await {
             Ok((cold_s, warm_s, notes)) => {
                 c.push(Ok(cold_s));
                 w.push(Ok(warm_s));
@@ -362,9 +338,8 @@ async fn ls_samples(
         }
     }
     eprintln!(
-        "ls -l {m} entries, {}{}: cold {} s, warm {} s",
+        "ls -l {m} entries, {}: cold {} s, warm {} s",
         tool.name(),
-        if no_xattr { " --no-xattr" } else { "" },
         c.list(),
         w.list()
     );
@@ -377,11 +352,9 @@ async fn ls_once(
     tool: Tool,
     dir: &str,
     m: usize,
-    no_xattr: bool,
 ) -> Result<(f64, f64, (String, String))> {
     let settings = Settings {
         metadata_ttl: Some(LS_METADATA_TTL),
-        no_xattr,
         ..Settings::default()
     };
     let mount = start(ctx, tool, settings).await?;

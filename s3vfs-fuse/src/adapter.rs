@@ -64,8 +64,7 @@ pub struct AdapterConfig {
     /// buffer is asked again from the next offset.
     pub readdir_batch: usize,
     /// Serve extended attributes. Off, every xattr call is answered `ENOSYS` once and the
-    /// kernel stops asking (applications then get `EOPNOTSUPP`): `ls -l` no longer pays
-    /// two round trips per entry (its `security.selinux` and ACL queries).
+    /// kernel stops asking (applications then get `EOPNOTSUPP`).
     pub xattrs: bool,
 }
 
@@ -808,10 +807,11 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
             reply.error(Errno::from_i32(libc::ENOSYS));
             return;
         }
-        // `ls -l` asks for security.* and system.* names of every entry: the core has no
-        // value for any name outside `user.`, so answer at once, without a task.
+        // `ls -l` asks for security.* and system.* names of every entry: the core keeps
+        // no name outside `user.`, so answer at once, without a task. ENOTSUP (as the
+        // core answers) tells `ls` the file system has none, and it stops asking.
         if !s3vfs::attrs::is_user_xattr(name.as_bytes()) {
-            reply.error(Errno::from_i32(libc::ENODATA));
+            reply.error(Errno::from_i32(libc::ENOTSUP));
             return;
         }
         let vfs = self.vfs.clone();

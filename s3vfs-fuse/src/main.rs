@@ -145,9 +145,8 @@ struct MountArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_block_size,
         default_value_t = ByteSize(DataCacheConfig::default().block_size))]
     cache_block_size: ByteSize,
-    /// Do not serve extended attributes: xattr calls fail with EOPNOTSUPP, and `ls -l`
-    /// of a cached directory is several times faster (no round trip per entry for the
-    /// security and ACL attributes it asks about).
+    /// Do not serve extended attributes: every xattr call fails with EOPNOTSUPP and the
+    /// kernel stops sending them (no HEAD per file from tools copying `user.*` ones).
     #[arg(long)]
     no_xattr: bool,
     /// Owner of every file and directory (default: the current user).

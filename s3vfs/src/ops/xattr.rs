@@ -8,7 +8,8 @@
 //! metadata rewrite (see `metadata`); S3's 2 KB of user metadata bounds them all together:
 //! beyond it `E2BIG`, never a truncated value.
 //!
-//! Only the `user.` namespace is stored (others: `ENOTSUP` to set, `ENODATA` to get). Names
+//! Only the `user.` namespace is stored (others: `ENOTSUP`, to set and to get: `ls -l` and
+//! `cp -a` take that to mean the file system has none and stop asking for every file). Names
 //! the s3fs format cannot hold (with `"`, `,` or `:`) are `ENOTSUP`. Three read-only
 //! attributes describe the object: `user.s3.key`, `user.s3.etag` and
 //! `user.s3.storage_class`; setting or removing them is `EPERM`. The mount root has none.
@@ -267,7 +268,10 @@ impl S3Fs {
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
         let missing = || VfsError::NoAttribute(name.to_string_lossy().into_owned());
         let Some(name) = name.to_str().filter(|n| n.starts_with(USER_PREFIX)) else {
-            return Err(missing());
+            return Err(VfsError::Unsupported(format!(
+                "extended attribute {} (only user.* ones are kept)",
+                name.to_string_lossy()
+            )));
         };
         let Some((path, kind)) = self.xattr_target(ino).await? else {
             return Err(missing());
