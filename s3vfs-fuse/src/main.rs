@@ -656,8 +656,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mountpoint = std::path::absolute(&args.mountpoint)
         .with_context(|| format!("invalid mountpoint {:?}", args.mountpoint))?;
     // The demo is a first run: make its mountpoint if it is missing (a real mount does
-    // not, so a typo cannot create directories).
-    if !mountpoint.exists() {
+    // not, so a typo cannot create directories). Only a path that is really missing:
+    // `exists()` is also false for a dead FUSE mount (ENOTCONN), which the mount explains.
+    let missing = std::fs::symlink_metadata(&mountpoint)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    if missing {
         std::fs::create_dir_all(&mountpoint)
             .with_context(|| format!("cannot create the mountpoint {}", mountpoint.display()))?;
     }
