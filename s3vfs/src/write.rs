@@ -54,6 +54,9 @@ use tokio::task::JoinHandle;
 /// object of any size S3 accepts (5 TiB) fits in 10,000 parts without knowing its size.
 const PARTS_PER_SIZE_STEP: u32 = 1000;
 
+/// A stream's buffer is given its whole part size at once when it would grow past this.
+const PART_BUFFER_PREALLOCATE_FROM: usize = 1024 * 1024;
+
 /// The open files of one file system, and the staging space they use.
 #[derive(Default)]
 pub(crate) struct OpenFiles {
@@ -819,6 +822,15 @@ impl S3Fs {
             parts: Vec::new(),
             permits: Arc::new(Semaphore::new(self.config.upload_concurrency.max(1))),
         });
+        let needed = stream.buffer.len() + data.len();
+        if needed > stream.buffer.capacity() && needed >= PART_BUFFER_PREALLOCATE_FROM {
+            // A large file: give the part its whole size once, rather than letting the
+            // buffer double its way up (copying each time). Small files grow as needed.
+            let part_size = self.stream_part_size(stream.next_part) as usize;
+            stream
+                .buffer
+                .reserve(part_size.max(needed) - stream.buffer.len());
+        }
         stream.buffer.extend_from_slice(&data);
         loop {
             let part_size = self.stream_part_size(stream.next_part);
@@ -991,7 +1003,10 @@ impl S3Fs {
                 state.staging = None;
                 state.staged_all = true;
                 state.dirty = false;
-                state.no_stream = true;
+                // An empty file (e.g. flushed when a shell redirection or `dd` closed a
+                // duplicate of the descriptor before writing) may still stream: writes
+                // from offset 0 replace it as a new sequential upload.
+                state.no_stream = state.size != 0;
                 state.attr_changes = PosixMeta::default();
                 let stat = Stat {
                     etag: etag.clone(),

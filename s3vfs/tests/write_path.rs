@@ -115,6 +115,41 @@ async fn a_large_sequential_write_streams_parts_while_writing() {
 }
 
 #[tokio::test]
+async fn a_file_flushed_empty_before_its_writes_still_streams() {
+    // `cmd > file` and `dd of=file` close a duplicate of the new descriptor before writing:
+    // FUSE flushes the empty file (an empty object is stored), then the writes come.
+    let inner = MemStore::new();
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let data = pattern(17 * MIB + 5, 3);
+    let (ino, h) = create(&fs, "redirected.bin").await;
+    fs.flush(ino, h).await.expect("flush of the empty file");
+    assert_eq!(inner.get_bytes("redirected.bin").unwrap().len(), 0);
+    write_all(&fs, ino, h, 0, &data, MIB).await;
+    tokio::task::yield_now().await;
+    assert_eq!(
+        counting.count(Op::CreateMultipart),
+        1,
+        "parts are uploaded while writing, not staged until close"
+    );
+    assert_eq!(
+        inner.get_bytes("redirected.bin").unwrap().len(),
+        0,
+        "the empty object stays until close"
+    );
+    assert_eq!(
+        fs.read(ino, h, 2 * MIB as u64, 3).await.unwrap(),
+        data.slice(2 * MIB..2 * MIB + 3)
+    );
+    fs.flush(ino, h).await.unwrap();
+    fs.release(ino, h).await.unwrap();
+    assert_eq!(inner.get_bytes("redirected.bin").unwrap(), data);
+    assert_eq!(counting.count(Op::UploadPart), 4);
+    assert_eq!(counting.count(Op::UploadPartCopy), 0);
+    assert_eq!(inner.open_uploads(), 0);
+}
+
+#[tokio::test]
 async fn overwrite_with_truncate_replaces_the_content() {
     let store = MemStore::new();
     store.insert("f", pattern(3 * MIB, 2));
