@@ -38,6 +38,9 @@ pub struct Bucket {
     pub name: String,
     /// The local server's store, for seeding without HTTP.
     pub mem: Option<MemStore>,
+    /// Whether s3vfs signs upload bodies on this endpoint (`PayloadSigning::Auto`); the raw
+    /// reference uploads sign theirs the same way, so both do the same work per byte.
+    pub sign_payloads: bool,
 }
 
 impl Bucket {
@@ -59,7 +62,8 @@ impl Bucket {
                 let bucket = self.clone();
                 tokio::spawn(async move {
                     if body.len() >= SEED_MULTIPART_FROM {
-                        multipart_put(&bucket.client, &bucket.name, &key, body).await
+                        let signed = bucket.sign_payloads;
+                        multipart_put(&bucket.client, &bucket.name, &key, body, signed).await
                     } else {
                         bucket.put(&key, body).await
                     }
@@ -238,27 +242,44 @@ impl Bucket {
 
 /// Uploads `data` as `key` with raw aws-sdk-s3: CreateMultipartUpload, UploadParts of
 /// [`WRITE_PART_SIZE`] with [`WRITE_INFLIGHT`] in flight (the parts are slices of `data`,
-/// not copies), CompleteMultipartUpload. Aborts on failure.
-pub async fn multipart_put(client: &Client, bucket: &str, key: &str, data: Bytes) -> Result<()> {
+/// not copies), CompleteMultipartUpload, the part bodies covered by the signature if
+/// `signed`. Aborts on failure.
+pub async fn multipart_put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    data: Bytes,
+    signed: bool,
+) -> Result<()> {
     let size = data.len();
     let parts = size.max(1).div_ceil(WRITE_PART_SIZE) as u64;
-    raw_multipart(client, bucket, key, parts, WRITE_INFLIGHT, move |index| {
-        let start = index as usize * WRITE_PART_SIZE;
-        let body = data.slice(start..(start + WRITE_PART_SIZE).min(size));
-        async move { Ok(body) }
-    })
+    raw_multipart(
+        client,
+        bucket,
+        key,
+        parts,
+        WRITE_INFLIGHT,
+        signed,
+        move |index| {
+            let start = index as usize * WRITE_PART_SIZE;
+            let body = data.slice(start..(start + WRITE_PART_SIZE).min(size));
+            async move { Ok(body) }
+        },
+    )
     .await
 }
 
 /// The one raw aws-sdk-s3 multipart upload of the harness: CreateMultipartUpload, part
 /// `i` (0-based, `parts` of them) made by `part(i)` and uploaded with `inflight` in flight,
-/// each in its own task, then CompleteMultipartUpload; the upload is aborted on failure.
+/// each in its own task (its body signed if `signed`), then CompleteMultipartUpload; the
+/// upload is aborted on failure.
 pub async fn raw_multipart<F, Fut>(
     client: &Client,
     bucket: &str,
     key: &str,
     parts: u64,
     inflight: usize,
+    signed: bool,
     part: F,
 ) -> Result<()>
 where
@@ -276,7 +297,12 @@ where
         .upload_id()
         .context("CreateMultipartUpload answered no upload id")?
         .to_owned();
-    let uploaded = upload_parts(client, bucket, key, &upload_id, parts, inflight, part).await;
+    let plan = PartPlan {
+        count: parts,
+        inflight,
+        signed,
+    };
+    let uploaded = upload_parts(client, bucket, key, &upload_id, plan, part).await;
     let parts = match uploaded {
         Ok(parts) => parts,
         Err(err) => {
@@ -306,20 +332,30 @@ where
     Ok(())
 }
 
+/// How the parts of a raw multipart upload are sent.
+#[derive(Clone, Copy, Debug)]
+struct PartPlan {
+    /// Number of parts.
+    count: u64,
+    /// Parts in flight at once.
+    inflight: usize,
+    /// Whether each body is covered by the signature.
+    signed: bool,
+}
+
 async fn upload_parts<F, Fut>(
     client: &Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
-    parts: u64,
-    inflight: usize,
+    plan: PartPlan,
     part: F,
 ) -> Result<Vec<CompletedPart>>
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<Bytes>> + Send + 'static,
 {
-    let mut done: Vec<CompletedPart> = futures::stream::iter(0..parts)
+    let mut done: Vec<CompletedPart> = futures::stream::iter(0..plan.count)
         .map(|index| {
             let (client, bucket, key, upload_id, part) = (
                 client.clone(),
@@ -331,17 +367,21 @@ where
             tokio::spawn(async move {
                 let body = part(index).await?;
                 let number = i32::try_from(index + 1).context("too many parts")?;
-                let out = client
+                let request = client
                     .upload_part()
                     .bucket(&bucket)
                     .key(&key)
                     .upload_id(&upload_id)
                     .part_number(number)
                     .content_length(body.len() as i64)
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map_err(|e| anyhow!("UploadPart {number}: {}", DisplayErrorContext(e)))?;
+                    .body(ByteStream::from(body));
+                let sent = if plan.signed {
+                    request.send().await
+                } else {
+                    request.customize().disable_payload_signing().send().await
+                };
+                let out =
+                    sent.map_err(|e| anyhow!("UploadPart {number}: {}", DisplayErrorContext(e)))?;
                 let etag = out
                     .e_tag()
                     .with_context(|| format!("UploadPart {number} answered no ETag"))?;
@@ -353,7 +393,7 @@ where
                 )
             })
         })
-        .buffer_unordered(inflight.max(1))
+        .buffer_unordered(plan.inflight.max(1))
         .map(|joined| joined.context("UploadPart task failed")?)
         .try_collect()
         .await?;

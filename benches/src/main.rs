@@ -405,6 +405,10 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
             client: raw,
             name: endpoint.config.bucket.clone(),
             mem: endpoint.mem.clone(),
+            sign_payloads: endpoint
+                .config
+                .payload_signing
+                .signs_uploads_to(endpoint.config.endpoint_url.as_deref()),
         },
         library,
         child: endpoint.child().map_err(|e| format!("{e:#}")),

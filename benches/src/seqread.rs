@@ -66,7 +66,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report, read: bool, rand: bool) {
         object.key, object.size
     );
     let started = Instant::now();
-    if let Err(err) = interruptible(object.upload(&ctx.bucket.client)).await {
+    if let Err(err) =
+        interruptible(object.upload(&ctx.bucket.client, ctx.bucket.sign_payloads)).await
+    {
         let why = format!("uploading the test object: {err:#}");
         if read {
             report.summary.rows.push(Row::new(

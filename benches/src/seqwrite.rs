@@ -1,7 +1,11 @@
 //! Item 2: sequential write of one large object until it is durable in the store.
 //!
 //! Writers, interleaved round by round, all writing the same random bytes to a new key:
-//! - the reference: raw aws-sdk-s3 multipart ([`bucket::multipart_put`]);
+//! - the reference: raw aws-sdk-s3 multipart ([`bucket::multipart_put`]), its part bodies
+//!   signed exactly when s3vfs signs its own on this endpoint (`PayloadSigning::Auto`: not
+//!   over loopback or HTTPS), so that both do the same work per byte;
+//! - when that is unsigned, raw multipart with the SDK's default signed bodies too, to show
+//!   what the signature costs;
 //! - the library: `S3Vfs::create`, `write_all` of 1 MiB chunks, `complete()`;
 //! - each mount (s3vfs in its own process, s3fs, rclone): `File::create`, `write_all` of
 //!   1 MiB chunks, `fsync`, `close` (its result checked), then HEAD until the store shows
@@ -34,7 +38,10 @@ const MOUNT_TARGET: f64 = 0.90;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Writer {
+    /// Signing its bodies as s3vfs does.
     Raw,
+    /// Signing its bodies (the SDK's default), when s3vfs does not.
+    RawSigned,
     Library,
     Mount(Tool),
 }
@@ -43,6 +50,7 @@ impl Writer {
     fn name(self) -> String {
         match self {
             Writer::Raw => "raw multipart".to_owned(),
+            Writer::RawSigned => "raw multipart, signed bodies".to_owned(),
             Writer::Library => "s3vfs library".to_owned(),
             Writer::Mount(tool) => format!("{} mount", tool.name()),
         }
@@ -67,6 +75,9 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
         (Writer::Raw, Ok(Vec::new())),
         (Writer::Library, Ok(Vec::new())),
     ];
+    if !ctx.bucket.sign_payloads {
+        writers.push((Writer::RawSigned, Ok(Vec::new())));
+    }
     for (tool, mount) in mounts {
         let state = match mount {
             Ok(_) => Ok(Vec::new()),
@@ -150,11 +161,32 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
     .reference(reference.clone())
     .note(format!(
         "durable: until complete() returns; reference: CreateMultipartUpload + UploadPart {} MiB x {WRITE_INFLIGHT} in flight + \
-         Complete; MiB/s per run: raw {}, library {}",
+         Complete, part bodies {}; MiB/s per run: raw {}, library {}",
         WRITE_PART_SIZE >> 20,
+        if ctx.bucket.sign_payloads {
+            "signed (s3vfs signs them on this endpoint too)"
+        } else {
+            "unsigned like s3vfs's (loopback endpoint; CRC32 checksums sent)"
+        },
         samples(Writer::Raw),
         samples(Writer::Library)
     ))];
+    if !ctx.bucket.sign_payloads {
+        rows.push(
+            Row::new(
+                2,
+                format!("{what}raw multipart, signed bodies (SDK default)"),
+                ctx.tag,
+                Unit::MibPerSec,
+                cell(Writer::RawSigned),
+            )
+            .reference(reference.clone())
+            .note(format!(
+                "what the SigV4 SHA-256 of every body costs (client and server); MiB/s per run: {}",
+                samples(Writer::RawSigned)
+            )),
+        );
+    }
     if ctx.plan.fuse {
         let others = Tool::OTHERS
             .iter()
@@ -199,8 +231,10 @@ async fn write_once(
 ) -> Result<Duration> {
     let started = Instant::now();
     match writer {
-        Writer::Raw => {
-            bucket::multipart_put(&ctx.bucket.client, &ctx.bucket.name, key, data.clone()).await?
+        Writer::Raw | Writer::RawSigned => {
+            let signed = writer == Writer::RawSigned || ctx.bucket.sign_payloads;
+            let (client, name) = (&ctx.bucket.client, &ctx.bucket.name);
+            bucket::multipart_put(client, name, key, data.clone(), signed).await?
         }
         Writer::Library => {
             let mut file = vfs

@@ -70,9 +70,9 @@ impl TestObject {
     }
 
     /// Uploads the object with CreateMultipartUpload, parallel UploadParts and
-    /// CompleteMultipartUpload, aborting the upload if any step fails, then checks its size
-    /// with HeadObject.
-    pub async fn upload(&self, client: &Client) -> Result<()> {
+    /// CompleteMultipartUpload (part bodies signed if `signed`), aborting the upload if any
+    /// step fails, then checks its size with HeadObject.
+    pub async fn upload(&self, client: &Client, signed: bool) -> Result<()> {
         let object = self.clone();
         crate::bucket::raw_multipart(
             client,
@@ -80,6 +80,7 @@ impl TestObject {
             &self.key,
             self.parts(),
             UPLOAD_PARALLELISM,
+            signed,
             move |index| {
                 let object = object.clone();
                 async move {

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use s3vfs::config::DataCacheConfig;
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
+use s3vfs::store::PayloadSigning;
 use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
 use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs};
@@ -79,6 +80,11 @@ struct MountArgs {
     /// Named profile of ~/.aws/config and ~/.aws/credentials.
     #[arg(long)]
     profile: Option<String>,
+    /// When upload bodies are covered by the request signature (one SHA-256 pass over every
+    /// byte written): auto signs them only over plain HTTP to another host, since HTTPS and
+    /// loopback connections already keep them intact. A CRC32 checksum is sent either way.
+    #[arg(long, value_name = "auto|always|never", default_value_t = PayloadSigning::Auto)]
+    payload_signing: PayloadSigning,
     /// Mount read-only: every change fails with EROFS.
     #[arg(long)]
     read_only: bool,
@@ -557,6 +563,7 @@ async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<Moun
     store_config.region = args.region.clone();
     store_config.endpoint_url = args.endpoint_url.clone();
     store_config.profile = args.profile.clone();
+    store_config.payload_signing = args.payload_signing;
     let vfs: Arc<dyn Vfs> = match &plan.bucket {
         Some(bucket) => {
             let store = S3Store::new(store_config)

@@ -33,6 +33,7 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -107,6 +108,39 @@ pub struct S3Server {
     addr: SocketAddr,
     credentials: ServerCredentials,
     task: Option<JoinHandle<()>>,
+    payloads: Arc<PayloadCounters>,
+}
+
+/// How the bodies of the uploads (PutObject, UploadPart) a server received were signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadPayloads {
+    /// Uploads whose `x-amz-content-sha256` was the body's SHA-256 (checked by `s3s`).
+    pub signed: u64,
+    /// Uploads sent as `UNSIGNED-PAYLOAD` (or an unsigned streaming variant).
+    pub unsigned: u64,
+}
+
+/// Counters behind [`UploadPayloads`].
+#[derive(Debug, Default)]
+struct PayloadCounters {
+    signed: AtomicU64,
+    unsigned: AtomicU64,
+}
+
+impl PayloadCounters {
+    /// Counts one upload by its `x-amz-content-sha256` header.
+    fn record(&self, headers: &hyper::HeaderMap) {
+        let unsigned = headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("UNSIGNED"));
+        let counter = if unsigned {
+            &self.unsigned
+        } else {
+            &self.signed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for S3Server {
@@ -156,7 +190,11 @@ impl S3Server {
         }
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let mut builder = S3ServiceBuilder::new(Backend { provider });
+        let payloads = Arc::new(PayloadCounters::default());
+        let mut builder = S3ServiceBuilder::new(Backend {
+            provider,
+            payloads: Arc::clone(&payloads),
+        });
         builder.set_auth(SimpleAuth::from_single(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.clone(),
@@ -195,6 +233,7 @@ impl S3Server {
             addr,
             credentials,
             task: Some(task),
+            payloads,
         })
     }
 
@@ -211,6 +250,14 @@ impl S3Server {
     /// The key pair the server accepts.
     pub fn credentials(&self) -> &ServerCredentials {
         &self.credentials
+    }
+
+    /// How the uploads received so far were signed.
+    pub fn upload_payloads(&self) -> UploadPayloads {
+        UploadPayloads {
+            signed: self.payloads.signed.load(Ordering::Relaxed),
+            unsigned: self.payloads.unsigned.load(Ordering::Relaxed),
+        }
     }
 
     /// Stops accepting and drops every open connection. Idempotent.
@@ -257,6 +304,7 @@ impl Drop for S3Server {
 /// The `s3s` service: every S3 operation becomes calls on the provider's stores.
 struct Backend {
     provider: Arc<dyn BucketProvider>,
+    payloads: Arc<PayloadCounters>,
 }
 
 impl Backend {
@@ -495,6 +543,7 @@ impl S3 for Backend {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        self.payloads.record(&req.headers);
         let input = req.input;
         let store = self.store(&input.bucket)?;
         let key = ObjectKey::new(input.key);
@@ -544,6 +593,7 @@ impl S3 for Backend {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        self.payloads.record(&req.headers);
         let input = req.input;
         let store = self.store(&input.bucket)?;
         let key = ObjectKey::new(input.key);

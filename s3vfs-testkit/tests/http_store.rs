@@ -8,11 +8,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
     BucketProvider, ByteRange, CopyRequest, ETag, GetRequest, ListRequest, MetadataDirective,
-    ObjectKey, ObjectStore, PutOptions, S3Store, S3StoreConfig, ServerSideEncryption,
-    StaticCredentials, StoreError, StoreErrorKind, WriteCondition,
+    ObjectKey, ObjectStore, PayloadSigning, PutOptions, S3Store, S3StoreConfig,
+    ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, WriteCondition,
 };
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
-use s3vfs_testkit::server::{S3Server, ServerCredentials};
+use s3vfs_testkit::server::{S3Server, ServerCredentials, UploadPayloads};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ struct Fixture {
     faults: FaultStore,
     counts: CountingStore,
     store: S3Store,
-    _server: S3Server,
+    server: S3Server,
 }
 
 async fn fixture() -> Fixture {
@@ -50,7 +50,7 @@ async fn fixture_with(configure: impl FnOnce(S3StoreConfig) -> S3StoreConfig) ->
         faults,
         counts,
         store,
-        _server: server,
+        server,
     }
 }
 
@@ -635,6 +635,63 @@ async fn multipart_upload() {
         .unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::NotFound);
     assert_eq!(err.code.as_deref(), Some("NoSuchUpload"));
+}
+
+/// One PutObject and one two-part multipart upload through `f`; checks the bytes arrived.
+async fn upload_one_of_each(f: &Fixture) {
+    let small = data(1000);
+    f.store
+        .put(&key("small"), small.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(f.mem.get_bytes("small").unwrap(), small);
+    let k = key("large");
+    let (part1, part2) = (data(5 * MIB), data(77));
+    let id = f
+        .store
+        .create_multipart(&k, PutOptions::default())
+        .await
+        .unwrap();
+    let p1 = f
+        .store
+        .upload_part(&k, &id, 1, part1.clone())
+        .await
+        .unwrap();
+    let p2 = f
+        .store
+        .upload_part(&k, &id, 2, part2.clone())
+        .await
+        .unwrap();
+    f.store
+        .complete_multipart(&k, &id, vec![p1, p2], WriteCondition::None)
+        .await
+        .unwrap();
+    let whole = f.mem.get_bytes("large").unwrap();
+    assert_eq!(whole.len(), part1.len() + part2.len());
+    assert!(whole[..part1.len()] == part1[..] && whole[part1.len()..] == part2[..]);
+}
+
+#[tokio::test]
+async fn upload_payloads_are_unsigned_over_loopback_and_signed_when_asked() {
+    // Auto (the default): the endpoint is http://127.0.0.1, so bodies are not hashed.
+    let f = fixture().await;
+    upload_one_of_each(&f).await;
+    assert_eq!(
+        f.server.upload_payloads(),
+        UploadPayloads {
+            signed: 0,
+            unsigned: 3
+        }
+    );
+    let f = fixture_with(|c| c.payload_signing(PayloadSigning::Always)).await;
+    upload_one_of_each(&f).await;
+    assert_eq!(
+        f.server.upload_payloads(),
+        UploadPayloads {
+            signed: 3,
+            unsigned: 0
+        }
+    );
 }
 
 #[tokio::test]

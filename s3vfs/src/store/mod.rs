@@ -11,10 +11,12 @@
 //!   to an errno, report a conflict) without parsing messages.
 
 pub mod error;
+mod payload_signing;
 pub mod s3;
 mod types;
 
 pub use error::{StoreError, StoreErrorKind};
+pub use payload_signing::PayloadSigning;
 pub use s3::{S3Buckets, S3Store, S3StoreConfig, StaticCredentials};
 pub use types::*;
 

@@ -17,8 +17,8 @@
 use super::{
     BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, DeleteFailure, ETag,
     GetRequest, GetResponse, ListPage, ListRequest, ListedObject, MetadataDirective, ObjectKey,
-    ObjectMeta, ObjectStore, PutOptions, PutResult, ServerSideEncryption, StoreError,
-    StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ObjectMeta, ObjectStore, PayloadSigning, PutOptions, PutResult, ServerSideEncryption,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
@@ -159,6 +159,9 @@ pub struct S3StoreConfig {
     /// Send CRC32 checksums with uploads and validate them on downloads (the SDK's
     /// default). Turn off for stores that reject `aws-chunked` bodies with trailers.
     pub request_checksums: bool,
+    /// When upload bodies are covered by the signature (see [`PayloadSigning`]); by
+    /// default only over plain HTTP to another host.
+    pub payload_signing: PayloadSigning,
     /// What [`ObjectStore::capabilities`] reports: lower it for stores that lack a
     /// feature (e.g. `conditional_writes: false` for Garage, which ignores the headers).
     pub capabilities: Capabilities,
@@ -181,6 +184,7 @@ impl Default for S3StoreConfig {
             operation_attempt_timeout: None,
             operation_timeout: None,
             request_checksums: true,
+            payload_signing: PayloadSigning::Auto,
             capabilities: Capabilities::default(),
         }
     }
@@ -276,6 +280,12 @@ impl S3StoreConfig {
     /// Sets [`request_checksums`](Self::request_checksums).
     pub fn request_checksums(mut self, on: bool) -> Self {
         self.request_checksums = on;
+        self
+    }
+
+    /// Sets [`payload_signing`](Self::payload_signing).
+    pub fn payload_signing(mut self, signing: PayloadSigning) -> Self {
+        self.payload_signing = signing;
         self
     }
 
@@ -433,6 +443,8 @@ pub struct S3Store {
     bucket: String,
     policy: ResumePolicy,
     capabilities: Capabilities,
+    /// Whether PutObject and UploadPart bodies are signed (SHA-256 of the body).
+    sign_payloads: bool,
 }
 
 impl fmt::Debug for S3Store {
@@ -440,6 +452,7 @@ impl fmt::Debug for S3Store {
         f.debug_struct("S3Store")
             .field("bucket", &self.bucket)
             .field("capabilities", &self.capabilities)
+            .field("sign_payloads", &self.sign_payloads)
             .finish_non_exhaustive()
     }
 }
@@ -467,6 +480,9 @@ impl S3Store {
                 max_backoff: config.max_backoff,
             },
             capabilities: config.capabilities,
+            sign_payloads: config
+                .payload_signing
+                .signs_uploads_to(config.endpoint_url.as_deref()),
         }
     }
 
@@ -486,6 +502,7 @@ impl S3Store {
             client: self.client.clone(),
             policy: self.policy,
             capabilities: self.capabilities,
+            sign_payloads: self.sign_payloads,
         }
     }
 
@@ -700,10 +717,12 @@ impl ObjectStore for S3Store {
             WriteCondition::IfNoneMatch => req = req.if_none_match("*"),
             WriteCondition::IfMatch(tag) => req = req.if_match(tag.as_str()),
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("PutObject", key.as_str(), e))?;
+        let sent = if self.sign_payloads {
+            req.send().await
+        } else {
+            req.customize().disable_payload_signing().send().await
+        };
+        let out = sent.map_err(|e| map_sdk_error("PutObject", key.as_str(), e))?;
         Ok(PutResult {
             etag: out.e_tag().map(ETag::new),
         })
@@ -739,7 +758,7 @@ impl ObjectStore for S3Store {
     ) -> StoreResult<CompletedPart> {
         debug!(op = "UploadPart", key = %key, part_number, len = body.len(), "request");
         let length = i64::try_from(body.len()).unwrap_or(i64::MAX);
-        let out = self
+        let req = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -747,10 +766,13 @@ impl ObjectStore for S3Store {
             .upload_id(&upload_id.0)
             .part_number(part_number_i32(key, part_number)?)
             .content_length(length)
-            .body(SdkByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("UploadPart", key.as_str(), e))?;
+            .body(SdkByteStream::from(body));
+        let sent = if self.sign_payloads {
+            req.send().await
+        } else {
+            req.customize().disable_payload_signing().send().await
+        };
+        let out = sent.map_err(|e| map_sdk_error("UploadPart", key.as_str(), e))?;
         let etag = out
             .e_tag()
             .ok_or_else(|| missing_field("UploadPart", key, "ETag"))?;
@@ -973,6 +995,7 @@ pub struct S3Buckets {
     client: Client,
     policy: ResumePolicy,
     capabilities: Capabilities,
+    sign_payloads: bool,
 }
 
 impl fmt::Debug for S3Buckets {
@@ -998,6 +1021,7 @@ impl S3Buckets {
             bucket: name.to_owned(),
             policy: self.policy,
             capabilities: self.capabilities,
+            sign_payloads: self.sign_payloads,
         }
     }
 }
