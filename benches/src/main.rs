@@ -17,6 +17,7 @@
 mod bucket;
 mod cacheread;
 mod endpoint;
+mod fuse_ceiling;
 mod measure;
 mod memory;
 mod payload;

@@ -9,6 +9,7 @@
 //! through a data cache ([`cacheread`]).
 
 use crate::cacheread;
+use crate::fuse_ceiling::Ceiling;
 use crate::measure;
 use crate::randread;
 use crate::report::{self, Latency, Report, Throughput};
@@ -44,6 +45,8 @@ enum Reader {
     Tool(Tool, PathBuf),
     /// The same, opened with `O_DIRECT` (s3vfs only).
     ToolDirect(Tool, PathBuf),
+    /// The in-memory fuser file system's file ([`crate::fuse_ceiling`]), 1 MiB reads.
+    Ceiling(PathBuf),
 }
 
 /// Everything the readers need, set up once.
@@ -55,6 +58,8 @@ struct Setup<'a> {
     object: TestObject,
     /// The object on the in-process mount.
     mounted_file: Option<PathBuf>,
+    /// The file of the in-memory FUSE file system, as large as the object.
+    ceiling_file: Option<PathBuf>,
 }
 
 /// Runs the sequential reads (if `read`) and the random reads (if `rand`) of one object of
@@ -160,15 +165,36 @@ async fn with_object(
     } else {
         None
     };
+    let ceiling = if ctx.plan.fuse && read {
+        let size = object.size;
+        match tokio::task::spawn_blocking(move || Ceiling::mount(size)).await {
+            Ok(Ok(ceiling)) => Some(ceiling),
+            Ok(Err(err)) => {
+                eprintln!("warning: no FUSE ceiling row: {err:#}");
+                None
+            }
+            Err(err) => {
+                eprintln!("warning: no FUSE ceiling row: {err}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let setup = Setup {
         ctx,
         mounted_file: guard.as_ref().map(|g| g.mountpoint().join(&object.key)),
+        ceiling_file: ceiling.as_ref().map(|c| c.file().to_owned()),
         store,
         vfs,
         fs_config,
         object: object.clone(),
     };
     let result = interruptible(measure_all(report, &setup, read, rand)).await;
+    // Unmounting joins the session's thread and frees the buffer: off the async workers.
+    if let Some(ceiling) = ceiling {
+        let _ = tokio::task::spawn_blocking(move || drop(ceiling)).await;
+    }
     // Unmount on every path; the guard would also do it on drop, but not from async code.
     let unmounted = match guard {
         Some(guard) => unmount(guard).await,
@@ -358,6 +384,15 @@ async fn sequential(
             ));
         }
     }
+    if let Some(path) = &setup.ceiling_file {
+        rows.push((
+            Reader::Ceiling(path.clone()),
+            Throughput::new(
+                "FUSE ceiling: fuser fs answering from memory (no S3), 1 MiB reads".to_owned(),
+                false,
+            ),
+        ));
+    }
     for (tool, file) in tool_files {
         let mut row = Throughput::new(
             format!("{} mount (own process): 1 MiB reads", tool.name()),
@@ -394,6 +429,7 @@ async fn sequential(
                 Reader::Library => measure::library(&setup.vfs, object).await,
                 Reader::LibraryBytes => measure::library_bytes(&setup.vfs, object).await,
                 Reader::InProcess(path, block) => measure::fuse(path, *block).await,
+                Reader::Ceiling(path) => measure::fuse(path, measure::LARGE_READ).await,
                 Reader::Tool(_, path) => measure::fuse(path, measure::LARGE_READ).await,
                 Reader::ToolDirect(_, path) => {
                     measure::fuse_direct(path, measure::LARGE_READ).await
@@ -417,7 +453,7 @@ async fn sequential(
                 Reader::Library | Reader::LibraryBytes | Reader::InProcess(..) => {
                     Some(ctx.library.count(Op::Get) - gets_before)
                 }
-                Reader::Tool(..) | Reader::ToolDirect(..) => None,
+                Reader::Tool(..) | Reader::ToolDirect(..) | Reader::Ceiling(_) => None,
             };
             let rate = report::mib(bytes) / elapsed.as_secs_f64();
             eprintln!(
@@ -518,10 +554,26 @@ async fn sequential(
                 Unit::MibPerSec,
                 median_of(&|r| matches!(r, Reader::ToolDirect(Tool::S3vfs, _))),
             )
-            .reference(reference)
+            .reference(reference.clone())
             .target(Target::RatioAtLeast(MOUNT_TARGET))
             .note(
                 "the reader opens the file with O_DIRECT: no page cache, one copy fewer".to_owned(),
+            ),
+        );
+        summary.push(
+            Row::new(
+                1,
+                format!("{what}FUSE ceiling: fuser fs answering from memory, no S3"),
+                ctx.tag,
+                Unit::MibPerSec,
+                median_of(&|r| matches!(r, Reader::Ceiling(_))),
+            )
+            .reference(reference)
+            .note(
+                "the kernel's share of a mount read alone (a request per 1 MiB, reply into the page cache, \
+                 page cache into the reader); a mount must also receive every byte from S3, so none can \
+                 read faster than this on this machine"
+                    .to_owned(),
             ),
         );
     }
