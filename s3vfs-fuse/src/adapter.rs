@@ -12,6 +12,7 @@
 //!   close(2) returns the upload's error; `fsync` likewise;
 //! - no open keeps the kernel's cached pages (`FOPEN_KEEP_CACHE`), so a file another
 //!   machine replaced is read afresh by the next open;
+//! - write-only handles bypass the page cache (`FOPEN_DIRECT_IO`), readable ones use it;
 //! - the kernel's lookup count of an inode equals what the core was told: entries the kernel
 //!   learns from `readdirplus` are counted here (the core's `readdir` does not count lookups)
 //!   and taken off the kernel's `forget` before the rest reaches [`Vfs::forget`].
@@ -532,15 +533,16 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
+        let fopen = open_reply_flags(flags.0);
         let flags = OpenFlags::from_posix(flags.0);
         let call = async move { vfs.open(Ino(ino.0), flags).await };
         // No FOPEN_KEEP_CACHE: every open drops the kernel's pages, so a file another
         // machine replaced in the store is read afresh by the next open (close-to-open
         // consistency; comparing versions here could keep pages of a file that changed
-        // within the metadata TTL). No FOPEN_DIRECT_IO either: reads and writes of an open
-        // file still go through the page cache, in large requests.
-        self.run("open", call, reply, |reply, handle: Handle| {
-            reply.opened(FileHandle(handle.0), FopenFlags::empty())
+        // within the metadata TTL). Handles that can read keep the page cache (large
+        // read requests, shared mmap); write-only handles bypass it (`open_reply_flags`).
+        self.run("open", call, reply, move |reply, handle: Handle| {
+            reply.opened(FileHandle(handle.0), fopen)
         });
     }
 
@@ -874,28 +876,57 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     ) {
         let vfs = self.vfs.clone();
         let name = name.to_owned();
+        let fopen = open_reply_flags(flags);
         let flags = OpenFlags::from_posix(flags);
         let call = async move { vfs.create(Ino(parent.0), &name, mode & 0o7777, flags).await };
         self.run(
             "create",
             call,
             reply,
-            |reply, (entry, handle): (Entry, Handle)| {
+            move |reply, (entry, handle): (Entry, Handle)| {
                 reply.created(
                     &entry.ttl,
                     &fuse_attr(&entry.attr),
                     GENERATION,
                     FileHandle(handle.0),
-                    FopenFlags::empty(),
+                    fopen,
                 )
             },
         );
     }
 }
 
+/// The `FOPEN_*` flags of the reply to `open`/`create` with POSIX `flags`.
+///
+/// A write-only handle gets `FOPEN_DIRECT_IO`: its writes go from the writer's buffer
+/// straight into the FUSE request instead of first into page-cache pages the writer can
+/// never read back through it (mmap needs a readable descriptor). That saves a copy and
+/// keeps a 100 GB `cp` from filling the page cache with pages nobody asked for. FUSE's
+/// direct I/O has no alignment rules, so writers see no difference. Handles that can
+/// read stay cached: kernel read-ahead turns their reads into large requests.
+fn open_reply_flags(posix: i32) -> FopenFlags {
+    if posix & libc::O_ACCMODE == libc::O_WRONLY {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_write_only_handles_bypass_the_page_cache() {
+        let direct = |flags| open_reply_flags(flags).contains(FopenFlags::FOPEN_DIRECT_IO);
+        assert!(direct(libc::O_WRONLY));
+        assert!(direct(
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND
+        ));
+        assert!(!direct(libc::O_RDONLY));
+        assert!(!direct(libc::O_RDWR));
+        assert!(!direct(libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC));
+    }
 
     #[test]
     fn attributes_keep_kind_perm_and_size() {

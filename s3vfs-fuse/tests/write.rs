@@ -25,6 +25,17 @@ fn injected() -> StoreError {
     StoreError::new(StoreErrorKind::InvalidRequest, "injected by the test")
 }
 
+/// What a file holds after `bytes` are written at `offset` over `file` (a gap past its end
+/// reads as zeros); returns the end of the write.
+fn overlay(file: &mut Vec<u8>, offset: u64, bytes: &[u8]) -> usize {
+    let end = offset as usize + bytes.len();
+    if file.len() < end {
+        file.resize(end, 0);
+    }
+    file[offset as usize..end].copy_from_slice(bytes);
+    end
+}
+
 #[test]
 fn create_write_close_stores_the_exact_bytes() {
     let mount = TestMount::writable(MemStore::new());
@@ -151,11 +162,7 @@ fn pwrites_are_read_back_before_and_after_close(cache: CacheSetting) {
     for (i, &(offset, len)) in writes.iter().enumerate() {
         let bytes = pseudo_random(len, 100 + i as u64);
         file.write_all_at(&bytes, offset).unwrap();
-        let end = offset as usize + len;
-        if expected.len() < end {
-            expected.resize(end, 0);
-        }
-        expected[offset as usize..end].copy_from_slice(&bytes);
+        let end = overlay(&mut expected, offset, &bytes);
         // Each write is visible at once, through this handle and through another one.
         let around = offset.saturating_sub(3);
         let want = &expected[around as usize..(end + 3).min(expected.len())];
@@ -176,6 +183,44 @@ fn pwrites_are_read_back_before_and_after_close(cache: CacheSetting) {
 }
 
 test_with_every_cache!(pwrites_are_read_back_before_and_after_close);
+
+/// Write-only handles bypass the page cache (direct I/O); a reader that already has the
+/// file's pages cached must still see every write at once, not its stale pages.
+#[test]
+fn writes_of_a_write_only_handle_reach_readers_with_cached_pages() {
+    let base = pseudo_random(2 * MIB as usize, 21);
+    let store = MemStore::new();
+    store.insert("data.bin", base.clone());
+    let mount = TestMount::writable(store);
+    let path = mount.path("data.bin");
+    let reader = File::open(&path).unwrap();
+    // Fill the page cache with the whole file through the reader.
+    assert!(read_at(&reader, 0, base.len()).unwrap() == base);
+
+    let writer = OpenOptions::new().write(true).open(&path).unwrap();
+    let mut expected = base.to_vec();
+    for (i, &(offset, len)) in [
+        (0u64, 10usize),
+        (4095, 2),
+        (MIB - 7, 9000),
+        (2 * MIB + 5, 300),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let bytes = pseudo_random(len, 200 + i as u64);
+        writer.write_all_at(&bytes, offset).unwrap();
+        overlay(&mut expected, offset, &bytes);
+        assert!(
+            read_at(&reader, 0, expected.len() + 1).unwrap() == expected,
+            "the reader missed write {i}"
+        );
+    }
+    close(writer).unwrap();
+    assert!(mount.object("data.bin") == expected, "the object differs");
+    assert!(read_at(&reader, 0, expected.len() + 1).unwrap() == expected);
+    close(reader).unwrap();
+}
 
 #[test]
 fn ftruncate_shrinks_and_grows() {
