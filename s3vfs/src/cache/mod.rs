@@ -72,9 +72,10 @@ pub struct CacheStats {
     /// Blocks not cached because the disk cache's write backlog was full (the disk was
     /// slower than the reads filling it); always 0 for a memory cache.
     pub dropped: u64,
-    /// Bytes held now (for a disk cache, including the block files' headers).
+    /// Bytes held now (for a disk cache, those of the block files written, headers
+    /// included; blocks still waiting to be written are not counted until they are).
     pub bytes: u64,
-    /// Blocks held now.
+    /// Blocks held now (for a disk cache, those written).
     pub blocks: u64,
 }
 
