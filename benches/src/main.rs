@@ -115,6 +115,10 @@ struct Args {
     /// + 64 MiB).
     #[arg(long)]
     no_cache_rows: bool,
+    /// The disk cache row's write backlog (DataCacheConfig::disk_write_backlog, the
+    /// mount's --cache-write-backlog), e.g. 64M. Default: the library's.
+    #[arg(long, value_parser = parse_size)]
+    cache_write_backlog: Option<u64>,
     /// Override the library's read-ahead part size (FsConfig::read_part_size), e.g. 8M.
     #[arg(long, value_parser = parse_size)]
     read_part_size: Option<u64>,
@@ -174,6 +178,8 @@ pub struct Plan {
     pub no_small_reads: bool,
     /// Measure item 1's re-reads through a data cache.
     pub cache_rows: bool,
+    /// The disk cache row's write backlog (`None`: the library's default).
+    pub cache_write_backlog: Option<u64>,
     pub read_part_size: Option<u64>,
     pub initial_read_window: Option<u64>,
     pub max_read_window: Option<u64>,
@@ -211,6 +217,7 @@ impl Plan {
             fuse: !args.no_fuse,
             no_small_reads: args.no_small_reads,
             cache_rows: !args.no_cache_rows,
+            cache_write_backlog: args.cache_write_backlog,
             read_part_size: args.read_part_size,
             initial_read_window: args.initial_read_window,
             max_read_window: args.max_read_window,

@@ -146,6 +146,13 @@ struct MountArgs {
     #[arg(long, value_name = "BYTES", requires = "cache_dir",
         default_value_t = ByteSize(DataCacheConfig::default().disk_bytes))]
     cache_disk_size: ByteSize,
+    /// Most bytes of file data waiting to be written to the disk cache (K/M/G suffixes),
+    /// held in memory on top of --memory-budget; needs --cache-dir. Blocks are written
+    /// behind the reads, so a first read is not slowed to the disk's speed; blocks read
+    /// while the backlog is full are not cached.
+    #[arg(long, value_name = "BYTES", requires = "cache_dir",
+        default_value_t = ByteSize(DataCacheConfig::default().disk_write_backlog))]
+    cache_write_backlog: ByteSize,
     /// Size of one cached block (K/M/G suffixes): a read of an uncached block fetches
     /// the whole block.
     #[arg(long, value_name = "BYTES", value_parser = parse_block_size,
@@ -480,7 +487,9 @@ impl MountPlan {
             if !metadata.is_dir() {
                 bail!("cache directory {} is not a directory", dir.display());
             }
-            cache = cache.with_disk(dir, args.cache_disk_size.0);
+            cache = cache
+                .with_disk(dir, args.cache_disk_size.0)
+                .with_disk_write_backlog(args.cache_write_backlog.0);
         }
         config.data_cache = cache;
         Ok(config)
@@ -932,6 +941,11 @@ mod tests {
         let disk = p(&["s3vfs", "mount", "b", "/m", "--cache-dir", dir_arg]).unwrap();
         assert_eq!(disk.data_cache.disk_dir.as_deref(), Some(dir.path()));
         assert_eq!(disk.data_cache.disk_bytes, 5 << 30, "5G by default");
+        assert_eq!(
+            disk.data_cache.disk_write_backlog,
+            256 << 20,
+            "256M by default"
+        );
         assert_eq!(disk.data_cache.memory_bytes, 0);
 
         let both = p(&[
@@ -947,6 +961,8 @@ mod tests {
             "20G",
             "--cache-block-size",
             "256K",
+            "--cache-write-backlog",
+            "1G",
         ])
         .unwrap()
         .data_cache;
@@ -956,6 +972,7 @@ mod tests {
                 .with_memory(64 << 20)
                 .with_disk(dir.path(), 20 << 30)
                 .with_block_size(256 << 10)
+                .with_disk_write_backlog(1 << 30)
         );
 
         let missing = dir.path().join("missing");
@@ -963,6 +980,7 @@ mod tests {
         let err = p(&["s3vfs", "mount", "b", "/m", "--cache-dir", missing]).unwrap_err();
         assert!(format!("{err:#}").contains("cache directory"), "{err:#}");
         assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-disk-size", "1G"]).is_err());
+        assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-write-backlog", "1G"]).is_err());
         assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-block-size", "1K"]).is_err());
         assert!(p(&["s3vfs", "mount", "b", "/m", "--cache-memory", "lots"]).is_err());
     }

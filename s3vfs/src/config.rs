@@ -97,6 +97,15 @@ pub struct DataCacheConfig {
     pub disk_dir: Option<PathBuf>,
     /// Bytes of block files kept in `disk_dir`, headers included (0: no disk cache).
     pub disk_bytes: u64,
+    /// Most bytes of block data waiting to be written to `disk_dir`. Blocks are written
+    /// behind the reader by one thread, so a first read is not slowed to the disk's write
+    /// speed; a block that would grow the backlog past this is not cached (counted in
+    /// [`CacheStats::dropped`](crate::cache::CacheStats::dropped)). Waiting blocks are
+    /// served from memory. This memory comes on top of
+    /// [`FsConfig::memory_budget`], which does not count it. The default, 256 MiB, keeps
+    /// most of a fast 1 GiB first read cached on a disk slower than the network while
+    /// bounding the memory; 0 caches nothing on disk.
+    pub disk_write_backlog: u64,
     /// Size of one cached block, in bytes: a read of a missing block fetches the whole
     /// block (the object's last block may be shorter).
     pub block_size: u64,
@@ -108,6 +117,7 @@ impl Default for DataCacheConfig {
             memory_bytes: 0,
             disk_dir: None,
             disk_bytes: 5 * 1024 * 1024 * 1024,
+            disk_write_backlog: 256 * 1024 * 1024,
             block_size: 1024 * 1024,
         }
     }
@@ -129,6 +139,12 @@ impl DataCacheConfig {
     pub fn with_disk(mut self, dir: impl Into<PathBuf>, bytes: u64) -> Self {
         self.disk_dir = Some(dir.into());
         self.disk_bytes = bytes;
+        self
+    }
+
+    /// Lets up to `bytes` of blocks wait to be written to the disk cache.
+    pub fn with_disk_write_backlog(mut self, bytes: u64) -> Self {
+        self.disk_write_backlog = bytes;
         self
     }
 

@@ -85,6 +85,8 @@ struct DirStream {
 /// (`write`, `ops`, …) can add `impl S3Fs` blocks of their own.
 pub struct S3Fs {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The data cache `store` reads through, if any.
+    data_cache: Option<Arc<dyn DataCache>>,
     pub(crate) config: FsConfig,
     pub(crate) ns: Namespace,
     pub(crate) inodes: InodeTable,
@@ -155,10 +157,10 @@ impl S3Fs {
         data_cache: Option<Arc<dyn DataCache>>,
         scope: &str,
     ) -> Arc<Self> {
-        let store: Arc<dyn ObjectStore> = match data_cache {
+        let store: Arc<dyn ObjectStore> = match &data_cache {
             Some(data_cache) => Arc::new(CachingStore::new(
                 store,
-                data_cache,
+                Arc::clone(data_cache),
                 config.data_cache.block_size,
                 scope,
             )),
@@ -169,6 +171,7 @@ impl S3Fs {
         let budget = MemoryBudget::new(config.memory_budget);
         Arc::new(Self {
             store,
+            data_cache,
             ns: Namespace::new(&prefix),
             meta,
             config,
@@ -190,6 +193,13 @@ impl S3Fs {
     /// The store underneath (wrapped in a [`CachingStore`] when a data cache is on).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The data cache reads go through, if one is on: for its
+    /// [`stats`](DataCache::stats), or to [`flush`](DataCache::flush) a disk cache's
+    /// pending writes.
+    pub fn data_cache(&self) -> Option<&Arc<dyn DataCache>> {
+        self.data_cache.as_ref()
     }
 
     /// Drops an open file or directory handle (what `release`/`releasedir` do), for

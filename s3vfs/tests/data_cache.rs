@@ -343,6 +343,9 @@ async fn a_custom_cache_can_be_plugged_in_and_a_bad_directory_is_refused() {
     let vfs = S3Vfs::with_data_cache(Arc::new(store.clone()), FsConfig::default(), disk.clone());
     assert_eq!(vfs.read("a").await.unwrap(), pattern(100_000, 2));
     assert_eq!(vfs.read("a").await.unwrap(), pattern(100_000, 2));
+    // The blocks are written behind the reads; the file system hands out the same cache.
+    let plugged = vfs.fs().data_cache().expect("the plugged-in cache");
+    plugged.flush().await;
     assert!(disk.stats().hits > 0 && disk.stats().blocks > 0);
 
     let file = dir.path().join("not-a-dir");
@@ -354,4 +357,40 @@ async fn a_custom_cache_can_be_plugged_in_and_a_bad_directory_is_refused() {
     // `new` logs it and runs without the cache.
     let vfs = S3Vfs::new(Arc::new(store), config);
     assert_eq!(vfs.read("a").await.unwrap(), pattern(100_000, 2));
+}
+
+#[tokio::test]
+async fn a_full_write_backlog_drops_blocks_but_never_fails_a_read() {
+    let store = MemStore::new();
+    let data = pattern(300_000, 4);
+    store.insert("f", data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // A backlog of 0 bytes: no block may wait to be written, so none is cached.
+    let cache = DataCacheConfig::default()
+        .with_block_size(64 * 1024)
+        .with_disk(dir.path(), 64 << 20)
+        .with_disk_write_backlog(0);
+    let counting = CountingStore::new(Arc::new(store.clone()));
+    let config = FsConfig::default()
+        .with_metadata_ttl(Duration::from_secs(60))
+        .with_data_cache(cache);
+    let fs = s3vfs::S3Fs::try_new(Arc::new(counting.clone()), config).unwrap();
+    let vfs = S3Vfs::from_fs(fs);
+    for _ in 0..2 {
+        counting.reset();
+        assert_eq!(vfs.read("f").await.unwrap(), data);
+        assert!(
+            counting.count(Op::Get) > 0,
+            "nothing cached, so every read GETs"
+        );
+    }
+    let cache = vfs.fs().data_cache().expect("a disk cache");
+    cache.flush().await;
+    let stats = cache.stats();
+    assert_eq!(
+        stats.dropped,
+        2 * 5,
+        "5 blocks per read, all dropped: {stats:?}"
+    );
+    assert_eq!((stats.inserts, stats.blocks), (0, 0));
 }

@@ -52,21 +52,30 @@ pub(crate) enum BlockFileError {
     },
 }
 
-/// The file contents for block `id` holding `data`.
-pub(crate) fn encode(id: &BlockId, data: &[u8]) -> Bytes {
-    let strings = [
+/// The id's strings, in the order the header holds them.
+fn strings(id: &BlockId) -> [&[u8]; 3] {
+    [
         id.scope.as_bytes(),
         id.key.as_str().as_bytes(),
         id.etag.as_str().as_bytes(),
-    ];
-    let header = FIXED_HEADER + strings.iter().map(|s| 4 + s.len()).sum::<usize>();
-    let mut out = BytesMut::with_capacity(header + data.len());
+    ]
+}
+
+/// The size of the file of block `id` holding `data_len` bytes.
+pub(crate) fn encoded_len(id: &BlockId, data_len: usize) -> u64 {
+    let header = FIXED_HEADER + strings(id).iter().map(|s| 4 + s.len()).sum::<usize>();
+    (header + data_len) as u64
+}
+
+/// The file contents for block `id` holding `data`.
+pub(crate) fn encode(id: &BlockId, data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(encoded_len(id, data.len()) as usize);
     out.put_slice(MAGIC);
     out.put_u32_le(VERSION);
     out.put_u64_le(id.index);
     out.put_u64_le(data.len() as u64);
     out.put_u32_le(crc32c::crc32c(data));
-    for s in strings {
+    for s in strings(id) {
         // Keys are at most 1024 bytes on S3; anything longer than u32 cannot be in memory.
         out.put_u32_le(u32::try_from(s.len()).unwrap_or(u32::MAX));
         out.put_slice(s);
@@ -91,13 +100,8 @@ pub(crate) fn decode(id: &BlockId, file: Bytes) -> Result<Bytes, BlockFileError>
     let index = reader.u64().ok_or_else(|| short(&file))?;
     let len = reader.u64().ok_or_else(|| short(&file))?;
     let stored = reader.u32().ok_or_else(|| short(&file))?;
-    let expected_strings = [
-        id.scope.as_bytes(),
-        id.key.as_str().as_bytes(),
-        id.etag.as_str().as_bytes(),
-    ];
     let mut same = index == id.index;
-    for expected in expected_strings {
+    for expected in strings(id) {
         let n = reader.u32().ok_or_else(|| short(&file))? as usize;
         let s = reader.take(n).ok_or_else(|| short(&file))?;
         same &= s == expected;
@@ -153,6 +157,7 @@ mod tests {
         let id = test_id("dir/k", 7);
         let data = b"some block data".as_slice();
         let file = encode(&id, data);
+        assert_eq!(file.len() as u64, encoded_len(&id, data.len()));
         assert_eq!(decode(&id, file.clone()).as_deref(), Ok(data));
         assert_eq!(
             decode(&test_id("dir/k", 8), file.clone()),

@@ -5,25 +5,41 @@
 //! index of files (an LRU by total bytes) lives in memory; a file is added to it only once
 //! it is written whole (written under a temporary name, then renamed). Reads check the
 //! whole header and the CRC-32C of the data: a bad file is logged, deleted and a miss.
-//! Disk errors (full disk, permissions) only mean the block is not cached. File I/O runs
-//! on tokio's blocking threads.
+//! Disk errors (full disk, permissions) only mean the block is not cached.
+//!
+//! Blocks are written behind the reader: `put` only queues them for the cache's writer
+//! thread ([`write_behind`](super::write_behind)), within a byte backlog past which blocks
+//! are dropped (not cached), and a block waiting there is served from memory. File reads
+//! run on tokio's blocking threads.
 
 use super::block_file;
+use super::write_behind::{BlockSink, WriteBehind};
 use super::{BlockId, CacheError, CacheStats, Counters, DataCache};
+use crate::config::DataCacheConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The subdirectory of the configured directory that the cache owns (and empties).
 pub const SUBDIR: &str = "s3vfs-cache-v1";
 
-/// Blocks on disk within a byte cap (file headers included).
+/// Blocks on disk within a byte cap (file headers included), written behind the reader.
 #[derive(Debug)]
 pub struct DiskCache {
+    files: Arc<BlockFiles>,
+    writer: WriteBehind,
+    /// Whether the first block dropped for a full backlog was logged.
+    told_backlog_full: AtomicBool,
+}
+
+/// The directory of block files and its index: what the writer thread writes into and
+/// lookups read from.
+#[derive(Debug)]
+struct BlockFiles {
     root: PathBuf,
     cap: u64,
     state: Mutex<State>,
@@ -39,9 +55,16 @@ struct State {
 }
 
 impl DiskCache {
-    /// A cache in `dir/s3vfs-cache-v1/` of at most `cap` bytes; that subdirectory is
-    /// emptied (or created, with `dir` if needed) now.
+    /// A cache in `dir/s3vfs-cache-v1/` of at most `cap` bytes, with the default write
+    /// backlog ([`DataCacheConfig::disk_write_backlog`]); that subdirectory is emptied (or
+    /// created, with `dir` if needed) now.
     pub fn new(dir: &Path, cap: u64) -> Result<Self, CacheError> {
+        Self::with_write_backlog(dir, cap, DataCacheConfig::default().disk_write_backlog)
+    }
+
+    /// Like [`new`](Self::new), with at most `backlog` bytes of blocks waiting to be
+    /// written (held in memory); a block that would exceed it is not cached.
+    pub fn with_write_backlog(dir: &Path, cap: u64, backlog: u64) -> Result<Self, CacheError> {
         let root = dir.join(SUBDIR);
         let fail = |source| CacheError::Directory {
             path: root.clone(),
@@ -57,8 +80,8 @@ impl DiskCache {
         let probe = root.join(".probe");
         std::fs::write(&probe, b"").map_err(fail)?;
         std::fs::remove_file(&probe).map_err(fail)?;
-        tracing::debug!(root = %root.display(), cap, "disk cache emptied");
-        Ok(Self {
+        tracing::debug!(root = %root.display(), cap, backlog, "disk cache emptied");
+        let files = Arc::new(BlockFiles {
             root,
             cap,
             state: Mutex::new(State {
@@ -67,22 +90,51 @@ impl DiskCache {
             }),
             counters: Counters::default(),
             next_temp: AtomicU64::new(0),
+        });
+        let writer = WriteBehind::start(Arc::clone(&files), backlog).map_err(CacheError::Writer)?;
+        Ok(Self {
+            files,
+            writer,
+            told_backlog_full: AtomicBool::new(false),
         })
     }
 
     /// The directory holding the block files.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.files.root
     }
 
     /// The byte cap.
     pub fn cap(&self) -> u64 {
-        self.cap
+        self.files.cap
     }
 
     /// Where block `id` is kept: named by a SHA-256 of the whole id, in one of 256
     /// subdirectories so that no directory grows huge.
     pub fn path_of(&self, id: &BlockId) -> PathBuf {
+        self.files.path_of(id)
+    }
+
+    /// Bytes of block data waiting to be written.
+    pub fn queued_bytes(&self) -> u64 {
+        self.writer.queued_bytes()
+    }
+
+    /// Forgets block `id` (its file is gone or bad), waiting or written.
+    fn forget(&self, id: &BlockId) {
+        self.writer.remove(id);
+        self.files.forget(id);
+    }
+
+    /// Test hook: while `held`, the writer thread writes nothing.
+    #[cfg(test)]
+    fn hold_writes(&self, held: bool) {
+        self.writer.hold(held);
+    }
+}
+
+impl BlockFiles {
+    fn path_of(&self, id: &BlockId) -> PathBuf {
         let mut hasher = Sha256::new();
         for part in [
             id.scope.as_bytes(),
@@ -102,31 +154,65 @@ impl DiskCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets block `id` (its file is gone or bad).
+    /// Forgets the file of block `id`.
     fn forget(&self, id: &BlockId) {
         let mut state = self.lock();
         if let Some(size) = state.files.pop(id) {
             state.bytes -= size;
         }
     }
+}
 
-    /// Deletes the files of evicted blocks.
-    async fn delete_files(&self, paths: Vec<PathBuf>) {
-        if paths.is_empty() {
-            return;
+impl BlockSink for BlockFiles {
+    fn write(&self, id: &BlockId, data: &Bytes) -> Option<u64> {
+        let contents = block_file::encode(id, data);
+        let size = contents.len() as u64;
+        let path = self.path_of(id);
+        let temp = self.root.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_temp.fetch_add(1, Ordering::Relaxed)
+        ));
+        match write_atomically(&path, &temp, &contents) {
+            Ok(()) => Some(size),
+            Err(e) => {
+                self.counters.rejected();
+                tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
+                    "cannot write a block to the data cache; not cached");
+                None
+            }
         }
-        let deleted = tokio::task::spawn_blocking(move || {
-            for path in paths {
-                if let Err(e) = std::fs::remove_file(&path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot delete an evicted cache block");
-                    }
+    }
+
+    fn publish(&self, id: BlockId, size: u64) -> Vec<BlockId> {
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.lock();
+            if let Some(old) = state.files.put(id, size) {
+                state.bytes -= old;
+            }
+            state.bytes += size;
+            while state.bytes > self.cap {
+                let Some((old_id, old_size)) = state.files.pop_lru() else {
+                    break;
+                };
+                state.bytes -= old_size;
+                evicted.push(old_id);
+            }
+        }
+        self.counters.insert();
+        self.counters.evicted(evicted.len() as u64);
+        evicted
+    }
+
+    fn delete(&self, ids: &[BlockId]) {
+        for id in ids {
+            let path = self.path_of(id);
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete a cache block");
                 }
             }
-        })
-        .await;
-        if let Err(e) = deleted {
-            tracing::warn!(error = %e, "cache eviction task failed");
         }
     }
 }
@@ -147,21 +233,26 @@ fn write_atomically(path: &Path, temp: &Path, contents: &[u8]) -> std::io::Resul
 #[async_trait]
 impl DataCache for DiskCache {
     async fn get(&self, id: &BlockId) -> Option<Bytes> {
-        if self.lock().files.get(id).is_none() {
-            self.counters.miss();
+        let files = &self.files;
+        if let Some(data) = self.writer.get(id) {
+            files.counters.hit();
+            return Some(data);
+        }
+        if files.lock().files.get(id).is_none() {
+            files.counters.miss();
             return None;
         }
-        let path = self.path_of(id);
+        let path = files.path_of(id);
         let read_path = path.clone();
         let read = tokio::task::spawn_blocking(move || std::fs::read(read_path)).await;
         let failure = match read {
             Ok(Ok(file)) => match block_file::decode(id, Bytes::from(file)) {
                 Ok(data) => {
-                    self.counters.hit();
+                    files.counters.hit();
                     return Some(data);
                 }
                 Err(e) => {
-                    self.counters.corrupt();
+                    files.counters.corrupt();
                     tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
                         "damaged block in the data cache; dropped");
                     e.to_string()
@@ -176,73 +267,51 @@ impl DataCache for DiskCache {
         };
         tracing::debug!(reason = failure, "data cache miss after a failed read");
         self.forget(id);
-        self.delete_files(vec![path]).await;
-        self.counters.miss();
+        let (deleter, id_owned) = (Arc::clone(files), id.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || deleter.delete(&[id_owned])).await {
+            tracing::warn!(error = %e, "cache block deletion task failed");
+        }
+        files.counters.miss();
         None
     }
 
     async fn put(&self, id: BlockId, data: Bytes) {
-        let contents = block_file::encode(&id, &data);
-        let size = contents.len() as u64;
-        if size > self.cap {
-            self.counters.rejected();
+        let files = &self.files;
+        if block_file::encoded_len(&id, data.len()) > files.cap {
+            files.counters.rejected();
             return;
         }
-        let path = self.path_of(&id);
-        let temp = self.root.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            self.next_temp.fetch_add(1, Ordering::Relaxed)
-        ));
-        let target = path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || write_atomically(&target, &temp, &contents)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.counters.rejected();
-                tracing::warn!(key = %id.key, block = id.index, path = %path.display(), error = %e,
-                    "cannot write a block to the data cache; not cached");
-                return;
+        let (key, index, len) = (id.key.clone(), id.index, data.len());
+        if !self.writer.push(id, data) {
+            files.counters.dropped();
+            let queued = self.writer.queued_bytes();
+            if !self.told_backlog_full.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    queued,
+                    "the disk is slower than the reads filling the data \
+                    cache: blocks past the write backlog are not cached (logged once)"
+                );
             }
-            Err(e) => {
-                self.counters.rejected();
-                tracing::warn!(error = %e, "data cache write task failed");
-                return;
-            }
+            tracing::debug!(%key, block = index, len, queued, "disk cache write backlog full; block not cached");
         }
-        let mut evicted = Vec::new();
-        {
-            let mut state = self.lock();
-            if let Some(old) = state.files.put(id.clone(), size) {
-                state.bytes -= old;
-            }
-            state.bytes += size;
-            while state.bytes > self.cap {
-                let Some((old_id, old_size)) = state.files.pop_lru() else {
-                    break;
-                };
-                state.bytes -= old_size;
-                evicted.push(old_id);
-            }
-        }
-        self.counters.insert();
-        self.counters.evicted(evicted.len() as u64);
-        let paths = evicted.iter().map(|old| self.path_of(old)).collect();
-        self.delete_files(paths).await;
     }
 
     fn stats(&self) -> CacheStats {
-        let state = self.lock();
-        self.counters
+        let state = self.files.lock();
+        self.files
+            .counters
             .snapshot(state.bytes, state.files.len() as u64)
+    }
+
+    async fn flush(&self) {
+        self.writer.flush().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::test_id;
+    use crate::cache::{drop_without_hanging, test_id};
 
     fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
         let mut out = Vec::new();
@@ -271,6 +340,7 @@ mod tests {
         let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
         let data = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
         cache.put(test_id("a/b", 3), data.clone()).await;
+        cache.flush().await;
         assert_eq!(cache.get(&test_id("a/b", 3)).await, Some(data));
         assert_eq!(cache.get(&test_id("a/b", 4)).await, None);
         let stats = cache.stats();
@@ -285,6 +355,7 @@ mod tests {
         let cache = DiskCache::new(dir.path(), cap).unwrap();
         for i in 0..40u64 {
             cache.put(test_id("k", i), block(1000, i as u8)).await;
+            cache.flush().await;
             let on_disk: u64 = files_under(cache.root()).iter().map(|(_, n)| n).sum();
             assert!(on_disk <= cap, "{on_disk} bytes on disk after block {i}");
             assert_eq!(on_disk, cache.stats().bytes);
@@ -300,6 +371,7 @@ mod tests {
         let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
         let id = test_id("k", 0);
         cache.put(id.clone(), block(4096, 7)).await;
+        cache.flush().await;
         let path = cache.path_of(&id);
         let mut file = std::fs::read(&path).unwrap();
         let last = file.len() - 100;
@@ -321,6 +393,7 @@ mod tests {
         let (a, b) = (test_id("k", 0), test_id("k", 1));
         cache.put(a.clone(), block(4096, 1)).await;
         cache.put(b.clone(), block(4096, 2)).await;
+        cache.flush().await;
         let file = std::fs::read(cache.path_of(&a)).unwrap();
         std::fs::write(cache.path_of(&a), &file[..file.len() - 1]).unwrap();
         std::fs::remove_file(cache.path_of(&b)).unwrap();
@@ -337,6 +410,7 @@ mod tests {
         let (a, b) = (test_id("k", 0), test_id("k", 1));
         cache.put(a.clone(), block(10, 1)).await;
         cache.put(b.clone(), block(10, 2)).await;
+        cache.flush().await;
         std::fs::copy(cache.path_of(&a), cache.path_of(&b)).unwrap();
         assert_eq!(cache.get(&b).await, None);
         assert_eq!(cache.get(&a).await, Some(block(10, 1)));
@@ -348,6 +422,8 @@ mod tests {
         std::fs::write(dir.path().join("keep.txt"), b"not ours").unwrap();
         let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
         cache.put(test_id("k", 0), block(100, 1)).await;
+        cache.flush().await;
+        assert_eq!(files_under(cache.root()).len(), 1);
         let stale = cache.root().join("leftover");
         std::fs::write(&stale, b"old").unwrap();
         drop(cache);
@@ -374,8 +450,131 @@ mod tests {
         std::fs::remove_dir_all(cache.root()).unwrap();
         std::fs::write(cache.root(), b"now a file").unwrap();
         cache.put(test_id("k", 0), block(100, 1)).await;
+        cache.flush().await;
         assert_eq!(cache.get(&test_id("k", 0)).await, None);
         assert_eq!(cache.stats().rejected, 1);
         assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_flushed_block_is_on_disk_and_read_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let id = test_id("k", 0);
+        cache.put(id.clone(), block(3000, 4)).await;
+        cache.flush().await;
+        assert_eq!(cache.queued_bytes(), 0);
+        let path = cache.path_of(&id);
+        let file = Bytes::from(std::fs::read(&path).unwrap());
+        assert_eq!(block_file::decode(&id, file), Ok(block(3000, 4)));
+        assert_eq!(cache.get(&id).await, Some(block(3000, 4)));
+        // Served from the file, not from memory: a damaged file is noticed.
+        std::fs::write(&path, b"garbage").unwrap();
+        assert_eq!(cache.get(&id).await, None);
+        assert_eq!(cache.stats().corrupt, 1);
+    }
+
+    #[tokio::test]
+    async fn a_queued_block_is_served_before_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        cache.hold_writes(true);
+        let id = test_id("k", 0);
+        cache.put(id.clone(), block(2000, 1)).await;
+        assert!(files_under(cache.root()).is_empty(), "nothing written yet");
+        assert_eq!(cache.get(&id).await, Some(block(2000, 1)));
+        // Put again while queued: the new data replaces the old, counted once.
+        cache.put(id.clone(), block(2000, 2)).await;
+        assert_eq!(cache.get(&id).await, Some(block(2000, 2)));
+        assert_eq!(cache.queued_bytes(), 2000);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.blocks, stats.inserts), (2, 0, 0));
+        cache.hold_writes(false);
+        cache.flush().await;
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.inserts), (1, 1), "written once");
+        assert_eq!(files_under(cache.root()).len(), 1);
+        assert_eq!(cache.get(&id).await, Some(block(2000, 2)));
+    }
+
+    #[tokio::test]
+    async fn blocks_past_the_write_backlog_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::with_write_backlog(dir.path(), 1 << 20, 2500).unwrap();
+        cache.hold_writes(true);
+        for i in 0..3 {
+            cache.put(test_id("k", i), block(1000, i as u8)).await;
+        }
+        assert_eq!(cache.stats().dropped, 1);
+        assert_eq!(cache.queued_bytes(), 2000);
+        assert_eq!(
+            cache.get(&test_id("k", 2)).await,
+            None,
+            "the third did not fit"
+        );
+        cache.hold_writes(false);
+        cache.flush().await;
+        // The backlog is free again.
+        cache.put(test_id("k", 2), block(1000, 2)).await;
+        cache.flush().await;
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.dropped, stats.rejected), (3, 1, 0));
+        for i in 0..3 {
+            assert_eq!(
+                cache.get(&test_id("k", i)).await,
+                Some(block(1000, i as u8))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_or_evicted_block_leaves_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for two 1000-byte blocks with their headers, not three.
+        let one = block_file::encoded_len(&test_id("k", 0), 1000);
+        let cache = DiskCache::new(dir.path(), 2 * one + 10).unwrap();
+        cache.hold_writes(true);
+        let (a, b) = (test_id("k", 0), test_id("k", 1));
+        cache.put(a.clone(), block(1000, 1)).await;
+        cache.put(b.clone(), block(1000, 2)).await;
+        cache.forget(&a);
+        assert_eq!(cache.get(&a).await, None);
+        assert_eq!(cache.queued_bytes(), 1000);
+        cache.hold_writes(false);
+        cache.flush().await;
+        assert!(
+            !cache.path_of(&a).exists(),
+            "a forgotten block is never written"
+        );
+        assert_eq!(cache.stats().blocks, 1);
+
+        // Block b is on disk and the least recently used; a new version of it is queued
+        // behind two others. Writing those evicts b, and with it its queued version.
+        let (c, d) = (test_id("k", 2), test_id("k", 3));
+        cache.hold_writes(true);
+        cache.put(c.clone(), block(1000, 3)).await;
+        cache.put(d.clone(), block(1000, 4)).await;
+        cache.put(b.clone(), block(1000, 2)).await;
+        cache.hold_writes(false);
+        cache.flush().await;
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.evictions), (2, 1), "{stats:?}");
+        assert_eq!(cache.get(&b).await, None, "evicted, and not written again");
+        assert!(!cache.path_of(&b).exists());
+        assert_eq!(cache.queued_bytes(), 0);
+        assert_eq!(files_under(cache.root()).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_cache_with_queued_blocks_does_not_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path(), 1 << 20).unwrap();
+        let root = cache.root().to_path_buf();
+        cache.hold_writes(true);
+        for i in 0..20 {
+            cache.put(test_id("k", i), block(1000, 1)).await;
+        }
+        drop_without_hanging(cache);
+        assert!(files_under(&root).is_empty(), "queued blocks are discarded");
     }
 }

@@ -11,7 +11,8 @@
 //! Parts, one job each:
 //! - [`DataCache`]: the pluggable trait, with [`CacheStats`];
 //! - [`MemoryCache`]: an LRU in memory with a byte cap;
-//! - [`DiskCache`]: one checksummed file per block in a directory, with a byte cap;
+//! - [`DiskCache`]: one checksummed file per block in a directory, with a byte cap,
+//!   written behind the reader by one writer thread (`write_behind`);
 //! - [`TieredCache`]: memory in front of disk;
 //! - [`CachingStore`]: the [`ObjectStore`](crate::store::ObjectStore) decorator that
 //!   splits pinned GETs into blocks, serves the cached ones and fetches the rest.
@@ -23,6 +24,7 @@ mod disk;
 mod memory;
 mod store;
 mod tiered;
+mod write_behind;
 
 pub use disk::DiskCache;
 pub use memory::MemoryCache;
@@ -67,9 +69,13 @@ pub struct CacheStats {
     pub corrupt: u64,
     /// Blocks that could not be stored (disk errors) or were larger than the cap.
     pub rejected: u64,
-    /// Bytes held now (for a disk cache, including the block files' headers).
+    /// Blocks not cached because the disk cache's write backlog was full (the disk was
+    /// slower than the reads filling it); always 0 for a memory cache.
+    pub dropped: u64,
+    /// Bytes held now (for a disk cache, those of the block files written, headers
+    /// included; blocks still waiting to be written are not counted until they are).
     pub bytes: u64,
-    /// Blocks held now.
+    /// Blocks held now (for a disk cache, those written).
     pub blocks: u64,
 }
 
@@ -87,6 +93,11 @@ pub trait DataCache: Send + Sync + std::fmt::Debug + 'static {
 
     /// Current counters.
     fn stats(&self) -> CacheStats;
+
+    /// Waits until every block given to [`put`](Self::put) before this call is stored
+    /// (or has failed to be). For a cache that stores in `put` itself, the default, this
+    /// returns at once; a [`DiskCache`] writes blocks behind the reader and waits here.
+    async fn flush(&self) {}
 }
 
 /// Errors setting up a cache.
@@ -101,6 +112,9 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The disk cache's writer thread could not be started.
+    #[error("cannot start the data cache's writer thread: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 /// The cache `config` asks for: `None` when it enables none.
@@ -110,7 +124,11 @@ pub enum CacheError {
 pub fn from_config(config: &DataCacheConfig) -> Result<Option<Arc<dyn DataCache>>, CacheError> {
     let memory = (config.memory_bytes > 0).then(|| MemoryCache::new(config.memory_bytes));
     let disk = match &config.disk_dir {
-        Some(dir) if config.disk_bytes > 0 => Some(DiskCache::new(dir, config.disk_bytes)?),
+        Some(dir) if config.disk_bytes > 0 => Some(DiskCache::with_write_backlog(
+            dir,
+            config.disk_bytes,
+            config.disk_write_backlog,
+        )?),
         _ => None,
     };
     let cache: Option<Arc<dyn DataCache>> = match (memory, disk) {
@@ -126,6 +144,7 @@ pub fn from_config(config: &DataCacheConfig) -> Result<Option<Arc<dyn DataCache>
             memory_bytes = config.memory_bytes,
             disk_dir = ?config.disk_dir,
             disk_bytes = config.disk_bytes,
+            disk_write_backlog = config.disk_write_backlog,
             block_size = config.block_size,
             "data cache enabled: {cache:?}"
         );
@@ -143,6 +162,7 @@ pub(crate) struct Counters {
     evictions: AtomicU64,
     corrupt: AtomicU64,
     rejected: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Counters {
@@ -170,6 +190,10 @@ impl Counters {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, bytes: u64, blocks: u64) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
@@ -178,6 +202,7 @@ impl Counters {
             evictions: self.evictions.load(Ordering::Relaxed),
             corrupt: self.corrupt.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
             bytes,
             blocks,
         }
@@ -192,4 +217,17 @@ pub(crate) fn test_id(key: &str, index: u64) -> BlockId {
         etag: ETag::new("e1"),
         index,
     }
+}
+
+/// Drops `value` on another thread and fails the test if that takes more than 10 s (a
+/// drop that waits for a thread which never ends would hang the test run instead).
+#[cfg(test)]
+pub(crate) fn drop_without_hanging<T: Send + 'static>(value: T) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(value);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the drop hangs");
 }

@@ -83,6 +83,12 @@ impl CachingStore {
         &self.shared.cache
     }
 
+    /// Waits until the cache has stored every block given to it so far (see
+    /// [`DataCache::flush`]): e.g. before measuring a re-read from a disk cache.
+    pub async fn flush(&self) {
+        self.shared.cache.flush().await;
+    }
+
     /// The store underneath.
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.shared.inner

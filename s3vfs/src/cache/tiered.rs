@@ -60,6 +60,12 @@ impl DataCache for TieredCache {
         self.back.put(id, data).await;
     }
 
+    /// Flushes both tiers.
+    async fn flush(&self) {
+        self.front.flush().await;
+        self.back.flush().await;
+    }
+
     /// Hits and misses of the pair (a block found in either tier is a hit); the other
     /// counters and gauges are the sums of both tiers.
     fn stats(&self) -> CacheStats {
@@ -71,6 +77,7 @@ impl DataCache for TieredCache {
             evictions: f.evictions + b.evictions,
             corrupt: f.corrupt + b.corrupt,
             rejected: f.rejected + b.rejected,
+            dropped: f.dropped + b.dropped,
             bytes: f.bytes + b.bytes,
             blocks: f.blocks + b.blocks,
         }
@@ -94,6 +101,8 @@ mod tests {
         let (a, b) = (test_id("k", 0), test_id("k", 1));
         cache.put(a.clone(), Bytes::from(vec![1; 80])).await;
         cache.put(b.clone(), Bytes::from(vec![2; 80])).await;
+        cache.flush().await;
+        assert_eq!(disk.stats().blocks, 2, "flushed to disk");
         // Memory holds one block only; the evicted one comes back from disk.
         assert_eq!(memory.stats().blocks, 1);
         assert_eq!(cache.get(&a).await, Some(Bytes::from(vec![1; 80])));
