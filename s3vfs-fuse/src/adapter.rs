@@ -12,7 +12,8 @@
 //!   close(2) returns the upload's error; `fsync` likewise;
 //! - no open keeps the kernel's cached pages (`FOPEN_KEEP_CACHE`), so a file another
 //!   machine replaced is read afresh by the next open;
-//! - write-only handles bypass the page cache (`FOPEN_DIRECT_IO`), readable ones use it;
+//! - write-only handles bypass the page cache (`FOPEN_DIRECT_IO`), readable ones use it
+//!   unless the mount asked for direct I/O everywhere ([`AdapterConfig::direct_io`]);
 //! - the kernel's lookup count of an inode equals what the core was told: entries the kernel
 //!   learns from `readdirplus` are counted here (the core's `readdir` does not count lookups)
 //!   and taken off the kernel's `forget` before the rest reaches [`Vfs::forget`].
@@ -67,6 +68,13 @@ pub struct AdapterConfig {
     /// Serve extended attributes. Off, every xattr call is answered `ENOSYS` once and the
     /// kernel stops asking (applications then get `EOPNOTSUPP`).
     pub xattrs: bool,
+    /// Every handle bypasses the page cache (`FOPEN_DIRECT_IO`), not only write-only
+    /// ones: each read(2) becomes one request of at most the caller's size, answered from
+    /// the core's read-ahead. Large sequential reads save the page-cache copy and leave
+    /// no cached pages behind; small reads cost a round trip each, and nothing is served
+    /// twice from the page cache. Shared `mmap` still works where the kernel supports
+    /// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6+); elsewhere it fails with `ENODEV`.
+    pub direct_io: bool,
 }
 
 impl Default for AdapterConfig {
@@ -79,6 +87,7 @@ impl Default for AdapterConfig {
             max_background: 64,
             readdir_batch: 256,
             xattrs: true,
+            direct_io: false,
         }
     }
 }
@@ -99,6 +108,12 @@ impl AdapterConfig {
     /// Enables or disables extended attributes (see [`AdapterConfig::xattrs`]).
     pub fn with_xattrs(mut self, enabled: bool) -> Self {
         self.xattrs = enabled;
+        self
+    }
+
+    /// Enables or disables direct I/O for every handle (see [`AdapterConfig::direct_io`]).
+    pub fn with_direct_io(mut self, enabled: bool) -> Self {
+        self.direct_io = enabled;
         self
     }
 
@@ -331,6 +346,16 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
                 tracing::debug!(?flag, "the kernel does not support this FUSE capability");
             }
         }
+        if self.config.direct_io
+            && kernel
+                .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+                .is_err()
+        {
+            tracing::warn!(
+                "this kernel cannot mmap direct-I/O files (needs Linux 6.6+): \
+                 shared mmap of files on this mount fails with ENODEV"
+            );
+        }
         tracing::debug!(kernel_abi = ?kernel.kernel_abi(), "FUSE session initialised");
         Ok(())
     }
@@ -533,7 +558,7 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
-        let fopen = open_reply_flags(flags.0);
+        let fopen = open_reply_flags(flags.0, self.config.direct_io);
         let flags = OpenFlags::from_posix(flags.0);
         let call = async move { vfs.open(Ino(ino.0), flags).await };
         // No FOPEN_KEEP_CACHE: every open drops the kernel's pages, so a file another
@@ -876,7 +901,7 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     ) {
         let vfs = self.vfs.clone();
         let name = name.to_owned();
-        let fopen = open_reply_flags(flags);
+        let fopen = open_reply_flags(flags, self.config.direct_io);
         let flags = OpenFlags::from_posix(flags);
         let call = async move { vfs.create(Ino(parent.0), &name, mode & 0o7777, flags).await };
         self.run(
@@ -896,7 +921,9 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     }
 }
 
-/// The `FOPEN_*` flags of the reply to `open`/`create` with POSIX `flags`.
+/// The `FOPEN_*` flags of the reply to `open`/`create` with POSIX `flags`: every handle
+/// bypasses the page cache when the mount was asked to (`direct_io`), and otherwise only
+/// write-only ones do.
 ///
 /// A write-only handle gets `FOPEN_DIRECT_IO`: its writes go from the writer's buffer
 /// straight into the FUSE request instead of first into page-cache pages the writer can
@@ -904,8 +931,8 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
 /// keeps a 100 GB `cp` from filling the page cache with pages nobody asked for. FUSE's
 /// direct I/O has no alignment rules, so writers see no difference. Handles that can
 /// read stay cached: kernel read-ahead turns their reads into large requests.
-fn open_reply_flags(posix: i32) -> FopenFlags {
-    if posix & libc::O_ACCMODE == libc::O_WRONLY {
+fn open_reply_flags(posix: i32, direct_io: bool) -> FopenFlags {
+    if direct_io || posix & libc::O_ACCMODE == libc::O_WRONLY {
         FopenFlags::FOPEN_DIRECT_IO
     } else {
         FopenFlags::empty()
@@ -918,7 +945,7 @@ mod tests {
 
     #[test]
     fn only_write_only_handles_bypass_the_page_cache() {
-        let direct = |flags| open_reply_flags(flags).contains(FopenFlags::FOPEN_DIRECT_IO);
+        let direct = |flags| open_reply_flags(flags, false).contains(FopenFlags::FOPEN_DIRECT_IO);
         assert!(direct(libc::O_WRONLY));
         assert!(direct(
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND
@@ -926,6 +953,10 @@ mod tests {
         assert!(!direct(libc::O_RDONLY));
         assert!(!direct(libc::O_RDWR));
         assert!(!direct(libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC));
+        // A --direct-io mount: every handle.
+        for flags in [libc::O_RDONLY, libc::O_RDWR, libc::O_WRONLY] {
+            assert!(open_reply_flags(flags, true).contains(FopenFlags::FOPEN_DIRECT_IO));
+        }
     }
 
     #[test]

@@ -5,15 +5,18 @@
 
 mod common;
 
-use common::{errno, read_at, test_with_every_cache, CacheSetting, TestMount, MIB};
+use common::{
+    close, errno, read_at, test_with_every_cache, write_config, CacheSetting, TestMount, MIB,
+};
 use s3vfs::FsConfig;
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
-use s3vfs_fuse::MountOptions;
+use s3vfs_fuse::{AdapterConfig, MountOptions};
 use s3vfs_testkit::MemStore;
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -162,6 +165,69 @@ fn reads_at_odd_offsets_match_the_object(cache: CacheSetting) {
 }
 
 test_with_every_cache!(reads_at_odd_offsets_match_the_object);
+
+/// `--direct-io`: every handle bypasses the page cache. Reads of any size and offset,
+/// shared mmap, writes read back through another handle, and what close stores.
+#[test]
+fn a_direct_io_mount_reads_maps_and_writes_files() {
+    let len = 8 * MIB as usize + 4321;
+    let data = pseudo_random(len, 43);
+    let store = MemStore::new();
+    store.insert("big.bin", data.clone());
+    let options = MountOptions {
+        adapter: AdapterConfig::default().with_direct_io(true),
+        ..MountOptions::default()
+    };
+    let mount = TestMount::with(store, write_config(), options);
+    let path = mount.path("big.bin");
+    let file = File::open(&path).unwrap();
+    for &(offset, size) in &[(0u64, 1usize), (4095, 2), (12_345, 3 * MIB as usize + 17)] {
+        let end = (offset as usize + size).min(len);
+        assert!(read_at(&file, offset, size).unwrap() == data[offset as usize..end]);
+    }
+    assert!(fs::read(&path).unwrap() == data);
+
+    // Shared mmap of a direct-I/O file (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+).
+    // SAFETY: a read-only shared mapping of an open file, unmapped before `file` closes;
+    // the slice is read only while mapped.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            map,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            io::Error::last_os_error()
+        );
+        let mapped = std::slice::from_raw_parts(map as *const u8, len);
+        assert!(mapped == &data[..], "the mapping differs from the object");
+        assert_eq!(libc::munmap(map, len), 0);
+    }
+
+    // A read-write handle: writes are seen at once by the other handle, stored on close.
+    let writer = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all_at(b"direct", 4093).unwrap();
+    let mut expected = data.to_vec();
+    expected[4093..4099].copy_from_slice(b"direct");
+    assert_eq!(read_at(&file, 4090, 12).unwrap(), &expected[4090..4102]);
+    close(writer).unwrap();
+    assert!(mount.object("big.bin") == expected, "the object differs");
+    let mut created = File::create(mount.path("new.txt")).unwrap();
+    created.write_all(b"small\n").unwrap();
+    close(created).unwrap();
+    assert_eq!(mount.object("new.txt"), b"small\n");
+    assert_eq!(fs::read(mount.path("new.txt")).unwrap(), b"small\n");
+}
 
 #[test]
 fn a_directory_of_ten_thousand_entries_lists_each_once() {
