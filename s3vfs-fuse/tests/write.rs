@@ -65,6 +65,23 @@ fn create_write_close_stores_the_exact_bytes() {
     assert_eq!(mount.object("dir/inner.txt"), b"inner");
 }
 
+/// `open(O_CREAT | O_RDONLY)` (how some programs make lock files) creates an empty file
+/// that stays: it is in the bucket once closed.
+#[test]
+fn a_file_created_read_only_is_stored_on_close() {
+    let mount = TestMount::writable(MemStore::new());
+    let path = mount.path("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CREAT)
+        .open(&path)
+        .unwrap();
+    close(file).unwrap();
+    assert_eq!(mount.object("lock"), b"");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    assert!(mount.fresh_mount().path("lock").exists());
+}
+
 #[test]
 fn a_large_sequential_write_is_uploaded_exactly() {
     let mount = TestMount::writable(MemStore::new());
@@ -422,4 +439,59 @@ fn attributes_set_on_an_open_written_file_are_kept() {
         assert_eq!(meta.modified().unwrap(), past, "{name}");
         assert_eq!(fs::read(fresh.path(name)).unwrap(), b"written", "{name}");
     }
+}
+
+/// A chmod of a file open for writing but not yet written (stored at once, by a metadata
+/// rewrite) survives the writes that follow: neither the mount nor the object goes back
+/// to the mode the file was opened with.
+#[test]
+fn a_chmod_before_the_first_write_of_an_open_file_is_kept() {
+    let store = MemStore::new();
+    store.insert("data.bin", pseudo_random(10_000, 5));
+    let mount = TestMount::writable(store);
+    let path = mount.path("data.bin");
+    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_permissions(fs::Permissions::from_mode(0o755))
+        .unwrap();
+    assert_eq!(mode(&path), 0o755);
+    file.write_all_at(b"more", 10_000).unwrap();
+    assert_eq!(mode(&path), 0o755, "after the first write");
+    file.set_len(12_345).unwrap();
+    close(file).unwrap();
+    assert_eq!(mode(&path), 0o755, "after close");
+    assert_eq!(
+        mode(&mount.fresh_mount().path("data.bin")),
+        0o755,
+        "in the bucket"
+    );
+}
+
+/// A chmod keeps the object's size and (copied in place) its ETag; the listing cached
+/// before it must still not bring the old mode back: with readdirplus, a listing sets
+/// the kernel's attributes of every entry.
+#[test]
+fn a_chmod_shows_in_the_listings_that_follow() {
+    let store = MemStore::new();
+    store.insert("dir/file", "content");
+    let mount = TestMount::writable(store);
+    let dir = mount.path("dir");
+    let path = mount.path("dir/file");
+    let mode = || fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+    let listed_mode = || {
+        let entry = fs::read_dir(&dir).unwrap().next().unwrap().unwrap();
+        let _ = entry.metadata();
+        mode()
+    };
+    assert_eq!(listed_mode(), 0o644);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(mode(), 0o700);
+    assert_eq!(listed_mode(), 0o700, "after a listing");
+    // And through an open descriptor that has not written yet.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_permissions(fs::Permissions::from_mode(0o750))
+        .unwrap();
+    assert_eq!(listed_mode(), 0o750, "fchmod, then a listing");
+    close(file).unwrap();
+    assert_eq!(listed_mode(), 0o750, "after close");
 }

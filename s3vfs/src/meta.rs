@@ -197,6 +197,15 @@ impl MetaCache {
         self.store_stat(path, stat);
     }
 
+    /// Records `stat` for `path` after this mount changed what a listing shows of it
+    /// without changing its kind, size or version (a chmod, chown or utimens rewrites the
+    /// metadata, and a copy in place keeps the ETag): drops the parent's cached listing.
+    pub fn put_changed(&self, path: &FsPath, stat: Stat) {
+        lock(&self.missing).remove(path);
+        self.listing_changed(path);
+        self.store_stat(path, stat);
+    }
+
     /// Records `stat` of an entry seen in a listing of its directory (which the listing
     /// cache holds already).
     pub fn put_listed(&self, path: &FsPath, stat: Stat) {
@@ -286,6 +295,22 @@ impl MetaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_of_attributes_drops_the_parents_listing() {
+        let cache = MetaCache::new(Duration::from_secs(60), Duration::from_secs(60));
+        let dir = FsPath::parse("dir").unwrap();
+        let path = FsPath::parse("dir/file").unwrap();
+        let stat = Stat::directory(SystemTime::UNIX_EPOCH);
+        cache.put(&path, stat.clone());
+        cache.put_listing(&dir, vec![("file".to_owned(), stat.clone())]);
+        // The same kind, size and version: a lookup keeps the listing.
+        cache.put(&path, stat.clone());
+        assert!(cache.listing(&dir).is_some());
+        // A chmod (same kind, size and version too) drops it.
+        cache.put_changed(&path, stat);
+        assert!(cache.listing(&dir).is_none());
+    }
 
     #[test]
     fn entries_expire() {

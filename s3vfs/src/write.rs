@@ -306,13 +306,15 @@ impl S3Fs {
         Some(self.mark_dirty(&file, &state))
     }
 
-    /// The object at `path` got a new version `new` by a metadata rewrite of version
-    /// `old`: open handles built on `old` follow it (their content did not change).
+    /// The object at `path` got a new version `new`, with the attributes `posix`, by a
+    /// metadata rewrite of version `old`: open handles built on `old` follow it (their
+    /// content did not change), and their next upload keeps the new attributes.
     pub(crate) async fn note_new_version(
         &self,
         path: &FsPath,
         old: Option<&ETag>,
         new: Option<ETag>,
+        posix: PosixMeta,
     ) {
         let Some(file) = self
             .inodes
@@ -322,10 +324,14 @@ impl S3Fs {
             return;
         };
         let mut state = file.state.lock().await;
-        if let Some(base) = state.base.as_mut() {
-            if base.etag.as_ref() == old {
+        let follows = state.base.as_ref().is_some_and(|b| b.etag.as_ref() == old);
+        if follows {
+            if let Some(base) = state.base.as_mut() {
                 base.etag = new.clone();
             }
+            // Without this, the file's first write after a chmod of the clean open file
+            // would show (and store) the attributes it was opened with.
+            state.posix = posix;
         }
         let mut shadow = lock(&file.shadow);
         if shadow.etag.as_ref() == old {
@@ -506,6 +512,13 @@ impl S3Fs {
         };
         self.meta.invalidate(&path);
         self.meta.forget_missing_ancestors(&path);
+        // The handle that created the file publishes it on close even when it was opened
+        // without write access (`open(O_CREAT | O_RDONLY)`, as lock files are made): a
+        // flush of a read-only handle publishes nothing, and the new file would vanish.
+        let flags = OpenFlags {
+            write: true,
+            ..flags
+        };
         let handle = self.new_file_handle(ino, file, flags);
         Ok((self.entry(ino, &stat), handle))
     }

@@ -71,7 +71,7 @@ impl S3Fs {
             FileKind::Directory => self.rewrite_marker(path, edit).await?,
             FileKind::File | FileKind::Symlink => self.rewrite_object(path, edit).await?,
         };
-        self.meta.put(path, stat.clone());
+        self.meta.put_changed(path, stat.clone());
         Ok(stat)
     }
 
@@ -117,10 +117,11 @@ impl S3Fs {
             .await
             .map_err(|e| write_error(path, e))?;
         let new_etag = copied.etag.or(head.etag.clone());
-        if new_etag != head.etag {
-            self.note_new_version(path, head.etag.as_ref(), new_etag.clone())
-                .await;
-        }
+        // Also when the ETag stayed (S3 keeps it for a copy of unchanged bytes): open
+        // handles must take the new attributes.
+        let posix = PosixMeta::from_user_metadata(&options.user_metadata);
+        self.note_new_version(path, head.etag.as_ref(), new_etag.clone(), posix)
+            .await;
         Ok(Stat::from_head(&ObjectMeta {
             etag: new_etag,
             last_modified: SystemTime::now(),
