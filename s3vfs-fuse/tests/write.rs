@@ -495,3 +495,32 @@ fn a_chmod_shows_in_the_listings_that_follow() {
     close(file).unwrap();
     assert_eq!(listed_mode(), 0o750, "after close");
 }
+
+/// A directory renamed while a file created in it is still open and unsaved: the file
+/// moves with it, and nothing answers at the old place, not even after a new directory
+/// of the old name is made.
+#[test]
+fn a_file_created_in_a_renamed_directory_leaves_nothing_behind() {
+    let mount = TestMount::writable(MemStore::new());
+    fs::create_dir_all(mount.path("d/e")).unwrap();
+    fs::create_dir(mount.path("other")).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(mount.path("d/e/b"))
+        .unwrap();
+    file.set_len(7110).unwrap();
+    fs::rename(mount.path("d/e"), mount.path("d/a")).unwrap();
+    fs::create_dir(mount.path("d/e")).unwrap();
+    assert_eq!(fs::read_dir(mount.path("d/e")).unwrap().count(), 0);
+    let err = fs::metadata(mount.path("d/e/b")).unwrap_err();
+    assert_eq!(errno(&err), libc::ENOENT, "stat of the old name");
+    let err = fs::rename(mount.path("d/e/b"), mount.path("other")).unwrap_err();
+    assert_eq!(errno(&err), libc::ENOENT, "rename of the old name");
+    assert_eq!(fs::metadata(mount.path("d/a/b")).unwrap().len(), 7110);
+    close(file).unwrap();
+    assert_eq!(mount.object("d/a/b"), vec![0; 7110]);
+    assert!(mount.store().meta("d/e/b").is_none());
+}

@@ -281,6 +281,23 @@ impl MetaCache {
         }
     }
 
+    /// Forgets the stats and "no such file" entries of every path below directory `dir`
+    /// (not of `dir` itself) and the cached listings of `dir` and below: the tree was
+    /// moved, and a name below the old place must not answer from what it was.
+    pub fn forget_below(&self, dir: &FsPath) {
+        if dir.is_root() {
+            lock(&self.stats).clear();
+            lock(&self.missing).clear();
+            lock(&self.listings).clear();
+            return;
+        }
+        let below = format!("{}/", dir.as_str());
+        let is_below = |path: &FsPath| path.as_str().starts_with(&below);
+        lock(&self.stats).retain(|path, _| !is_below(path));
+        lock(&self.missing).retain(|path, _| !is_below(path));
+        lock(&self.listings).retain(|path, _| path != dir && !is_below(path));
+    }
+
     /// Forgets everything about `path`.
     pub fn invalidate(&self, path: &FsPath) {
         lock(&self.stats).remove(path);
@@ -310,6 +327,25 @@ mod tests {
         // A chmod (same kind, size and version too) drops it.
         cache.put_changed(&path, stat);
         assert!(cache.listing(&dir).is_none());
+    }
+
+    #[test]
+    fn a_moved_tree_forgets_everything_below_it() {
+        let cache = MetaCache::new(Duration::from_secs(60), Duration::from_secs(60));
+        let path = |p: &str| FsPath::parse(p).unwrap();
+        let stat = Stat::directory(SystemTime::UNIX_EPOCH);
+        for p in ["d", "d/e", "d/e/f", "de/x"] {
+            cache.put(&path(p), stat.clone());
+        }
+        cache.put_missing(&path("d/gone"));
+        cache.put_listing(&path("d/e"), Vec::new());
+        cache.forget_below(&path("d"));
+        assert!(cache.get(&path("d")).is_some());
+        assert!(cache.get(&path("d/e")).is_none());
+        assert!(cache.get(&path("d/e/f")).is_none());
+        assert!(cache.get(&path("de/x")).is_some(), "only below d/");
+        assert!(!cache.is_missing(&path("d/gone")));
+        assert!(cache.listing(&path("d/e")).is_none());
     }
 
     #[test]

@@ -147,6 +147,9 @@ impl S3Fs {
             .map(|m| m.source.clone())
             .collect();
         let failures = self.delete_keys(sources).await;
+        // Names below the old place that no moved key covers (a file created here and not
+        // uploaded yet, a cached lookup) must not answer from what they were.
+        self.meta.forget_below(src);
         self.forget_tree(src, &src_prefix, &moves, |m| &m.source, true);
         self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
         self.note_renamed(src, dst);
