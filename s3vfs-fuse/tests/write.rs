@@ -524,3 +524,32 @@ fn a_file_created_in_a_renamed_directory_leaves_nothing_behind() {
     assert_eq!(mount.object("d/a/b"), vec![0; 7110]);
     assert!(mount.store().meta("d/e/b").is_none());
 }
+
+/// A directory's mode lives on its marker, which LIST does not show: after a rename, the
+/// listing of the new parent must not replace the mode this mount knows with the default.
+#[test]
+fn a_renamed_directory_keeps_its_mode_in_listings() {
+    let mount = TestMount::writable(MemStore::new());
+    fs::create_dir_all(mount.path("e/inner")).unwrap();
+    fs::create_dir(mount.path("d")).unwrap();
+    fs::set_permissions(mount.path("e"), fs::Permissions::from_mode(0o700)).unwrap();
+    let mode = |p: &str| fs::metadata(mount.path(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("e"), 0o700);
+    fs::rename(mount.path("e"), mount.path("d/a")).unwrap();
+    let listed: Vec<_> = fs::read_dir(mount.path("d"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(listed, ["a"]);
+    assert_eq!(mode("d/a"), 0o700, "after a listing of its new parent");
+    assert_eq!(mode("d/a/inner"), 0o755);
+    assert_eq!(
+        fs::metadata(mount.fresh_mount().path("d/a"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o700,
+        "in the bucket"
+    );
+}

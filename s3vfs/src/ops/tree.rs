@@ -24,6 +24,7 @@ use crate::store::{
     ListRequest, ListedObject, MetadataDirective, ObjectKey, StoreError, StoreErrorKind,
     StoreResult, WriteCondition,
 };
+use crate::vfs::FileKind;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -117,6 +118,13 @@ impl S3Fs {
             self.keep_directory(src_parent).await?;
         }
 
+        // The marker carries the directory's mode, owner and mtime to the new place; what
+        // this mount read of it stays known there (a listing cannot tell it).
+        let moved_stat = marker.as_ref().and(
+            self.meta
+                .get_any(src)
+                .filter(|stat| stat.kind == FileKind::Directory && stat.from_head),
+        );
         let total = moves.len() + usize::from(marker.is_some());
         let mut outcome = self.copy_all(&moves).await;
         if outcome.failure.is_none() {
@@ -152,6 +160,9 @@ impl S3Fs {
         self.meta.forget_below(src);
         self.forget_tree(src, &src_prefix, &moves, |m| &m.source, true);
         self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
+        if let Some(stat) = moved_stat {
+            self.meta.put(dst, stat);
+        }
         self.note_renamed(src, dst);
         if let Some((_, error)) = failures.first() {
             let left: Vec<ObjectKey> = failures.iter().map(|(k, _)| k.clone()).collect();
