@@ -553,3 +553,27 @@ fn a_renamed_directory_keeps_its_mode_in_listings() {
         "in the bucket"
     );
 }
+
+/// fchmod through a descriptor of a directory removed since it was opened, or of an
+/// unlinked file, succeeds as on a local file system (nothing is left to store).
+#[test]
+fn attributes_of_removed_files_and_directories_can_still_be_set() {
+    let mount = TestMount::writable(MemStore::new());
+    fs::create_dir(mount.path("dir")).unwrap();
+    let dir = File::open(mount.path("dir")).unwrap();
+    fs::remove_dir(mount.path("dir")).unwrap();
+    dir.set_permissions(fs::Permissions::from_mode(0o700))
+        .expect("fchmod of a removed directory");
+
+    let mut file = File::create(mount.path("file")).unwrap();
+    file.write_all(b"abc").unwrap();
+    file.sync_all().unwrap();
+    fs::remove_file(mount.path("file")).unwrap();
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .expect("fchmod of an unlinked file");
+    close(file).unwrap();
+    drop(dir);
+    assert!(mount.store().meta("file").is_none());
+    assert!(mount.store().meta("dir/").is_none());
+    assert!(!mount.path("dir").exists());
+}

@@ -12,6 +12,7 @@
 use super::S3Fs;
 use crate::attrs::{type_bits, PosixMeta};
 use crate::error::{VfsError, VfsResult};
+use crate::meta::Stat;
 use crate::vfs::{Entry, FileKind, Handle, Ino, SetAttr};
 
 impl S3Fs {
@@ -67,7 +68,19 @@ impl S3Fs {
                 return Ok(self.entry(ino, &stat));
             }
         }
-        let current = self.stat_path(&path).await?;
+        let current = match self.stat_path(&path).await {
+            // fchmod/fchown/futimens through a descriptor of something removed since it was
+            // opened (an unlinked file's inode no longer has the name; a removed directory
+            // keeps it): POSIX lets it succeed, and there is nothing left to store.
+            Err(VfsError::NotFound(_))
+                if kind == FileKind::Directory || self.inodes.find(&path) != Some(ino) =>
+            {
+                tracing::debug!(path = %path, ?changes,
+                    "attributes of a removed file or directory changed through an open descriptor; not stored");
+                return Ok(self.entry(ino, &removed_stat(kind, self.started, &changes)));
+            }
+            other => other?,
+        };
         if current.kind != kind {
             // The path is something else now (another inode).
             return Err(VfsError::ObjectChanged(path.to_string()));
@@ -93,4 +106,17 @@ impl S3Fs {
         tracing::debug!(path = %path, ?changes, "attributes stored");
         Ok(self.entry(ino, &stat))
     }
+}
+
+/// What a removed file or directory shows after `changes` to its attributes.
+fn removed_stat(kind: FileKind, mtime: std::time::SystemTime, changes: &SetAttr) -> Stat {
+    let mut stat = Stat::directory(mtime);
+    stat.kind = kind;
+    stat.posix = PosixMeta {
+        mode: changes.mode.map(|m| type_bits(kind) | (m & 0o7777)),
+        uid: changes.uid,
+        gid: changes.gid,
+        mtime: changes.mtime,
+    };
+    stat
 }
