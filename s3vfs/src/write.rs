@@ -425,10 +425,14 @@ impl S3Fs {
     /// One handle of `ino` is gone; the last one discards what could not be uploaded (an
     /// unfinished multipart upload is aborted when its state is dropped).
     pub(crate) fn close_file(&self, ino: Ino, file: &Arc<OpenFile>) {
+        // The count drops under the map's lock, as `open_file` raises it: otherwise an
+        // open could take this file from the map between the last handle going and the
+        // removal, and write into a file no later open finds (RELEASE comes after
+        // close(2) returns, so it races with the next open).
+        let mut map = lock(&self.open_files.by_ino);
         if file.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        let mut map = lock(&self.open_files.by_ino);
         if map.get(&ino).is_some_and(|f| Arc::ptr_eq(f, file)) {
             map.remove(&ino);
         }

@@ -610,3 +610,39 @@ async fn attributes_changed_while_streaming_are_stored() {
         .attr;
     assert_eq!((attr.mtime, attr.perm), (when, 0o600));
 }
+
+/// FUSE sends RELEASE after close(2) returns, so the release of a file's last handle
+/// races with the next open of that file. Whatever the order, a handle opened after an
+/// unsaved write must read it: both handles share one open file, none is orphaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_racing_with_the_last_release_shares_the_open_file() {
+    let inner = MemStore::new();
+    inner.insert("f", "old");
+    let fs = Arc::new(S3Fs::new(Arc::new(inner.clone()), config()));
+    let (ino, handle) = open(&fs, "f", OpenFlags::read_only()).await;
+    fs.release(ino, handle).await.expect("release");
+    for round in 0..10_000u32 {
+        let first = fs.open(ino, OpenFlags::read_only()).await.expect("open");
+        let releasing = {
+            let fs = Arc::clone(&fs);
+            tokio::spawn(async move { fs.release(ino, first).await })
+        };
+        let writer = fs.open(ino, rw()).await.expect("open for writing");
+        let text = format!("round {round}");
+        fs.write(ino, writer, 0, Bytes::from(text.clone()))
+            .await
+            .expect("write");
+        let reader = fs.open(ino, OpenFlags::read_only()).await.expect("open");
+        let read = fs.read(ino, reader, 0, 64).await.expect("read");
+        assert_eq!(
+            read,
+            text.as_bytes(),
+            "round {round}: the reader missed the write"
+        );
+        releasing.await.expect("join").expect("release");
+        fs.flush(ino, writer).await.expect("flush");
+        for handle in [writer, reader] {
+            fs.release(ino, handle).await.expect("release");
+        }
+    }
+}
