@@ -10,8 +10,8 @@
 //! directories, remove non-empty directories). The test runs once per data cache setting
 //! (none, memory, disk, both; small blocks and caps, so blocks are evicted). Knobs, for
 //! longer runs:
-//! - `S3VFS_DIFF_CASES`: number of seeds (default 3);
-//! - `S3VFS_DIFF_OPS`: operations per seed (default 200);
+//! - `S3VFS_DIFF_CASES`: number of seeds (default 16);
+//! - `S3VFS_DIFF_OPS`: operations per seed (default 400);
 //! - `S3VFS_DIFF_SEED`: the first seed (default 1), to replay a failure.
 //!
 //! Two things POSIX leaves open or S3 cannot do are not generated: `O_RDONLY|O_TRUNC`
@@ -476,7 +476,7 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
         let start = history.len().saturating_sub(40);
         panic!(
             "seed {seed}, {cache:?}: {what}\nlast operations (replay with \
-             S3VFS_DIFF_SEED={seed} S3VFS_DIFF_CASES=1):\n{}",
+             S3VFS_DIFF_SEED={seed} S3VFS_DIFF_CASES=1 S3VFS_DIFF_OPS={ops}):\n{}",
             history[start..].join("\n")
         );
     };
@@ -519,8 +519,8 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
 }
 
 fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
-    let cases = env_number("S3VFS_DIFF_CASES", 3);
-    let ops = env_number("S3VFS_DIFF_OPS", 200);
+    let cases = env_number("S3VFS_DIFF_CASES", 16);
+    let ops = env_number("S3VFS_DIFF_OPS", 400);
     let first = env_number("S3VFS_DIFF_SEED", 1);
     for seed in first..first + cases {
         run_case(seed, ops, cache);
