@@ -576,4 +576,41 @@ fn attributes_of_removed_files_and_directories_can_still_be_set() {
     assert!(mount.store().meta("file").is_none());
     assert!(mount.store().meta("dir/").is_none());
     assert!(!mount.path("dir").exists());
+
+    // The names now hold new objects (a file where the directory was, a new file of the
+    // unlinked one's name): fchmod through the old descriptors leaves them alone.
+    fs::create_dir(mount.path("dir2")).unwrap();
+    let dir = File::open(mount.path("dir2")).unwrap();
+    fs::remove_dir(mount.path("dir2")).unwrap();
+    fs::write(mount.path("dir2"), "a file now").unwrap();
+    let mut file = File::create(mount.path("file2")).unwrap();
+    file.write_all(b"old").unwrap();
+    file.sync_all().unwrap();
+    fs::remove_file(mount.path("file2")).unwrap();
+    fs::write(mount.path("file2"), "new").unwrap();
+    dir.set_permissions(fs::Permissions::from_mode(0o700))
+        .expect("fchmod of a directory whose name is a file now");
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .expect("fchmod of an unlinked file whose name was reused");
+    let mode = |name: &str| fs::metadata(mount.path(name)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("dir2"), 0o644);
+    assert_eq!(mode("file2"), 0o644, "the new file kept its mode");
+    assert_eq!(fs::read(mount.path("file2")).unwrap(), b"new");
+    close(file).unwrap();
+}
+
+/// A directory removed while a descriptor is open on it, then made again under the same
+/// name, is a new directory: files can be created in it (the kernel marks the removed
+/// one dead, so the new one must not reuse its inode).
+#[test]
+fn a_directory_made_again_after_rmdir_is_usable() {
+    let mount = TestMount::writable(MemStore::new());
+    fs::create_dir(mount.path("d")).unwrap();
+    let old = File::open(mount.path("d")).unwrap();
+    fs::remove_dir(mount.path("d")).unwrap();
+    fs::create_dir(mount.path("d")).unwrap();
+    drop(old);
+    fs::write(mount.path("d/a"), "inside").unwrap();
+    assert_eq!(mount.object("d/a"), b"inside");
+    assert_eq!(fs::read_dir(mount.path("d")).unwrap().count(), 1);
 }

@@ -85,6 +85,9 @@ impl S3Fs {
             VfsError::from_store(path.as_str(), e)
         })?;
         self.meta.put_missing(&path);
+        // A directory made again under this name is another inode: the kernel marks the
+        // removed one dead, and a descriptor still open on it must not reach the new one.
+        self.inodes.detach(&path);
         Ok(())
     }
 

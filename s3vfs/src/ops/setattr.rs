@@ -68,18 +68,21 @@ impl S3Fs {
                 return Ok(self.entry(ino, &stat));
             }
         }
+        // An inode no longer named by its path (its file was unlinked or replaced through
+        // this mount, or the name now holds another kind of object) is reached only through
+        // a descriptor still open on it; a directory removed since it was opened keeps its
+        // name but is gone. POSIX lets fchmod/fchown/futimens succeed on both, and there is
+        // nothing left to store: whatever has the name now is not this inode's.
+        let detached = self.inodes.find(&path) != Some(ino);
         let current = match self.stat_path(&path).await {
-            // fchmod/fchown/futimens through a descriptor of something removed since it was
-            // opened (an unlinked file's inode no longer has the name; a removed directory
-            // keeps it): POSIX lets it succeed, and there is nothing left to store.
-            Err(VfsError::NotFound(_))
-                if kind == FileKind::Directory || self.inodes.find(&path) != Some(ino) =>
-            {
-                tracing::debug!(path = %path, ?changes,
-                    "attributes of a removed file or directory changed through an open descriptor; not stored");
-                return Ok(self.entry(ino, &removed_stat(kind, self.started, &changes)));
-            }
-            other => other?,
+            Err(VfsError::NotFound(_)) if detached || kind == FileKind::Directory => None,
+            Ok(_) if detached => None,
+            other => Some(other?),
+        };
+        let Some(current) = current else {
+            tracing::debug!(path = %path, ?changes,
+                "attributes of a removed file or directory changed through an open descriptor; not stored");
+            return Ok(self.entry(ino, &removed_stat(kind, self.started, &changes)));
         };
         if current.kind != kind {
             // The path is something else now (another inode).
