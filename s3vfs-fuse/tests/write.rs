@@ -36,6 +36,11 @@ fn overlay(file: &mut Vec<u8>, offset: u64, bytes: &[u8]) -> usize {
     end
 }
 
+/// The permission bits of `path`.
+fn perm(path: &std::path::Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
 #[test]
 fn create_write_close_stores_the_exact_bytes() {
     let mount = TestMount::writable(MemStore::new());
@@ -450,18 +455,17 @@ fn a_chmod_before_the_first_write_of_an_open_file_is_kept() {
     store.insert("data.bin", pseudo_random(10_000, 5));
     let mount = TestMount::writable(store);
     let path = mount.path("data.bin");
-    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.set_permissions(fs::Permissions::from_mode(0o755))
         .unwrap();
-    assert_eq!(mode(&path), 0o755);
+    assert_eq!(perm(&path), 0o755);
     file.write_all_at(b"more", 10_000).unwrap();
-    assert_eq!(mode(&path), 0o755, "after the first write");
+    assert_eq!(perm(&path), 0o755, "after the first write");
     file.set_len(12_345).unwrap();
     close(file).unwrap();
-    assert_eq!(mode(&path), 0o755, "after close");
+    assert_eq!(perm(&path), 0o755, "after close");
     assert_eq!(
-        mode(&mount.fresh_mount().path("data.bin")),
+        perm(&mount.fresh_mount().path("data.bin")),
         0o755,
         "in the bucket"
     );
@@ -477,15 +481,14 @@ fn a_chmod_shows_in_the_listings_that_follow() {
     let mount = TestMount::writable(store);
     let dir = mount.path("dir");
     let path = mount.path("dir/file");
-    let mode = || fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
     let listed_mode = || {
         let entry = fs::read_dir(&dir).unwrap().next().unwrap().unwrap();
         let _ = entry.metadata();
-        mode()
+        perm(&path)
     };
     assert_eq!(listed_mode(), 0o644);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
-    assert_eq!(mode(), 0o700);
+    assert_eq!(perm(&path), 0o700);
     assert_eq!(listed_mode(), 0o700, "after a listing");
     // And through an open descriptor that has not written yet.
     let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -533,22 +536,21 @@ fn a_renamed_directory_keeps_its_mode_in_listings() {
     fs::create_dir_all(mount.path("e/inner")).unwrap();
     fs::create_dir(mount.path("d")).unwrap();
     fs::set_permissions(mount.path("e"), fs::Permissions::from_mode(0o700)).unwrap();
-    let mode = |p: &str| fs::metadata(mount.path(p)).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode("e"), 0o700);
+    assert_eq!(perm(&mount.path("e")), 0o700);
     fs::rename(mount.path("e"), mount.path("d/a")).unwrap();
     let listed: Vec<_> = fs::read_dir(mount.path("d"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name())
         .collect();
     assert_eq!(listed, ["a"]);
-    assert_eq!(mode("d/a"), 0o700, "after a listing of its new parent");
-    assert_eq!(mode("d/a/inner"), 0o755);
     assert_eq!(
-        fs::metadata(mount.fresh_mount().path("d/a"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777,
+        perm(&mount.path("d/a")),
+        0o700,
+        "after a listing of its new parent"
+    );
+    assert_eq!(perm(&mount.path("d/a/inner")), 0o755);
+    assert_eq!(
+        perm(&mount.fresh_mount().path("d/a")),
         0o700,
         "in the bucket"
     );
@@ -592,9 +594,12 @@ fn attributes_of_removed_files_and_directories_can_still_be_set() {
         .expect("fchmod of a directory whose name is a file now");
     file.set_permissions(fs::Permissions::from_mode(0o600))
         .expect("fchmod of an unlinked file whose name was reused");
-    let mode = |name: &str| fs::metadata(mount.path(name)).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode("dir2"), 0o644);
-    assert_eq!(mode("file2"), 0o644, "the new file kept its mode");
+    assert_eq!(perm(&mount.path("dir2")), 0o644);
+    assert_eq!(
+        perm(&mount.path("file2")),
+        0o644,
+        "the new file kept its mode"
+    );
     assert_eq!(fs::read(mount.path("file2")).unwrap(), b"new");
     close(file).unwrap();
 }
