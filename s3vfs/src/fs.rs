@@ -15,6 +15,7 @@ use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
 use crate::inode::InodeTable;
 use crate::meta::{MetaCache, Stat};
+use crate::name_locks::NameLocks;
 use crate::namespace::{FileName, FsPath, Namespace};
 use crate::store::{
     storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
@@ -92,6 +93,8 @@ pub struct S3Fs {
     pub(crate) inodes: InodeTable,
     pub(crate) meta: MetaCache,
     pub(crate) open_files: OpenFiles,
+    /// Exclusion between renames and uploads of the same names.
+    pub(crate) names: NameLocks,
     pub(crate) budget: MemoryBudget,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
@@ -177,6 +180,7 @@ impl S3Fs {
             config,
             inodes: InodeTable::new(),
             open_files: OpenFiles::default(),
+            names: NameLocks::default(),
             budget,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),

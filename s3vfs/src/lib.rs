@@ -24,6 +24,7 @@ pub mod fs;
 pub mod inode;
 pub mod malloc;
 pub mod meta;
+mod name_locks;
 pub mod namespace;
 mod ops;
 pub mod ranges;

@@ -139,6 +139,16 @@ impl FsPath {
         &self.0
     }
 
+    /// Whether this path is `dir` itself or lies below it.
+    pub fn is_within(&self, dir: &FsPath) -> bool {
+        dir.is_root()
+            || self == dir
+            || self
+                .0
+                .strip_prefix(dir.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// The last component, if not the root.
     pub fn file_name(&self) -> Option<&str> {
         if self.0.is_empty() {

@@ -57,6 +57,9 @@ const PARTS_PER_SIZE_STEP: u32 = 1000;
 /// A stream's buffer is given its whole part size at once when it would grow past this.
 const PART_BUFFER_PREALLOCATE_FROM: usize = 1024 * 1024;
 
+/// The objects a rename copied: for each new key, the ETag copied and the ETag of the copy.
+pub(crate) type Copies = HashMap<ObjectKey, (Option<ETag>, Option<ETag>)>;
+
 /// The open files of one file system, and the staging space they use.
 #[derive(Default)]
 pub(crate) struct OpenFiles {
@@ -105,9 +108,10 @@ struct FileState {
     /// chmod/chown/utimens made while the file had unsaved writes: they override the
     /// object's own metadata at the next upload.
     attr_changes: PosixMeta,
-    /// Why the unsaved data was lost (a streamed upload past the staging cap failed):
-    /// every later flush and fsync reports it.
-    lost: Option<String>,
+    /// Why this open file can no longer be stored as written (a part of its stream
+    /// failed, or bytes streamed past the staging cap were lost): every later write,
+    /// flush and fsync fails with it until the file is opened afresh.
+    poisoned: Option<String>,
     /// Whether the content differs from the store.
     dirty: bool,
     /// Bytes written locally.
@@ -144,8 +148,54 @@ struct Stream {
     /// Bytes written but not yet sent (the start of the next part).
     buffer: BytesMut,
     next_part: u32,
+    /// Part uploads under way (or finished and not looked at yet).
     parts: Vec<JoinHandle<Result<CompletedPart, StoreError>>>,
+    /// Parts known to be stored.
+    done: Vec<CompletedPart>,
     permits: Arc<Semaphore>,
+}
+
+impl Stream {
+    /// Records the parts that have finished; the first failure among them, if any.
+    async fn reap_finished(&mut self) -> Result<(), StoreError> {
+        let mut failure = None;
+        let mut pending = Vec::with_capacity(self.parts.len());
+        for part in std::mem::take(&mut self.parts) {
+            if !part.is_finished() {
+                pending.push(part);
+                continue;
+            }
+            match part.await {
+                Ok(Ok(done)) => self.done.push(done),
+                Ok(Err(err)) => failure = failure.or(Some(err)),
+                Err(join) => failure = failure.or(Some(part_task_error(&join))),
+            }
+        }
+        self.parts = pending;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Waits for every part; all of them, in order, or the first failure.
+    async fn all_parts(&mut self) -> Result<Vec<CompletedPart>, StoreError> {
+        let mut failure = None;
+        for part in std::mem::take(&mut self.parts) {
+            match part.await {
+                Ok(Ok(done)) => self.done.push(done),
+                Ok(Err(err)) => failure = failure.or(Some(err)),
+                Err(join) => failure = failure.or(Some(part_task_error(&join))),
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+}
+
+fn part_task_error(join: &tokio::task::JoinError) -> StoreError {
+    StoreError::new(StoreErrorKind::Other, format!("part upload task: {join}"))
 }
 
 impl Drop for Stream {
@@ -204,7 +254,7 @@ impl FileState {
             size: stat.map_or(0, |s| s.size),
             posix: stat.map(|s| s.posix).unwrap_or_default(),
             attr_changes: PosixMeta::default(),
-            lost: None,
+            poisoned: None,
             dirty: false,
             written: RangeSet::new(),
             staging: None,
@@ -216,12 +266,56 @@ impl FileState {
 
     /// Sets the size: bytes past it are dropped, bytes up to it that were never written
     /// read as zeros.
-    fn truncate(&mut self, size: u64) {
+    ///
+    /// A stream cannot take bytes back once they are in a sent part: a truncate below
+    /// what it sent ends it (the staging file still holds everything, or the file is
+    /// poisoned when it does not); a truncate within its unsent buffer just shortens that.
+    fn truncate(&mut self, size: u64, key: &ObjectKey) {
+        if let Some(stream) = self.stream.as_mut() {
+            if size >= stream.sent {
+                let keep = (size - stream.sent).min(stream.buffer.len() as u64);
+                stream.buffer.truncate(keep as usize);
+            } else {
+                let sent = stream.sent;
+                // Dropping the stream aborts its multipart upload.
+                self.stream = None;
+                if !self.staged_all && size != 0 {
+                    self.poison(
+                        key,
+                        format!(
+                            "truncated to {size} bytes below the {sent} bytes already streamed \
+                         past the staging cap: the bytes kept cannot be read back"
+                        ),
+                    );
+                }
+            }
+        }
         self.written.truncate(size);
         self.base_len = self.base_len.min(size);
         self.size = size;
         self.dirty = true;
         self.no_stream = self.no_stream || size != 0;
+    }
+
+    /// Marks the file as unable to be stored as written: its stream (if any) is aborted
+    /// and every later write, flush and fsync fails until the file is opened afresh. The
+    /// written bytes stay where they are (the staging file) for the last close to keep.
+    fn poison(&mut self, key: &ObjectKey, why: String) {
+        tracing::error!(key = %key, reason = %why,
+            "open file poisoned: every later write, fsync and close of it fails until it is reopened");
+        // Dropping the stream aborts its multipart upload.
+        self.stream = None;
+        self.poisoned.get_or_insert(why);
+    }
+
+    /// The error of a poisoned file, if it is.
+    fn check_poisoned(&self, key: &ObjectKey) -> VfsResult<()> {
+        match &self.poisoned {
+            Some(why) => Err(VfsError::Io(
+                StoreError::new(StoreErrorKind::Other, why.clone()).with_key(key.as_str()),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -275,6 +369,21 @@ impl S3Fs {
             Some(file) => self.upload(&file).await,
             None => Ok(()),
         }
+    }
+
+    /// Uploads the unsaved writes of every open file at or below `dir` (a directory
+    /// about to be renamed).
+    pub(crate) async fn sync_below(&self, dir: &FsPath) -> VfsResult<()> {
+        for file in self.open_files.all() {
+            let below = {
+                let shadow = lock(&file.shadow);
+                !shadow.unlinked && shadow.path.is_within(dir)
+            };
+            if below {
+                self.upload(&file).await?;
+            }
+        }
+        Ok(())
     }
 
     /// chmod/chown/utimens of a file with unsaved writes: kept with the file and stored
@@ -358,26 +467,62 @@ impl S3Fs {
     }
 
     /// `from` was renamed to `to` (a file, or a directory and everything below it): open
-    /// handles follow it.
-    pub(crate) fn note_renamed(&self, from: &FsPath, to: &FsPath) {
+    /// handles follow it. `copies` maps each new key to the ETag copied and the ETag of
+    /// its copy: an open file built on the version copied builds on the copy from now on,
+    /// so its next upload's `If-Match` names what is at its new key (a copy of a
+    /// multipart, SSE-KMS or >5 GiB object gets a new ETag). A multipart upload streaming
+    /// to the old key is abandoned: the staging file still holds its bytes (or, past the
+    /// staging cap, the file is poisoned).
+    pub(crate) async fn note_renamed(&self, from: &FsPath, to: &FsPath, copies: &Copies) {
         self.inodes.rename(from, to);
         let prefix = format!("{}/", from.as_str());
         for file in self.open_files.all() {
-            let mut shadow = lock(&file.shadow);
-            let moved = if shadow.path == *from {
-                Some(to.clone())
-            } else {
-                shadow
-                    .path
-                    .as_str()
-                    .strip_prefix(&prefix)
-                    .and_then(|rest| FsPath::parse(&format!("{}/{rest}", to.as_str())).ok())
-            };
-            if let Some(path) = moved {
-                if let Ok(key) = self.ns.file_key(&path) {
-                    shadow.key = key;
-                    shadow.path = path;
+            let moved = {
+                let mut shadow = lock(&file.shadow);
+                let path = if shadow.path == *from {
+                    Some(to.clone())
+                } else {
+                    shadow
+                        .path
+                        .as_str()
+                        .strip_prefix(&prefix)
+                        .and_then(|rest| FsPath::parse(&format!("{}/{rest}", to.as_str())).ok())
+                };
+                match path.map(|p| (self.ns.file_key(&p), p)) {
+                    Some((Ok(key), path)) => {
+                        shadow.key = key.clone();
+                        shadow.path = path;
+                        Some(key)
+                    }
+                    _ => None,
                 }
+            };
+            let Some(key) = moved else {
+                continue;
+            };
+            let mut state = file.state.lock().await;
+            if let Some(stream) = state.stream.as_mut() {
+                if stream.upload_id.is_none() {
+                    stream.key = key.clone();
+                } else if state.staged_all {
+                    state.stream = None;
+                    state.no_stream = true;
+                } else {
+                    state.poison(
+                        &key,
+                        "renamed while streaming past the staging cap to its old name".to_owned(),
+                    );
+                }
+            }
+            let Some((copied, copy)) = copies.get(&key) else {
+                continue;
+            };
+            if let Some(base) = state.base.as_mut().filter(|b| b.etag == *copied) {
+                base.etag = copy.clone();
+            }
+            let mut shadow = lock(&file.shadow);
+            if shadow.etag == *copied {
+                shadow.etag = copy.clone();
             }
         }
     }
@@ -461,7 +606,7 @@ impl S3Fs {
         if flags.truncate && (flags.write || flags.append) {
             let mut state = file.state.lock().await;
             if state.size != 0 || state.base.is_some() {
-                state.truncate(0);
+                state.truncate(0, &file.key());
                 // An O_TRUNC open starts a fresh sequential write.
                 state.no_stream = false;
                 self.mark_dirty(&file, &state);
@@ -709,6 +854,7 @@ impl S3Fs {
         let count = u32::try_from(data.len())
             .map_err(|_| VfsError::InvalidArgument("write larger than 4 GiB".to_owned()))?;
         let mut state = file.state.lock().await;
+        state.check_poisoned(&file.key())?;
         let offset = if flags.append { state.size } else { offset };
         let end = offset
             .checked_add(len)
@@ -736,7 +882,12 @@ impl S3Fs {
         }
         self.stage(file, &mut state, offset, &data)?;
         if streams {
-            self.feed_stream(file, &mut state, data).await?;
+            if let Err(err) = self.feed_stream(file, &mut state, data).await {
+                // The stream lost a part (or the bytes handed to it): it can never be
+                // completed as written, and the writer must not be told otherwise later.
+                state.poison(&file.key(), format!("a part of the upload failed: {err}"));
+                return Err(err);
+            }
         }
         state.written.insert(offset, end);
         state.size = state.size.max(end);
@@ -837,6 +988,7 @@ impl S3Fs {
             buffer: BytesMut::new(),
             next_part: 1,
             parts: Vec::new(),
+            done: Vec::new(),
             permits: Arc::new(Semaphore::new(self.config.upload_concurrency.max(1))),
         });
         let needed = stream.buffer.len() + data.len();
@@ -890,27 +1042,10 @@ impl S3Fs {
             }));
         }
         // A part that already failed fails the write now rather than at close.
-        if stream.parts.iter().any(|p| p.is_finished()) {
-            let mut pending = Vec::new();
-            for part in std::mem::take(&mut stream.parts) {
-                if part.is_finished() {
-                    match part.await {
-                        Ok(Ok(done)) => pending.push(tokio::spawn(async move { Ok(done) })),
-                        Ok(Err(err)) => return Err(store_err(&file.path(), err)),
-                        Err(join) => {
-                            return Err(VfsError::Io(StoreError::new(
-                                StoreErrorKind::Other,
-                                format!("part upload task: {join}"),
-                            )))
-                        }
-                    }
-                } else {
-                    pending.push(part);
-                }
-            }
-            stream.parts = pending;
-        }
-        Ok(())
+        stream
+            .reap_finished()
+            .await
+            .map_err(|e| store_err(&file.path(), e))
     }
 
     /// Aborts a stream's multipart upload in the background.
@@ -968,12 +1103,18 @@ impl S3Fs {
 
     /// Makes the file's local changes durable in the store (flush, fsync, close).
     pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
+        // The name is held before the state is locked (a rename holds names, then the
+        // state of the open files it moves), and looked at again once held: a rename that
+        // ran meanwhile gave the file another one.
+        let _name = loop {
+            let path = file.path();
+            let guard = self.names.for_upload(&path).await;
+            if file.path() == path {
+                break guard;
+            }
+        };
         let mut state = file.state.lock().await;
-        if let Some(why) = &state.lost {
-            return Err(VfsError::Io(
-                StoreError::new(StoreErrorKind::Other, why.clone()).with_key(file.key().as_str()),
-            ));
-        }
+        state.check_poisoned(&file.key())?;
         if !state.dirty {
             return Ok(());
         }
@@ -1053,9 +1194,8 @@ impl S3Fs {
                 if !state.staged_all {
                     // The streamed bytes exist nowhere else: the data is lost. Say so, and
                     // leave the file as it was in the store.
-                    tracing::error!(key = %key, "upload failed and the data was streamed past the staging cap: it is lost");
                     state.dirty = false;
-                    state.lost = Some(format!(
+                    state.poison(&key, format!(
                         "the upload failed ({err}) and the data written was streamed past the staging cap: it is lost"
                     ));
                     lock(&file.shadow).dirty_stat = None;
@@ -1098,25 +1238,13 @@ impl S3Fs {
                 store.upload_part(&k, &id, number, body).await
             }));
         }
-        let mut parts = Vec::with_capacity(stream.parts.len());
-        let mut failure = None;
-        for part in std::mem::take(&mut stream.parts) {
-            match part.await {
-                Ok(Ok(done)) => parts.push(done),
-                Ok(Err(err)) => failure = failure.or(Some(err)),
-                Err(join) => {
-                    failure = failure.or(Some(StoreError::new(
-                        StoreErrorKind::Other,
-                        format!("part upload task: {join}"),
-                    )))
-                }
+        let parts = match stream.all_parts().await {
+            Ok(parts) => parts,
+            Err(err) => {
+                self.abort_stream(key, stream);
+                return Err(store_err(&path, err));
             }
-        }
-        if let Some(err) = failure {
-            self.abort_stream(key, stream);
-            return Err(store_err(&path, err));
-        }
-        parts.sort_by_key(|p| p.part_number);
+        };
         match self
             .store
             .complete_multipart(key, &upload_id, parts, condition)
@@ -1254,7 +1382,7 @@ impl S3Fs {
             if let Ok((file, _)) = self.file_of_handle(handle) {
                 let mut state = file.state.lock().await;
                 if state.size != size {
-                    state.truncate(size);
+                    state.truncate(size, &file.key());
                     return Ok(self.mark_dirty(&file, &state));
                 }
                 return Ok(self.stat_of_state(&state));
@@ -1278,7 +1406,7 @@ impl S3Fs {
                 if state.size == size {
                     return Ok(self.stat_of_state(&state));
                 }
-                state.truncate(size);
+                state.truncate(size, &file.key());
                 self.mark_dirty(&file, &state);
             }
             self.upload(&file).await?;

@@ -61,16 +61,6 @@ fn strict_path(base: &FsPath, rel: &str) -> Option<FsPath> {
     Some(path)
 }
 
-/// Whether `path` is `dir` itself or lies below it.
-fn is_within(path: &FsPath, dir: &FsPath) -> bool {
-    dir.is_root()
-        || path == dir
-        || path
-            .as_str()
-            .strip_prefix(dir.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 /// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
 fn write_error(path: &FsPath, err: StoreError) -> VfsError {
     if err.kind == StoreErrorKind::PreconditionFailed {
@@ -147,10 +137,10 @@ mod tests {
         let p = |s: &str| FsPath::parse(s).unwrap();
         assert_eq!(parent_of(&p("a/b/c")), p("a/b"));
         assert_eq!(parent_of(&p("a")), FsPath::root());
-        assert!(is_within(&p("a/b"), &p("a")));
-        assert!(is_within(&p("a"), &p("a")));
-        assert!(!is_within(&p("ab"), &p("a")));
-        assert!(is_within(&p("x"), &FsPath::root()));
+        assert!(p("a/b").is_within(&p("a")));
+        assert!(p("a").is_within(&p("a")));
+        assert!(!p("ab").is_within(&p("a")));
+        assert!(p("x").is_within(&FsPath::root()));
         assert_eq!(strict_path(&p("d"), "x/y"), Some(p("d/x/y")));
         assert_eq!(strict_path(&p("d"), "x//y"), None);
         assert_eq!(strict_path(&p("d"), "x/../y"), None);

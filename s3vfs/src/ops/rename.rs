@@ -8,12 +8,13 @@
 //! lookups in case only our cached view was old. Directories are moved by `tree`.
 
 use super::copy::ObjectCopy;
-use super::{is_within, write_error, S3Fs};
+use super::{write_error, S3Fs};
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
 use crate::store::{MetadataDirective, WriteCondition};
 use crate::vfs::{FileKind, Ino};
+use crate::write::Copies;
 use std::ffi::OsStr;
 use std::time::SystemTime;
 
@@ -87,7 +88,7 @@ impl S3Fs {
             return Ok(Plan::Nothing);
         }
         let is_dir = source.kind == FileKind::Directory;
-        if is_dir && is_within(dst, src) {
+        if is_dir && dst.is_within(src) {
             tracing::debug!(src = %src, dst = %dst, "rename refused: a directory into itself");
             return Err(VfsError::InvalidArgument(format!(
                 "cannot move {src} into its own subdirectory {dst}"
@@ -130,7 +131,7 @@ impl S3Fs {
     ) -> VfsResult<()> {
         let src_key = self.ns.file_key(src)?;
         let dst_key = self.ns.file_key(dst)?;
-        if !is_within(dst, src_parent) {
+        if !dst.is_within(src_parent) {
             self.keep_directory(src_parent).await?;
         }
         let condition = match dest {
@@ -160,17 +161,24 @@ impl S3Fs {
             } else {
                 (MetadataDirective::Copy, source.etag.clone(), source.size)
             };
+        // From the copy until open files follow the new name, no upload may land on
+        // either name: one on the source would be deleted with it.
+        let _names = self
+            .names
+            .for_rename(&[(src.clone(), false), (dst.clone(), false)])
+            .await;
         let copied = self
             .copy_object(ObjectCopy {
                 source: src_key.clone(),
-                source_etag,
+                source_etag: source_etag.clone(),
                 size,
-                dest: dst_key,
+                dest: dst_key.clone(),
                 metadata,
                 condition,
             })
             .await
             .map_err(|e| write_error(dst, e))?;
+        let copies = Copies::from([(dst_key, (source_etag, copied.etag.clone()))]);
         let moved = Stat {
             etag: copied.etag,
             mtime: source.posix.mtime.unwrap_or_else(SystemTime::now),
@@ -178,7 +186,7 @@ impl S3Fs {
         };
         self.meta.put(dst, moved);
         self.meta.put_missing(src);
-        self.note_renamed(src, dst);
+        self.note_renamed(src, dst, &copies).await;
         self.store.delete(&src_key).await.map_err(|e| {
             tracing::error!(src = %src, dst = %dst, error = %e,
                 "rename copied the file but could not delete the source: it exists under both names");

@@ -15,16 +15,17 @@
 //! bytes per key).
 
 use super::copy::ObjectCopy;
-use super::{is_within, parent_of, strict_path, S3Fs};
+use super::{parent_of, strict_path, S3Fs};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::namespace::{FsPath, MAX_KEY_LEN};
 use crate::store::s3::MAX_DELETE_BATCH;
 use crate::store::{
-    ListRequest, ListedObject, MetadataDirective, ObjectKey, StoreError, StoreErrorKind,
+    ETag, ListRequest, ListedObject, MetadataDirective, ObjectKey, StoreError, StoreErrorKind,
     StoreResult, WriteCondition,
 };
 use crate::vfs::FileKind;
+use crate::write::Copies;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -37,6 +38,8 @@ const LOGGED_KEYS: usize = 20;
 #[derive(Clone, Debug)]
 struct Move {
     source: ObjectKey,
+    /// The version listed: the copy is pinned to it.
+    etag: Option<ETag>,
     dest: ObjectKey,
     size: u64,
     storage_class: Option<String>,
@@ -47,6 +50,8 @@ struct Move {
 struct CopyOutcome {
     /// Destinations written.
     copied: Vec<ObjectKey>,
+    /// For each destination written, the ETag copied and the ETag of the copy.
+    copies: Copies,
     /// The first failure, if any.
     failure: Option<StoreError>,
     /// Copies that failed.
@@ -74,6 +79,14 @@ impl S3Fs {
     ) -> VfsResult<()> {
         let src_prefix = self.ns.dir_prefix(src);
         let dst_prefix = self.ns.dir_prefix(dst);
+        // Open files with unsaved writes are uploaded first, so the copies carry them.
+        self.sync_below(src).await?;
+        // From the listing until open files follow the new names, no upload may land
+        // below either name: one on a source after its copy would be deleted with it.
+        let _names = self
+            .names
+            .for_rename(&[(src.clone(), true), (dst.clone(), true)])
+            .await;
         let objects = self
             .list_tree(&src_prefix)
             .await
@@ -96,6 +109,7 @@ impl S3Fs {
             }
             let is_marker = rest.is_empty();
             let item = Move {
+                etag: object.etag,
                 dest: ObjectKey::new(dest),
                 size: object.size,
                 storage_class: object.storage_class,
@@ -107,14 +121,7 @@ impl S3Fs {
                 moves.push(item);
             }
         }
-        // Open files with unsaved writes are uploaded first, so the copies carry them.
-        for item in &moves {
-            let rest = &item.source.as_str()[src_prefix.len()..];
-            if let Some(path) = strict_path(src, rest) {
-                self.sync_path(&path).await?;
-            }
-        }
-        if !is_within(dst, src_parent) {
+        if !dst.is_within(src_parent) {
             self.keep_directory(src_parent).await?;
         }
 
@@ -163,7 +170,7 @@ impl S3Fs {
         if let Some(stat) = moved_stat {
             self.meta.put(dst, stat);
         }
-        self.note_renamed(src, dst);
+        self.note_renamed(src, dst, &outcome.copies).await;
         if let Some((_, error)) = failures.first() {
             let left: Vec<ObjectKey> = failures.iter().map(|(k, _)| k.clone()).collect();
             tracing::error!(
@@ -186,28 +193,35 @@ impl S3Fs {
         let stop = &stop;
         // Indices rather than `&Move`s: a closure over references would not be `Send` for
         // every lifetime, as the async trait needs.
-        let results: Vec<Option<StoreResult<ObjectKey>>> = futures::stream::iter(0..moves.len())
-            .map(|i| async move {
-                let item = &moves[i];
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let condition = self.write_condition(None);
-                let result = self.copy_moved(item, condition).await;
-                if result.is_err() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Some(result.map(|()| item.dest.clone()))
-            })
-            .buffer_unordered(self.config.rename_concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<Option<(usize, StoreResult<Option<ETag>>)>> =
+            futures::stream::iter(0..moves.len())
+                .map(|i| async move {
+                    let item = &moves[i];
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let condition = self.write_condition(None);
+                    let result = self.copy_moved(item, condition).await;
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    Some((i, result))
+                })
+                .buffer_unordered(self.config.rename_concurrency.max(1))
+                .collect()
+                .await;
         let mut outcome = CopyOutcome::default();
         for result in results {
             match result {
                 None => outcome.skipped += 1,
-                Some(Ok(dest)) => outcome.copied.push(dest),
-                Some(Err(e)) => {
+                Some((i, Ok(etag))) => {
+                    let item = &moves[i];
+                    outcome.copied.push(item.dest.clone());
+                    outcome
+                        .copies
+                        .insert(item.dest.clone(), (item.etag.clone(), etag));
+                }
+                Some((_, Err(e))) => {
                     outcome.failed += 1;
                     outcome.failure.get_or_insert(e);
                 }
@@ -216,8 +230,13 @@ impl S3Fs {
         outcome
     }
 
-    /// Copies one object to its new key, keeping its metadata and storage class.
-    async fn copy_moved(&self, item: &Move, condition: WriteCondition) -> StoreResult<()> {
+    /// Copies one object to its new key, pinned to the version listed, keeping its
+    /// metadata and storage class; the copy's ETag.
+    async fn copy_moved(
+        &self,
+        item: &Move,
+        condition: WriteCondition,
+    ) -> StoreResult<Option<ETag>> {
         let caps = self.store.capabilities();
         let metadata = if item.storage_class.is_some() && item.size <= caps.max_single_put {
             // COPY would reset the storage class to STANDARD.
@@ -228,14 +247,14 @@ impl S3Fs {
         };
         self.copy_object(ObjectCopy {
             source: item.source.clone(),
-            source_etag: None,
+            source_etag: item.etag.clone(),
             size: item.size,
             dest: item.dest.clone(),
             metadata,
             condition,
         })
         .await
-        .map(|_| ())
+        .map(|done| done.etag)
     }
 
     /// Gives the moved directory its marker: the source's, or a new empty one when the
@@ -253,7 +272,7 @@ impl S3Fs {
             self.write_condition(None)
         };
         match marker {
-            Some(item) => self.copy_moved(item, condition).await,
+            Some(item) => self.copy_moved(item, condition).await.map(|_| ()),
             None if dest_existed => Ok(()),
             None => {
                 let key = ObjectKey::new(self.ns.dir_prefix(dst));

@@ -1,0 +1,335 @@
+//! Data-safety regressions of the write path, each reproduced as a user met it: what
+//! `close`/`fsync` acknowledged is in the store, what a truncate or a rename does to an
+//! open file's upload, and what happens after a failed part. Small parts (the store
+//! accepts 64 KiB parts here) keep multipart shapes fast.
+
+use bytes::Bytes;
+use s3vfs::store::{Capabilities, StoreError, StoreErrorKind};
+use s3vfs::vfs::{Handle, Ino, OpenFlags, SetAttr, Vfs};
+use s3vfs::{FsConfig, S3Fs};
+use s3vfs_testkit::fault::{FaultStore, LatencyStore, Op};
+use s3vfs_testkit::MemStore;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PART: u64 = 64 * 1024;
+
+fn small_parts() -> Capabilities {
+    Capabilities {
+        min_part_size: PART,
+        ..Capabilities::default()
+    }
+}
+
+fn store() -> MemStore {
+    MemStore::with_capabilities(small_parts())
+}
+
+fn config() -> FsConfig {
+    FsConfig {
+        write_part_size: PART,
+        ..FsConfig::default()
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// Compares contents without printing megabytes: the lengths and the first difference.
+#[track_caller]
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    let first_difference = got.iter().zip(want).position(|(a, b)| a != b);
+    assert!(
+        got == want,
+        "{what}: {} bytes, expected {}; first difference at {first_difference:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+fn rw() -> OpenFlags {
+    OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    }
+}
+
+async fn create(fs: &S3Fs, parent: Ino, name: &str) -> (Ino, Handle) {
+    let (entry, handle) = fs
+        .create(parent, OsStr::new(name), 0o644, rw())
+        .await
+        .expect("create");
+    (entry.attr.ino, handle)
+}
+
+async fn open(fs: &S3Fs, parent: Ino, name: &str, flags: OpenFlags) -> (Ino, Handle) {
+    let ino = fs
+        .lookup(parent, OsStr::new(name))
+        .await
+        .expect("lookup")
+        .attr
+        .ino;
+    (ino, fs.open(ino, flags).await.expect("open"))
+}
+
+async fn write_all(fs: &S3Fs, ino: Ino, h: Handle, mut offset: u64, data: &[u8], chunk: usize) {
+    for piece in data.chunks(chunk) {
+        let n = fs
+            .write(ino, h, offset, Bytes::copy_from_slice(piece))
+            .await
+            .expect("write");
+        offset += u64::from(n);
+    }
+}
+
+async fn close(fs: &S3Fs, ino: Ino, h: Handle) -> Result<(), s3vfs::VfsError> {
+    let flushed = fs.flush(ino, h).await;
+    fs.release(ino, h).await.expect("release");
+    flushed
+}
+
+/// A file written in parts (so its ETag is a multipart one, which a server-side copy
+/// changes), closed.
+async fn multipart_file(fs: &S3Fs, parent: Ino, name: &str, len: usize) -> Bytes {
+    let data = pattern(len, 3);
+    let (ino, h) = create(fs, parent, name).await;
+    write_all(fs, ino, h, 0, &data, 16 * 1024).await;
+    close(fs, ino, h).await.expect("close");
+    data
+}
+
+fn append() -> OpenFlags {
+    OpenFlags {
+        write: true,
+        append: true,
+        ..OpenFlags::default()
+    }
+}
+
+#[tokio::test]
+async fn an_open_appender_follows_its_multipart_file_across_a_rename() {
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let data = multipart_file(&fs, Ino::ROOT, "app.log", 5 * PART as usize + 100).await;
+    let old_etag = inner.meta("app.log").unwrap().etag;
+    let (ino, h) = open(&fs, Ino::ROOT, "app.log", append()).await;
+    fs.rename(
+        Ino::ROOT,
+        OsStr::new("app.log"),
+        Ino::ROOT,
+        OsStr::new("app.log.1"),
+        false,
+    )
+    .await
+    .expect("rename");
+    assert_ne!(
+        inner.meta("app.log.1").unwrap().etag,
+        old_etag,
+        "the copy gave the new key another ETag (the case under test)"
+    );
+    write_all(&fs, ino, h, 0, b"seventeen bytes!\n", 17).await;
+    close(&fs, ino, h).await.expect("close after the rename");
+    let mut expected = data.to_vec();
+    expected.extend_from_slice(b"seventeen bytes!\n");
+    assert_same(
+        &inner.get_bytes("app.log.1").unwrap(),
+        &expected,
+        "app.log.1",
+    );
+    assert!(
+        inner.get_bytes("app.log").is_none(),
+        "nothing at the old name"
+    );
+}
+
+#[tokio::test]
+async fn an_open_writer_follows_its_file_across_a_directory_rename() {
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let dir = fs
+        .mkdir(Ino::ROOT, OsStr::new("logs"), 0o755)
+        .await
+        .expect("mkdir")
+        .attr
+        .ino;
+    let data = multipart_file(&fs, dir, "app.log", 3 * PART as usize + 7).await;
+    let (ino, h) = open(&fs, dir, "app.log", append()).await;
+    fs.rename(
+        Ino::ROOT,
+        OsStr::new("logs"),
+        Ino::ROOT,
+        OsStr::new("old-logs"),
+        false,
+    )
+    .await
+    .expect("rename");
+    write_all(&fs, ino, h, 0, b"tail", 4).await;
+    close(&fs, ino, h).await.expect("close after the rename");
+    let mut expected = data.to_vec();
+    expected.extend_from_slice(b"tail");
+    assert_same(
+        &inner.get_bytes("old-logs/app.log").unwrap(),
+        &expected,
+        "old-logs/app.log",
+    );
+    assert!(inner.get_bytes("logs/app.log").is_none());
+}
+
+#[tokio::test]
+async fn a_truncate_below_a_streamed_write_ends_the_stream() {
+    // open(O_CREAT|O_TRUNC), 100 × 'A', ftruncate(0), pwrite(100 × 'B' at 100), close.
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let (ino, h) = create(&fs, Ino::ROOT, "t").await;
+    write_all(&fs, ino, h, 0, &[b'A'; 100], 100).await;
+    let truncate = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, Some(h), truncate).await.expect("ftruncate");
+    write_all(&fs, ino, h, 100, &[b'B'; 100], 100).await;
+    let mut expected = vec![0u8; 100];
+    expected.extend_from_slice(&[b'B'; 100]);
+    assert_same(
+        &fs.read(ino, h, 0, 1000).await.unwrap(),
+        &expected,
+        "read back",
+    );
+    close(&fs, ino, h).await.expect("close");
+    assert_same(&inner.get_bytes("t").unwrap(), &expected, "t");
+}
+
+#[tokio::test]
+async fn a_truncate_below_parts_already_sent_keeps_only_what_is_left() {
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let data = pattern(4 * PART as usize, 9);
+    let (ino, h) = create(&fs, Ino::ROOT, "t").await;
+    write_all(&fs, ino, h, 0, &data, 8 * 1024).await;
+    let cut = PART + 10;
+    let truncate = SetAttr {
+        size: Some(cut),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, Some(h), truncate).await.expect("ftruncate");
+    // And the writer goes on where the file now ends.
+    write_all(&fs, ino, h, cut, b"end", 3).await;
+    close(&fs, ino, h).await.expect("close");
+    let mut expected = data[..cut as usize].to_vec();
+    expected.extend_from_slice(b"end");
+    assert_same(&inner.get_bytes("t").unwrap(), &expected, "t");
+    tokio::task::yield_now().await;
+    assert_eq!(inner.open_uploads(), 0, "the first stream was aborted");
+}
+
+#[tokio::test]
+async fn a_writer_that_goes_on_after_a_failed_part_never_gets_a_short_object() {
+    let inner = store();
+    let faults = Arc::new(FaultStore::new(Arc::new(inner.clone())));
+    faults.fail_nth(
+        Op::UploadPart,
+        2,
+        StoreError::new(StoreErrorKind::Other, "injected part failure"),
+    );
+    let fs = S3Fs::new(faults.clone(), config());
+    let (ino, h) = create(&fs, Ino::ROOT, "w.bin").await;
+    let data = pattern(8 * PART as usize, 4);
+    let mut failed_writes = 0;
+    for (i, piece) in data.chunks(8 * 1024).enumerate() {
+        let offset = (i * 8 * 1024) as u64;
+        if fs
+            .write(ino, h, offset, Bytes::copy_from_slice(piece))
+            .await
+            .is_err()
+        {
+            failed_writes += 1;
+        }
+        // Let part uploads finish, so the failure is noticed by a later write.
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        failed_writes > 0,
+        "the failed part is reported to the writer"
+    );
+    let after = pattern(100, 1);
+    let offset = data.len() as u64;
+    assert!(
+        fs.write(ino, h, offset, after).await.is_err(),
+        "every write after the failure fails"
+    );
+    assert!(fs.fsync(ino, h).await.is_err(), "fsync fails");
+    assert!(close(&fs, ino, h).await.is_err(), "close fails");
+    assert!(
+        inner.get_bytes("w.bin").is_none(),
+        "no object, short or not"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(inner.open_uploads(), 0, "the upload was aborted");
+}
+
+/// A close that lands while a rename is copying its file: with the rename holding the
+/// names, the upload waits and follows the file to its new name; without, it would land
+/// on the old key and be deleted with it after `close` returned 0.
+async fn close_racing_a_rename(dir_rename: bool) {
+    let inner = store();
+    // Deletes are slow, so the close lands between the rename's copy and its delete.
+    let slow_deletes = LatencyStore::new(Arc::new(inner.clone()), Duration::ZERO)
+        .with_op_delay(Op::Delete, Duration::from_millis(300))
+        .with_op_delay(Op::DeleteMany, Duration::from_millis(300));
+    let fs = S3Fs::new(Arc::new(slow_deletes), config());
+    let dir = fs
+        .mkdir(Ino::ROOT, OsStr::new("d"), 0o755)
+        .await
+        .expect("mkdir")
+        .attr
+        .ino;
+    let data = multipart_file(&fs, dir, "f", 2 * PART as usize + 1).await;
+    let (ino, h) = open(&fs, dir, "f", append()).await;
+    let (from_parent, from, to) = if dir_rename {
+        (Ino::ROOT, "d", "e")
+    } else {
+        (dir, "f", "g")
+    };
+    let rename = {
+        let fs = Arc::clone(&fs);
+        tokio::spawn(async move {
+            fs.rename(
+                from_parent,
+                OsStr::new(from),
+                from_parent,
+                OsStr::new(to),
+                false,
+            )
+            .await
+        })
+    };
+    // The rename has copied and is deleting now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write_all(&fs, ino, h, 0, b"late", 4).await;
+    close(&fs, ino, h).await.expect("close during the rename");
+    rename.await.expect("task").expect("rename");
+    let mut expected = data.to_vec();
+    expected.extend_from_slice(b"late");
+    let new_key = if dir_rename { "e/f" } else { "d/g" };
+    assert_same(&inner.get_bytes(new_key).unwrap(), &expected, new_key);
+    assert!(
+        inner.get_bytes("d/f").is_none(),
+        "nothing left at the old name"
+    );
+}
+
+#[tokio::test]
+async fn a_close_racing_a_file_rename_keeps_its_data() {
+    close_racing_a_rename(false).await;
+}
+
+#[tokio::test]
+async fn a_close_racing_a_directory_rename_keeps_its_data() {
+    close_racing_a_rename(true).await;
+}
