@@ -117,6 +117,11 @@ struct MountArgs {
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
         value_parser = parse_part_size)]
     part_size: ByteSize,
+    /// Largest file, in bytes (suffixes K, M, G, T): writes and truncates past it fail with
+    /// EFBIG. Default and upper bound: 5T, the largest object S3 holds.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().max_file_size),
+        value_parser = parse_max_file_size)]
+    max_file_size: ByteSize,
     /// Parts uploaded at once per file.
     #[arg(long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
         value_parser = parse_count)]
@@ -299,6 +304,19 @@ fn parse_part_size(text: &str) -> Result<ByteSize, String> {
     }
 }
 
+/// `--max-file-size`: from one byte to the largest object S3 holds.
+fn parse_max_file_size(text: &str) -> Result<ByteSize, String> {
+    let size: ByteSize = text.parse()?;
+    if (1..=s3vfs::config::MAX_S3_OBJECT_SIZE).contains(&size.0) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "{text:?} is outside 1 byte to {}, the largest object S3 holds",
+            ByteSize(s3vfs::config::MAX_S3_OBJECT_SIZE)
+        ))
+    }
+}
+
 /// `--cache-block-size`: from 4K to 64M.
 fn parse_block_size(text: &str) -> Result<ByteSize, String> {
     let size = ByteSize::from_str(text)?;
@@ -464,6 +482,7 @@ impl MountPlan {
         };
         config.write_part_size = args.part_size.0;
         config.upload_concurrency = args.upload_concurrency;
+        config.max_file_size = args.max_file_size.0;
         config.staging_cap = args.staging_cap.0;
         config.memory_budget = args.memory_budget.0;
         if let Some(dir) = &args.staging_dir {

@@ -59,6 +59,10 @@ pub struct FsConfig {
     /// Size of one uploaded part, in bytes; grown automatically so that an object fits in
     /// the store's part limit (10,000 on S3).
     pub write_part_size: u64,
+    /// Largest file, in bytes: a write or truncate past it fails with `EFBIG` before
+    /// anything is allocated or uploaded. Never above what the store can hold in one
+    /// object (S3: 5 TiB, its part limit times its largest part).
+    pub max_file_size: u64,
     /// Parts uploaded (or copied) at once per file.
     pub upload_concurrency: usize,
     /// Directory for staging files of files written out of order (`None`: the system
@@ -155,6 +159,9 @@ impl DataCacheConfig {
     }
 }
 
+/// The largest object Amazon S3 stores: 5 TiB.
+pub const MAX_S3_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+
 impl Default for FsConfig {
     fn default() -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
@@ -179,6 +186,7 @@ impl Default for FsConfig {
             storage_class: None,
             sse: None,
             write_part_size: 8 * 1024 * 1024,
+            max_file_size: MAX_S3_OBJECT_SIZE,
             upload_concurrency: 8,
             staging_dir: None,
             staging_cap: 64 * 1024 * 1024 * 1024,
@@ -190,6 +198,12 @@ impl Default for FsConfig {
 }
 
 impl FsConfig {
+    /// Caps the size of a file, in bytes (see [`max_file_size`](Self::max_file_size)).
+    pub fn with_max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
     /// Roots the file system at `prefix` (a trailing `/` is added; leading ones removed).
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         let trimmed = prefix.trim_matches('/');

@@ -58,6 +58,10 @@ pub enum VfsError {
     /// The staging area is full.
     #[error("no space left for staging: {0}")]
     NoSpace(String),
+    /// A file would grow past the largest object the store holds (S3: 5 TiB), or past
+    /// the mount's `max_file_size`.
+    #[error("file too large: {0}")]
+    FileTooLarge(String),
     /// The value is too large for the store (e.g. S3's 2 KB of user metadata).
     #[error("too large: {0}")]
     TooLarge(String),
@@ -102,6 +106,7 @@ impl VfsError {
             Self::WriteConflict(_) => libc::EIO,
             Self::CrossDevice(_) => libc::EXDEV,
             Self::NoSpace(_) => libc::ENOSPC,
+            Self::FileTooLarge(_) => libc::EFBIG,
             Self::TooLarge(_) => libc::E2BIG,
             Self::BadHandle => libc::EBADF,
             Self::InvalidArgument(_) => libc::EINVAL,

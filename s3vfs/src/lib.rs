@@ -32,6 +32,7 @@ pub mod read;
 pub mod store;
 pub mod vfs;
 mod write;
+mod zeros;
 
 pub use buckets::BucketsFs;
 pub use client::{File, Metadata, ReadDir, S3Vfs};

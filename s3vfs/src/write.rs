@@ -779,10 +779,20 @@ impl S3Fs {
         end: u64,
     ) -> VfsResult<Bytes> {
         let path = file.path();
-        let mut out = BytesMut::with_capacity((end - start) as usize);
+        let len = usize::try_from(end - start).map_err(|_| {
+            VfsError::FileTooLarge(format!("{path}: {} bytes at once", end - start))
+        })?;
+        if start >= state.base_len && !state.written.overlaps(start, end) {
+            // Only zeros: never materialised.
+            return Ok(crate::zeros::zeros(len));
+        }
+        // Zeroed memory is only touched where something is copied into it.
+        let mut out = BytesMut::zeroed(len);
         for (s, e, written) in state.written.split(start, end) {
+            let at = (s - start) as usize;
             if written {
-                out.extend_from_slice(&self.read_written(file, state, s, e)?);
+                out[at..at + (e - s) as usize]
+                    .copy_from_slice(&self.read_written(file, state, s, e)?);
                 continue;
             }
             let base_end = e.min(state.base_len);
@@ -795,11 +805,17 @@ impl S3Fs {
                 };
                 let fetched = async { self.store.get(request).await?.collect().await };
                 let bytes = fetched.await.map_err(|e| store_err(&path, e))?;
-                out.extend_from_slice(&bytes);
-            }
-            let zeros_from = s.max(base_end);
-            if zeros_from < e {
-                out.resize(out.len() + (e - zeros_from) as usize, 0);
+                if bytes.len() as u64 != base_end - s {
+                    return Err(VfsError::Io(StoreError::new(
+                        StoreErrorKind::Other,
+                        format!(
+                            "{path}: the store sent {} bytes for a range of {}",
+                            bytes.len(),
+                            base_end - s
+                        ),
+                    )));
+                }
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
             }
         }
         Ok(out.freeze())
@@ -858,10 +874,11 @@ impl S3Fs {
         let offset = if flags.append { state.size } else { offset };
         let end = offset
             .checked_add(len)
-            .ok_or_else(|| VfsError::InvalidArgument("offset overflows".to_owned()))?;
+            .ok_or_else(|| VfsError::FileTooLarge(format!("{}: offset overflows", file.path())))?;
         if len == 0 {
             return Ok(0);
         }
+        self.check_file_size(&file.path(), end)?;
         // Keep streaming only for writes that continue exactly where the stream ends.
         let streams = match &state.stream {
             Some(stream) => offset == stream.sent + stream.buffer.len() as u64,
@@ -963,6 +980,21 @@ impl S3Fs {
         })
     }
 
+    /// Refuses (`EFBIG`) a size past the mount's `max_file_size` or what the store can
+    /// hold in one object, before anything is allocated or uploaded.
+    fn check_file_size(&self, path: &FsPath, size: u64) -> VfsResult<()> {
+        let caps = self.store.capabilities();
+        let store_limit = caps.max_part_size.saturating_mul(u64::from(caps.max_parts));
+        let limit = self.config.max_file_size.min(store_limit);
+        if size > limit {
+            tracing::warn!(path = %path, size, limit, "refused: the file would be larger than the largest object allowed");
+            return Err(VfsError::FileTooLarge(format!(
+                "{path}: {size} bytes is more than the largest file allowed ({limit} bytes)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The size of part `number` (1-based) of a streamed upload.
     fn stream_part_size(&self, number: u32) -> u64 {
         let caps = self.store.capabilities();
@@ -1005,6 +1037,12 @@ impl S3Fs {
             let part_size = self.stream_part_size(stream.next_part);
             if (stream.buffer.len() as u64) < part_size {
                 break;
+            }
+            if stream.next_part > self.store.capabilities().max_parts {
+                return Err(VfsError::FileTooLarge(format!(
+                    "{}: more parts than the store takes in one upload",
+                    file.path()
+                )));
             }
             let body = stream.buffer.split_to(part_size as usize).freeze();
             let key = file.key();
@@ -1231,6 +1269,12 @@ impl S3Fs {
             return Ok(done.etag);
         };
         if !stream.buffer.is_empty() {
+            if stream.next_part > self.store.capabilities().max_parts {
+                self.abort_stream(key, stream);
+                return Err(VfsError::FileTooLarge(format!(
+                    "{path}: more parts than the store takes in one upload"
+                )));
+            }
             let body = stream.buffer.split().freeze();
             let store = Arc::clone(&self.store);
             let (k, id, number) = (key.clone(), upload_id.clone(), stream.next_part);
@@ -1306,6 +1350,13 @@ impl S3Fs {
             return Ok(done.etag);
         }
         let caps = self.store.capabilities();
+        let part_count = state.size.div_ceil(part_size);
+        if part_count > u64::from(caps.max_parts) {
+            return Err(VfsError::FileTooLarge(format!(
+                "{path}: {} bytes need {part_count} parts of {part_size}; the store takes {}",
+                state.size, caps.max_parts
+            )));
+        }
         // Server-side copies of old ranges are safe only when the completion is pinned to
         // the old version (If-Match): otherwise they could copy a newer object's bytes.
         let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
@@ -1378,6 +1429,7 @@ impl S3Fs {
             .get(ino)
             .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
         self.check_overwrite_allowed(&info.path)?;
+        self.check_file_size(&info.path, size)?;
         if let Some(handle) = handle {
             if let Ok((file, _)) = self.file_of_handle(handle) {
                 let mut state = file.state.lock().await;

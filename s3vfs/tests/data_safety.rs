@@ -333,3 +333,94 @@ async fn a_close_racing_a_file_rename_keeps_its_data() {
 async fn a_close_racing_a_directory_rename_keeps_its_data() {
     close_racing_a_rename(true).await;
 }
+
+#[tokio::test]
+async fn sizes_past_the_largest_object_are_efbig_and_nothing_is_uploaded() {
+    let inner = store();
+    let counting = Arc::new(s3vfs_testkit::fault::CountingStore::new(Arc::new(
+        inner.clone(),
+    )));
+    let fs = S3Fs::new(counting.clone(), config());
+    let (ino, h) = create(&fs, Ino::ROOT, "f").await;
+    write_all(&fs, ino, h, 0, b"kept", 4).await;
+    close(&fs, ino, h).await.expect("close");
+    counting.reset();
+    for size in [1u64 << 62, 999_999_999_999_999, (5u64 << 40) + 1, u64::MAX] {
+        let truncate = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        let err = fs.setattr(ino, None, truncate).await.expect_err("truncate");
+        assert_eq!(err.errno(), libc::EFBIG, "truncate to {size}: {err}");
+    }
+    let (ino, h) = open(&fs, Ino::ROOT, "f", rw()).await;
+    let truncate = SetAttr {
+        size: Some(1 << 62),
+        ..SetAttr::default()
+    };
+    let err = fs
+        .setattr(ino, Some(h), truncate)
+        .await
+        .expect_err("ftruncate");
+    assert_eq!(err.errno(), libc::EFBIG);
+    for offset in [5u64 << 40, u64::MAX - 1] {
+        let err = fs
+            .write(ino, h, offset, Bytes::from_static(b"xy"))
+            .await
+            .expect_err("pwrite past the largest object");
+        assert_eq!(err.errno(), libc::EFBIG, "pwrite at {offset}: {err}");
+    }
+    close(&fs, ino, h).await.expect("close");
+    let changes = counting.total() - counting.count(Op::Head) - counting.count(Op::List);
+    assert_eq!(changes, 0, "nothing written: {:?}", counting.counts());
+    assert_eq!(inner.get_bytes("f").unwrap(), "kept");
+}
+
+#[tokio::test]
+async fn a_configured_max_file_size_is_enforced() {
+    let inner = store();
+    let fs = S3Fs::new(
+        Arc::new(inner.clone()),
+        config().with_max_file_size(10 * PART),
+    );
+    let (ino, h) = create(&fs, Ino::ROOT, "f").await;
+    let truncate = SetAttr {
+        size: Some(10 * PART + 1),
+        ..SetAttr::default()
+    };
+    let err = fs
+        .setattr(ino, Some(h), truncate)
+        .await
+        .expect_err("ftruncate");
+    assert_eq!(err.errno(), libc::EFBIG);
+    let at_limit = SetAttr {
+        size: Some(10 * PART),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, Some(h), at_limit)
+        .await
+        .expect("up to the limit");
+    close(&fs, ino, h).await.expect("close");
+    let stored = inner.get_bytes("f").unwrap();
+    assert_eq!(stored.len() as u64, 10 * PART);
+    assert!(stored.iter().all(|b| *b == 0));
+}
+
+#[tokio::test]
+async fn a_truncate_up_to_many_parts_stores_zeros() {
+    // A sparse 40-part file: every part body is a slice of the shared zero buffer
+    // (`zeros.rs` tests that the slices share one buffer).
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let (ino, h) = create(&fs, Ino::ROOT, "sparse").await;
+    close(&fs, ino, h).await.expect("close");
+    let size = 40 * PART + 3;
+    let truncate = SetAttr {
+        size: Some(size),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, None, truncate).await.expect("truncate up");
+    let stored = inner.get_bytes("sparse").unwrap();
+    assert_eq!(stored.len() as u64, size);
+    assert!(stored.iter().all(|b| *b == 0));
+}
