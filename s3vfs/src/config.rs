@@ -70,6 +70,9 @@ pub struct FsConfig {
     pub staging_dir: Option<PathBuf>,
     /// Most bytes of staging files on disk at once, across all files, in bytes.
     pub staging_cap: u64,
+    /// Where files that could not be uploaded are kept (`None`: `s3vfs-recovery` in the
+    /// staging directory). See [`recovery`](crate::recovery).
+    pub recovery_dir: Option<PathBuf>,
     /// Objects copied or deleted at once when renaming or removing a directory tree.
     pub rename_concurrency: usize,
     /// Bytes of read-ahead and upload buffers held at once across all open files; past
@@ -190,6 +193,7 @@ impl Default for FsConfig {
             upload_concurrency: 8,
             staging_dir: None,
             staging_cap: 64 * 1024 * 1024 * 1024,
+            recovery_dir: None,
             rename_concurrency: 16,
             memory_budget: 512 * 1024 * 1024,
             data_cache: DataCacheConfig::default(),
@@ -198,6 +202,16 @@ impl Default for FsConfig {
 }
 
 impl FsConfig {
+    /// The recovery directory: where this file system keeps what it could not upload.
+    pub fn recovery_dir(&self) -> PathBuf {
+        self.recovery_dir.clone().unwrap_or_else(|| {
+            self.staging_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join(crate::recovery::DEFAULT_DIR_NAME)
+        })
+    }
+
     /// Caps the size of a file, in bytes (see [`max_file_size`](Self::max_file_size)).
     pub fn with_max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = bytes;

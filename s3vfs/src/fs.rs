@@ -99,6 +99,9 @@ pub struct S3Fs {
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
     pub(crate) started: SystemTime,
+    /// This file system, for the work a handle dropped outside a task leaves (its last
+    /// close's upload).
+    pub(crate) this: std::sync::Weak<S3Fs>,
     hidden_warned: Mutex<HashSet<String>>,
 }
 
@@ -172,7 +175,8 @@ impl S3Fs {
         let prefix = config.prefix.clone();
         let meta = MetaCache::new(config.metadata_ttl, config.negative_ttl);
         let budget = MemoryBudget::new(config.memory_budget);
-        Arc::new(Self {
+        Arc::new_cyclic(|this| Self {
+            this: this.clone(),
             store,
             data_cache,
             ns: Namespace::new(&prefix),
@@ -208,10 +212,32 @@ impl S3Fs {
 
     /// Drops an open file or directory handle (what `release`/`releasedir` do), for
     /// callers that cannot await.
+    ///
+    /// The last handle of a file with changes not in the store (mmap pages written back
+    /// after close, a failed upload) uploads them in the background, and keeps them in
+    /// the recovery directory if that fails.
     pub fn close_handle(&self, handle: Handle) {
         let removed = lock(&self.handles).remove(&handle.0);
         if let Some(OpenHandle::File { ino, file, .. }) = removed {
-            self.close_file(ino, &file);
+            if self.drop_file_handle(ino, &file) {
+                match (self.this.upgrade(), tokio::runtime::Handle::try_current()) {
+                    (Some(fs), Ok(runtime)) => {
+                        runtime.spawn(async move { fs.finish_last_close(ino, &file).await });
+                    }
+                    _ => self.keep_unsaved_now(ino, &file),
+                }
+            }
+        }
+    }
+
+    /// Closes a handle like [`close_handle`](Self::close_handle), waiting for the last
+    /// close's upload (or its keeping in the recovery directory).
+    pub async fn release_handle(&self, handle: Handle) {
+        let removed = lock(&self.handles).remove(&handle.0);
+        if let Some(OpenHandle::File { ino, file, .. }) = removed {
+            if self.drop_file_handle(ino, &file) {
+                self.finish_last_close(ino, &file).await;
+            }
         }
     }
 
@@ -826,7 +852,7 @@ impl Vfs for S3Fs {
     }
 
     async fn release(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        self.close_handle(handle);
+        self.release_handle(handle).await;
         Ok(())
     }
 

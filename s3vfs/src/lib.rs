@@ -29,6 +29,7 @@ pub mod namespace;
 mod ops;
 pub mod ranges;
 pub mod read;
+pub mod recovery;
 pub mod store;
 pub mod vfs;
 mod write;

@@ -34,6 +34,7 @@ use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
 use crate::ranges::RangeSet;
 use crate::read::Prefetcher;
+use crate::recovery::{Manifest, RecoveryDir};
 use crate::store::{
     ByteRange, CompletedPart, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, StoreError,
     StoreErrorKind, UploadId, WriteCondition,
@@ -567,24 +568,123 @@ impl S3Fs {
         Ok(Arc::clone(file))
     }
 
-    /// One handle of `ino` is gone; the last one discards what could not be uploaded (an
-    /// unfinished multipart upload is aborted when its state is dropped).
-    pub(crate) fn close_file(&self, ino: Ino, file: &Arc<OpenFile>) {
+    /// One handle of `ino` is gone. True when it was the last and the file has changes
+    /// not in the store: the file stays registered (a new open shares it) until
+    /// [`finish_last_close`](Self::finish_last_close) has uploaded or kept them. A clean
+    /// file's last handle unregisters it at once.
+    pub(crate) fn drop_file_handle(&self, ino: Ino, file: &Arc<OpenFile>) -> bool {
         // The count drops under the map's lock, as `open_file` raises it: otherwise an
         // open could take this file from the map between the last handle going and the
         // removal, and write into a file no later open finds (RELEASE comes after
         // close(2) returns, so it races with the next open).
         let mut map = lock(&self.open_files.by_ino);
         if file.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+            return false;
+        }
+        let pending = {
+            let shadow = lock(&file.shadow);
+            shadow.dirty_stat.is_some() && !shadow.unlinked
+        };
+        if !pending && map.get(&ino).is_some_and(|f| Arc::ptr_eq(f, file)) {
+            map.remove(&ino);
+        }
+        pending
+    }
+
+    /// Unregisters `file` if no handle took it meanwhile; whether it did.
+    fn unregister_if_unused(&self, ino: Ino, file: &Arc<OpenFile>) -> bool {
+        let mut map = lock(&self.open_files.by_ino);
+        if file.handles.load(Ordering::Acquire) != 0 {
+            return false;
         }
         if map.get(&ino).is_some_and(|f| Arc::ptr_eq(f, file)) {
             map.remove(&ino);
         }
-        drop(map);
-        let shadow = lock(&file.shadow);
-        if shadow.dirty_stat.is_some() && !shadow.unlinked {
-            tracing::warn!(key = %shadow.key, "closed with changes that could not be uploaded; they are discarded");
+        true
+    }
+
+    /// The last handle of a file with unsaved changes is gone (pages of a shared mapping
+    /// written back after close, or a close whose upload failed): upload them once more,
+    /// and if that fails keep them in the recovery directory. Nothing is discarded.
+    pub(crate) async fn finish_last_close(&self, ino: Ino, file: &Arc<OpenFile>) {
+        let result = self.upload(file).await;
+        if !self.unregister_if_unused(ino, file) {
+            // Opened again meanwhile: the new handles own the changes now.
+            return;
+        }
+        if let Err(err) = result {
+            let state = file.state.lock().await;
+            self.keep_unsaved(file, &state, &err.to_string());
+        }
+    }
+
+    /// Without a runtime to upload on (a library handle dropped outside one): keep the
+    /// unsaved changes in the recovery directory at once.
+    pub(crate) fn keep_unsaved_now(&self, ino: Ino, file: &Arc<OpenFile>) {
+        if !self.unregister_if_unused(ino, file) {
+            return;
+        }
+        match file.state.try_lock() {
+            Ok(state) => self.keep_unsaved(
+                file,
+                &state,
+                "closed outside an async runtime: not uploaded",
+            ),
+            Err(_) => tracing::error!(key = %file.key(),
+                "closed outside an async runtime while busy: its unsaved changes are lost"),
+        }
+    }
+
+    /// Moves what `file` could not upload into the recovery directory and says so at
+    /// ERROR with the place; if even that fails, says what is lost.
+    fn keep_unsaved(&self, file: &OpenFile, state: &FileState, error: &str) {
+        let (key, path) = (file.key(), file.path());
+        if !state.dirty {
+            return;
+        }
+        if !state.staged_all {
+            tracing::error!(key = %key, error,
+                "closed with changes that could not be uploaded and were streamed past the staging cap: they are lost");
+            return;
+        }
+        let written: Vec<(u64, u64)> = state
+            .written
+            .split(0, state.size)
+            .into_iter()
+            .filter_map(|(s, e, w)| w.then_some((s, e)))
+            .collect();
+        let mut metadata = std::collections::BTreeMap::new();
+        state.posix.write_to(&mut metadata);
+        let manifest = Manifest::new(
+            self.store.bucket(),
+            &key,
+            path.to_string(),
+            state.base.as_ref().and_then(|b| b.etag.as_ref()),
+            state.base_len,
+            state.size,
+            written.clone(),
+            metadata,
+            error.to_owned(),
+        );
+        let dir = self.config.recovery_dir();
+        let kept = RecoveryDir::open(&dir).and_then(|recovery| {
+            recovery.keep(&manifest, |out| {
+                let Some(staging) = &state.staging else {
+                    return Ok(());
+                };
+                for &(s, e) in &written {
+                    crate::recovery::copy_range(&staging.file, out, s, e, &dir)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                }
+                Ok(())
+            })
+        });
+        match kept {
+            Ok(manifest_path) => tracing::error!(key = %key, path = %path, error,
+                kept = %manifest_path.display(),
+                "closed with changes that could not be uploaded: they are kept in the recovery directory; `s3vfs recover` lists and re-uploads them"),
+            Err(keep_error) => tracing::error!(key = %key, path = %path, error, %keep_error,
+                "closed with changes that could not be uploaded, and the recovery directory could not keep them: they are lost"),
         }
     }
 
@@ -1465,7 +1565,11 @@ impl S3Fs {
             Ok(self.current_stat(&file).await)
         }
         .await;
-        self.close_file(ino, &file);
+        if self.drop_file_handle(ino, &file) && self.unregister_if_unused(ino, &file) {
+            // A refused truncate of a file nobody has open: the caller has the error and
+            // the store the file as it was; there is nothing written to keep.
+            tracing::debug!(path = %info.path, "refused truncate dropped");
+        }
         result
     }
 }

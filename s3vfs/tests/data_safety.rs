@@ -424,3 +424,125 @@ async fn a_truncate_up_to_many_parts_stores_zeros() {
     assert_eq!(stored.len() as u64, size);
     assert!(stored.iter().all(|b| *b == 0));
 }
+
+fn with_recovery(dir: &std::path::Path) -> FsConfig {
+    FsConfig {
+        recovery_dir: Some(dir.join("recovery")),
+        ..config()
+    }
+}
+
+fn store_down() -> StoreError {
+    StoreError::new(StoreErrorKind::Transient, "injected: the store is down")
+}
+
+fn is_write(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Put | Op::CreateMultipart | Op::UploadPart | Op::UploadPartCopy | Op::CompleteMultipart
+    )
+}
+
+#[tokio::test]
+async fn what_cannot_be_uploaded_is_kept_and_reuploaded_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = store();
+    // An existing multipart object, changed in the middle: the kept file holds only the
+    // change, and re-uploading rebuilds the rest from the version it was opened on.
+    let old = pattern(5 * PART as usize + 11, 7);
+    inner.insert("dir/f", old.clone());
+    let faults = Arc::new(FaultStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(faults.clone(), with_recovery(tmp.path()));
+    let dir = fs
+        .lookup(Ino::ROOT, OsStr::new("dir"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let (ino, h) = open(&fs, dir, "f", rw()).await;
+    write_all(&fs, ino, h, 2 * PART + 5, b"CHANGED", 7).await;
+    faults.fail_matching(|op, _| is_write(op), store_down());
+    assert!(
+        close(&fs, ino, h).await.is_err(),
+        "close reports the failure"
+    );
+    assert_same(
+        &inner.get_bytes("dir/f").unwrap(),
+        &old,
+        "the store keeps the old version",
+    );
+
+    let recovery = s3vfs::recovery::RecoveryDir::open(tmp.path().join("recovery")).unwrap();
+    let kept = recovery.list().unwrap();
+    assert_eq!(kept.len(), 1, "one entry: {kept:?}");
+    let m = &kept[0].manifest;
+    assert_eq!(m.key, "dir/f");
+    assert_eq!(m.size, old.len() as u64);
+    assert_eq!(m.written, vec![(2 * PART + 5, 2 * PART + 12)]);
+    assert_eq!(
+        m.base_etag.as_deref(),
+        inner
+            .meta("dir/f")
+            .unwrap()
+            .etag
+            .map(|e| e.as_str().to_owned())
+            .as_deref()
+    );
+    assert!(m.error.contains("injected"), "{}", m.error);
+
+    faults.clear();
+    recovery
+        .reupload(faults.clone(), &kept[0], PART)
+        .await
+        .expect("re-upload");
+    let mut expected = old.to_vec();
+    expected[(2 * PART + 5) as usize..(2 * PART + 12) as usize].copy_from_slice(b"CHANGED");
+    assert_same(&inner.get_bytes("dir/f").unwrap(), &expected, "re-uploaded");
+    assert!(recovery.list().unwrap().is_empty(), "the entry is gone");
+    tokio::task::yield_now().await;
+    assert_eq!(inner.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn a_kept_file_is_never_uploaded_over_a_newer_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = store();
+    let faults = Arc::new(FaultStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(faults.clone(), with_recovery(tmp.path()));
+    let (ino, h) = create(&fs, Ino::ROOT, "new.txt").await;
+    write_all(&fs, ino, h, 0, b"mine", 4).await;
+    faults.fail_matching(|op, _| is_write(op), store_down());
+    assert!(close(&fs, ino, h).await.is_err());
+    faults.clear();
+    inner.insert("new.txt", Bytes::from_static(b"someone else's"));
+    let recovery = s3vfs::recovery::RecoveryDir::open(tmp.path().join("recovery")).unwrap();
+    let kept = recovery.list().unwrap();
+    assert_eq!(kept.len(), 1);
+    let err = recovery
+        .reupload(faults.clone(), &kept[0], PART)
+        .await
+        .expect_err("a newer object is there");
+    assert!(
+        matches!(err, s3vfs::recovery::RecoveryError::Changed { .. }),
+        "{err}"
+    );
+    assert_eq!(inner.get_bytes("new.txt").unwrap(), "someone else's");
+    assert_eq!(recovery.list().unwrap().len(), 1, "the entry stays");
+}
+
+#[tokio::test]
+async fn writes_after_the_last_flush_are_uploaded_at_the_last_release() {
+    // Shared mmap pages are written back at munmap: after close(2)'s flush, before the
+    // release. They must reach the store, not be discarded.
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = store();
+    let fs = S3Fs::new(Arc::new(inner.clone()), with_recovery(tmp.path()));
+    let (ino, h) = create(&fs, Ino::ROOT, "mapped").await;
+    write_all(&fs, ino, h, 0, &[0u8; 4096], 4096).await;
+    fs.flush(ino, h).await.expect("flush at close(2)");
+    write_all(&fs, ino, h, 10, b"from the mapping", 16).await;
+    fs.release(ino, h).await.expect("release");
+    let stored = inner.get_bytes("mapped").unwrap();
+    assert_eq!(&stored[10..26], b"from the mapping");
+    assert_eq!(stored.len(), 4096);
+}

@@ -168,6 +168,10 @@ impl ObjectStore for CachingStore {
         self.shared.inner.capabilities()
     }
 
+    fn bucket(&self) -> Option<String> {
+        self.shared.inner.bucket()
+    }
+
     async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta> {
         self.shared.inner.head(key).await
     }

@@ -11,6 +11,7 @@
 //!   to an errno, report a conflict) without parsing messages.
 
 pub mod error;
+pub mod multipart;
 mod payload_signing;
 pub mod s3;
 mod types;
@@ -36,6 +37,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// Which optional features the store supports natively.
     fn capabilities(&self) -> Capabilities;
+
+    /// The bucket's name, where the store knows it (for logs and recovery manifests).
+    fn bucket(&self) -> Option<String> {
+        None
+    }
 
     /// HEAD: the object's metadata, or [`StoreErrorKind::NotFound`].
     async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta>;

@@ -537,6 +537,10 @@ impl ObjectStore for S3Store {
         self.capabilities
     }
 
+    fn bucket(&self) -> Option<String> {
+        Some(self.bucket.clone())
+    }
+
     async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta> {
         debug!(op = "HeadObject", key = %key, "request");
         let out = self
