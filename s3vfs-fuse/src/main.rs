@@ -13,6 +13,7 @@ mod daemon;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use s3vfs::config::DataCacheConfig;
+use s3vfs::recovery::RecoveryDir;
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
 use s3vfs::store::PayloadSigning;
 use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
@@ -21,6 +22,7 @@ use s3vfs::{FsConfig, S3Fs};
 use s3vfs_fuse::local::{self, LocalS3};
 use s3vfs_fuse::{mount, AdapterConfig, MountGuard, MountOptions};
 use s3vfs_testkit::MemStore;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,45 @@ enum Command {
     Demo(DemoArgs),
     /// Run only the local S3 endpoint (127.0.0.1), for other S3 tools.
     Serve(ServeArgs),
+    /// List, re-upload or drop the files a mount could not upload (its recovery directory).
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+struct RecoverArgs {
+    /// The recovery directory (default: s3vfs-recovery in $TMPDIR or /tmp, where a mount
+    /// without --recovery-dir or --staging-dir keeps files).
+    #[arg(value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Re-upload this entry (an ID as listed); repeatable. Each is uploaded only over the
+    /// object version it builds on, never over a newer one.
+    #[arg(long, value_name = "ID")]
+    upload: Vec<String>,
+    /// Re-upload every entry.
+    #[arg(long, conflicts_with = "upload")]
+    upload_all: bool,
+    /// Drop this entry without uploading it; repeatable.
+    #[arg(long, value_name = "ID")]
+    discard: Vec<String>,
+    /// Bucket to upload to (default: the bucket each manifest names).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
+    #[arg(long)]
+    force_path_style: bool,
+    /// AWS region of the bucket (default: from the environment or profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Size of one uploaded part, in bytes (suffixes K, M, G).
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
+        value_parser = parse_part_size)]
+    part_size: ByteSize,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +163,10 @@ struct MountArgs {
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().max_file_size),
         value_parser = parse_max_file_size)]
     max_file_size: ByteSize,
+    /// Where files that could not be uploaded are kept, with a manifest each, for
+    /// `s3vfs recover` (default: s3vfs-recovery in the staging directory). Mode 0700.
+    #[arg(long, value_name = "DIR")]
+    recovery_dir: Option<PathBuf>,
     /// Parts uploaded at once per file.
     #[arg(long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
         value_parser = parse_count)]
@@ -364,6 +409,10 @@ fn main() -> ExitCode {
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(serve(args)))
         }
+        Command::Recover(args) => {
+            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
+            runtime().and_then(|rt| rt.block_on(recover(args)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -374,6 +423,98 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `s3vfs recover`: lists the recovery directory, or re-uploads / drops entries.
+async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| FsConfig::default().recovery_dir());
+    if !dir.exists() {
+        println!("{}: no recovery directory, nothing kept", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recovery = RecoveryDir::open(&dir)?;
+    let entries = recovery.list()?;
+    let find = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e.id == id)
+            .with_context(|| format!("no entry {id} in {}", dir.display()))
+    };
+    let mut failed = 0;
+    for id in &args.discard {
+        recovery.discard(find(id)?)?;
+        println!("discarded {id}");
+    }
+    let chosen: Vec<_> = if args.upload_all {
+        entries.iter().collect()
+    } else {
+        args.upload
+            .iter()
+            .map(|id| find(id))
+            .collect::<anyhow::Result<_>>()?
+    };
+    if args.discard.is_empty() && chosen.is_empty() {
+        println!("{}: {} kept file(s)", dir.display(), entries.len());
+        for e in &entries {
+            let m = &e.manifest;
+            println!(
+                "{}\n  s3://{}/{}  {} bytes  kept {}\n  error: {}",
+                e.id,
+                m.bucket.as_deref().unwrap_or("?"),
+                m.key,
+                m.size,
+                m.kept_at_text,
+                m.error
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut stores: BTreeMap<String, Arc<dyn ObjectStore>> = BTreeMap::new();
+    for entry in chosen {
+        let Some(bucket) = args
+            .bucket
+            .clone()
+            .or_else(|| entry.manifest.bucket.clone())
+        else {
+            eprintln!("{}: the manifest names no bucket; give --bucket", entry.id);
+            failed += 1;
+            continue;
+        };
+        let store = match stores.get(&bucket) {
+            Some(store) => Arc::clone(store),
+            None => {
+                let mut config =
+                    S3StoreConfig::new(bucket.clone()).force_path_style(args.force_path_style);
+                config.region = args.region.clone();
+                config.endpoint_url = args.endpoint_url.clone();
+                config.profile = args.profile.clone();
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(S3Store::new(config).await.with_context(|| {
+                        format!("cannot set up the S3 client for bucket {bucket}")
+                    })?);
+                stores.insert(bucket.clone(), Arc::clone(&store));
+                store
+            }
+        };
+        match recovery.reupload(store, entry, args.part_size.0).await {
+            Ok(_) => println!(
+                "uploaded {} to s3://{bucket}/{}",
+                entry.id, entry.manifest.key
+            ),
+            Err(err) => {
+                eprintln!("{}: not uploaded: {err}", entry.id);
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Where log lines go.
@@ -496,6 +637,14 @@ impl MountPlan {
                 bail!("staging directory {} is not a directory", dir.display());
             }
             config.staging_dir = Some(dir);
+        }
+        if let Some(dir) = &args.recovery_dir {
+            let dir = std::path::absolute(dir)
+                .with_context(|| format!("invalid recovery directory {dir:?}"))?;
+            // Checked (and created, 0700) now, not when a file first needs it.
+            RecoveryDir::open(&dir)
+                .with_context(|| format!("recovery directory {}", dir.display()))?;
+            config.recovery_dir = Some(dir);
         }
         let mut cache = DataCacheConfig::default().with_block_size(args.cache_block_size.0);
         if let Some(bytes) = args.cache_memory {
