@@ -97,6 +97,7 @@ fn mmap_client() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(true)
         .mode(0o644)
         .open(path)
         .unwrap();
