@@ -29,6 +29,10 @@ fn store() -> MemStore {
 fn config() -> FsConfig {
     FsConfig {
         write_part_size: PART,
+        // Failures these tests provoke keep files: under the target directory, not /tmp.
+        recovery_dir: Some(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("data-safety-recovery"),
+        ),
         ..FsConfig::default()
     }
 }

@@ -41,6 +41,7 @@ const ERRNOS: &[(&str, i32)] = &[
     ("EAGAIN", libc::EAGAIN),
     ("EBADF", libc::EBADF),
     ("EEXIST", libc::EEXIST),
+    ("EFBIG", libc::EFBIG),
     ("EINVAL", libc::EINVAL),
     ("EIO", libc::EIO),
     ("EISDIR", libc::EISDIR),
@@ -184,6 +185,9 @@ checked_table!(durability, "| promise |", {
     "failures are returned and logged" => failures_are_returned_and_logged,
     "no leftover multipart uploads" => no_leftover_uploads,
     "no lost update" => no_lost_update,
+    "nothing discarded" => nothing_discarded,
+    "a failed part poisons the file" => a_failed_part_poisons_the_file,
+    "renames and open files" => renames_and_open_files,
 });
 
 checked_table!(operations, "| operation |", {
@@ -335,8 +339,16 @@ fn bucket() -> MemStore {
 fn config() -> FsConfig {
     FsConfig {
         write_part_size: PART,
+        recovery_dir: Some(recovery_dir()),
         ..FsConfig::default().with_metadata_ttl(LONG_TTL)
     }
+}
+
+/// Where these checks' file systems keep what they could not upload: under the target
+/// directory, one per test process.
+fn recovery_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("semantics-recovery-{}", std::process::id()))
 }
 
 fn uncached() -> FsConfig {
@@ -891,13 +903,25 @@ async fn failures_are_returned_and_logged(seen: Errnos) {
     // The changes stayed: the next close uploads them.
     m.close(ino, handle).await.unwrap();
     assert_eq!(&store.get_bytes("pfx/f").unwrap()[..], b"data");
-    // The last release discards what could not be uploaded, with a warning.
+    // The last release tries once more; what still cannot be uploaded is kept in the
+    // recovery directory, logged at error level with its place.
     let (ino, handle) = m.create("g").await;
-    m.write(ino, handle, 0, &Bytes::from_static(b"lost")).await;
-    m.faults.fail_next(Op::Put, 1, injected());
+    m.write(ino, handle, 0, &Bytes::from_static(b"kept")).await;
+    m.faults.fail_next(Op::Put, 2, injected());
     seen.refuses(m.close(ino, handle).await, libc::EIO);
-    logs.assert_logged(tracing::Level::WARN, &["pfx/g", "discarded"]);
+    logs.assert_logged(
+        tracing::Level::ERROR,
+        &["pfx/g", "kept in the recovery directory"],
+    );
     assert!(store.get_bytes("pfx/g").is_none());
+    let recovery = s3vfs::recovery::RecoveryDir::open(recovery_dir()).unwrap();
+    let kept = recovery.list().unwrap();
+    let entry = kept
+        .iter()
+        .find(|e| e.manifest.key == "pfx/g")
+        .expect("kept");
+    assert_eq!(std::fs::read(entry.data_path()).unwrap(), b"kept");
+    recovery.discard(entry).unwrap();
     // Streamed past the staging cap: the failure is logged as a loss, and every later
     // fsync or close of the file reports it again.
     let capped = Mount::new(
@@ -954,22 +978,117 @@ async fn no_leftover_uploads(_: Errnos) {
     m.fs.unlink(Ino::ROOT, os("unlinked")).await.unwrap();
     m.close(ino, handle).await.unwrap();
     m.assert_no_open_upload().await;
-    // Abandoned: released without an upload.
+    // Released without a flush (pages of a shared mapping written back at munmap): the
+    // release completes the upload.
     let (ino, handle) = m.create("released").await;
     m.write(ino, handle, 0, &stream(5)).await;
     settle().await;
     assert_eq!(store.open_uploads(), 1);
     m.fs.release(ino, handle).await.unwrap();
     m.assert_no_open_upload().await;
-    assert_eq!(store.keys(), vec!["complete", "part", "random"]);
+    assert_eq!(store.keys(), vec!["complete", "part", "random", "released"]);
     // A failed abort is logged.
     let (ino, handle) = m.create("stuck").await;
     m.write(ino, handle, 0, &stream(6)).await;
+    // The release's upload fails at completion; the abort that follows fails too.
+    m.faults.fail_next(Op::CompleteMultipart, 1, injected());
     m.faults.fail_next(Op::AbortMultipart, 1, injected());
     m.fs.release(ino, handle).await.unwrap();
     settle().await;
     assert_eq!(store.open_upload_keys(), vec!["stuck"]);
     logs.assert_logged(tracing::Level::WARN, &["stuck", "abort"]);
+}
+
+async fn nothing_discarded(_: Errnos) {
+    let store = bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mount::new(
+        &store,
+        FsConfig {
+            recovery_dir: Some(dir.path().join("r")),
+            ..config()
+        },
+    );
+    // Written after the last flush (mmap write-back): uploaded by the release.
+    let (ino, handle) = m.create("mapped").await;
+    m.fs.flush(ino, handle).await.unwrap();
+    m.write(ino, handle, 0, &Bytes::from_static(b"paged")).await;
+    m.fs.release(ino, handle).await.unwrap();
+    assert_eq!(&store.get_bytes("mapped").unwrap()[..], b"paged");
+    // Not uploadable: kept, owner-only, and re-uploaded later.
+    let (ino, handle) = m.create("kept").await;
+    m.write(ino, handle, 0, &Bytes::from_static(b"bytes")).await;
+    m.faults.fail_next(Op::Put, 2, injected());
+    assert!(m.close(ino, handle).await.is_err());
+    let recovery = s3vfs::recovery::RecoveryDir::open(dir.path().join("r")).unwrap();
+    let kept = recovery.list().unwrap();
+    assert_eq!(kept.len(), 1);
+    let meta = std::fs::metadata(kept[0].data_path()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let dir_meta = std::fs::metadata(recovery.path()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&dir_meta.permissions()) & 0o777,
+        0o700
+    );
+    assert_eq!(
+        (
+            kept[0].manifest.key.as_str(),
+            kept[0].manifest.base_etag.as_deref()
+        ),
+        ("kept", None)
+    );
+    recovery
+        .reupload(Arc::new(store.clone()), &kept[0], PART)
+        .await
+        .unwrap();
+    assert_eq!(&store.get_bytes("kept").unwrap()[..], b"bytes");
+    assert!(recovery.list().unwrap().is_empty());
+}
+
+async fn a_failed_part_poisons_the_file(seen: Errnos) {
+    let store = bucket();
+    let m = Mount::new(&store, config());
+    let (ino, handle) = m.create("p").await;
+    m.faults.fail_next(Op::UploadPart, 1, injected());
+    m.write(ino, handle, 0, &pattern(2 * PART as usize, 2))
+        .await;
+    settle().await;
+    let more = Bytes::from_static(b"more");
+    seen.refuses(
+        m.fs.write(ino, handle, 2 * PART, more.clone()).await,
+        libc::EIO,
+    );
+    seen.refuses(m.fs.write(ino, handle, 2 * PART, more).await, libc::EIO);
+    seen.refuses(m.fs.fsync(ino, handle).await, libc::EIO);
+    seen.refuses(m.close(ino, handle).await, libc::EIO);
+    m.assert_no_open_upload().await;
+    assert!(store.get_bytes("p").is_none(), "no short object");
+}
+
+async fn renames_and_open_files(_: Errnos) {
+    let store = bucket();
+    store.insert("d/f", pattern(3 * PART as usize, 1));
+    let m = Mount::new(&store, config());
+    // A multipart object: its copy gets another ETag.
+    let (ino, handle) = m.open("d/f", writing()).await;
+    let (ino2, handle2) = m.open("d/f", writing()).await;
+    assert_eq!(ino, ino2);
+    m.fs.rename(m.ino("").await, os("d"), m.ino("").await, os("e"), false)
+        .await
+        .unwrap();
+    m.write(ino, handle, 0, &Bytes::from_static(b"X")).await;
+    m.close(ino, handle).await.unwrap();
+    assert_eq!(store.get_bytes("e/f").unwrap()[0], b'X');
+    assert!(store.get_bytes("d/f").is_none());
+    let e = m.ino("e").await;
+    m.fs.rename(e, os("f"), e, os("g"), false).await.unwrap();
+    m.write(ino2, handle2, 1, &Bytes::from_static(b"Y")).await;
+    m.close(ino2, handle2).await.unwrap();
+    assert_eq!(&store.get_bytes("e/g").unwrap()[..2], b"XY");
+    assert!(store.get_bytes("e/f").is_none());
 }
 
 async fn no_lost_update(seen: Errnos) {
@@ -1381,6 +1500,14 @@ async fn write(seen: Errnos) {
     let more = Bytes::from_static(b"more");
     seen.refuses(m.fs.write(ino, handle, 2 * PART, more).await, libc::EIO);
     m.fs.release(ino, handle).await.unwrap();
+    // Past the largest object (5 TiB, or `--max-file-size`): refused, nothing staged.
+    let (ino, handle) = m.open("existing", writing()).await;
+    seen.refuses(
+        m.fs.write(ino, handle, 5 << 40, Bytes::from_static(b"x"))
+            .await,
+        libc::EFBIG,
+    );
+    m.close(ino, handle).await.unwrap();
 }
 
 async fn flush_fsync_close(seen: Errnos) {
@@ -1503,6 +1630,15 @@ async fn truncate(seen: Errnos) {
     let ro = Mount::new(&store, read_only());
     let t = ro.ino("t").await;
     seen.refuses(ro.fs.setattr(t, None, set_size(0)).await, libc::EROFS);
+    let small = Mount::new(&store, config().with_max_file_size(100));
+    let t = small.ino("t").await;
+    small.counter.reset();
+    seen.refuses(
+        small.fs.setattr(t, None, set_size(1 << 62)).await,
+        libc::EFBIG,
+    );
+    seen.refuses(small.fs.setattr(t, None, set_size(101)).await, libc::EFBIG);
+    small.assert_requests(&[]);
 }
 
 async fn mkdir(seen: Errnos) {
@@ -2332,8 +2468,9 @@ async fn precondition_of_a_change(seen: Errnos) {
         let m = failing(Op::Copy, StoreErrorKind::PreconditionFailed, code).await;
         let f = m.ino("f").await;
         seen.refuses(m.fs.setattr(f, None, set_mode(0o600)).await, libc::EIO);
+        // Twice: the close, and the last release's second try.
         m.faults
-            .fail_next(Op::Put, 1, error(StoreErrorKind::PreconditionFailed, code));
+            .fail_next(Op::Put, 2, error(StoreErrorKind::PreconditionFailed, code));
         let (ino, handle) = m.open("f", truncating()).await;
         seen.refuses(m.close(ino, handle).await, libc::EIO);
         assert_eq!(&m.store.get_bytes("f").unwrap()[..], b"abc");

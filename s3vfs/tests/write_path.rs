@@ -24,6 +24,10 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 fn config() -> FsConfig {
     FsConfig {
         write_part_size: 5 * MIB as u64,
+        // Failures these tests provoke keep files: under the target directory, not /tmp.
+        recovery_dir: Some(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("write-path-recovery"),
+        ),
         ..FsConfig::default()
     }
 }

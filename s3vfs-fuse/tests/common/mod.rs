@@ -47,6 +47,8 @@ pub fn write_config() -> FsConfig {
     FsConfig {
         write_part_size: WRITE_PART_SIZE,
         upload_concurrency: 4,
+        // Failures these tests provoke keep files: under the target directory, not /tmp.
+        recovery_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-recovery")),
         ..FsConfig::default()
     }
 }
