@@ -163,6 +163,11 @@ struct MountArgs {
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().max_file_size),
         value_parser = parse_max_file_size)]
     max_file_size: ByteSize,
+    /// On SIGTERM or SIGINT, how long to upload files with unsaved changes before
+    /// unmounting (new opens and writes are refused meanwhile); what is not uploaded by
+    /// then is kept in the recovery directory.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    shutdown_timeout: Duration,
     /// Where files that could not be uploaded are kept, with a manifest each, for
     /// `s3vfs recover` (default: s3vfs-recovery in the staging directory). Mode 0700.
     #[arg(long, value_name = "DIR")]
@@ -392,6 +397,9 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
+
+/// How long `s3vfs demo` uploads unsaved files on a stop signal.
+const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     // Before any thread allocates: reuse freed receive buffers (see s3vfs::malloc).
@@ -733,7 +741,7 @@ async fn mount_and_serve(
     if let Some(readiness) = readiness {
         readiness.ready();
     }
-    serve_until_stopped(guard).await
+    serve_until_stopped(guard, args.shutdown_timeout).await
 }
 
 async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<MountGuard> {
@@ -814,7 +822,9 @@ fn all_buckets_vfs(
 }
 
 /// Waits for SIGINT, SIGTERM or an unmount from outside, then unmounts.
-async fn serve_until_stopped(guard: MountGuard) -> anyhow::Result<()> {
+/// Serves until unmounted from outside or stopped by SIGTERM/SIGINT. On a signal, the
+/// unsaved files are uploaded (within `shutdown_timeout`) or kept before the unmount.
+async fn serve_until_stopped(guard: MountGuard, shutdown_timeout: Duration) -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     tokio::select! {
@@ -828,6 +838,7 @@ async fn serve_until_stopped(guard: MountGuard) -> anyhow::Result<()> {
         }
         _ = terminate.recv() => tracing::info!("SIGTERM: unmounting"),
     }
+    guard.save_unsaved(shutdown_timeout).await;
     tokio::task::spawn_blocking(move || guard.unmount())
         .await
         .context("the unmount task failed")??;
@@ -878,7 +889,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "Press Ctrl-C to unmount and stop (or run `fusermount3 -u {}`).",
         mountpoint.display()
     );
-    serve_until_stopped(guard).await?;
+    serve_until_stopped(guard, DEMO_SHUTDOWN_TIMEOUT).await?;
     server.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,12 +7,13 @@
 
 use crate::adapter::{AdapterConfig, FuseAdapter};
 use fuser::{BackgroundSession, MountOption, SessionACL};
-use s3vfs::vfs::Vfs;
+use s3vfs::vfs::{ShutdownReport, Vfs};
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::runtime::Handle as RuntimeHandle;
 use tokio::sync::watch;
 
@@ -298,6 +299,7 @@ pub fn mount<V: Vfs + ?Sized>(
     runtime: RuntimeHandle,
 ) -> Result<MountGuard, MountError> {
     let mountpoint = check_mountpoint(mountpoint, options.allow_non_empty)?;
+    let for_shutdown = Arc::clone(&vfs);
     let adapter = FuseAdapter::new(vfs, runtime, options.adapter.clone());
     let ended = adapter.session_end();
     let session =
@@ -311,10 +313,15 @@ pub fn mount<V: Vfs + ?Sized>(
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), fs_name = %options.fs_name, "mounted");
     raise_kernel_read_ahead(&mountpoint, options.adapter.max_readahead);
+    let shutdown: ShutdownFn = Arc::new(move |timeout| {
+        let vfs = Arc::clone(&for_shutdown);
+        Box::pin(async move { vfs.shutdown(timeout).await })
+    });
     Ok(MountGuard {
         session: Some(session),
         mountpoint,
         ended,
+        shutdown,
     })
 }
 
@@ -350,12 +357,28 @@ fn mount_hint(err: &io::Error) -> &'static str {
 }
 
 /// A mounted file system. Dropping it unmounts (lazily, if the mount is busy).
-#[derive(Debug)]
 pub struct MountGuard {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     ended: watch::Receiver<bool>,
+    shutdown: ShutdownFn,
 }
+
+impl std::fmt::Debug for MountGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountGuard")
+            .field("mountpoint", &self.mountpoint)
+            .field("mounted", &self.is_mounted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`Vfs::shutdown`] of the mounted file system.
+type ShutdownFn = Arc<
+    dyn Fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ShutdownReport> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl MountGuard {
     /// Where the file system is mounted (canonical path).
@@ -367,6 +390,30 @@ impl MountGuard {
     /// guard or from outside with `fusermount3 -u`).
     pub fn is_mounted(&self) -> bool {
         !*self.ended.borrow()
+    }
+
+    /// Before an unmount on a stop signal: refuses new opens and writes, uploads every
+    /// file with unsaved changes within `timeout`, keeps the rest in the recovery
+    /// directory, and says so in the log (see [`Vfs::shutdown`]).
+    pub async fn save_unsaved(&self, timeout: Duration) -> ShutdownReport {
+        let report = (self.shutdown)(timeout).await;
+        for (path, manifest) in &report.kept {
+            tracing::error!(path, kept = %manifest.display(),
+                "not uploaded before the unmount: kept in the recovery directory (`s3vfs recover`)");
+        }
+        for path in &report.lost {
+            tracing::error!(
+                path,
+                "not uploaded before the unmount, and not kept: its changes are lost"
+            );
+        }
+        tracing::info!(
+            uploaded = report.uploaded.len(),
+            kept = report.kept.len(),
+            lost = report.lost.len(),
+            "unsaved files handled before the unmount"
+        );
+        report
     }
 
     /// Waits until the session has ended: the file system was unmounted from outside.

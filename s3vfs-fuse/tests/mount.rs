@@ -620,3 +620,73 @@ fn a_file_changed_elsewhere_is_read_afresh_on_the_next_open(cache: CacheSetting)
 }
 
 test_with_every_cache!(a_file_changed_elsewhere_is_read_afresh_on_the_next_open);
+
+/// Environment variables of [`open_writer_client`]: the file to write, and what to write.
+const OPEN_WRITER_TARGET: &str = "S3VFS_TEST_OPEN_WRITER_TARGET";
+const OPEN_WRITER_SOURCE: &str = "S3VFS_TEST_OPEN_WRITER_SOURCE";
+
+/// A writer in a child process (this test binary again): writes a file and keeps it open
+/// until killed. Does nothing without its environment.
+#[test]
+fn open_writer_client() {
+    let (Some(target), Some(source)) = (
+        std::env::var_os(OPEN_WRITER_TARGET),
+        std::env::var_os(OPEN_WRITER_SOURCE),
+    ) else {
+        return;
+    };
+    let mut file = File::create(target).unwrap();
+    file.write_all(&fs::read(source).unwrap()).unwrap();
+    println!("written");
+    std::thread::sleep(Duration::from_secs(600));
+    drop(file);
+}
+
+#[test]
+fn sigterm_uploads_files_still_open_for_writing_before_the_mount_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    let data_dir = dir.path().join("bucket");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    // Larger than one part (8 MiB): part of it streams before the signal.
+    let source = dir.path().join("source.bin");
+    let content = pseudo_random(12 * 1024 * 1024 + 5, 0x7e57);
+    fs::write(&source, &content).unwrap();
+
+    let demo = Binary::start(
+        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .arg("demo")
+            .arg(&mountpoint)
+            .arg("--data-dir")
+            .arg(&data_dir),
+    );
+    wait_for(&mountpoint.join("README.txt"));
+    // A writer that keeps its descriptor open: nothing is flushed by a close (a child
+    // such as `cat` writing through a shell's descriptor would flush when it exits).
+    let written = mountpoint.join("open.bin");
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .args(["open_writer_client", "--exact", "--quiet", "--nocapture"])
+        .env(OPEN_WRITER_TARGET, &written)
+        .env(OPEN_WRITER_SOURCE, &source)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(writer.stdout.take().unwrap()));
+    while !out.contains("written") {
+        out = lines.next().expect("the writer reports").unwrap();
+    }
+    demo.signal(libc::SIGTERM);
+    let out = demo.wait();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(out.status.success(), "exit after SIGTERM: {out:?}");
+    assert!(!is_mounted(&mountpoint), "still mounted after SIGTERM");
+    let store = MemStore::persisted(&data_dir).unwrap();
+    let stored = store
+        .get_bytes("open.bin")
+        .expect("uploaded before the exit");
+    assert_eq!(stored.len(), content.len());
+    assert!(stored == content[..], "the stored bytes differ");
+}

@@ -186,6 +186,22 @@ impl BucketsFs {
 
 #[async_trait]
 impl Vfs for BucketsFs {
+    async fn shutdown(&self, timeout: std::time::Duration) -> crate::vfs::ShutdownReport {
+        let mounted: Vec<Arc<S3Fs>> = self
+            .lock()
+            .mounted
+            .iter()
+            .map(|(_, fs)| Arc::clone(fs))
+            .collect();
+        let reports =
+            futures::future::join_all(mounted.iter().map(|fs| fs.shutdown(timeout))).await;
+        let mut all = crate::vfs::ShutdownReport::default();
+        for report in reports {
+            all.merge(report);
+        }
+        all
+    }
+
     async fn lookup(&self, parent: Ino, name: &OsStr) -> VfsResult<Entry> {
         if parent != Ino::ROOT {
             let (bucket, fs, local) = self.route(parent)?;

@@ -58,6 +58,9 @@ pub enum VfsError {
     /// The staging area is full.
     #[error("no space left for staging: {0}")]
     NoSpace(String),
+    /// The file system is shutting down (a stop signal): no new opens or writes.
+    #[error("shutting down: {0}")]
+    ShuttingDown(String),
     /// A file would grow past the largest object the store holds (S3: 5 TiB), or past
     /// the mount's `max_file_size`.
     #[error("file too large: {0}")]
@@ -107,6 +110,7 @@ impl VfsError {
             Self::CrossDevice(_) => libc::EXDEV,
             Self::NoSpace(_) => libc::ENOSPC,
             Self::FileTooLarge(_) => libc::EFBIG,
+            Self::ShuttingDown(_) => libc::ESHUTDOWN,
             Self::TooLarge(_) => libc::E2BIG,
             Self::BadHandle => libc::EBADF,
             Self::InvalidArgument(_) => libc::EINVAL,

@@ -95,6 +95,8 @@ pub struct S3Fs {
     pub(crate) open_files: OpenFiles,
     /// Exclusion between renames and uploads of the same names.
     pub(crate) names: NameLocks,
+    /// Set by [`Vfs::shutdown`]: opens and writes are refused.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
     pub(crate) budget: MemoryBudget,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
@@ -185,6 +187,7 @@ impl S3Fs {
             inodes: InodeTable::new(),
             open_files: OpenFiles::default(),
             names: NameLocks::default(),
+            closing: std::sync::atomic::AtomicBool::new(false),
             budget,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -787,6 +790,7 @@ impl Vfs for S3Fs {
     }
 
     async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle> {
+        self.check_not_closing("open")?;
         let info = self
             .inodes
             .get(ino)
@@ -849,6 +853,10 @@ impl Vfs for S3Fs {
     async fn fsync(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
         let (file, _) = self.file_of_handle(handle)?;
         self.upload(&file).await
+    }
+
+    async fn shutdown(&self, timeout: std::time::Duration) -> crate::vfs::ShutdownReport {
+        self.shutdown_writes(timeout).await
     }
 
     async fn release(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {

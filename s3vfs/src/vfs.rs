@@ -258,4 +258,31 @@ pub trait Vfs: Send + Sync + 'static {
 
     /// File-system statistics.
     async fn statfs(&self) -> VfsResult<StatFs>;
+
+    /// Stops taking changes and saves what is unsaved, before an unmount (a stop signal):
+    /// new opens and writes fail, every open file with changes not in the store is
+    /// uploaded, within `timeout` in all; what cannot be uploaded in time is kept in the
+    /// recovery directory. Says what happened to each.
+    async fn shutdown(&self, timeout: std::time::Duration) -> ShutdownReport;
+}
+
+/// What [`Vfs::shutdown`] did with the unsaved files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Files uploaded.
+    pub uploaded: Vec<String>,
+    /// Files that could not be uploaded, with the recovery manifest keeping each.
+    pub kept: Vec<(String, std::path::PathBuf)>,
+    /// Files whose changes are lost (streamed past the staging cap, or not keepable).
+    pub lost: Vec<String>,
+}
+
+impl ShutdownReport {
+    /// Adds another file system's report to this one.
+    pub fn merge(&mut self, other: ShutdownReport) {
+        self.uploaded.extend(other.uploaded);
+        self.kept.extend(other.kept);
+        self.lost.extend(other.lost);
+    }
 }

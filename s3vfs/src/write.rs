@@ -39,7 +39,7 @@ use crate::store::{
     ByteRange, CompletedPart, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, StoreError,
     StoreErrorKind, UploadId, WriteCondition,
 };
-use crate::vfs::{Entry, FileKind, Handle, Ino, OpenFlags};
+use crate::vfs::{Entry, FileKind, Handle, Ino, OpenFlags, ShutdownReport};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -57,6 +57,16 @@ const PARTS_PER_SIZE_STEP: u32 = 1000;
 
 /// A stream's buffer is given its whole part size at once when it would grow past this.
 const PART_BUFFER_PREALLOCATE_FROM: usize = 1024 * 1024;
+
+/// What became of unsaved changes that could not be uploaded.
+pub(crate) enum Kept {
+    /// There were none (or they were uploaded).
+    Nothing,
+    /// Kept in the recovery directory, under this manifest.
+    At(std::path::PathBuf),
+    /// Lost: no local copy, or the recovery directory could not take them.
+    Lost,
+}
 
 /// The objects a rename copied: for each new key, the ETag copied and the ETag of the copy.
 pub(crate) type Copies = HashMap<ObjectKey, (Option<ETag>, Option<ETag>)>;
@@ -613,8 +623,8 @@ impl S3Fs {
             return;
         }
         if let Err(err) = result {
-            let state = file.state.lock().await;
-            self.keep_unsaved(file, &state, &err.to_string());
+            let mut state = file.state.lock().await;
+            self.keep_unsaved(file, &mut state, &err.to_string());
         }
     }
 
@@ -625,27 +635,33 @@ impl S3Fs {
             return;
         }
         match file.state.try_lock() {
-            Ok(state) => self.keep_unsaved(
-                file,
-                &state,
-                "closed outside an async runtime: not uploaded",
-            ),
+            Ok(mut state) => {
+                self.keep_unsaved(
+                    file,
+                    &mut state,
+                    "closed outside an async runtime: not uploaded",
+                );
+            }
             Err(_) => tracing::error!(key = %file.key(),
                 "closed outside an async runtime while busy: its unsaved changes are lost"),
         }
     }
 
     /// Moves what `file` could not upload into the recovery directory and says so at
-    /// ERROR with the place; if even that fails, says what is lost.
-    fn keep_unsaved(&self, file: &OpenFile, state: &FileState, error: &str) {
+    /// ERROR with the place; if even that fails, says what is lost. Either way the file
+    /// no longer counts as having unsaved changes (a later release does not keep them
+    /// twice).
+    fn keep_unsaved(&self, file: &OpenFile, state: &mut FileState, error: &str) -> Kept {
         let (key, path) = (file.key(), file.path());
         if !state.dirty {
-            return;
+            return Kept::Nothing;
         }
+        state.dirty = false;
+        lock(&file.shadow).dirty_stat = None;
         if !state.staged_all {
             tracing::error!(key = %key, error,
                 "closed with changes that could not be uploaded and were streamed past the staging cap: they are lost");
-            return;
+            return Kept::Lost;
         }
         let written: Vec<(u64, u64)> = state
             .written
@@ -680,12 +696,84 @@ impl S3Fs {
             })
         });
         match kept {
-            Ok(manifest_path) => tracing::error!(key = %key, path = %path, error,
-                kept = %manifest_path.display(),
-                "closed with changes that could not be uploaded: they are kept in the recovery directory; `s3vfs recover` lists and re-uploads them"),
-            Err(keep_error) => tracing::error!(key = %key, path = %path, error, %keep_error,
-                "closed with changes that could not be uploaded, and the recovery directory could not keep them: they are lost"),
+            Ok(manifest_path) => {
+                tracing::error!(key = %key, path = %path, error,
+                    kept = %manifest_path.display(),
+                    "closed with changes that could not be uploaded: they are kept in the recovery directory; `s3vfs recover` lists and re-uploads them");
+                Kept::At(manifest_path)
+            }
+            Err(keep_error) => {
+                tracing::error!(key = %key, path = %path, error, %keep_error,
+                    "closed with changes that could not be uploaded, and the recovery directory could not keep them: they are lost");
+                Kept::Lost
+            }
         }
+    }
+
+    /// Refuses `what` once the file system is shutting down.
+    pub(crate) fn check_not_closing(&self, what: &str) -> VfsResult<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(VfsError::ShuttingDown(format!(
+                "{what} refused: the file system is being unmounted"
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Vfs::shutdown`](crate::vfs::Vfs::shutdown): refuses new opens and writes, then
+    /// uploads every open file with unsaved changes (`upload_concurrency` at once) until
+    /// `timeout`; what is not uploaded by then is kept in the recovery directory.
+    pub(crate) async fn shutdown_writes(&self, timeout: std::time::Duration) -> ShutdownReport {
+        self.closing.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let unsaved: Vec<Arc<OpenFile>> = self
+            .open_files
+            .all()
+            .into_iter()
+            .filter(|file| {
+                let shadow = lock(&file.shadow);
+                shadow.dirty_stat.is_some() && !shadow.unlinked
+            })
+            .collect();
+        tracing::info!(
+            files = unsaved.len(),
+            ?timeout,
+            "shutting down: uploading files with unsaved changes"
+        );
+        let outcomes: Vec<(String, Kept)> = futures::stream::iter(unsaved)
+            .map(|file| async move {
+                let path = file.path().to_string();
+                let error = match tokio::time::timeout_at(deadline, self.upload(&file)).await {
+                    Ok(Ok(())) => return (path, Kept::Nothing),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => format!("not uploaded within the shutdown timeout ({timeout:?})"),
+                };
+                // A writer still holding the file gets a moment; past it the file is
+                // reported lost rather than the shutdown waiting without bound.
+                let grace = std::time::Duration::from_secs(5);
+                match tokio::time::timeout(grace, file.state.lock()).await {
+                    Ok(mut state) => {
+                        let kept = self.keep_unsaved(&file, &mut state, &error);
+                        (path, kept)
+                    }
+                    Err(_) => {
+                        tracing::error!(path, "busy at shutdown: its unsaved changes are lost");
+                        (path, Kept::Lost)
+                    }
+                }
+            })
+            .buffer_unordered(self.config.upload_concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = ShutdownReport::default();
+        for (path, kept) in outcomes {
+            match kept {
+                Kept::Nothing => report.uploaded.push(path),
+                Kept::At(manifest) => report.kept.push((path, manifest)),
+                Kept::Lost => report.lost.push(path),
+            }
+        }
+        report
     }
 
     /// Opens an existing file for `flags` (reading, writing or both).
@@ -724,6 +812,7 @@ impl S3Fs {
         flags: OpenFlags,
     ) -> VfsResult<(Entry, Handle)> {
         self.check_writable("create")?;
+        self.check_not_closing("create")?;
         let dir = self.dir_path(parent)?;
         let name = FileName::from_os(name)?;
         let path = dir.join(&name);
@@ -969,6 +1058,7 @@ impl S3Fs {
         let len = data.len() as u64;
         let count = u32::try_from(data.len())
             .map_err(|_| VfsError::InvalidArgument("write larger than 4 GiB".to_owned()))?;
+        self.check_not_closing("write")?;
         let mut state = file.state.lock().await;
         state.check_poisoned(&file.key())?;
         let offset = if flags.append { state.size } else { offset };
@@ -1529,6 +1619,7 @@ impl S3Fs {
             .get(ino)
             .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
         self.check_overwrite_allowed(&info.path)?;
+        self.check_not_closing("truncate")?;
         self.check_file_size(&info.path, size)?;
         if let Some(handle) = handle {
             if let Ok((file, _)) = self.file_of_handle(handle) {

@@ -550,3 +550,71 @@ async fn writes_after_the_last_flush_are_uploaded_at_the_last_release() {
     assert_eq!(&stored[10..26], b"from the mapping");
     assert_eq!(stored.len(), 4096);
 }
+
+#[tokio::test]
+async fn a_shutdown_uploads_unsaved_files_keeps_what_it_cannot_and_refuses_new_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = store();
+    let faults = Arc::new(FaultStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(faults.clone(), with_recovery(tmp.path()));
+    let (saved, hs) = create(&fs, Ino::ROOT, "saved").await;
+    write_all(&fs, saved, hs, 0, b"written, not closed", 19).await;
+    let (kept, hk) = create(&fs, Ino::ROOT, "kept").await;
+    write_all(&fs, kept, hk, 0, b"store refuses", 13).await;
+    let (clean, hc) = create(&fs, Ino::ROOT, "clean").await;
+    close(&fs, clean, hc).await.expect("close");
+    faults.fail_matching(|op, key| is_write(op) && key == "kept", store_down());
+
+    let report = fs.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.uploaded, vec!["/saved".to_owned()]);
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert_eq!(report.kept[0].0, "/kept");
+    assert!(report.lost.is_empty());
+    assert_eq!(inner.get_bytes("saved").unwrap(), "written, not closed");
+    assert!(inner.get_bytes("kept").is_none());
+    let recovery = s3vfs::recovery::RecoveryDir::open(tmp.path().join("recovery")).unwrap();
+    assert_eq!(recovery.list().unwrap()[0].manifest.key, "kept");
+
+    let err = fs
+        .write(saved, hs, 19, Bytes::from_static(b"more"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ESHUTDOWN);
+    let err = fs.open(clean, rw()).await.unwrap_err();
+    assert_eq!(err.errno(), libc::ESHUTDOWN);
+    let err = fs
+        .create(Ino::ROOT, OsStr::new("new"), 0o644, rw())
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ESHUTDOWN);
+    // The releases that follow the unmount neither upload nor keep anything twice.
+    close(&fs, saved, hs).await.expect("nothing left to upload");
+    let _ = close(&fs, kept, hk).await;
+    assert_eq!(recovery.list().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_shutdown_keeps_what_it_cannot_upload_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = store();
+    let slow = LatencyStore::new(Arc::new(inner.clone()), Duration::ZERO)
+        .with_op_delay(Op::Put, Duration::from_secs(30));
+    let fs = S3Fs::new(Arc::new(slow), with_recovery(tmp.path()));
+    let (ino, h) = create(&fs, Ino::ROOT, "slow").await;
+    write_all(&fs, ino, h, 0, b"late", 4).await;
+    let started = std::time::Instant::now();
+    let report = fs.shutdown(Duration::from_millis(200)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout"
+    );
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    let recovery = s3vfs::recovery::RecoveryDir::open(tmp.path().join("recovery")).unwrap();
+    let entry = &recovery.list().unwrap()[0];
+    assert_eq!(std::fs::read(entry.data_path()).unwrap(), b"late");
+    assert!(
+        entry.manifest.error.contains("timeout"),
+        "{}",
+        entry.manifest.error
+    );
+}

@@ -42,6 +42,7 @@ const ERRNOS: &[(&str, i32)] = &[
     ("EBADF", libc::EBADF),
     ("EEXIST", libc::EEXIST),
     ("EFBIG", libc::EFBIG),
+    ("ESHUTDOWN", libc::ESHUTDOWN),
     ("EINVAL", libc::EINVAL),
     ("EIO", libc::EIO),
     ("EISDIR", libc::EISDIR),
@@ -187,6 +188,7 @@ checked_table!(durability, "| promise |", {
     "no lost update" => no_lost_update,
     "nothing discarded" => nothing_discarded,
     "a failed part poisons the file" => a_failed_part_poisons_the_file,
+    "stop signals" => stop_signals,
     "renames and open files" => renames_and_open_files,
 });
 
@@ -263,14 +265,36 @@ impl Errnos {
 
 /// Log events of the current thread while capturing (each `#[tokio::test]` runs its tasks
 /// on its own thread), one line each: level and fields.
+///
+/// One global subscriber routes each event to its thread's capture: per-thread default
+/// subscribers (`set_default`) race with other threads over tracing's cached callsite
+/// interest, and then a capture misses events that were in fact logged.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<String>>>);
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Ends a thread's capture when dropped.
+struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+    fn capture() -> (Self, CaptureGuard) {
+        static ROUTER: std::sync::Once = std::sync::Once::new();
+        ROUTER.call_once(|| {
+            tracing::subscriber::set_global_default(Router)
+                .expect("no other global subscriber in this test binary");
+        });
         let logs = Self::default();
-        let guard = tracing::subscriber::set_default(logs.clone());
-        (logs, guard)
+        CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard)
     }
 
     fn lines(&self) -> Vec<String> {
@@ -298,7 +322,10 @@ impl Logs {
     }
 }
 
-impl tracing::Subscriber for Logs {
+/// The global subscriber: every event to the capture of the thread it happens on.
+struct Router;
+
+impl tracing::Subscriber for Router {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
@@ -308,13 +335,16 @@ impl tracing::Subscriber for Logs {
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
+        let Some(logs) = CAPTURE.with(|c| c.borrow().clone()) else {
+            return;
+        };
         let mut line = event.metadata().level().to_string();
         event.record(
             &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
                 line.push_str(&format!(" {}={value:?}", field.name()));
             },
         );
-        self.0
+        logs.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(line);
@@ -1066,6 +1096,29 @@ async fn a_failed_part_poisons_the_file(seen: Errnos) {
     seen.refuses(m.close(ino, handle).await, libc::EIO);
     m.assert_no_open_upload().await;
     assert!(store.get_bytes("p").is_none(), "no short object");
+}
+
+async fn stop_signals(seen: Errnos) {
+    let store = bucket();
+    let m = Mount::new(&store, config());
+    let (ino, handle) = m.create("open").await;
+    m.write(ino, handle, 0, &Bytes::from_static(b"unsaved"))
+        .await;
+    let report = m.fs.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.uploaded, vec!["/open".to_owned()]);
+    assert_eq!(&store.get_bytes("open").unwrap()[..], b"unsaved");
+    seen.refuses(
+        m.fs.write(ino, handle, 7, Bytes::from_static(b"!")).await,
+        libc::ESHUTDOWN,
+    );
+    seen.refuses(m.fs.setattr(ino, None, set_size(1)).await, libc::ESHUTDOWN);
+    seen.refuses(m.fs.open(ino, writing()).await, libc::ESHUTDOWN);
+    seen.refuses(
+        m.fs.create(Ino::ROOT, os("new"), 0o644, writing())
+            .await
+            .map(|_| ()),
+        libc::ESHUTDOWN,
+    );
 }
 
 async fn renames_and_open_files(_: Errnos) {
