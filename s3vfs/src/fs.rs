@@ -5,7 +5,8 @@
 //! directory shadows a file of the same name. Listings come from LIST pages, whose sizes
 //! and mtimes also fill the attribute cache, so `ls -l` costs no HEAD per entry.
 //!
-//! The write side is not built yet: every change is refused with `EROFS`.
+//! Writes go through open files (`write.rs`: staging, streamed and staged uploads, the
+//! last close's upload or recovery) and namespace changes through `ops/`.
 
 use crate::attrs::MAX_SYMLINK_TARGET;
 use crate::budget::MemoryBudget;

@@ -8,6 +8,8 @@
 //!   listings and read-ahead;
 //! - [`fs`]: the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the
 //!   inode-based [`Vfs`](vfs::Vfs) trait that the FUSE binding calls;
+//! - [`recovery`]: where files that could not be uploaded are kept, and how they are
+//!   re-uploaded;
 //! - [`buckets`]: the root of a mount without a bucket: every bucket is a directory;
 //! - [`client`]: a path-based API for Rust programs, with file handles implementing
 //!   tokio's `AsyncRead + AsyncSeek`.
