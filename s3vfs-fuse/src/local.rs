@@ -10,7 +10,7 @@
 
 use crate::mount::{mount, MountError, MountGuard, MountOptions};
 use bytes::Bytes;
-use s3vfs::store::ObjectStore;
+use s3vfs::store::{ObjectStore, S3Store};
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_testkit::server::{S3Server, ServerCredentials};
 use s3vfs_testkit::{MemStore, SingleBucket};
@@ -121,8 +121,14 @@ impl LocalS3 {
     /// # Errors
     ///
     /// When the client cannot be built.
+    /// The client takes the served bucket's limits (a test bucket may accept parts
+    /// smaller than S3's 5 MiB, so that multipart shapes stay small and fast).
     pub async fn connect(&self) -> Result<Arc<dyn ObjectStore>, LocalError> {
-        let store = self.server.connect(&self.bucket).await?;
+        let config = self
+            .server
+            .store_config(&self.bucket)
+            .capabilities(self.store.capabilities());
+        let store = S3Store::new(config).await?;
         Ok(Arc::new(store))
     }
 
