@@ -80,6 +80,10 @@ struct RecoverArgs {
     /// Drop this entry without uploading it; repeatable.
     #[arg(long, value_name = "ID")]
     discard: Vec<String>,
+    /// Abort the multipart uploads that mounts killed before finishing them left open
+    /// (listed by a plain `s3vfs recover`; their parts cost storage until aborted).
+    #[arg(long)]
+    abort_stale: bool,
     /// Bucket to upload to (default: the bucket each manifest names).
     #[arg(long)]
     bucket: Option<String>,
@@ -464,7 +468,8 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
             .map(|id| find(id))
             .collect::<anyhow::Result<_>>()?
     };
-    if args.discard.is_empty() && chosen.is_empty() {
+    let stale = recovery.stale_uploads()?;
+    if args.discard.is_empty() && chosen.is_empty() && !args.abort_stale {
         println!("{}: {} kept file(s)", dir.display(), entries.len());
         for e in &entries {
             let m = &e.manifest;
@@ -478,35 +483,45 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
                 m.error
             );
         }
+        println!(
+            "{} unfinished multipart upload(s) of mounts that are gone",
+            stale.len()
+        );
+        for u in &stale {
+            println!(
+                "  s3://{}/{}  upload {}  (process {})",
+                u.bucket.as_deref().unwrap_or("?"),
+                u.key,
+                u.upload_id,
+                u.pid
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut stores: BTreeMap<String, Arc<dyn ObjectStore>> = BTreeMap::new();
+    let mut stores = Stores::new(&args);
+    if args.abort_stale {
+        for upload in &stale {
+            let Some(store) = stores.get(upload.bucket.as_deref()).await? else {
+                eprintln!("{}: no bucket recorded; give --bucket", upload.key);
+                failed += 1;
+                continue;
+            };
+            match recovery.abort_stale(&*store, upload).await {
+                Ok(()) => println!("aborted the upload of {}", upload.key),
+                Err(err) => {
+                    eprintln!("{}: not aborted: {err}", upload.key);
+                    failed += 1;
+                }
+            }
+        }
+    }
     for entry in chosen {
-        let Some(bucket) = args
-            .bucket
-            .clone()
-            .or_else(|| entry.manifest.bucket.clone())
-        else {
+        let Some(store) = stores.get(entry.manifest.bucket.as_deref()).await? else {
             eprintln!("{}: the manifest names no bucket; give --bucket", entry.id);
             failed += 1;
             continue;
         };
-        let store = match stores.get(&bucket) {
-            Some(store) => Arc::clone(store),
-            None => {
-                let mut config =
-                    S3StoreConfig::new(bucket.clone()).force_path_style(args.force_path_style);
-                config.region = args.region.clone();
-                config.endpoint_url = args.endpoint_url.clone();
-                config.profile = args.profile.clone();
-                let store: Arc<dyn ObjectStore> =
-                    Arc::new(S3Store::new(config).await.with_context(|| {
-                        format!("cannot set up the S3 client for bucket {bucket}")
-                    })?);
-                stores.insert(bucket.clone(), Arc::clone(&store));
-                store
-            }
-        };
+        let bucket = store.bucket().unwrap_or_default();
         match recovery.reupload(store, entry, args.part_size.0).await {
             Ok(_) => println!(
                 "uploaded {} to s3://{bucket}/{}",
@@ -523,6 +538,46 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One S3 client per bucket, for `s3vfs recover`.
+struct Stores<'a> {
+    args: &'a RecoverArgs,
+    by_bucket: BTreeMap<String, Arc<dyn ObjectStore>>,
+}
+
+impl<'a> Stores<'a> {
+    fn new(args: &'a RecoverArgs) -> Self {
+        Self {
+            args,
+            by_bucket: BTreeMap::new(),
+        }
+    }
+
+    /// The client of `--bucket`, else of `recorded`; `None` without either.
+    async fn get(
+        &mut self,
+        recorded: Option<&str>,
+    ) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
+        let Some(bucket) = self.args.bucket.as_deref().or(recorded) else {
+            return Ok(None);
+        };
+        if let Some(store) = self.by_bucket.get(bucket) {
+            return Ok(Some(Arc::clone(store)));
+        }
+        let mut config =
+            S3StoreConfig::new(bucket.to_owned()).force_path_style(self.args.force_path_style);
+        config.region = self.args.region.clone();
+        config.endpoint_url = self.args.endpoint_url.clone();
+        config.profile = self.args.profile.clone();
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            S3Store::new(config)
+                .await
+                .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
+        );
+        self.by_bucket.insert(bucket.to_owned(), Arc::clone(&store));
+        Ok(Some(store))
+    }
 }
 
 /// Where log lines go.

@@ -690,3 +690,103 @@ fn sigterm_uploads_files_still_open_for_writing_before_the_mount_exits() {
     assert_eq!(stored.len(), content.len());
     assert!(stored == content[..], "the stored bytes differ");
 }
+
+#[test]
+fn a_killed_mount_leaves_no_half_object_and_recover_aborts_its_uploads() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = MemStore::new();
+    let local = runtime
+        .block_on(LocalS3::start("bucket", store.clone(), 0))
+        .expect("cannot start the local S3 endpoint");
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    let recovery = dir.path().join("recovery");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let source = dir.path().join("source.bin");
+    fs::write(&source, pseudo_random(12 * MIB as usize, 3)).unwrap();
+    let connection = |command: &mut Command| {
+        command
+            .args(["--force-path-style", "--region", "us-east-1"])
+            .args(["--endpoint-url", &local.endpoint_url()])
+            .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_s3vfs"));
+    command
+        .args(["mount", "bucket"])
+        .arg(&mountpoint)
+        .args(["--foreground", "--part-size", "5M"])
+        .arg("--recovery-dir")
+        .arg(&recovery);
+    connection(&mut command);
+    let mount = Binary::start(&mut command);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !is_mounted(&mountpoint) {
+        assert!(Instant::now() < deadline, "never mounted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A writer streams 12 MiB (two 5 MiB parts go up at once) and keeps the file open.
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .args(["open_writer_client", "--exact", "--quiet", "--nocapture"])
+        .env(OPEN_WRITER_TARGET, mountpoint.join("big.bin"))
+        .env(OPEN_WRITER_SOURCE, &source)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(writer.stdout.take().unwrap()));
+    while !lines
+        .next()
+        .expect("the writer reports")
+        .unwrap()
+        .contains("written")
+    {}
+    while store.open_uploads() == 0 {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mount.signal(libc::SIGKILL);
+    let _ = mount.wait();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let _ = Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(&mountpoint)
+        .status();
+
+    assert!(store.get_bytes("big.bin").is_none(), "no half object");
+    assert_eq!(
+        store.open_uploads(),
+        1,
+        "the killed mount's upload is still open"
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+        .arg("recover")
+        .arg(&recovery)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        text.contains("1 unfinished multipart upload") && text.contains("s3://bucket/big.bin"),
+        "{text}"
+    );
+    let mut abort = Command::new(env!("CARGO_BIN_EXE_s3vfs"));
+    abort.arg("recover").arg(&recovery).arg("--abort-stale");
+    connection(&mut abort);
+    let aborted = abort.output().unwrap();
+    assert!(aborted.status.success(), "{aborted:?}");
+    assert_eq!(store.open_uploads(), 0, "recover aborted it");
+    let again = Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+        .arg("recover")
+        .arg(&recovery)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 unfinished"));
+    runtime.block_on(local.stop());
+}

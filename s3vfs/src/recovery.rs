@@ -165,6 +165,48 @@ impl RecoveredFile {
     }
 }
 
+/// A multipart upload a mount started and did not finish: its process is gone (killed),
+/// so nobody will complete or abort it, and its parts cost storage until aborted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StaleUpload {
+    /// The bucket, where the store knew it.
+    pub bucket: Option<String>,
+    /// The object's full key.
+    pub key: String,
+    /// The multipart upload's id.
+    pub upload_id: String,
+    /// The process that started it.
+    pub pid: u32,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: u64,
+    #[serde(skip)]
+    record: PathBuf,
+}
+
+/// The record of a multipart upload under way; removed when dropped (the upload was
+/// completed or aborted). A killed process leaves it behind.
+#[derive(Debug)]
+pub(crate) struct UploadRecord(PathBuf);
+
+impl Drop for UploadRecord {
+    fn drop(&mut self) {
+        if let Err(err) = fs::remove_file(&self.0) {
+            tracing::warn!(record = %self.0.display(), %err, "cannot remove a multipart upload's record");
+        }
+    }
+}
+
+/// Whether process `pid` exists (a process of another user counts).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks; no memory is involved.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// A recovery directory.
 #[derive(Clone, Debug)]
 pub struct RecoveryDir {
@@ -219,6 +261,88 @@ impl RecoveryDir {
         out.sync_all().map_err(io_error(&partial))?;
         fs::rename(&partial, &manifest_path).map_err(io_error(&manifest_path))?;
         Ok(manifest_path)
+    }
+
+    /// Records a multipart upload this process starts, until the record is dropped.
+    pub(crate) fn record_upload(
+        &self,
+        bucket: Option<String>,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<UploadRecord, RecoveryError> {
+        let dir = self.dir.join("uploads");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error(&dir))?;
+        let record = StaleUpload {
+            bucket,
+            key: key.as_str().to_owned(),
+            upload_id: upload_id.to_owned(),
+            pid: std::process::id(),
+            started: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            record: PathBuf::new(),
+        };
+        let path = dir.join(format!(
+            "{}-{:016x}.json",
+            record.pid,
+            rand::random::<u64>()
+        ));
+        let text = serde_json::to_vec(&record).map_err(|source| RecoveryError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+        let file = owner_only_file(&path)?;
+        file.write_all_at(&text, 0).map_err(io_error(&path))?;
+        Ok(UploadRecord(path))
+    }
+
+    /// The multipart uploads recorded by processes that are gone.
+    pub fn stale_uploads(&self) -> Result<Vec<StaleUpload>, RecoveryError> {
+        let dir = self.dir.join("uploads");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(&dir)(e)),
+        };
+        let mut stale = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_error(&dir))?.path();
+            let text = fs::read(&path).map_err(io_error(&path))?;
+            let mut upload: StaleUpload =
+                serde_json::from_slice(&text).map_err(|source| RecoveryError::Manifest {
+                    path: path.clone(),
+                    source,
+                })?;
+            if process_alive(upload.pid) {
+                continue;
+            }
+            upload.record = path;
+            stale.push(upload);
+        }
+        stale.sort_by(|a, b| (a.started, &a.key).cmp(&(b.started, &b.key)));
+        Ok(stale)
+    }
+
+    /// Aborts a stale multipart upload in `store` and forgets it (an upload the store no
+    /// longer knows is forgotten too).
+    pub async fn abort_stale(
+        &self,
+        store: &dyn ObjectStore,
+        upload: &StaleUpload,
+    ) -> Result<(), RecoveryError> {
+        let key = ObjectKey::new(upload.key.clone());
+        let id = crate::store::UploadId(upload.upload_id.clone());
+        match store.abort_multipart(&key, &id).await {
+            Ok(()) => {}
+            Err(e) if e.kind == StoreErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        fs::remove_file(&upload.record).map_err(io_error(&upload.record))?;
+        Ok(())
     }
 
     /// Every complete entry, oldest first.

@@ -34,7 +34,7 @@ use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
 use crate::ranges::RangeSet;
 use crate::read::Prefetcher;
-use crate::recovery::{Manifest, RecoveryDir};
+use crate::recovery::{Manifest, RecoveryDir, UploadRecord};
 use crate::store::{
     ByteRange, CompletedPart, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, StoreError,
     StoreErrorKind, UploadId, WriteCondition,
@@ -164,6 +164,8 @@ struct Stream {
     /// Parts known to be stored.
     done: Vec<CompletedPart>,
     permits: Arc<Semaphore>,
+    /// The upload's record in the recovery directory, while it is under way.
+    record: Option<UploadRecord>,
 }
 
 impl Stream {
@@ -710,6 +712,21 @@ impl S3Fs {
         }
     }
 
+    /// Records a multipart upload this mount starts, so that if the process is killed
+    /// `s3vfs recover` can find and abort it. Best effort: a recovery directory that
+    /// cannot be written is logged, and the upload goes on.
+    pub(crate) fn record_upload(&self, key: &ObjectKey, id: &UploadId) -> Option<UploadRecord> {
+        let dir = self.config.recovery_dir();
+        match RecoveryDir::open(&dir).and_then(|r| r.record_upload(self.store.bucket(), key, &id.0))
+        {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::warn!(key = %key, %err, "cannot record a multipart upload in the recovery directory");
+                None
+            }
+        }
+    }
+
     /// Refuses `what` once the file system is shutting down.
     pub(crate) fn check_not_closing(&self, what: &str) -> VfsResult<()> {
         if self.closing.load(Ordering::Acquire) {
@@ -1211,6 +1228,7 @@ impl S3Fs {
             next_part: 1,
             parts: Vec::new(),
             done: Vec::new(),
+            record: None,
             permits: Arc::new(Semaphore::new(self.config.upload_concurrency.max(1))),
         });
         let needed = stream.buffer.len() + data.len();
@@ -1245,6 +1263,7 @@ impl S3Fs {
                     .create_multipart(&key, options)
                     .await
                     .map_err(|e| store_err(&file.path(), e))?;
+                stream.record = self.record_upload(&key, &id);
                 stream.upload_id = Some(id);
             }
             let Some(upload_id) = stream.upload_id.clone() else {
@@ -1555,6 +1574,7 @@ impl S3Fs {
             .create_multipart(&key, options)
             .await
             .map_err(|e| store_err(&path, e))?;
+        let _record = self.record_upload(&key, &upload_id);
         let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
             .map(|i| {
                 let start = i * part_size;

@@ -118,6 +118,7 @@ impl S3Fs {
             caps.max_parts,
         );
         let upload = self.store.create_multipart(dest, options).await?;
+        let _record = self.record_upload(dest, &upload);
         let result = self
             .copy_parts_and_complete(source, head, dest, &upload, part_size, condition)
             .await;
