@@ -125,6 +125,9 @@ struct FileState {
     poisoned: Option<String>,
     /// Whether the content differs from the store.
     dirty: bool,
+    /// Why the latest upload failed, when nothing changed since: the last release keeps
+    /// the file rather than trying again (the writer was told it failed).
+    upload_failed: Option<String>,
     /// Bytes written locally.
     written: RangeSet,
     staging: Option<Staging>,
@@ -269,6 +272,7 @@ impl FileState {
             attr_changes: PosixMeta::default(),
             poisoned: None,
             dirty: false,
+            upload_failed: None,
             written: RangeSet::new(),
             staging: None,
             staged_all: true,
@@ -307,6 +311,7 @@ impl FileState {
         self.base_len = self.base_len.min(size);
         self.size = size;
         self.dirty = true;
+        self.upload_failed = None;
         self.no_stream = self.no_stream || size != 0;
     }
 
@@ -616,17 +621,24 @@ impl S3Fs {
     }
 
     /// The last handle of a file with unsaved changes is gone (pages of a shared mapping
-    /// written back after close, or a close whose upload failed): upload them once more,
-    /// and if that fails keep them in the recovery directory. Nothing is discarded.
+    /// written back after close, or a close whose upload failed): changes made since the
+    /// last upload attempt are uploaded; what was not, or fails now, is kept in the
+    /// recovery directory. Nothing is discarded.
     pub(crate) async fn finish_last_close(&self, ino: Ino, file: &Arc<OpenFile>) {
-        let result = self.upload(file).await;
+        // Changes whose upload already failed (the close said so) are kept as they are;
+        // changes made since the last flush (mmap write-back) are uploaded first.
+        let failed_before = file.state.lock().await.upload_failed.clone();
+        let result = match failed_before {
+            Some(why) => Err(why),
+            None => self.upload(file).await.map_err(|e| e.to_string()),
+        };
         if !self.unregister_if_unused(ino, file) {
             // Opened again meanwhile: the new handles own the changes now.
             return;
         }
-        if let Err(err) = result {
+        if let Err(why) = result {
             let mut state = file.state.lock().await;
-            self.keep_unsaved(file, &mut state, &err.to_string());
+            self.keep_unsaved(file, &mut state, &why);
         }
     }
 
@@ -1116,6 +1128,7 @@ impl S3Fs {
         state.written.insert(offset, end);
         state.size = state.size.max(end);
         state.dirty = true;
+        state.upload_failed = None;
         state.posix.mtime = Some(SystemTime::now());
         state.attr_changes.mtime = None;
         self.mark_dirty(file, &state);
@@ -1408,6 +1421,7 @@ impl S3Fs {
                 state.staging = None;
                 state.staged_all = true;
                 state.dirty = false;
+                state.upload_failed = None;
                 // An empty file (e.g. flushed when a shell redirection or `dd` closed a
                 // duplicate of the descriptor before writing) may still stream: writes
                 // from offset 0 replace it as a new sequential upload.
@@ -1438,6 +1452,7 @@ impl S3Fs {
                 Ok(())
             }
             Err(err) => {
+                state.upload_failed = Some(err.to_string());
                 if !state.staged_all {
                     // The streamed bytes exist nowhere else: the data is lost. Say so, and
                     // leave the file as it was in the store.

@@ -933,11 +933,12 @@ async fn failures_are_returned_and_logged(seen: Errnos) {
     // The changes stayed: the next close uploads them.
     m.close(ino, handle).await.unwrap();
     assert_eq!(&store.get_bytes("pfx/f").unwrap()[..], b"data");
-    // The last release tries once more; what still cannot be uploaded is kept in the
-    // recovery directory, logged at error level with its place.
+    // The last release keeps what its close could not upload in the recovery directory,
+    // logged at error level with its place (the close reported the failure: the data is
+    // not stored behind the writer's back later).
     let (ino, handle) = m.create("g").await;
     m.write(ino, handle, 0, &Bytes::from_static(b"kept")).await;
-    m.faults.fail_next(Op::Put, 2, injected());
+    m.faults.fail_next(Op::Put, 1, injected());
     seen.refuses(m.close(ino, handle).await, libc::EIO);
     logs.assert_logged(
         tracing::Level::ERROR,
@@ -1048,7 +1049,7 @@ async fn nothing_discarded(_: Errnos) {
     // Not uploadable: kept, owner-only, and re-uploaded later.
     let (ino, handle) = m.create("kept").await;
     m.write(ino, handle, 0, &Bytes::from_static(b"bytes")).await;
-    m.faults.fail_next(Op::Put, 2, injected());
+    m.faults.fail_next(Op::Put, 1, injected());
     assert!(m.close(ino, handle).await.is_err());
     let recovery = s3vfs::recovery::RecoveryDir::open(dir.path().join("r")).unwrap();
     let kept = recovery.list().unwrap();
@@ -2521,9 +2522,8 @@ async fn precondition_of_a_change(seen: Errnos) {
         let m = failing(Op::Copy, StoreErrorKind::PreconditionFailed, code).await;
         let f = m.ino("f").await;
         seen.refuses(m.fs.setattr(f, None, set_mode(0o600)).await, libc::EIO);
-        // Twice: the close, and the last release's second try.
         m.faults
-            .fail_next(Op::Put, 2, error(StoreErrorKind::PreconditionFailed, code));
+            .fail_next(Op::Put, 1, error(StoreErrorKind::PreconditionFailed, code));
         let (ino, handle) = m.open("f", truncating()).await;
         seen.refuses(m.close(ino, handle).await, libc::EIO);
         assert_eq!(&m.store.get_bytes("f").unwrap()[..], b"abc");
