@@ -9,6 +9,7 @@
 //! SIGINT and SIGTERM unmount cleanly and exit with 0.
 
 mod daemon;
+mod logging;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -28,18 +29,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 /// Smallest part S3 accepts in a multipart upload (every part but the last), in bytes.
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Largest part S3 accepts in a multipart upload, in bytes.
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-
-/// Log filter when neither `--log-level` nor `RUST_LOG` is given.
-const DEFAULT_LOG_FILTER: &str = "warn,s3vfs=info,s3vfs_fuse=info,s3vfs_testkit=info";
 
 #[derive(Debug, Parser)]
 #[command(name = "s3vfs", version, about = "Use an S3 bucket as a file system")]
@@ -255,7 +252,10 @@ struct MountArgs {
     /// (fractions allowed). Changes made elsewhere show up within this time.
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
     metadata_ttl: Duration,
-    /// Write logs to this file (useful in the background, where stderr is closed).
+    /// Write logs to this file. Default: stderr with --foreground; in the background the
+    /// system journal, else syslog (/dev/log, or the socket S3VFS_SYSLOG_SOCKET names),
+    /// else $XDG_STATE_HOME/s3vfs/s3vfs.log (/var/log/s3vfs.log for root,
+    /// ~/.local/state/s3vfs/s3vfs.log otherwise).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
 }
@@ -412,17 +412,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),
         Command::Demo(args) => {
-            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
+            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(demo(args)))
         }
         Command::Serve(args) => {
-            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
+            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(serve(args)))
         }
         Command::Recover(args) => {
-            init_logging(cli.log_level.as_deref(), LogTarget::Stderr);
+            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             runtime().and_then(|rt| rt.block_on(recover(args)))
         }
     };
@@ -580,33 +580,6 @@ impl<'a> Stores<'a> {
     }
 }
 
-/// Where log lines go.
-enum LogTarget {
-    Stderr,
-    File(File),
-    /// Nowhere: a background process without `--log-file` has no terminal to write to.
-    Discard,
-}
-
-/// Starts logging; `--log-level` wins over `RUST_LOG`.
-fn init_logging(level: Option<&str>, target: LogTarget) {
-    let filter = match level {
-        Some(level) => EnvFilter::new(level),
-        None => {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
-        }
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match target {
-        LogTarget::Stderr => builder.with_writer(std::io::stderr).init(),
-        LogTarget::File(file) => builder
-            .with_ansi(false)
-            .with_writer(Mutex::new(file))
-            .init(),
-        LogTarget::Discard => {}
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -761,14 +734,13 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
             Err(parent_exit) => return Ok(parent_exit),
         }
     };
-    init_logging(
-        log_level,
-        match (log_file, readiness.is_some()) {
-            (Some(file), _) => LogTarget::File(file),
-            (None, false) => LogTarget::Stderr,
-            (None, true) => LogTarget::Discard,
-        },
-    );
+    let places = logging::LogPlaces::from_env();
+    let (target, notice) = logging::choose_target(log_file, readiness.is_some(), &places);
+    if let Some(notice) = notice {
+        // Still on the terminal: the background process detaches once the mount is up.
+        eprintln!("s3vfs: {notice}");
+    }
+    logging::init(log_level, target);
     let outcome = runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, readiness)));
     outcome.map(|()| ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -544,18 +545,40 @@ fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     assert!(!is_mounted(&mountpoint));
 }
 
-#[test]
-fn the_mount_binary_passes_its_write_flags_on() {
+/// A loopback S3 endpoint serving `store` as the bucket `bucket`, on a runtime of its own
+/// (which the caller keeps for as long as the endpoint serves).
+fn serve_bucket(store: &MemStore) -> (tokio::runtime::Runtime, LocalS3) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let store = MemStore::new();
-    store.insert("pre/existing.txt", "existing");
     let local = runtime
         .block_on(LocalS3::start("bucket", store.clone(), 0))
         .expect("cannot start the local S3 endpoint");
+    (runtime, local)
+}
+
+/// `s3vfs mount TARGET MOUNTPOINT` against `local`, with its credentials; nothing else
+/// is asked for any (`AWS_EC2_METADATA_DISABLED`).
+fn mount_command(local: &LocalS3, target: &str, mountpoint: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_s3vfs"));
+    command
+        .args(["mount", target])
+        .arg(mountpoint)
+        .args(["--force-path-style", "--region", "us-east-1"])
+        .args(["--endpoint-url", &local.endpoint_url()])
+        .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+#[test]
+fn the_mount_binary_passes_its_write_flags_on() {
+    let store = MemStore::new();
+    store.insert("pre/existing.txt", "existing");
+    let (runtime, local) = serve_bucket(&store);
     let dir = tempfile::tempdir().unwrap();
     let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
     let staging = dir.path().join("staging");
@@ -564,16 +587,8 @@ fn the_mount_binary_passes_its_write_flags_on() {
     let _cleanup = DetachOnDrop(&mountpoint);
 
     let mount = Binary::start(
-        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
-            .args(["mount", "bucket/pre"])
-            .arg(&mountpoint)
-            .args([
-                "--foreground",
-                "--force-path-style",
-                "--region",
-                "us-east-1",
-            ])
-            .args(["--endpoint-url", &local.endpoint_url()])
+        mount_command(&local, "bucket/pre", &mountpoint)
+            .arg("--foreground")
             .args([
                 "--no-delete",
                 "--storage-class",
@@ -583,10 +598,7 @@ fn the_mount_binary_passes_its_write_flags_on() {
             ])
             .args(["--part-size", "5M", "--upload-concurrency", "2"])
             .arg("--staging-dir")
-            .arg(&staging)
-            .env("AWS_ACCESS_KEY_ID", local.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
+            .arg(&staging),
     );
     wait_for(&mountpoint.join("existing.txt"));
     let data = pseudo_random(11 * MIB as usize, 9);
@@ -601,6 +613,104 @@ fn the_mount_binary_passes_its_write_flags_on() {
     let out = mount.wait();
     assert!(out.status.success(), "exit after SIGINT: {out:?}");
     assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
+    runtime.block_on(local.stop());
+}
+
+/// `s3vfs mount bucket MOUNTPOINT` in the background (no `--foreground`, no `--log-file`)
+/// against `local`, logging at info level; `S3VFS_SYSLOG_SOCKET` is `syslog`, so that the
+/// system's journal and syslog are left alone.
+fn background_mount(local: &LocalS3, mountpoint: &Path, syslog: &Path) -> Command {
+    let mut command = mount_command(local, "bucket", mountpoint);
+    command
+        .args(["--log-level", "info"])
+        .env("S3VFS_SYSLOG_SOCKET", syslog);
+    command
+}
+
+/// The next datagram on `socket` that contains `text`, within a minute.
+fn received(socket: &UnixDatagram, text: &str) -> String {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no log line with {text:?}: {e}"));
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if line.contains(text) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn a_background_mount_logs_to_syslog_when_no_journal_is_used() {
+    let store = MemStore::new();
+    store.insert("file.txt", "data");
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let socket = dir.path().join("log");
+    let syslog = UnixDatagram::bind(&socket).unwrap();
+
+    // The command returns once the mount is up and the daemon detached.
+    let out = background_mount(&local, &mountpoint, &socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("logging to syslog ({}", socket.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("file.txt")).unwrap(),
+        "data"
+    );
+    let serving = received(&syslog, "s3vfs is serving");
+    assert!(serving.starts_with("<14>s3vfs["), "{serving}");
+    // Lines logged after the daemon closed its stdio arrive too.
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    received(&syslog, "unmounted from outside");
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn a_background_mount_without_journal_or_syslog_logs_to_a_file() {
+    let (runtime, local) = serve_bucket(&MemStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Nothing listens there, and the mountpoint is missing: the mount fails after logging
+    // why, and that line is in the file.
+    let missing = dir.path().join("no-such-mountpoint");
+    let out = background_mount(&local, &missing, &dir.path().join("no-syslog"))
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let log = state.join("s3vfs/s3vfs.log");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("s3vfs: logging to {}", log.display())),
+        "{stderr}"
+    );
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("ERROR") && logged.contains("no-such-mountpoint"),
+        "{logged}"
+    );
+    assert_eq!(
+        fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     runtime.block_on(local.stop());
 }
 

@@ -6,8 +6,8 @@
 //!
 //! - [`CountingStore`]: per-[`Op`] request counters, readable while the store is shared;
 //! - [`FaultStore`]: injected failures — the n-th call of an op, the next k calls, every call
-//!   about a matching key, throttling (`SlowDown`) at random or for the next k calls, and GET
-//!   bodies cut off mid-stream;
+//!   about a matching key, throttling (`SlowDown`) at random or for the next k calls, GET
+//!   bodies cut off mid-stream, and malformed LIST pages ([`ListFault`]);
 //! - [`LatencyStore`]: a fixed, optionally jittered, delay before each request.
 //!
 //! Clones of a wrapper share its state (counters, rules), so a test keeps one clone to steer
@@ -106,9 +106,17 @@ impl fmt::Display for Op {
 /// Forwards every [`ObjectStore`] method to `self.inner` after `self.before(op, keys)`.
 ///
 /// `before` returns `StoreResult<()>` (an `Err` is returned instead of calling the inner
-/// store); `$get_body` post-processes a successful GET response.
+/// store); `$get_body` post-processes a successful GET response, and `$list_body` (if
+/// given) a successful LIST page, knowing the continuation token the request carried.
 macro_rules! forward_object_store {
     ($ty:ty, |$this:ident, $resp:ident| $get_body:expr) => {
+        forward_object_store!($ty, |$this, $resp| $get_body, |_this, _asked, page| page);
+    };
+    (
+        $ty:ty,
+        |$this:ident, $resp:ident| $get_body:expr,
+        |$list_this:ident, $asked:ident, $page:ident| $list_body:expr
+    ) => {
         #[async_trait]
         impl ObjectStore for $ty {
             fn capabilities(&self) -> Capabilities {
@@ -129,7 +137,10 @@ macro_rules! forward_object_store {
 
             async fn list(&self, request: ListRequest) -> StoreResult<ListPage> {
                 self.before(Op::List, &[request.prefix.as_str()]).await?;
-                self.inner.list(request).await
+                let $asked = request.continuation_token.clone();
+                let $page = self.inner.list(request).await?;
+                let $list_this = self;
+                Ok($list_body)
             }
 
             async fn put(
@@ -366,12 +377,27 @@ impl Rule {
     }
 }
 
+/// A malformed LIST page, as a buggy S3-compatible store might send: the two ways a page
+/// can break the chain of continuation tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFault {
+    /// The page says it is truncated but carries no continuation token (its entries are
+    /// kept): read as the last page, it would end the listing early.
+    TruncatedWithoutToken,
+    /// The page answering a request with continuation token T is marked truncated and
+    /// gives T again as its next token: followed, it asks for the same page forever. A
+    /// first page (a request without a token) passes unchanged and does not count.
+    RepeatedToken,
+}
+
 /// Rules and statistics of a [`FaultStore`].
 #[derive(Debug, Default)]
 struct FaultState {
     rules: Vec<Rule>,
     /// GETs still to cut off, and after how many body bytes.
     truncations: Vec<(u64, u64)>,
+    /// LIST pages still to break, and how.
+    list_faults: Vec<(u64, ListFault)>,
     injected: u64,
 }
 
@@ -462,14 +488,24 @@ impl FaultStore {
         }
     }
 
-    /// Removes every rule and pending truncation.
+    /// Breaks the next `k` LIST pages the wrapped store returns as `fault` says (pages of
+    /// failed requests do not count; for [`ListFault::RepeatedToken`], nor do first pages).
+    pub fn break_next_list_pages(&self, k: u64, fault: ListFault) {
+        if k > 0 {
+            self.lock().list_faults.push((k, fault));
+        }
+    }
+
+    /// Removes every rule, pending truncation and pending LIST fault.
     pub fn clear(&self) {
         let mut state = self.lock();
         state.rules.clear();
         state.truncations.clear();
+        state.list_faults.clear();
     }
 
-    /// How many failures (truncated bodies included) were injected so far.
+    /// How many failures (truncated bodies and broken LIST pages included) were injected so
+    /// far.
     pub fn injected(&self) -> u64 {
         self.lock().injected
     }
@@ -525,6 +561,27 @@ impl FaultStore {
         response.body = truncate_stream(response.body, after_bytes, key);
         response
     }
+
+    /// Applies a pending [`ListFault`] to the page answering a request that carried the
+    /// continuation token `asked`.
+    fn after_list(&self, asked: Option<String>, mut page: ListPage) -> ListPage {
+        let mut state = self.lock();
+        let Some((remaining, fault)) = state.list_faults.first_mut() else {
+            return page;
+        };
+        match (*fault, asked) {
+            (ListFault::TruncatedWithoutToken, _) => page.next_continuation_token = None,
+            (ListFault::RepeatedToken, Some(asked)) => page.next_continuation_token = Some(asked),
+            (ListFault::RepeatedToken, None) => return page,
+        }
+        page.is_truncated = true;
+        *remaining -= 1;
+        if *remaining == 0 {
+            state.list_faults.remove(0);
+        }
+        state.injected += 1;
+        page
+    }
 }
 
 impl fmt::Debug for FaultStore {
@@ -534,11 +591,16 @@ impl fmt::Debug for FaultStore {
             .field("inner", &self.inner)
             .field("rules", &state.rules)
             .field("truncations", &state.truncations)
+            .field("list_faults", &state.list_faults)
             .finish()
     }
 }
 
-forward_object_store!(FaultStore, |this, response| this.after_get(response));
+forward_object_store!(
+    FaultStore,
+    |this, response| this.after_get(response),
+    |this, asked, page| this.after_list(asked, page)
+);
 
 /// The error a throttling rule injects: [`StoreErrorKind::Throttled`], code `SlowDown`.
 pub fn throttled() -> StoreError {
@@ -862,6 +924,63 @@ mod tests {
             .await;
         assert_eq!(whole.unwrap(), data);
         assert_eq!(faults.injected(), 4);
+    }
+
+    #[tokio::test]
+    async fn list_pages_are_broken_as_told() {
+        let faults = FaultStore::new(Arc::new(mem_with(&["d/a", "d/b", "d/c", "d/e"])));
+        let first = ListRequest {
+            prefix: "d/".into(),
+            max_keys: Some(2),
+            ..ListRequest::default()
+        };
+        let keys = |page: &ListPage| -> Vec<String> {
+            page.objects
+                .iter()
+                .map(|o| o.key.as_str().to_owned())
+                .collect()
+        };
+
+        faults.break_next_list_pages(1, ListFault::TruncatedWithoutToken);
+        let page = faults.list(first.clone()).await.unwrap();
+        assert_eq!(keys(&page), ["d/a", "d/b"], "entries kept");
+        assert!(page.is_truncated && page.next_continuation_token.is_none());
+        // Used up: the next page is whole, and a last page stays the last.
+        let page = faults.list(first.clone()).await.unwrap();
+        let token = page.next_continuation_token.clone().unwrap();
+        assert!(page.is_truncated);
+        let rest = ListRequest {
+            continuation_token: Some(token.clone()),
+            ..first.clone()
+        };
+        let last = faults.list(rest.clone()).await.unwrap();
+        assert_eq!(keys(&last), ["d/c", "d/e"]);
+        assert!(!last.is_truncated && last.next_continuation_token.is_none());
+
+        faults.break_next_list_pages(2, ListFault::RepeatedToken);
+        let page = faults.list(first.clone()).await.unwrap();
+        assert_eq!(
+            page.next_continuation_token.as_ref(),
+            Some(&token),
+            "a first page passes"
+        );
+        for _ in 0..2 {
+            let again = faults.list(rest.clone()).await.unwrap();
+            assert_eq!(keys(&again), ["d/c", "d/e"]);
+            assert!(again.is_truncated);
+            assert_eq!(again.next_continuation_token.as_ref(), Some(&token));
+        }
+        assert!(!faults.list(rest).await.unwrap().is_truncated);
+        assert_eq!(faults.injected(), 3);
+
+        faults.break_next_list_pages(5, ListFault::TruncatedWithoutToken);
+        faults.clear();
+        assert!(faults
+            .list(first)
+            .await
+            .unwrap()
+            .next_continuation_token
+            .is_some());
     }
 
     #[tokio::test]

@@ -789,6 +789,7 @@ fn list_page(objects: &BTreeMap<String, Object>, request: &ListRequest) -> Store
         if page.objects.len() + page.common_prefixes.len() == max_keys {
             if max_keys > 0 {
                 page.next_continuation_token = last.as_ref().map(ListToken::encode);
+                page.is_truncated = page.next_continuation_token.is_some();
             }
             break;
         }

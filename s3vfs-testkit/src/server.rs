@@ -530,7 +530,7 @@ impl S3 for Backend {
             max_keys: Some(input.max_keys.unwrap_or(1000)),
             key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
             continuation_token: input.continuation_token,
-            is_truncated: Some(page.next_continuation_token.is_some()),
+            is_truncated: Some(page.is_truncated),
             next_continuation_token: page.next_continuation_token,
             encoding_type: input.encoding_type,
             contents: Some(contents),

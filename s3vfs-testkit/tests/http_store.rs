@@ -11,12 +11,17 @@ use s3vfs::store::{
     ObjectKey, ObjectStore, PayloadSigning, PutOptions, S3Store, S3StoreConfig,
     ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, WriteCondition,
 };
-use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs::vfs::{Ino, Vfs};
+use s3vfs::{FsConfig, S3Fs};
+use s3vfs_testkit::fault::{CountingStore, FaultStore, ListFault, Op};
 use s3vfs_testkit::server::{S3Server, ServerCredentials, UploadPayloads};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BUCKET: &str = "test-bucket";
 const MIB: usize = 1024 * 1024;
@@ -346,6 +351,129 @@ async fn list_pages_with_delimiter_and_markers() {
         .unwrap();
     let listed: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(listed, ["e/f", "g", "h/", "z"]);
+}
+
+#[tokio::test]
+async fn malformed_list_pages_come_through_as_sent_and_fail_a_directory_rename() {
+    let f = fixture().await;
+    let keys = ["d/a", "d/b", "d/c"];
+    for k in keys {
+        f.mem.insert(k, "1");
+    }
+    let first = ListRequest {
+        prefix: "d/".to_owned(),
+        max_keys: Some(2),
+        ..ListRequest::default()
+    };
+    // IsTruncated=true without NextContinuationToken is not read as the last page.
+    f.faults
+        .break_next_list_pages(1, ListFault::TruncatedWithoutToken);
+    let page = f.store.list(first.clone()).await.unwrap();
+    assert_eq!(page.objects.len(), 2);
+    assert!(page.is_truncated, "IsTruncated kept");
+    assert_eq!(page.next_continuation_token, None);
+    // A repeated token comes back as it was sent.
+    let page = f.store.list(first.clone()).await.unwrap();
+    let token = page.next_continuation_token.clone().unwrap();
+    f.faults.break_next_list_pages(1, ListFault::RepeatedToken);
+    let again = f
+        .store
+        .list(ListRequest {
+            continuation_token: Some(token.clone()),
+            ..first
+        })
+        .await
+        .unwrap();
+    assert!(again.is_truncated);
+    assert_eq!(again.next_continuation_token, Some(token));
+
+    // The file system over the SDK refuses to act on part of the directory.
+    let config = FsConfig {
+        list_page_size: 2,
+        ..FsConfig::default()
+    };
+    let fs = S3Fs::new(Arc::new(f.store.clone()), config);
+    fs.lookup(Ino::ROOT, OsStr::new("d")).await.unwrap();
+    f.faults
+        .break_next_list_pages(100, ListFault::TruncatedWithoutToken);
+    let err = fs
+        .rename(
+            Ino::ROOT,
+            OsStr::new("d"),
+            Ino::ROOT,
+            OsStr::new("e"),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert!(
+        err.to_string().contains("\"d/\""),
+        "names the prefix: {err}"
+    );
+    assert_eq!(f.mem.keys(), keys, "nothing copied or deleted");
+}
+
+/// Answers every request on `listener` with `body` (HTTP/1.1, keep-alive) and counts them.
+async fn answer_every_request(
+    listener: tokio::net::TcpListener,
+    body: &'static str,
+    count: Arc<AtomicU64>,
+) {
+    while let Ok((mut socket, _)) = listener.accept().await {
+        let count = Arc::clone(&count);
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                // Requests of this test have no body: the head ends each one.
+                while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    request.drain(..end + 4);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn list_buckets_refuses_a_repeated_token() {
+    // A store that answers every ListBuckets with the same continuation token.
+    const PAGE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+        <ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+        <Owner><ID>owner</ID></Owner><Buckets><Bucket><Name>alpha</Name>\
+        <CreationDate>2024-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets>\
+        <ContinuationToken>again</ContinuationToken></ListAllMyBucketsResult>";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    tokio::spawn(answer_every_request(listener, PAGE, Arc::clone(&requests)));
+    let config = S3StoreConfig::new("")
+        .endpoint_url(format!("http://{addr}"))
+        .region("us-east-1")
+        .force_path_style(true)
+        .credentials(ServerCredentials::test().to_static());
+    let buckets = s3vfs::store::S3Buckets::new(config).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(10), buckets.list_buckets())
+        .await
+        .expect("the listing ends");
+    let err = listed.unwrap_err();
+    assert!(
+        err.to_string().contains("repeats the continuation token"),
+        "{err}"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -151,6 +151,7 @@ mod tests {
             ListPage {
                 objects: vec![obj("p/"), obj("p/a"), obj("p/a!b")],
                 common_prefixes: vec![],
+                is_truncated: true,
                 next_continuation_token: Some("t".into()),
             },
             &mut out,
@@ -159,7 +160,7 @@ mod tests {
             ListPage {
                 objects: vec![obj("p/b")],
                 common_prefixes: vec!["p/a/".into(), "p/c/".into()],
-                next_continuation_token: None,
+                ..ListPage::default()
             },
             &mut out,
         );
@@ -175,7 +176,7 @@ mod tests {
             ListPage {
                 objects: vec![obj("ok")],
                 common_prefixes: vec!["../".into(), "./".into(), "/".into()],
-                next_continuation_token: None,
+                ..ListPage::default()
             },
             &mut out,
         );

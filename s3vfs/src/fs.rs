@@ -19,8 +19,8 @@ use crate::meta::{MetaCache, Stat};
 use crate::name_locks::NameLocks;
 use crate::namespace::{FileName, FsPath, Namespace};
 use crate::store::{
-    storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
-    StoreErrorKind, WriteCondition,
+    storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PageCursor,
+    PutOptions, StoreErrorKind, WriteCondition,
 };
 use crate::vfs::{
     DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
@@ -68,7 +68,11 @@ struct DirStream {
     parent: Ino,
     window: VecDeque<DirEntry>,
     produced: u64,
+    /// The continuation token of the next LIST page.
     token: Option<String>,
+    /// Checks the pages of the pass over the store, so that a malformed one fails the
+    /// listing instead of ending it early or looping.
+    cursor: PageCursor,
     listing_done: bool,
     merger: ListingMerger,
     /// Files created here by this mount and not uploaded yet, not seen in the listing so
@@ -469,7 +473,7 @@ impl S3Fs {
                 .unwrap_or(Ino::ROOT),
             None => Ino::ROOT,
         };
-        let merger = ListingMerger::new(&self.ns.dir_prefix(&path));
+        let prefix = self.ns.dir_prefix(&path);
         let mut stream = DirStream {
             path,
             ino,
@@ -478,7 +482,8 @@ impl S3Fs {
             produced: 0,
             token: None,
             listing_done: false,
-            merger,
+            merger: ListingMerger::new(&prefix),
+            cursor: PageCursor::objects(prefix),
             pending: Vec::new(),
             cached: None,
             collected: None,
@@ -568,8 +573,11 @@ impl S3Fs {
             .list(request)
             .await
             .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
-        let last_page = page.next_continuation_token.is_none();
-        stream.token = page.next_continuation_token.clone();
+        stream.token = stream
+            .cursor
+            .next_page(&page)
+            .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
+        let last_page = stream.token.is_none();
         let mut items = Vec::new();
         stream.merger.push_page(page, &mut items);
         if last_page {
@@ -673,7 +681,9 @@ impl DirStream {
         self.produced = 2;
         self.token = None;
         self.listing_done = false;
-        self.merger = ListingMerger::new(&ns.dir_prefix(&self.path));
+        let prefix = ns.dir_prefix(&self.path);
+        self.merger = ListingMerger::new(&prefix);
+        self.cursor = PageCursor::objects(prefix);
     }
 
     /// Offset before the first entry in the window.

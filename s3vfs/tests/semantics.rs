@@ -13,7 +13,7 @@ use s3vfs::namespace::FsPath;
 use s3vfs::store::{Capabilities, PutOptions, StoreError, StoreErrorKind};
 use s3vfs::vfs::{DirEntry, Entry, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
 use s3vfs::{BucketsFs, FsConfig, S3Fs, VfsError, VfsResult};
-use s3vfs_testkit::fault::{throttled, CountingStore, FaultStore, Op};
+use s3vfs_testkit::fault::{throttled, CountingStore, FaultStore, ListFault, Op};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -228,6 +228,7 @@ checked_table!(store_errors, "| store error |", {
     "InvalidObjectState (archived, not restored)" => archived_errors,
     "SlowDown, Throttling, TooManyRequests, or 429 or 503 without a known code" => throttling_errors,
     "InternalError, ServiceUnavailable, RequestTimeout, other 5xx, timeouts, dropped connections" => transient_errors,
+    "a malformed LIST page: truncated without a continuation token, or repeating an earlier page's token" => malformed_list_pages,
     "anything else (InvalidRange, 400, …)" => other_errors,
 });
 
@@ -2594,6 +2595,37 @@ async fn transient_errors(seen: Errnos) {
     let m = failing(Op::Get, StoreErrorKind::Transient, "InternalError").await;
     let (f, handle) = m.open("f", OpenFlags::read_only()).await;
     seen.refuses(m.fs.read(f, handle, 0, 3).await, libc::EIO);
+}
+
+async fn malformed_list_pages(seen: Errnos) {
+    let keys = ["d/a", "d/b", "d/c", "d/e/f"];
+    for (fault, readdir_requests) in [
+        (ListFault::TruncatedWithoutToken, vec![(Op::List, 1)]),
+        // The first page's first small file is looked at before the second page comes (the
+        // page's last name waits for the next page, which may hold a directory of that name).
+        (ListFault::RepeatedToken, vec![(Op::List, 2), (Op::Head, 1)]),
+    ] {
+        let store = filled(&keys);
+        let m = Mount::new(
+            &store,
+            FsConfig {
+                list_page_size: 2,
+                ..config()
+            },
+        );
+        m.cache(&["d", "moved"]).await;
+        // Enough broken pages that a loop following the tokens would go on for long.
+        m.faults.break_next_list_pages(100, fault);
+        seen.refuses(m.list("d").await, libc::EIO);
+        m.assert_requests(&readdir_requests);
+        seen.refuses(m.rename("d", "moved", false).await, libc::EIO);
+        let lists = readdir_requests[0].1;
+        m.assert_requests(&[(Op::List, lists)]);
+        assert_eq!(store.keys(), keys, "{fault:?}: nothing copied or deleted");
+        // Nothing of the failed listings was kept as the directory's contents.
+        m.faults.clear();
+        assert_eq!(m.names("d").await, ["a", "b", "c", "e"], "{fault:?}");
+    }
 }
 
 async fn other_errors(seen: Errnos) {

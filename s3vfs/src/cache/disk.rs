@@ -5,7 +5,9 @@
 //! index of files (an LRU by total bytes) lives in memory; a file is added to it only once
 //! it is written whole (written under a temporary name, then renamed). Reads check the
 //! whole header and the CRC-32C of the data: a bad file is logged, deleted and a miss.
-//! Disk errors (full disk, permissions) only mean the block is not cached.
+//! Disk errors (full disk, permissions) only mean the block is not cached. The files hold
+//! bucket data, so the directories are made 0700 and the files 0600 whatever the umask,
+//! like the staging files.
 //!
 //! Blocks are written behind the reader: `put` only queues them for the cache's writer
 //! thread ([`write_behind`](super::write_behind)), within a byte backlog past which blocks
@@ -20,12 +22,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The subdirectory of the configured directory that the cache owns (and empties).
 pub const SUBDIR: &str = "s3vfs-cache-v1";
+
+/// The mode of every directory the cache creates: only the mounting user may look in.
+const PRIVATE_DIR: u32 = 0o700;
+/// The mode of every file the cache creates.
+const PRIVATE_FILE: u32 = 0o600;
 
 /// Blocks on disk within a byte cap (file headers included), written behind the reader.
 #[derive(Debug)]
@@ -75,10 +85,10 @@ impl DiskCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail(e)),
         }
-        std::fs::create_dir_all(&root).map_err(fail)?;
+        create_private_dir(&root).map_err(fail)?;
         // A directory we cannot write to is better refused now than on every block.
         let probe = root.join(".probe");
-        std::fs::write(&probe, b"").map_err(fail)?;
+        write_private_file(&probe, b"").map_err(fail)?;
         std::fs::remove_file(&probe).map_err(fail)?;
         tracing::debug!(root = %root.display(), cap, backlog, "disk cache emptied");
         let files = Arc::new(BlockFiles {
@@ -217,17 +227,44 @@ impl BlockSink for BlockFiles {
     }
 }
 
-/// Writes `contents` to `path` atomically, through a temporary file next to it.
+/// Writes `contents` to `path` atomically, through a temporary file `temp` in the cache
+/// root; the directory of `path` is created on the first block that goes there.
 fn write_atomically(path: &Path, temp: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let written = std::fs::write(temp, contents).and_then(|()| std::fs::rename(temp, path));
+    let written =
+        write_private_file(temp, contents).and_then(|()| match std::fs::rename(temp, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    create_private_dir(parent)?;
+                }
+                std::fs::rename(temp, path)
+            }
+            renamed => renamed,
+        });
     if written.is_err() {
         // Best effort: a failed write must not leave a partial file behind.
         let _ = std::fs::remove_file(temp);
     }
     written
+}
+
+/// Creates directory `path`, and its missing parents, as [`PRIVATE_DIR`]: `path` itself is
+/// set to exactly that mode, so neither a permissive nor a restrictive umask changes it.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(PRIVATE_DIR))
+}
+
+/// Creates file `path` (it must not exist) as [`PRIVATE_FILE`] and writes `contents`.
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(path)?
+        .write_all(contents)
 }
 
 #[async_trait]
@@ -346,6 +383,53 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.blocks), (1, 1, 1));
         assert_eq!(files_under(cache.root()).len(), 1);
+    }
+
+    /// Sets the process umask while alive, and puts the old one back when dropped.
+    struct Umask(libc::mode_t);
+
+    impl Umask {
+        fn set(mask: libc::mode_t) -> Self {
+            // SAFETY: umask only swaps the process's file mode creation mask.
+            Self(unsafe { libc::umask(mask) })
+        }
+    }
+
+    impl Drop for Umask {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::umask(self.0) };
+        }
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_can_read_the_cache_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("made/by/us");
+        let cache = {
+            let _mask = Umask::set(0);
+            let cache = DiskCache::new(&given, 1 << 20).unwrap();
+            cache.put(test_id("k", 0), block(100, 1)).await;
+            cache.flush().await;
+            cache
+        };
+        let file = cache.path_of(&test_id("k", 0));
+        assert!(file.exists());
+        let subdir = file.parent().unwrap();
+        for d in [
+            dir.path().join("made"),
+            given.clone(),
+            cache.root().into(),
+            subdir.into(),
+        ] {
+            assert_eq!(format!("{:o}", mode_of(&d)), "700", "{}", d.display());
+        }
+        assert_eq!(format!("{:o}", mode_of(&file)), "600");
+        assert_eq!(files_under(cache.root()).len(), 1, "no temporary file left");
     }
 
     #[tokio::test]

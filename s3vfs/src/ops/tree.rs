@@ -21,8 +21,8 @@ use crate::error::{VfsError, VfsResult};
 use crate::namespace::{FsPath, MAX_KEY_LEN};
 use crate::store::s3::MAX_DELETE_BATCH;
 use crate::store::{
-    ETag, ListRequest, ListedObject, MetadataDirective, ObjectKey, StoreError, StoreErrorKind,
-    StoreResult, WriteCondition,
+    ETag, ListRequest, ListedObject, MetadataDirective, ObjectKey, PageCursor, StoreError,
+    StoreErrorKind, StoreResult, WriteCondition,
 };
 use crate::vfs::FileKind;
 use crate::write::Copies;
@@ -290,6 +290,7 @@ impl S3Fs {
     pub(super) async fn list_tree(&self, prefix: &str) -> StoreResult<Vec<ListedObject>> {
         let mut objects = Vec::new();
         let mut token = None;
+        let mut cursor = PageCursor::objects(prefix);
         loop {
             let page = self
                 .store
@@ -301,10 +302,10 @@ impl S3Fs {
                     start_after: None,
                 })
                 .await?;
+            token = cursor.next_page(&page)?;
             objects.extend(page.objects);
-            match page.next_continuation_token {
-                Some(next) => token = Some(next),
-                None => return Ok(objects),
+            if token.is_none() {
+                return Ok(objects);
             }
         }
     }

@@ -12,11 +12,13 @@
 
 pub mod error;
 pub mod multipart;
+mod paging;
 mod payload_signing;
 pub mod s3;
 mod types;
 
 pub use error::{StoreError, StoreErrorKind};
+pub(crate) use paging::PageCursor;
 pub use payload_signing::PayloadSigning;
 pub use s3::{S3Buckets, S3Store, S3StoreConfig, StaticCredentials};
 pub use types::*;
@@ -52,7 +54,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreErrorKind::InvalidRange`]; a range reaching past the end is clamped.
     async fn get(&self, request: GetRequest) -> StoreResult<GetResponse>;
 
-    /// One page of ListObjectsV2.
+    /// One page of ListObjectsV2, as the store sent it: a page that claims to be truncated
+    /// but has no continuation token is returned as such (callers walk pages with a cursor
+    /// that refuses it).
     async fn list(&self, request: ListRequest) -> StoreResult<ListPage>;
 
     /// Single-request PUT of a whole object.

@@ -17,8 +17,8 @@
 use super::{
     BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, DeleteFailure, ETag,
     GetRequest, GetResponse, ListPage, ListRequest, ListedObject, MetadataDirective, ObjectKey,
-    ObjectMeta, ObjectStore, PayloadSigning, PutOptions, PutResult, ServerSideEncryption,
-    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ObjectMeta, ObjectStore, PageCursor, PayloadSigning, PutOptions, PutResult,
+    ServerSideEncryption, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
@@ -688,15 +688,16 @@ impl ObjectStore for S3Store {
             .iter()
             .filter_map(|p| p.prefix().map(str::to_owned))
             .collect();
-        let next_continuation_token = if out.is_truncated().unwrap_or(false) {
-            out.next_continuation_token().map(str::to_owned)
-        } else {
-            None
-        };
+        // Passed on as sent: a truncated page without a token is for the caller's cursor
+        // to refuse, not to be read as the last page. A store that leaves out IsTruncated
+        // (it is required) is taken at its token.
+        let token = out.next_continuation_token().filter(|t| !t.is_empty());
+        let is_truncated = out.is_truncated().unwrap_or(token.is_some());
         Ok(ListPage {
             objects,
             common_prefixes,
-            next_continuation_token,
+            is_truncated,
+            next_continuation_token: token.filter(|_| is_truncated).map(str::to_owned),
         })
     }
 
@@ -1036,6 +1037,7 @@ impl BucketProvider for S3Buckets {
         debug!(op = "ListBuckets", "request");
         let mut names = Vec::new();
         let mut token: Option<String> = None;
+        let mut cursor = PageCursor::buckets();
         loop {
             let out = self
                 .client
@@ -1049,9 +1051,11 @@ impl BucketProvider for S3Buckets {
                     .iter()
                     .filter_map(|b| b.name().map(str::to_owned)),
             );
-            match out.continuation_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => break,
+            // ListBuckets has no IsTruncated: a token means more pages.
+            let next = out.continuation_token().filter(|t| !t.is_empty());
+            match cursor.next(next.is_some(), next)? {
+                Some(next) => token = Some(next),
+                None => break,
             }
         }
         Ok(names)

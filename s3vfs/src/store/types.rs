@@ -254,7 +254,10 @@ pub struct ListPage {
     pub objects: Vec<ListedObject>,
     /// Common prefixes (each ending with the delimiter), in order.
     pub common_prefixes: Vec<String>,
-    /// Token for the next page, if the listing is truncated.
+    /// Whether the store said more pages follow (`IsTruncated`).
+    pub is_truncated: bool,
+    /// Token for the next page, if the listing is truncated. A truncated page without one is
+    /// malformed: the listing cannot go on, and must not be taken as complete.
     pub next_continuation_token: Option<String>,
 }
 
