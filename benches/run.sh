@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds s3vfs-bench and the s3vfs mount binary (items 1 to 7 spawn it as a separate
+# Builds s3vfs-bench and the s3vfs mount binary (items 1 to 8 spawn it as a separate
 # process) in release, then runs the benchmark; arguments go to it, e.g.
 #   benches/run.sh                       # every item, full sizes (1 GiB object, 3 runs)
 #   benches/run.sh --quick               # smoke run: 64 MiB object, 100 files, 1 run

@@ -7,7 +7,8 @@
 //! 3. random 4 KiB reads at queue depth 1 and 8 ([`randread`], run by [`seqread`]);
 //! 4. creating many small files, 5. `ls -l` of a large directory, 6. `mv` of a directory
 //!    ([`tree`]);
-//! 7. peak memory of the mount's process while reading several large files ([`memory`]).
+//! 7. peak memory of the mount's process while reading several large files ([`memory`]);
+//! 8. memory of the mount's process after `find` walked a million keys ([`walk`]).
 //!
 //! Each figure is printed next to the reference measured in the same run, its target, and
 //! the same figure for s3fs and rclone when they are installed ([`summary`]). A figure that
@@ -29,6 +30,7 @@ mod summary;
 mod tools;
 mod tree;
 mod upload;
+mod walk;
 
 use anyhow::{bail, Context, Result};
 use bucket::Bucket;
@@ -64,12 +66,12 @@ struct Args {
     /// --quick).
     #[arg(long, value_parser = parse_size)]
     size: Option<u64>,
-    /// Items to run, comma-separated: read, write, rand, create, ls, rename, rss.
+    /// Items to run, comma-separated: read, write, rand, create, ls, rename, rss, walk.
     /// Default: all.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "ROWS")]
     only: Vec<Item>,
     /// A smoke run: 64 MiB object, 100 files, 1000-entry directory, 8 x 64 MiB for the
-    /// memory item, 2 s of random reads, 1 run. Explicit options win.
+    /// memory item, 2 s of random reads, a walk of 20,000 keys, 1 run. Explicit options win.
     #[arg(long)]
     quick: bool,
     /// Times each throughput measurement (and each s3vfs sample of items 4 to 6) is
@@ -101,6 +103,9 @@ struct Args {
     /// Size of each file of item 7. Default 256M (64M with --quick).
     #[arg(long, value_parser = parse_size)]
     rss_file_size: Option<u64>,
+    /// Keys of the tree walked with find in item 8. Default 1000000 (20000 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    walk_keys: Option<u32>,
     /// Do not measure s3fs and rclone, even where installed.
     #[arg(long)]
     no_others: bool,
@@ -155,6 +160,8 @@ pub enum Item {
     Rename,
     /// 7: peak RSS of the mount's process while reading large files at once.
     Rss,
+    /// 8: RSS of the mount's process after `find` over a large tree.
+    Walk,
 }
 
 /// The options, with every default resolved.
@@ -171,6 +178,7 @@ pub struct Plan {
     pub memory_budget: u64,
     pub rss_files: usize,
     pub rss_file_size: u64,
+    pub walk_keys: usize,
     /// Measure s3fs and rclone where installed.
     pub others: bool,
     /// Measure through FUSE at all.
@@ -213,6 +221,7 @@ impl Plan {
             rss_file_size: args
                 .rss_file_size
                 .unwrap_or(if quick { 64 << 20 } else { 256 << 20 }),
+            walk_keys: pick(args.walk_keys, 1_000_000, 20_000) as usize,
             others: !args.no_others,
             fuse: !args.no_fuse,
             no_small_reads: args.no_small_reads,
@@ -252,6 +261,14 @@ impl Ctx {
     /// The endpoint for a mount in another process.
     pub fn child(&self) -> Result<ChildEndpoint> {
         self.child.clone().map_err(anyhow::Error::msg)
+    }
+
+    /// Mounts the bucket with `tool` in a process of its own, set up as `settings` say.
+    pub async fn mount(&self, tool: Tool, settings: tools::Settings) -> Result<tools::ToolMount> {
+        let child = self.child()?;
+        tokio::task::spawn_blocking(move || tools::ToolMount::start(tool, &child, &settings))
+            .await
+            .context("mount thread failed")?
     }
 
     /// The cell to show for `tool` when it cannot be measured at all; `None` if it can.
@@ -448,14 +465,15 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
     ));
     report.notes.push(format!(
         "sizes: object {}, create {} files, ls {} entries, rename {} files, random reads {} s \
-         per reader, depth and round, memory item {} x {}",
+         per reader, depth and round, memory item {} x {}, walk {} keys",
         seqread::size_name(plan.size),
         plan.files,
         plan.ls_entries,
         plan.rename_files,
         plan.rand_duration.as_secs(),
         plan.rss_files,
-        seqread::size_name(plan.rss_file_size)
+        seqread::size_name(plan.rss_file_size),
+        plan.walk_keys
     ));
     eprintln!("{}", report.header());
 
@@ -523,6 +541,17 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
         let row = match needs_fuse(Item::Rss, "peak RSS of the mount's process", Unit::Mib) {
             Some(row) => row,
             None => memory::run(&ctx, &payload).await,
+        };
+        report.summary.rows.push(row);
+    }
+    if plan.wants(Item::Walk) {
+        let row = match needs_fuse(
+            Item::Walk,
+            "RSS of the mount's process after find",
+            Unit::Mib,
+        ) {
+            Some(row) => row,
+            None => walk::run(&ctx).await,
         };
         report.summary.rows.push(row);
     }
@@ -619,7 +648,8 @@ mod tests {
         assert_eq!(plan.size, 64 << 20);
         assert_eq!((plan.files, plan.ls_entries, plan.runs), (7, 1000, 1));
         let plan = Plan::from_args(&Args::parse_from(["s3vfs-bench", "--size", "2G"]));
-        assert_eq!(plan.items.len(), 7);
+        assert_eq!(plan.items.len(), 8);
+        assert_eq!(plan.walk_keys, 1_000_000);
         assert_eq!(
             (plan.size, plan.files, plan.ls_entries),
             (2 << 30, 1000, 10_000)

@@ -121,16 +121,12 @@ async fn measure(ctx: &Ctx, payload: &Bytes, prefix: &str, budget: Option<u64>) 
         .collect();
     eprintln!("seeding {files} objects of {} ...", size_name(size as u64));
     ctx.bucket.seed(objects.clone()).await.context("seeding")?;
-    let child = ctx.child()?;
     let settings = Settings {
         read_only: true,
         memory_budget: budget,
         ..Settings::default()
     };
-    let mount =
-        tokio::task::spawn_blocking(move || ToolMount::start(Tool::S3vfs, &child, &settings))
-            .await
-            .context("mount thread failed")??;
+    let mount = ctx.mount(Tool::S3vfs, settings).await?;
     eprintln!("mounted {}", mount.command);
     let root = mount.path().join(prefix);
     let result = tokio::task::spawn_blocking(move || -> Result<(Found, ToolMount)> {

@@ -205,14 +205,11 @@ async fn with_object(
 
 /// Mounts `tool` read-only in another process; `Err` is the reason for its cell.
 async fn start_tool(ctx: &Ctx, tool: Tool, read_only: bool) -> Result<ToolMount> {
-    let child = ctx.child()?;
     let settings = Settings {
         read_only,
         ..Settings::default()
     };
-    let mount = tokio::task::spawn_blocking(move || ToolMount::start(tool, &child, &settings))
-        .await
-        .context("mount thread failed")??;
+    let mount = ctx.mount(tool, settings).await?;
     eprintln!("mounted {} at {}", mount.command, mount.path().display());
     Ok(mount)
 }

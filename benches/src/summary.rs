@@ -94,7 +94,7 @@ impl Target {
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// Item of the list (1 to 7).
+    /// Item of the list (1 to 8).
     pub item: u8,
     /// What was measured, how.
     pub what: String,

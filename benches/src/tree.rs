@@ -92,13 +92,6 @@ fn tools(ctx: &Ctx) -> Vec<(Tool, u32)> {
     tools
 }
 
-async fn start(ctx: &Ctx, tool: Tool, settings: Settings) -> Result<ToolMount> {
-    let child = ctx.child()?;
-    tokio::task::spawn_blocking(move || ToolMount::start(tool, &child, &settings))
-        .await
-        .context("mount thread failed")?
-}
-
 async fn stop(mount: ToolMount) {
     match tokio::task::spawn_blocking(move || mount.unmount()).await {
         Ok(Ok(())) => {}
@@ -188,7 +181,7 @@ async fn create_once(
     body: &Bytes,
     samples: &mut Samples,
 ) -> Result<f64> {
-    let mount = start(ctx, tool, Settings::default()).await?;
+    let mount = ctx.mount(tool, Settings::default()).await?;
     let result = async {
         let root = mount.path().join(dir);
         std::fs::create_dir(&root).with_context(|| format!("mkdir {}", root.display()))?;
@@ -357,7 +350,7 @@ async fn ls_once(
         metadata_ttl: Some(LS_METADATA_TTL),
         ..Settings::default()
     };
-    let mount = start(ctx, tool, settings).await?;
+    let mount = ctx.mount(tool, settings).await?;
     let path = mount.path().join(dir);
     let result = async {
         let before = ctx.requests();
@@ -474,7 +467,7 @@ async fn rename_once(
         .seed(small_objects(&format!("{base}/src"), n, body))
         .await
         .context("seeding")?;
-    let mount = start(ctx, tool, Settings::default()).await?;
+    let mount = ctx.mount(tool, Settings::default()).await?;
     let result = async {
         let from = mount.path().join(base).join("src");
         let to = mount.path().join(base).join("dst");

@@ -14,9 +14,11 @@
 //!   machine replaced is read afresh by the next open;
 //! - write-only handles bypass the page cache (`FOPEN_DIRECT_IO`), readable ones use it
 //!   unless the mount asked for direct I/O everywhere ([`AdapterConfig::direct_io`]);
-//! - the kernel's lookup count of an inode equals what the core was told: entries the kernel
-//!   learns from `readdirplus` are counted here (the core's `readdir` does not count lookups)
-//!   and taken off the kernel's `forget` before the rest reaches [`Vfs::forget`].
+//! - the core counts every lookup the kernel gets (lookup, create, mkdir, symlink and each
+//!   `readdirplus` entry but `.` and `..`) before the reply is sent, so its count is never
+//!   below the kernel's; `readdirplus` entries that do not fit the kernel's buffer are
+//!   forgotten again at once, and `forget`/`batch_forget` pass the kernel's counts on to
+//!   [`Vfs::forget`] unchanged.
 
 use bytes::Bytes;
 use fuser::{
@@ -27,12 +29,11 @@ use fuser::{
 };
 use s3vfs::error::{VfsError, VfsResult};
 use s3vfs::vfs::{self, DirEntry, Entry, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle as RuntimeHandle;
 use tokio::sync::watch;
@@ -148,8 +149,6 @@ pub struct FuseAdapter<V: Vfs + ?Sized = dyn Vfs> {
     vfs: Arc<V>,
     runtime: RuntimeHandle,
     config: AdapterConfig,
-    /// Lookups the kernel holds from `readdirplus` entries, by inode (see the module docs).
-    listed_lookups: Arc<Mutex<HashMap<u64, u64>>>,
     ended: EndSignal,
 }
 
@@ -168,7 +167,6 @@ impl<V: Vfs + ?Sized> FuseAdapter<V> {
             vfs,
             runtime,
             config,
-            listed_lookups: Arc::default(),
             ended: EndSignal(watch::channel(false).0),
         }
     }
@@ -371,28 +369,10 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         self.run("lookup", call, reply, entry_reply);
     }
 
+    // `batch_forget` keeps fuser's default, which calls this once per inode of the batch
+    // (fuser 0.18 does not export `ForgetOne`, the type an override would have to name).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        let from_listings = {
-            let mut listed = self
-                .listed_lookups
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match listed.get_mut(&ino.0) {
-                Some(count) => {
-                    let taken = (*count).min(nlookup);
-                    *count -= taken;
-                    if *count == 0 {
-                        listed.remove(&ino.0);
-                    }
-                    taken
-                }
-                None => 0,
-            }
-        };
-        let rest = nlookup - from_listings;
-        if rest > 0 {
-            self.vfs.forget(Ino(ino.0), rest);
-        }
+        self.vfs.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -703,27 +683,23 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         mut reply: ReplyDirectoryPlus,
     ) {
         let vfs = self.vfs.clone();
-        let listed = self.listed_lookups.clone();
         let batch = self.config.readdir_batch;
         let listing_ttl = self.config.listing_ttl;
         self.runtime.spawn(async move {
             let parent = Ino(ino.0);
-            let entries = match vfs.readdir(parent, Handle(fh.0), offset, batch).await {
+            let entries = match vfs.readdirplus(parent, Handle(fh.0), offset, batch).await {
                 Ok(entries) => entries,
                 Err(err) => return reply.error(errno("readdirplus", &err)),
             };
-            for entry in entries {
-                // Each entry but `.` and `..` is a lookup the kernel will forget later.
-                let (attr, ttl, counted_by_core) = match entry.attr {
-                    _ if is_dot(&entry.name) => (dot_attr(&entry), Duration::ZERO, false),
-                    Some(attr) => (attr, listing_ttl, false),
-                    // No attributes from the listing: a real lookup, counted by the core.
-                    None => match vfs.lookup(parent, OsStr::new(&entry.name)).await {
-                        Ok(found) => (found.attr, found.ttl, true),
-                        // Gone since the listing: leave it out rather than fail it all.
-                        Err(err) if err.errno() == libc::ENOENT => continue,
-                        Err(err) => return reply.error(errno("readdirplus", &err)),
-                    },
+            let mut entries = entries.into_iter();
+            for entry in entries.by_ref() {
+                // The core counted a lookup of each entry but `.` and `..`.
+                let counted = !is_dot(&entry.name);
+                // Without attributes (only `.` and `..` come so) the kernel gets the number
+                // and type, valid for no time: it asks again before using them.
+                let (attr, ttl) = match entry.attr {
+                    Some(attr) if counted => (attr, listing_ttl),
+                    _ => (dot_attr(&entry), Duration::ZERO),
                 };
                 let full = reply.add(
                     INodeNo(attr.ino.0),
@@ -734,18 +710,15 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
                     GENERATION,
                 );
                 if full {
-                    if counted_by_core {
-                        vfs.forget(attr.ino, 1);
+                    if counted {
+                        vfs.forget(entry.ino, 1);
                     }
                     break;
                 }
-                if !counted_by_core && !is_dot(&entry.name) {
-                    *listed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(attr.ino.0)
-                        .or_insert(0) += 1;
-                }
+            }
+            // What did not fit never reaches the kernel: its lookups go back.
+            for entry in entries.filter(|e| !is_dot(&e.name)) {
+                vfs.forget(entry.ino, 1);
             }
             reply.ok();
         });

@@ -146,15 +146,32 @@ impl LocalS3 {
         mountpoint: &Path,
         options: &MountOptions,
     ) -> Result<MountGuard, LocalError> {
+        Ok(self.mount_fs(config, mountpoint, options).await?.1)
+    }
+
+    /// Like [`mount`](Self::mount), and also returns the mounted [`S3Fs`], so that the
+    /// caller can look at it while it serves the kernel (e.g. its
+    /// [`inode_count`](S3Fs::inode_count)).
+    ///
+    /// # Errors
+    ///
+    /// As [`mount`](Self::mount).
+    pub async fn mount_fs(
+        &self,
+        config: FsConfig,
+        mountpoint: &Path,
+        options: &MountOptions,
+    ) -> Result<(Arc<S3Fs>, MountGuard), LocalError> {
         let ttl = config.metadata_ttl;
-        let vfs = S3Fs::try_new(self.connect().await?, config)?;
+        let fs = S3Fs::try_new(self.connect().await?, config)?;
+        let vfs = Arc::clone(&fs);
         let runtime = tokio::runtime::Handle::current();
         let mut options = options.clone();
         options.adapter.listing_ttl = ttl;
         let mountpoint = mountpoint.to_owned();
         let guard = tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
             .await??;
-        Ok(guard)
+        Ok((fs, guard))
     }
 
     /// Stops the endpoint and drops its connections.

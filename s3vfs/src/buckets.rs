@@ -179,6 +179,33 @@ impl BucketsFs {
         entry
     }
 
+    /// Entries listed by bucket `bucket` in its directory `local`, with global numbers.
+    fn globalize(bucket: usize, local: Ino, mut entries: Vec<DirEntry>) -> Vec<DirEntry> {
+        for entry in &mut entries {
+            entry.ino = if local == Ino::ROOT && entry.name == ".." {
+                Ino::ROOT
+            } else {
+                Ino(global(bucket, entry.ino.0))
+            };
+            if let Some(attr) = entry.attr.as_mut() {
+                attr.ino = entry.ino;
+            }
+        }
+        entries
+    }
+
+    /// Number of inodes held across the bucket file systems opened so far (each counts
+    /// its root; see [`S3Fs::inode_count`]), plus the bucket list's root.
+    pub fn inode_count(&self) -> usize {
+        let mounted: Vec<Arc<S3Fs>> = self
+            .lock()
+            .mounted
+            .iter()
+            .map(|(_, fs)| Arc::clone(fs))
+            .collect();
+        1 + mounted.iter().map(|fs| fs.inode_count()).sum::<usize>()
+    }
+
     fn refuse(&self, what: &str) -> VfsError {
         VfsError::ReadOnly(format!("{what}: the bucket list cannot be changed"))
     }
@@ -321,18 +348,33 @@ impl Vfs for BucketsFs {
         }
         let (bucket, fs, local) = self.route(ino)?;
         let local_handle = Handle(split(handle.0).1);
-        let mut entries = fs.readdir(local, local_handle, offset, max_entries).await?;
-        for entry in &mut entries {
-            entry.ino = if local == Ino::ROOT && entry.name == ".." {
-                Ino::ROOT
-            } else {
-                Ino(global(bucket, entry.ino.0))
-            };
-            if let Some(attr) = entry.attr.as_mut() {
-                attr.ino = entry.ino;
+        let entries = fs.readdir(local, local_handle, offset, max_entries).await?;
+        Ok(Self::globalize(bucket, local, entries))
+    }
+
+    async fn readdirplus(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+    ) -> VfsResult<Vec<DirEntry>> {
+        if ino == Ino::ROOT {
+            // Bucket roots are never dropped, so handing them out counts nothing.
+            let mut entries = self.readdir(ino, handle, offset, max_entries).await?;
+            for entry in &mut entries {
+                if entry.name != "." && entry.name != ".." {
+                    entry.attr = Some(self.getattr(entry.ino).await?.attr);
+                }
             }
+            return Ok(entries);
         }
-        Ok(entries)
+        let (bucket, fs, local) = self.route(ino)?;
+        let local_handle = Handle(split(handle.0).1);
+        let entries = fs
+            .readdirplus(local, local_handle, offset, max_entries)
+            .await?;
+        Ok(Self::globalize(bucket, local, entries))
     }
 
     async fn releasedir(&self, ino: Ino, handle: Handle) -> VfsResult<()> {

@@ -37,6 +37,33 @@ const READ_CHUNK: usize = 1024 * 1024;
 /// Entries fetched per `readdir` call by [`ReadDir`].
 const DIR_BATCH: usize = 1024;
 
+/// One lookup of an inode the library holds: given back (forgotten) when dropped, as the
+/// kernel does when it stops caching a name, so that walking paths does not keep their
+/// inodes in the table. Open handles hold their inode on their own.
+struct Hold {
+    fs: Arc<S3Fs>,
+    ino: Ino,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.fs.forget(self.ino, 1);
+    }
+}
+
+/// A path walked to its inode, held while this lives (the root needs no hold).
+struct Resolved {
+    attr: FileAttr,
+    /// Given back on drop; moved out to outlive the attributes.
+    hold: Option<Hold>,
+}
+
+impl Resolved {
+    fn ino(&self) -> Ino {
+        self.attr.ino
+    }
+}
+
 /// A file system over S3 addressed by paths (`"a/b.txt"`, `"/a/b.txt"`).
 #[derive(Clone, Debug)]
 pub struct S3Vfs {
@@ -175,33 +202,49 @@ impl S3Vfs {
         &self.fs
     }
 
-    /// Walks `path` from the root.
-    async fn resolve(&self, path: &str) -> VfsResult<FileAttr> {
+    /// Walks `path` from the root; each directory's lookup is given back once its child
+    /// is found, the last one when the result is dropped.
+    async fn resolve(&self, path: &str) -> VfsResult<Resolved> {
         let path = FsPath::parse(path)?;
-        let mut attr = self.fs.getattr(Ino::ROOT).await?.attr;
+        let mut at = Resolved {
+            attr: self.fs.getattr(Ino::ROOT).await?.attr,
+            hold: None,
+        };
         if path.is_root() {
-            return Ok(attr);
+            return Ok(at);
         }
         for part in path.as_str().split('/') {
-            attr = self.fs.lookup(attr.ino, OsStr::new(part)).await?.attr;
+            let attr = self.fs.lookup(at.ino(), OsStr::new(part)).await?.attr;
+            at = Resolved {
+                attr,
+                hold: Some(self.hold(attr.ino)),
+            };
         }
-        Ok(attr)
+        Ok(at)
+    }
+
+    /// Holds one lookup of `ino` that the file system counted for us.
+    fn hold(&self, ino: Ino) -> Hold {
+        Hold {
+            fs: Arc::clone(&self.fs),
+            ino,
+        }
     }
 
     /// Attributes of `path`.
     pub async fn metadata(&self, path: &str) -> VfsResult<Metadata> {
         Ok(Metadata {
-            attr: self.resolve(path).await?,
+            attr: self.resolve(path).await?.attr,
         })
     }
 
     /// Lists directory `path`, one LIST page at a time.
     pub async fn read_dir(&self, path: &str) -> VfsResult<ReadDir> {
-        let attr = self.resolve(path).await?;
-        let handle = self.fs.opendir(attr.ino).await?;
+        let dir = self.resolve(path).await?;
+        let handle = self.fs.opendir(dir.ino()).await?;
         Ok(ReadDir {
             fs: Arc::clone(&self.fs),
-            ino: attr.ino,
+            ino: dir.ino(),
             handle,
             offset: 0,
             buffered: VecDeque::new(),
@@ -219,17 +262,17 @@ impl S3Vfs {
         let flags = options.flags();
         let (ino, handle, size) = match self.resolve(path).await {
             Ok(_) if options.create_new => return Err(VfsError::Exists(path.to_owned())),
-            Ok(attr) if attr.kind == FileKind::Directory => {
+            Ok(found) if found.attr.kind == FileKind::Directory => {
                 return Err(VfsError::IsADirectory(path.to_owned()))
             }
-            Ok(attr) => {
-                let handle = self.fs.open(attr.ino, flags).await?;
+            Ok(found) => {
+                let handle = self.fs.open(found.ino(), flags).await?;
                 let size = if flags.truncate && flags.write {
                     0
                 } else {
-                    attr.size
+                    found.attr.size
                 };
-                (attr.ino, handle, size)
+                (found.ino(), handle, size)
             }
             Err(VfsError::NotFound(_)) if options.create || options.create_new => {
                 let parsed = FsPath::parse(path)?;
@@ -237,17 +280,22 @@ impl S3Vfs {
                     Some((parent, name)) => (parent.to_owned(), name.to_owned()),
                     None => (String::new(), parsed.as_str().to_owned()),
                 };
-                let parent_ino = match self.resolve(&parent).await {
-                    Ok(attr) => attr.ino,
+                let (parent_ino, _parent_hold) = match self.resolve(&parent).await {
+                    Ok(found) => (found.attr.ino, found.hold),
                     // Like any object store: a file may be created under a prefix that has
                     // no object yet; its directories appear with it.
-                    Err(VfsError::NotFound(_)) => self.fs.implicit_dir(&FsPath::parse(&parent)?)?,
+                    Err(VfsError::NotFound(_)) => {
+                        let ino = self.fs.implicit_dir(&FsPath::parse(&parent)?)?;
+                        (ino, Some(self.hold(ino)))
+                    }
                     Err(err) => return Err(err),
                 };
                 let (entry, handle) = self
                     .fs
                     .create(parent_ino, OsStr::new(&name), 0o644, flags)
                     .await?;
+                // The handle holds the new inode; the lookup create counted is not kept.
+                drop(self.hold(entry.attr.ino));
                 (entry.attr.ino, handle, 0)
             }
             Err(err) => return Err(err),
@@ -295,8 +343,8 @@ impl S3Vfs {
         file.complete().await
     }
 
-    /// The parent directory's inode and the last component of `path`.
-    async fn parent_of(&self, path: &str) -> VfsResult<(Ino, String)> {
+    /// The parent directory of `path` (held until dropped) and its last component.
+    async fn parent_of(&self, path: &str) -> VfsResult<(Resolved, String)> {
         let parsed = FsPath::parse(path)?;
         let (parent, name) = match parsed.as_str().rsplit_once('/') {
             Some((parent, name)) => (parent.to_owned(), name.to_owned()),
@@ -307,20 +355,22 @@ impl S3Vfs {
                 "the root has no parent".to_owned(),
             ));
         }
-        let attr = self.resolve(&parent).await?;
-        if attr.kind != FileKind::Directory {
+        let dir = self.resolve(&parent).await?;
+        if dir.attr.kind != FileKind::Directory {
             return Err(VfsError::NotADirectory(parent));
         }
-        Ok((attr.ino, name))
+        Ok((dir, name))
     }
 
     /// Creates directory `path` (its parent must exist), mode 0755.
     pub async fn create_dir(&self, path: &str) -> VfsResult<()> {
         let (parent, name) = self.parent_of(path).await?;
-        self.fs
-            .mkdir(parent, OsStr::new(&name), 0o755)
-            .await
-            .map(|_| ())
+        let entry = self
+            .fs
+            .mkdir(parent.ino(), OsStr::new(&name), 0o755)
+            .await?;
+        drop(self.hold(entry.attr.ino));
+        Ok(())
     }
 
     /// Creates directory `path` and every missing parent.
@@ -344,13 +394,13 @@ impl S3Vfs {
     /// Removes file (or symbolic link) `path`.
     pub async fn remove_file(&self, path: &str) -> VfsResult<()> {
         let (parent, name) = self.parent_of(path).await?;
-        self.fs.unlink(parent, OsStr::new(&name)).await
+        self.fs.unlink(parent.ino(), OsStr::new(&name)).await
     }
 
     /// Removes empty directory `path`.
     pub async fn remove_dir(&self, path: &str) -> VfsResult<()> {
         let (parent, name) = self.parent_of(path).await?;
-        self.fs.rmdir(parent, OsStr::new(&name)).await
+        self.fs.rmdir(parent.ino(), OsStr::new(&name)).await
     }
 
     /// Renames `from` to `to`, replacing a file (or an empty directory) there.
@@ -359,9 +409,9 @@ impl S3Vfs {
         let (to_parent, to_name) = self.parent_of(to).await?;
         self.fs
             .rename(
-                from_parent,
+                from_parent.ino(),
                 OsStr::new(&from_name),
-                to_parent,
+                to_parent.ino(),
                 OsStr::new(&to_name),
                 false,
             )
@@ -371,38 +421,42 @@ impl S3Vfs {
     /// Creates symbolic link `link` pointing at `target`.
     pub async fn symlink(&self, target: &str, link: &str) -> VfsResult<()> {
         let (parent, name) = self.parent_of(link).await?;
-        self.fs
-            .symlink(parent, OsStr::new(&name), OsStr::new(target))
-            .await
-            .map(|_| ())
+        let entry = (self.fs)
+            .symlink(parent.ino(), OsStr::new(&name), OsStr::new(target))
+            .await?;
+        drop(self.hold(entry.attr.ino));
+        Ok(())
     }
 
     /// The target of symbolic link `path`.
     pub async fn read_link(&self, path: &str) -> VfsResult<String> {
-        let attr = self.resolve(path).await?;
-        let target = self.fs.readlink(attr.ino).await?;
+        let link = self.resolve(path).await?;
+        let target = self.fs.readlink(link.ino()).await?;
         String::from_utf8(target.to_vec())
             .map_err(|_| VfsError::InvalidArgument(format!("{path}: target is not UTF-8")))
     }
 
     /// Sets the size of file `path` (truncating or extending with zeros), durably.
     pub async fn set_len(&self, path: &str, size: u64) -> VfsResult<()> {
-        let attr = self.resolve(path).await?;
+        let file = self.resolve(path).await?;
         let changes = SetAttr {
             size: Some(size),
             ..SetAttr::default()
         };
-        self.fs.setattr(attr.ino, None, changes).await.map(|_| ())
+        self.fs.setattr(file.ino(), None, changes).await.map(|_| ())
     }
 
     /// Sets the permission bits of `path` (stored as `x-amz-meta-mode`).
     pub async fn set_permissions(&self, path: &str, mode: u32) -> VfsResult<()> {
-        let attr = self.resolve(path).await?;
+        let found = self.resolve(path).await?;
         let changes = SetAttr {
             mode: Some(mode & 0o7777),
             ..SetAttr::default()
         };
-        self.fs.setattr(attr.ino, None, changes).await.map(|_| ())
+        self.fs
+            .setattr(found.ino(), None, changes)
+            .await
+            .map(|_| ())
     }
 
     /// Reads the whole file at `path`.

@@ -53,12 +53,36 @@ enum OpenHandle {
         file: Arc<OpenFile>,
         flags: OpenFlags,
     },
-    Dir(Arc<tokio::sync::Mutex<DirStream>>),
+    Dir {
+        ino: Ino,
+        stream: Arc<tokio::sync::Mutex<DirStream>>,
+    },
+}
+
+impl OpenHandle {
+    fn ino(&self) -> Ino {
+        match self {
+            OpenHandle::File { ino, .. } | OpenHandle::Dir { ino, .. } => *ino,
+        }
+    }
+}
+
+/// The number of a listed entry before it is handed out (numbers are taken then, so that
+/// one handed to the kernel is counted and one forgotten meanwhile is not handed out).
+const UNNUMBERED: Ino = Ino(0);
+
+/// A produced entry of an open directory.
+struct WindowEntry {
+    /// The entry; its number is [`UNNUMBERED`] unless it is `.` or `..`.
+    entry: DirEntry,
+    /// Its path; `None` for `.` and `..`, whose numbers are fixed at open.
+    path: Option<FsPath>,
 }
 
 /// The state of one open directory: a window of produced entries over the LIST stream.
 ///
-/// Entries are numbered by offset (`.` is 1, `..` is 2, then the listing). The window keeps
+/// Entries are numbered by offset (`.` is 1, `..` is 2, then the listing); inode numbers
+/// are taken when an entry is handed out. The window keeps
 /// entries the caller has not confirmed yet (those after the offset it last passed), so a
 /// reply buffer that filled up can be re-read; an offset before the window restarts the
 /// listing from the start and skips forward.
@@ -66,7 +90,7 @@ struct DirStream {
     path: FsPath,
     ino: Ino,
     parent: Ino,
-    window: VecDeque<DirEntry>,
+    window: VecDeque<WindowEntry>,
     produced: u64,
     /// The continuation token of the next LIST page.
     token: Option<String>,
@@ -225,40 +249,65 @@ impl S3Fs {
     /// after close, a failed upload) uploads them in the background, and keeps them in
     /// the recovery directory if that fails.
     pub fn close_handle(&self, handle: Handle) {
-        let removed = lock(&self.handles).remove(&handle.0);
-        if let Some(OpenHandle::File { ino, file, .. }) = removed {
-            if self.drop_file_handle(ino, &file) {
+        let Some(removed) = lock(&self.handles).remove(&handle.0) else {
+            return;
+        };
+        let ino = removed.ino();
+        if let OpenHandle::File { file, .. } = &removed {
+            if self.drop_file_handle(ino, file) {
                 match (self.this.upgrade(), tokio::runtime::Handle::try_current()) {
                     (Some(fs), Ok(runtime)) => {
-                        runtime.spawn(async move { fs.finish_last_close(ino, &file).await });
+                        // The inode stays held until the file is saved or kept.
+                        let file = Arc::clone(file);
+                        runtime.spawn(async move {
+                            fs.finish_last_close(ino, &file).await;
+                            fs.inodes.close(ino);
+                        });
+                        return;
                     }
-                    _ => self.keep_unsaved_now(ino, &file),
+                    _ => self.keep_unsaved_now(ino, file),
                 }
             }
         }
+        self.inodes.close(ino);
     }
 
     /// Closes a handle like [`close_handle`](Self::close_handle), waiting for the last
     /// close's upload (or its keeping in the recovery directory).
     pub async fn release_handle(&self, handle: Handle) {
-        let removed = lock(&self.handles).remove(&handle.0);
-        if let Some(OpenHandle::File { ino, file, .. }) = removed {
-            if self.drop_file_handle(ino, &file) {
-                self.finish_last_close(ino, &file).await;
+        let Some(removed) = lock(&self.handles).remove(&handle.0) else {
+            return;
+        };
+        let ino = removed.ino();
+        if let OpenHandle::File { file, .. } = &removed {
+            if self.drop_file_handle(ino, file) {
+                self.finish_last_close(ino, file).await;
             }
         }
+        self.inodes.close(ino);
+    }
+
+    /// Number of inodes the file system holds (the root included): those the kernel (or a
+    /// library caller) has looked up and not forgotten, those open, and at most
+    /// [`MAX_UNREFERENCED`](crate::inode::MAX_UNREFERENCED) more shown in listings. For
+    /// monitoring and tests.
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
     }
 
     /// The inode of directory `path` without asking the store: for library users creating
     /// a file under a prefix that has no object yet (the directory appears with the file,
     /// as in any object store). Fails if `path` is known to be something else.
+    ///
+    /// Counts one lookup of the inode, as [`Vfs::lookup`] does: [`forget`](Vfs::forget) it
+    /// when done.
     pub fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
         if let Some(stat) = self.open_file_stat(path).or_else(|| self.meta.get(path)) {
             if stat.kind != FileKind::Directory {
                 return Err(VfsError::NotADirectory(path.to_string()));
             }
         }
-        Ok(self.inodes.assign(path, FileKind::Directory))
+        Ok(self.inodes.lookup(path, FileKind::Directory))
     }
 
     /// Reads through an open file handle as slices of the fetched data, without joining
@@ -434,15 +483,21 @@ impl S3Fs {
         Ok(stat)
     }
 
+    /// Registers `handle`; its inode stays in the table until the handle is closed.
     fn new_handle(&self, handle: OpenHandle) -> Handle {
         let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        if !self.inodes.open(handle.ino()) {
+            // Every caller opens an inode it holds a lookup of; only one that broke the
+            // protocol gets here, and its handle then works by the path it resolved.
+            tracing::debug!(ino = handle.ino().0, "a handle opened on a forgotten inode");
+        }
         lock(&self.handles).insert(id, handle);
         Handle(id)
     }
 
     fn dir_handle(&self, handle: Handle) -> VfsResult<Arc<tokio::sync::Mutex<DirStream>>> {
         match lock(&self.handles).get(&handle.0) {
-            Some(OpenHandle::Dir(d)) => Ok(Arc::clone(d)),
+            Some(OpenHandle::Dir { stream, .. }) => Ok(Arc::clone(stream)),
             _ => Err(VfsError::BadHandle),
         }
     }
@@ -541,18 +596,69 @@ impl S3Fs {
         for (name, path, stat) in listed {
             // A file with local changes shows them, not the store's version.
             let stat = self.open_file_stat(&path).unwrap_or(stat);
-            let ino = self.inodes.assign(&path, stat.kind);
             self.meta.put_listed(&path, stat.clone());
             stream.produced += 1;
-            stream.window.push_back(DirEntry {
-                ino,
-                name,
-                kind: stat.kind,
-                next_offset: stream.produced,
-                attr: Some(self.attr(ino, &stat)),
+            stream.window.push_back(WindowEntry {
+                entry: DirEntry {
+                    ino: UNNUMBERED,
+                    name,
+                    kind: stat.kind,
+                    next_offset: stream.produced,
+                    attr: Some(self.attr(UNNUMBERED, &stat)),
+                },
+                path: Some(path),
             });
         }
         Ok(())
+    }
+
+    /// Up to `max_entries` entries of the open directory `handle` from `offset` (see
+    /// [`Vfs::readdir`]), numbered now; with `counted`, each but `.` and `..` counts one
+    /// lookup (`readdirplus`), else the numbers are only shown.
+    async fn list_dir(
+        &self,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+        counted: bool,
+    ) -> VfsResult<Vec<DirEntry>> {
+        let stream = self.dir_handle(handle)?;
+        // One reader of a directory handle at a time: the stream is a cursor.
+        let mut stream = stream.lock().await;
+        if offset < stream.window_base() {
+            self.restart_dir(&mut stream);
+        }
+        let wanted = offset.saturating_add(max_entries as u64);
+        while stream.produced < wanted && !stream.listing_done {
+            self.fill_dir(&mut stream).await?;
+        }
+        while stream
+            .window
+            .front()
+            .is_some_and(|e| e.entry.next_offset <= offset)
+        {
+            stream.window.pop_front();
+        }
+        Ok(stream
+            .window
+            .iter()
+            .filter(|e| e.entry.next_offset > offset)
+            .take(max_entries)
+            .map(|produced| {
+                let mut entry = produced.entry.clone();
+                if let Some(path) = &produced.path {
+                    entry.ino = if counted {
+                        self.inodes.lookup(path, entry.kind)
+                    } else {
+                        self.inodes.assign(path, entry.kind)
+                    };
+                    if let Some(attr) = entry.attr.as_mut() {
+                        attr.ino = entry.ino;
+                    }
+                }
+                entry
+            })
+            .collect())
     }
 
     /// One LIST page of the directory, as entries; the last page stores the whole listing
@@ -664,20 +770,18 @@ impl DirStream {
     /// Back to the first entry.
     fn restart(&mut self, ns: &Namespace) {
         self.window.clear();
-        self.window.push_back(DirEntry {
-            ino: self.ino,
-            name: ".".to_owned(),
-            kind: FileKind::Directory,
-            next_offset: 1,
-            attr: None,
-        });
-        self.window.push_back(DirEntry {
-            ino: self.parent,
-            name: "..".to_owned(),
-            kind: FileKind::Directory,
-            next_offset: 2,
-            attr: None,
-        });
+        for (ino, name) in [(self.ino, "."), (self.parent, "..")] {
+            self.window.push_back(WindowEntry {
+                entry: DirEntry {
+                    ino,
+                    name: name.to_owned(),
+                    kind: FileKind::Directory,
+                    next_offset: self.window.len() as u64 + 1,
+                    attr: None,
+                },
+                path: None,
+            });
+        }
         self.produced = 2;
         self.token = None;
         self.listing_done = false;
@@ -690,7 +794,7 @@ impl DirStream {
     fn window_base(&self) -> u64 {
         self.window
             .front()
-            .map_or(self.produced, |e| e.next_offset - 1)
+            .map_or(self.produced, |e| e.entry.next_offset - 1)
     }
 }
 
@@ -701,12 +805,12 @@ impl Vfs for S3Fs {
         let name = FileName::from_os(name)?;
         let path = parent_path.join(&name);
         let stat = self.stat_path(&path).await?;
-        let ino = self.inodes.assign(&path, stat.kind);
+        let ino = self.inodes.lookup(&path, stat.kind);
         Ok(self.entry(ino, &stat))
     }
 
-    fn forget(&self, _ino: Ino, _nlookup: u64) {
-        // Inode numbers stay assigned for the life of the file system (stable per path).
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        self.inodes.forget(ino, nlookup);
     }
 
     async fn getattr(&self, ino: Ino) -> VfsResult<Entry> {
@@ -759,7 +863,10 @@ impl Vfs for S3Fs {
     async fn opendir(&self, ino: Ino) -> VfsResult<Handle> {
         let path = self.dir_path(ino)?;
         let stream = self.new_dir_stream(path, ino);
-        Ok(self.new_handle(OpenHandle::Dir(Arc::new(tokio::sync::Mutex::new(stream)))))
+        Ok(self.new_handle(OpenHandle::Dir {
+            ino,
+            stream: Arc::new(tokio::sync::Mutex::new(stream)),
+        }))
     }
 
     async fn readdir(
@@ -769,34 +876,21 @@ impl Vfs for S3Fs {
         offset: u64,
         max_entries: usize,
     ) -> VfsResult<Vec<DirEntry>> {
-        let stream = self.dir_handle(handle)?;
-        // One reader of a directory handle at a time: the stream is a cursor.
-        let mut stream = stream.lock().await;
-        if offset < stream.window_base() {
-            self.restart_dir(&mut stream);
-        }
-        let wanted = offset.saturating_add(max_entries as u64);
-        while stream.produced < wanted && !stream.listing_done {
-            self.fill_dir(&mut stream).await?;
-        }
-        while stream
-            .window
-            .front()
-            .is_some_and(|e| e.next_offset <= offset)
-        {
-            stream.window.pop_front();
-        }
-        Ok(stream
-            .window
-            .iter()
-            .filter(|e| e.next_offset > offset)
-            .take(max_entries)
-            .cloned()
-            .collect())
+        self.list_dir(handle, offset, max_entries, false).await
+    }
+
+    async fn readdirplus(
+        &self,
+        _ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+    ) -> VfsResult<Vec<DirEntry>> {
+        self.list_dir(handle, offset, max_entries, true).await
     }
 
     async fn releasedir(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        lock(&self.handles).remove(&handle.0);
+        self.close_handle(handle);
         Ok(())
     }
 

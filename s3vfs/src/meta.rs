@@ -2,9 +2,12 @@
 //! for a TTL.
 //!
 //! Invariant: an entry is served only while younger than its TTL, so a change made by
-//! another machine is seen at most one TTL later. Both maps are bounded: past the bound,
-//! expired entries are swept, and if that is not enough the whole map is dropped (the
-//! cost is extra requests, never a wrong answer).
+//! another machine is seen at most one TTL later. Both maps are bounded: each time one has
+//! doubled since its last sweep, entries no longer worth keeping are swept out (expired
+//! "no such file" answers, and expired stats except those read by HEAD, which hold what a
+//! LIST cannot tell and are reused for the same object version), so a walk over millions
+//! of names keeps about one TTL's worth; past [`MAX_ENTRIES`] the whole map is dropped
+//! (the cost is extra requests, never a wrong answer).
 
 use crate::attrs::PosixMeta;
 use crate::namespace::FsPath;
@@ -14,8 +17,62 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Most entries per cache before sweeping.
+/// Most entries per cache; past it, the cache is emptied.
 const MAX_ENTRIES: usize = 1 << 20;
+
+/// A map is not swept before it holds this many entries.
+const SWEEP_FLOOR: usize = 4096;
+
+/// A map of entries by path, swept each time it has doubled since its last sweep: an
+/// amortized constant cost per insert, and never more than about twice the entries worth
+/// keeping. Reads and removals go straight to the map.
+#[derive(Debug)]
+struct Swept<V> {
+    map: HashMap<FsPath, V>,
+    /// Size at which the next insert sweeps first.
+    sweep_at: usize,
+}
+
+impl<V> Default for Swept<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_at: SWEEP_FLOOR,
+        }
+    }
+}
+
+impl<V> std::ops::Deref for Swept<V> {
+    type Target = HashMap<FsPath, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<V> std::ops::DerefMut for Swept<V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl<V> Swept<V> {
+    /// Inserts `value` for `path`, first keeping only the entries `keep` wants if the map
+    /// has doubled since the last sweep.
+    fn insert_sweeping(&mut self, path: &FsPath, value: V, keep: impl Fn(&V) -> bool) {
+        if self.map.len() >= self.sweep_at {
+            self.map.retain(|_, v| keep(v));
+            if self.map.len() >= MAX_ENTRIES {
+                self.map.clear();
+            }
+            let len = self.map.len();
+            if self.map.capacity() > 4 * len.max(SWEEP_FLOOR) {
+                self.map.shrink_to(2 * len);
+            }
+            self.sweep_at = (2 * len).clamp(SWEEP_FLOOR, MAX_ENTRIES);
+        }
+        self.map.insert(path.clone(), value);
+    }
+}
 
 /// What the store told us about a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,8 +154,8 @@ impl Stat {
 pub struct MetaCache {
     ttl: Duration,
     negative_ttl: Duration,
-    stats: Mutex<HashMap<FsPath, (Stat, Instant)>>,
-    missing: Mutex<HashMap<FsPath, Instant>>,
+    stats: Mutex<Swept<(Stat, Instant)>>,
+    missing: Mutex<Swept<Instant>>,
     /// Whole directory listings (name, stat), by directory.
     listings: Mutex<HashMap<FsPath, (Listing, Instant)>>,
 }
@@ -127,8 +184,8 @@ impl MetaCache {
         Self {
             ttl,
             negative_ttl,
-            stats: Mutex::new(HashMap::new()),
-            missing: Mutex::new(HashMap::new()),
+            stats: Mutex::new(Swept::default()),
+            missing: Mutex::new(Swept::default()),
             listings: Mutex::new(HashMap::new()),
         }
     }
@@ -217,15 +274,10 @@ impl MetaCache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut stats = lock(&self.stats);
-        if stats.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            stats.retain(|_, (_, at)| at.elapsed() < ttl);
-            if stats.len() >= MAX_ENTRIES {
-                stats.clear();
-            }
-        }
-        stats.insert(path.clone(), (stat, Instant::now()));
+        let ttl = self.ttl;
+        lock(&self.stats).insert_sweeping(path, (stat, Instant::now()), |(stat, at)| {
+            stat.from_head || at.elapsed() < ttl
+        });
     }
 
     /// Whether `path` is freshly known not to exist.
@@ -243,15 +295,8 @@ impl MetaCache {
         if self.negative_ttl.is_zero() {
             return;
         }
-        let mut missing = lock(&self.missing);
-        if missing.len() >= MAX_ENTRIES {
-            let ttl = self.negative_ttl;
-            missing.retain(|_, at| at.elapsed() < ttl);
-            if missing.len() >= MAX_ENTRIES {
-                missing.clear();
-            }
-        }
-        missing.insert(path.clone(), Instant::now());
+        let ttl = self.negative_ttl;
+        lock(&self.missing).insert_sweeping(path, Instant::now(), |at| at.elapsed() < ttl);
     }
 
     /// Something now exists at `path`, whose ancestors may be new (implied) directories:
@@ -360,6 +405,38 @@ mod tests {
         assert!(cache.is_missing(&p));
         cache.put(&p, Stat::directory(SystemTime::UNIX_EPOCH));
         assert!(!cache.is_missing(&p));
+    }
+
+    #[test]
+    fn a_long_walk_keeps_about_one_ttl_and_what_only_head_tells() {
+        let cache = MetaCache::new(Duration::from_millis(20), Duration::from_millis(20));
+        let path = |i: usize| FsPath::parse(&format!("d/f{i}")).unwrap();
+        let listed = Stat::directory(SystemTime::UNIX_EPOCH);
+        let headed = Stat {
+            from_head: true,
+            ..listed.clone()
+        };
+        cache.put(&path(0), headed.clone());
+        for i in 1..SWEEP_FLOOR {
+            cache.put_listed(&path(i), listed.clone());
+            cache.put_missing(&FsPath::parse(&format!("gone{i}")).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        // The next walk of as many names: the expired ones go at the first sweep.
+        for i in SWEEP_FLOOR..3 * SWEEP_FLOOR {
+            cache.put_listed(&path(i), listed.clone());
+            cache.put_missing(&FsPath::parse(&format!("gone{i}")).unwrap());
+        }
+        let stats = lock(&cache.stats);
+        assert!(stats.len() <= 2 * SWEEP_FLOOR + 1, "{} stats", stats.len());
+        assert!(!stats.contains_key(&path(1)), "expired and listed: swept");
+        drop(stats);
+        assert!(lock(&cache.missing).len() <= 2 * SWEEP_FLOOR);
+        assert_eq!(
+            cache.get_any(&path(0)),
+            Some(headed),
+            "what HEAD told is kept past the TTL"
+        );
     }
 
     #[test]

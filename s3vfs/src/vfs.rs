@@ -10,7 +10,8 @@ use bytes::Bytes;
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
-/// An inode number. Stable for a path while the file system lives; 1 is the root.
+/// An inode number. Stable for a path while a caller holds a lookup of it or a handle on
+/// it (see [`Vfs::forget`]); never reused for another file. 1 is the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ino(pub u64);
 
@@ -180,11 +181,21 @@ pub struct Entry {
 ///
 /// Every call may be made concurrently from many tasks. Errors carry one errno each
 /// ([`VfsError::errno`](crate::error::VfsError::errno)).
+///
+/// Lookup counts, as FUSE keeps them: every successful call that hands out an entry —
+/// [`lookup`](Vfs::lookup), [`create`](Vfs::create), [`mkdir`](Vfs::mkdir),
+/// [`symlink`](Vfs::symlink), and each entry but `.` and `..` of
+/// [`readdirplus`](Vfs::readdirplus) — counts one lookup of its inode before it returns;
+/// the caller gives each back with [`forget`](Vfs::forget) when it no longer needs the
+/// number. An inode stays (and keeps its number) while it has lookups or open handles; then
+/// the file system may drop it. Numbers shown by plain [`readdir`](Vfs::readdir) count
+/// nothing and may be dropped at any time. The root is never dropped.
 #[async_trait]
 pub trait Vfs: Send + Sync + 'static {
-    /// Finds `name` in directory `parent`.
+    /// Finds `name` in directory `parent`. Counts one lookup.
     async fn lookup(&self, parent: Ino, name: &OsStr) -> VfsResult<Entry>;
-    /// The kernel dropped `nlookup` references to `ino`.
+    /// Gives back `nlookup` lookups of `ino` (FUSE `FORGET`); an inode left with none and
+    /// without open handles is dropped. Unknown numbers are ignored.
     fn forget(&self, ino: Ino, nlookup: u64);
     /// Attributes of `ino`.
     async fn getattr(&self, ino: Ino) -> VfsResult<Entry>;
@@ -205,6 +216,44 @@ pub trait Vfs: Send + Sync + 'static {
         offset: u64,
         max_entries: usize,
     ) -> VfsResult<Vec<DirEntry>>;
+    /// Like [`readdir`](Vfs::readdir), for FUSE `READDIRPLUS`: every entry but `.` and
+    /// `..` has its attributes and counts one lookup (the kernel keeps them as
+    /// looked up). A caller that does not pass an entry on forgets it.
+    ///
+    /// The default lists with `readdir` and looks each entry up (leaving out entries gone
+    /// since); file systems that know attributes from the listing do better.
+    async fn readdirplus(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+    ) -> VfsResult<Vec<DirEntry>> {
+        let listed = self.readdir(ino, handle, offset, max_entries).await?;
+        let mut entries = Vec::with_capacity(listed.len());
+        for mut entry in listed {
+            if entry.name == "." || entry.name == ".." {
+                entries.push(entry);
+                continue;
+            }
+            match self.lookup(ino, OsStr::new(&entry.name)).await {
+                Ok(found) => {
+                    entry.ino = found.attr.ino;
+                    entry.kind = found.attr.kind;
+                    entry.attr = Some(found.attr);
+                    entries.push(entry);
+                }
+                Err(err) if err.errno() == libc::ENOENT => {}
+                Err(err) => {
+                    for counted in entries.iter().filter(|e| e.name != "." && e.name != "..") {
+                        self.forget(counted.ino, 1);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(entries)
+    }
     /// Closes a directory handle.
     async fn releasedir(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
 
@@ -221,7 +270,7 @@ pub trait Vfs: Send + Sync + 'static {
     /// The last reference to a handle is gone.
     async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
 
-    /// Creates and opens a regular file.
+    /// Creates and opens a regular file. Counts one lookup.
     async fn create(
         &self,
         parent: Ino,
@@ -229,7 +278,7 @@ pub trait Vfs: Send + Sync + 'static {
         mode: u32,
         flags: OpenFlags,
     ) -> VfsResult<(Entry, Handle)>;
-    /// Creates a directory.
+    /// Creates a directory. Counts one lookup.
     async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry>;
     /// Removes a file or symlink.
     async fn unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()>;
@@ -244,7 +293,7 @@ pub trait Vfs: Send + Sync + 'static {
         new_name: &OsStr,
         no_replace: bool,
     ) -> VfsResult<()>;
-    /// Creates a symbolic link `name` in `parent` pointing at `target`.
+    /// Creates a symbolic link `name` in `parent` pointing at `target`. Counts one lookup.
     async fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Entry>;
 
     /// Value of an extended attribute.

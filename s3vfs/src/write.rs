@@ -856,12 +856,14 @@ impl S3Fs {
             }
             Ok(_) if flags.exclusive => return Err(VfsError::Exists(path.to_string())),
             Ok(stat) => {
-                let ino = self.inodes.assign(&path, stat.kind);
+                let ino = self.inodes.lookup(&path, stat.kind);
                 let flags = OpenFlags {
                     write: true,
                     ..flags
                 };
-                let file = self.open_existing(ino, &path, &stat, flags).await?;
+                // The lookup counted above goes with a failed open: nobody will forget it.
+                let file = (self.open_existing(ino, &path, &stat, flags).await)
+                    .inspect_err(|_| self.inodes.forget(ino, 1))?;
                 let stat = self.current_stat(&file).await;
                 let handle = self.new_file_handle(ino, file, flags);
                 return Ok((self.entry(ino, &stat), handle));
@@ -869,8 +871,9 @@ impl S3Fs {
             Err(VfsError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        let ino = self.inodes.assign(&path, FileKind::File);
-        let file = self.open_file(ino, &path, None)?;
+        let ino = self.inodes.lookup(&path, FileKind::File);
+        let file =
+            (self.open_file(ino, &path, None)).inspect_err(|_| self.inodes.forget(ino, 1))?;
         let stat = {
             let mut state = file.state.lock().await;
             state.posix = self.new_posix_meta(FileKind::File, mode);

@@ -833,6 +833,13 @@ async fn inode_numbers(seen: Errnos) {
     assert_eq!(m.ino("f").await, f, "stable for the path");
     m.rename("f", "g", false).await.unwrap();
     assert_eq!(m.ino("g").await, f, "carried over by a rename");
+    // Three lookups so far: the inode stays until the kernel forgot all three.
+    m.fs.forget(f, 2);
+    assert_eq!(m.fs.getattr(f).await.unwrap().attr.ino, f);
+    m.fs.forget(f, 1);
+    seen.refuses(m.fs.getattr(f).await, libc::ENOENT);
+    let g = m.ino("g").await;
+    assert_ne!(g, f, "a new number after the forget, never the old one");
     let k = m.ino("k").await;
     store.remove("k");
     store.insert("k/x", "1");

@@ -16,7 +16,7 @@
 
 use s3vfs::config::DataCacheConfig;
 use s3vfs::store::ObjectStore;
-use s3vfs::FsConfig;
+use s3vfs::{FsConfig, S3Fs};
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{MountGuard, MountOptions};
 use s3vfs_testkit::fault::{CountingStore, FaultStore};
@@ -139,6 +139,7 @@ pub(crate) use test_with_every_cache;
 pub struct TestMount {
     // Dropped in this order after `Drop::drop` unmounted: the endpoint needs the runtime.
     guard: Option<MountGuard>,
+    fs: Option<Arc<S3Fs>>,
     local: Option<LocalS3>,
     runtime: Option<Runtime>,
     mountpoint: PathBuf,
@@ -235,12 +236,12 @@ impl TestMount {
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).expect("cannot create the mountpoint");
         let mounted_config = cache.apply(config.clone(), &dir.path().join("cache"));
-        let (local, guard) = runtime.block_on(async {
+        let (local, (fs, guard)) = runtime.block_on(async {
             let local = LocalS3::start_serving(BUCKET, store, served, 0)
                 .await
                 .expect("cannot start the local S3 endpoint");
-            let guard = local
-                .mount(mounted_config, &mountpoint, &options)
+            let mounted = local
+                .mount_fs(mounted_config, &mountpoint, &options)
                 .await
                 .unwrap_or_else(|err| {
                     panic!(
@@ -248,11 +249,12 @@ impl TestMount {
                         mountpoint.display()
                     )
                 });
-            (local, guard)
+            (local, mounted)
         });
         Self {
             mountpoint: guard.mountpoint().to_owned(),
             guard: Some(guard),
+            fs: Some(fs),
             local: Some(local),
             runtime: Some(runtime),
             config,
@@ -274,6 +276,13 @@ impl TestMount {
             self.options.clone(),
             self.cache,
         )
+    }
+
+    /// The file system the mount serves, to look at its state (e.g. its inode count).
+    pub fn fs(&self) -> &Arc<S3Fs> {
+        self.fs
+            .as_ref()
+            .expect("the file system lives as long as the mount")
     }
 
     /// The mountpoint.
@@ -331,6 +340,7 @@ impl Drop for TestMount {
         }
         if let Some(runtime) = self.runtime.take() {
             let _inside = runtime.enter();
+            drop(self.fs.take());
             drop(self.local.take());
             drop(_inside);
             runtime.shutdown_background();

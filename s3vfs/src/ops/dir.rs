@@ -65,7 +65,7 @@ impl S3Fs {
             .map_err(|e| create_error(&path, e))?;
         let stat = marker_stat(posix, put.etag, SystemTime::now());
         self.meta.put(&path, stat.clone());
-        let ino = self.inodes.assign(&path, FileKind::Directory);
+        let ino = self.inodes.lookup(&path, FileKind::Directory);
         Ok(self.entry(ino, &stat))
     }
 

@@ -60,7 +60,7 @@ impl S3Fs {
             restored: false,
         });
         self.meta.put(&path, stat.clone());
-        let ino = self.inodes.assign(&path, FileKind::Symlink);
+        let ino = self.inodes.lookup(&path, FileKind::Symlink);
         Ok(self.entry(ino, &stat))
     }
 }
