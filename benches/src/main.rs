@@ -18,6 +18,7 @@ mod bucket;
 mod cacheread;
 mod endpoint;
 mod fuse_ceiling;
+mod loopback;
 mod measure;
 mod memory;
 mod payload;
