@@ -7,12 +7,12 @@
 //! directly (fast seeding), wrapped in a [`CountingStore`] so that every request any client
 //! makes (the library, a mount in another process, s3fs, rclone) is counted at the server.
 
+use crate::loopback::is_loopback_url;
 use anyhow::{bail, Context, Result};
 use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
 use s3vfs_testkit::fault::CountingStore;
 use s3vfs_testkit::server::{S3Server, ServerCredentials, TEST_REGION};
 use s3vfs_testkit::{MemStore, SingleBucket};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,39 +181,5 @@ fn require_env(name: &str) -> Result<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Ok(v),
         _ => bail!("{ENV_ENDPOINT} is set, so {name} must be set too"),
-    }
-}
-
-/// Whether `url`'s host is a literal loopback address or `localhost`. Names are not
-/// resolved, so that checking never sends a DNS query.
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_urls_are_recognised() {
-        assert!(is_loopback_url("http://127.0.0.1:9000"));
-        assert!(is_loopback_url("http://127.1.2.3:9000/"));
-        assert!(is_loopback_url("https://localhost:3900"));
-        assert!(is_loopback_url("http://[::1]:9000"));
-        assert!(!is_loopback_url("http://10.0.0.1:9000"));
-        assert!(!is_loopback_url("https://s3.example.com"));
-        assert!(!is_loopback_url("http://127.0.0.1.example.com:80"));
     }
 }

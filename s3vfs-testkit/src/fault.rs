@@ -9,6 +9,8 @@
 //!   about a matching key, throttling (`SlowDown`) at random or for the next k calls, GET
 //!   bodies cut off mid-stream, and malformed LIST pages ([`ListFault`]);
 //! - [`LatencyStore`]: a fixed, optionally jittered, delay before each request.
+//! - [`LastErrorStore`]: keeps the last error the wrapped store returned, so that a failure
+//!   seen only as an errno (through a mount) can be shown with the store's code and message.
 //!
 //! Clones of a wrapper share its state (counters, rules), so a test keeps one clone to steer
 //! or inspect while the file system owns another. Locks are never held across an `.await`.
@@ -106,15 +108,22 @@ impl fmt::Display for Op {
 /// Forwards every [`ObjectStore`] method to `self.inner` after `self.before(op, keys)`.
 ///
 /// `before` returns `StoreResult<()>` (an `Err` is returned instead of calling the inner
-/// store); `$get_body` post-processes a successful GET response, and `$list_body` (if
-/// given) a successful LIST page, knowing the continuation token the request carried.
+/// store); `$get_body` post-processes a successful GET response, `$list_body` a successful
+/// LIST page (knowing the continuation token the request carried; identity when not
+/// given), and `$after` sees (and may replace) the inner store's result of every call.
 macro_rules! forward_object_store {
-    ($ty:ty, |$this:ident, $resp:ident| $get_body:expr) => {
-        forward_object_store!($ty, |$this, $resp| $get_body, |_this, _asked, page| page);
+    ($ty:ty, |$this:ident, $resp:ident| $get_body:expr, |$me:ident, $result:ident| $after:expr) => {
+        forward_object_store!(
+            $ty,
+            |$this, $resp| $get_body,
+            |$me, $result| $after,
+            |_this, _asked, page| page
+        );
     };
     (
         $ty:ty,
         |$this:ident, $resp:ident| $get_body:expr,
+        |$me:ident, $result:ident| $after:expr,
         |$list_this:ident, $asked:ident, $page:ident| $list_body:expr
     ) => {
         #[async_trait]
@@ -125,12 +134,20 @@ macro_rules! forward_object_store {
 
             async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta> {
                 self.before(Op::Head, &[key.as_str()]).await?;
-                self.inner.head(key).await
+                {
+                    let $result = self.inner.head(key).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn get(&self, request: GetRequest) -> StoreResult<GetResponse> {
                 self.before(Op::Get, &[request.key.as_str()]).await?;
-                let $resp = self.inner.get(request).await?;
+                let $resp = {
+                    let $result = self.inner.get(request).await;
+                    let $me = self;
+                    $after
+                }?;
                 let $this = self;
                 Ok($get_body)
             }
@@ -138,9 +155,17 @@ macro_rules! forward_object_store {
             async fn list(&self, request: ListRequest) -> StoreResult<ListPage> {
                 self.before(Op::List, &[request.prefix.as_str()]).await?;
                 let $asked = request.continuation_token.clone();
-                let $page = self.inner.list(request).await?;
-                let $list_this = self;
-                Ok($list_body)
+                {
+                    let $result = match self.inner.list(request).await {
+                        Ok($page) => {
+                            let $list_this = self;
+                            Ok($list_body)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn put(
@@ -150,7 +175,11 @@ macro_rules! forward_object_store {
                 options: PutOptions,
             ) -> StoreResult<PutResult> {
                 self.before(Op::Put, &[key.as_str()]).await?;
-                self.inner.put(key, body, options).await
+                {
+                    let $result = self.inner.put(key, body, options).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn create_multipart(
@@ -159,7 +188,11 @@ macro_rules! forward_object_store {
                 options: PutOptions,
             ) -> StoreResult<UploadId> {
                 self.before(Op::CreateMultipart, &[key.as_str()]).await?;
-                self.inner.create_multipart(key, options).await
+                {
+                    let $result = self.inner.create_multipart(key, options).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn upload_part(
@@ -170,9 +203,14 @@ macro_rules! forward_object_store {
                 body: Bytes,
             ) -> StoreResult<CompletedPart> {
                 self.before(Op::UploadPart, &[key.as_str()]).await?;
-                self.inner
-                    .upload_part(key, upload_id, part_number, body)
-                    .await
+                {
+                    let $result = self
+                        .inner
+                        .upload_part(key, upload_id, part_number, body)
+                        .await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn upload_part_copy(
@@ -185,9 +223,14 @@ macro_rules! forward_object_store {
             ) -> StoreResult<CompletedPart> {
                 self.before(Op::UploadPartCopy, &[key.as_str(), source.as_str()])
                     .await?;
-                self.inner
-                    .upload_part_copy(key, upload_id, part_number, source, source_range)
-                    .await
+                {
+                    let $result = self
+                        .inner
+                        .upload_part_copy(key, upload_id, part_number, source, source_range)
+                        .await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn complete_multipart(
@@ -198,9 +241,14 @@ macro_rules! forward_object_store {
                 condition: WriteCondition,
             ) -> StoreResult<PutResult> {
                 self.before(Op::CompleteMultipart, &[key.as_str()]).await?;
-                self.inner
-                    .complete_multipart(key, upload_id, parts, condition)
-                    .await
+                {
+                    let $result = self
+                        .inner
+                        .complete_multipart(key, upload_id, parts, condition)
+                        .await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn abort_multipart(
@@ -209,28 +257,111 @@ macro_rules! forward_object_store {
                 upload_id: &UploadId,
             ) -> StoreResult<()> {
                 self.before(Op::AbortMultipart, &[key.as_str()]).await?;
-                self.inner.abort_multipart(key, upload_id).await
+                {
+                    let $result = self.inner.abort_multipart(key, upload_id).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult> {
                 self.before(Op::Copy, &[request.source.as_str(), request.dest.as_str()])
                     .await?;
-                self.inner.copy(request).await
+                {
+                    let $result = self.inner.copy(request).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
                 self.before(Op::Delete, &[key.as_str()]).await?;
-                self.inner.delete(key).await
+                {
+                    let $result = self.inner.delete(key).await;
+                    let $me = self;
+                    $after
+                }
             }
 
             async fn delete_many(&self, keys: Vec<ObjectKey>) -> StoreResult<Vec<DeleteFailure>> {
                 let names: Vec<&str> = keys.iter().map(ObjectKey::as_str).collect();
                 self.before(Op::DeleteMany, &names).await?;
-                self.inner.delete_many(keys).await
+                {
+                    let $result = self.inner.delete_many(keys).await;
+                    let $me = self;
+                    $after
+                }
             }
         }
     };
 }
+
+/// Keeps the last error the wrapped store returned, except plain missing keys (every lookup
+/// of a new name gets one): a NotFound with the code `NoSuchUpload` or `NoSuchBucket` is
+/// kept.
+///
+/// ```
+/// use s3vfs::store::{ObjectKey, ObjectStore};
+/// use s3vfs_testkit::fault::LastErrorStore;
+/// use s3vfs_testkit::MemStore;
+/// use std::sync::Arc;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = LastErrorStore::new(Arc::new(MemStore::new()));
+/// assert!(store.head(&ObjectKey::new("missing")).await.is_err());
+/// assert_eq!(store.take(), None);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LastErrorStore {
+    inner: Arc<dyn ObjectStore>,
+    last: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl LastErrorStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            last: Arc::default(),
+        }
+    }
+
+    /// The last error kept since the previous call, forgetting it.
+    pub fn take(&self) -> Option<StoreError> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    async fn before(&self, _op: Op, _keys: &[&str]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn note<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        if let Err(e) = &result {
+            let plain_missing = e.kind == StoreErrorKind::NotFound
+                && !matches!(e.code.as_deref(), Some("NoSuchUpload" | "NoSuchBucket"));
+            if !plain_missing {
+                *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+            }
+        }
+        result
+    }
+}
+
+impl fmt::Debug for LastErrorStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LastErrorStore").finish_non_exhaustive()
+    }
+}
+
+forward_object_store!(
+    LastErrorStore,
+    |_this, response| response,
+    |this, result| this.note(result)
+);
 
 /// Counts the requests made of the wrapped store, per [`Op`] (failed ones included).
 ///
@@ -297,7 +428,11 @@ impl fmt::Debug for CountingStore {
     }
 }
 
-forward_object_store!(CountingStore, |_this, response| response);
+forward_object_store!(
+    CountingStore,
+    |_this, response| response,
+    |_this, result| result
+);
 
 /// A key predicate of [`FaultStore::fail_matching`].
 type KeyPredicate = Box<dyn Fn(Op, &str) -> bool + Send + Sync>;
@@ -599,6 +734,7 @@ impl fmt::Debug for FaultStore {
 forward_object_store!(
     FaultStore,
     |this, response| this.after_get(response),
+    |_this, result| result,
     |this, asked, page| this.after_list(asked, page)
 );
 
@@ -719,7 +855,9 @@ impl fmt::Debug for LatencyStore {
     }
 }
 
-forward_object_store!(LatencyStore, |_this, response| response);
+forward_object_store!(LatencyStore, |_this, response| response, |_this, result| {
+    result
+});
 
 /// A uniform number in `[0, 1)` from a splitmix64 generator with state `state`.
 fn unit_random(state: &mut u64) -> f64 {
@@ -842,6 +980,31 @@ mod tests {
         assert!(faults.head(&key("good/x")).await.is_ok());
         faults.clear();
         assert!(faults.get(GetRequest::whole(key("bad/x"))).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn last_error_keeps_what_is_worth_showing() {
+        let faults = FaultStore::new(Arc::new(MemStore::new()));
+        let store = LastErrorStore::new(Arc::new(faults.clone()));
+        faults.fail_next(Op::Put, 1, throttled());
+        let k = key("k");
+        let put = store.put(&k, Bytes::new(), PutOptions::default());
+        assert!(put.await.is_err());
+        // A plain missing key afterwards does not hide it.
+        assert!(store.head(&key("missing")).await.is_err());
+        assert_eq!(
+            store.take().map(|e| e.kind),
+            Some(StoreErrorKind::Throttled)
+        );
+        assert_eq!(store.take(), None);
+        faults.fail_next(Op::CompleteMultipart, 1, boom());
+        let id = UploadId("u".to_owned());
+        let complete = store.complete_multipart(&k, &id, vec![], WriteCondition::None);
+        assert!(complete.await.is_err());
+        assert_eq!(
+            store.take().map(|e| e.kind),
+            Some(StoreErrorKind::Transient)
+        );
     }
 
     #[tokio::test]

@@ -12,9 +12,15 @@
 //! UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, CopyObject (also across
 //! buckets), DeleteObject, DeleteObjects. Everything else answers `NotImplemented`.
 //!
+//! [`ServerQuirks`] makes the server answer some requests the way other S3-compatible
+//! servers do (a misnamed XML root, as moto and `rclone serve s3`) or not at all after
+//! carrying them out (a reply lost on the way), so that a client's tolerance can be tested
+//! through the real SDK.
+//!
 //! Invariant: the server only ever listens on a loopback address.
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -29,6 +35,7 @@ use s3vfs::store::{
     S3Buckets, S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials, StoreError,
     StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -41,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
 
+use crate::fault::Op;
 use crate::SingleBucket;
 
 /// Region the test endpoint claims and the client helpers sign for.
@@ -109,6 +117,7 @@ pub struct S3Server {
     credentials: ServerCredentials,
     task: Option<JoinHandle<()>>,
     payloads: Arc<PayloadCounters>,
+    quirks: ServerQuirks,
 }
 
 /// How the bodies of the uploads (PutObject, UploadPart) a server received were signed.
@@ -199,7 +208,11 @@ impl S3Server {
             credentials.access_key_id.clone(),
             credentials.secret_access_key.clone(),
         ));
-        let service = builder.build();
+        let quirks = ServerQuirks::default();
+        let service = QuirkService {
+            inner: builder.build(),
+            quirks: quirks.clone(),
+        };
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) aborts every connection.
             let mut connections = JoinSet::new();
@@ -234,7 +247,13 @@ impl S3Server {
             credentials,
             task: Some(task),
             payloads,
+            quirks,
         })
+    }
+
+    /// The answers this server gets wrong on purpose (none at first).
+    pub fn quirks(&self) -> &ServerQuirks {
+        &self.quirks
     }
 
     /// The address the server listens on.
@@ -298,6 +317,180 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Answers the server gets wrong on purpose, like some S3-compatible servers, to test a
+/// client's tolerance. Clones share the rules; they can be changed while the server runs.
+///
+/// ```
+/// use s3vfs_testkit::fault::Op;
+/// use s3vfs_testkit::server::ServerQuirks;
+///
+/// let quirks = ServerQuirks::default();
+/// // moto 5.2.0's answer to CompleteMultipartUpload.
+/// quirks.rename_root(Op::CompleteMultipart, "CompleteMultipartUploadResponse");
+/// // A reply lost after the object was stored.
+/// quirks.drop_replies(Op::Put, 1);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ServerQuirks {
+    rules: Arc<Mutex<QuirkRules>>,
+}
+
+#[derive(Debug, Default)]
+struct QuirkRules {
+    /// The XML root element each operation's successful answers get instead of S3's.
+    roots: BTreeMap<Op, String>,
+    /// How many more successful requests of each operation go unanswered.
+    drops: BTreeMap<Op, u64>,
+    /// Replies dropped so far.
+    dropped: u64,
+}
+
+impl ServerQuirks {
+    /// Successful answers to `op` get the XML root element `root` instead of S3's (e.g.
+    /// `CompleteMultipartUploadResponse` for [`Op::CompleteMultipart`], as moto 5.2.0;
+    /// `InitiateMultipartUpload` for [`Op::CreateMultipart`], as `rclone serve s3`).
+    pub fn rename_root(&self, op: Op, root: &str) {
+        self.lock().roots.insert(op, root.to_owned());
+    }
+
+    /// The next `k` requests of `op` that succeed are carried out, then the connection is
+    /// closed instead of answering: a reply lost on the way. The client's retry sees the
+    /// result of the first attempt.
+    pub fn drop_replies(&self, op: Op, k: u64) {
+        self.lock().drops.insert(op, k);
+    }
+
+    /// How many replies were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// Back to S3's answers.
+    pub fn clear(&self) {
+        let mut rules = self.lock();
+        rules.roots.clear();
+        rules.drops.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QuirkRules> {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies the rules for `op` to a response of the real service.
+    async fn apply(&self, op: Op, response: s3s::HttpResponse) -> io::Result<s3s::HttpResponse> {
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+        let root = {
+            let mut rules = self.lock();
+            if let Some(left) = rules.drops.get_mut(&op).filter(|left| **left > 0) {
+                *left -= 1;
+                rules.dropped += 1;
+                return Err(io::Error::other(format!("{op} reply dropped on purpose")));
+            }
+            rules.roots.get(&op).cloned()
+        };
+        let Some(root) = root else {
+            return Ok(response);
+        };
+        let (mut parts, mut body) = response.into_parts();
+        let bytes = body
+            .store_all_limited(QUIRK_BODY_LIMIT)
+            .await
+            .map_err(io::Error::other)?;
+        let renamed = rename_xml_root(&String::from_utf8_lossy(&bytes), &root);
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        Ok(s3s::HttpResponse::from_parts(
+            parts,
+            s3s::Body::from(renamed),
+        ))
+    }
+}
+
+/// Largest answer body [`ServerQuirks`] rewrites (XML answers are small).
+const QUIRK_BODY_LIMIT: usize = 1024 * 1024;
+
+/// `xml` with its root element (start and end tag) renamed to `root`.
+fn rename_xml_root(xml: &str, root: &str) -> String {
+    let mut search = 0;
+    // Skip the declaration and comments: the root is the first tag starting with a name.
+    while let Some(at) = xml[search..].find('<').map(|i| search + i) {
+        let rest = &xml[at + 1..];
+        if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let name_len = rest
+                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .unwrap_or(rest.len());
+            let old = &rest[..name_len];
+            let closing = format!("</{old}>");
+            let mut out = format!("{}<{root}{}", &xml[..at], &rest[name_len..]);
+            if let Some(end) = out.rfind(&closing) {
+                out.replace_range(end..end + closing.len(), &format!("</{root}>"));
+            }
+            return out;
+        }
+        search = at + 1;
+    }
+    xml.to_owned()
+}
+
+/// The operation of an S3 request, from its method, query and headers (only what
+/// [`ServerQuirks`] needs to tell apart).
+fn request_op<B>(req: &hyper::Request<B>) -> Option<Op> {
+    let has = |name: &str| {
+        req.uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(name))
+    };
+    let copy = req.headers().contains_key("x-amz-copy-source");
+    let method = req.method();
+    if method == hyper::Method::POST && has("uploads") {
+        Some(Op::CreateMultipart)
+    } else if method == hyper::Method::POST && has("uploadId") {
+        Some(Op::CompleteMultipart)
+    } else if method == hyper::Method::PUT && has("partNumber") {
+        Some(if copy {
+            Op::UploadPartCopy
+        } else {
+            Op::UploadPart
+        })
+    } else if method == hyper::Method::PUT {
+        Some(if copy { Op::Copy } else { Op::Put })
+    } else {
+        None
+    }
+}
+
+/// The `s3s` service behind [`ServerQuirks`].
+#[derive(Clone)]
+struct QuirkService {
+    inner: s3s::service::S3Service,
+    quirks: ServerQuirks,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for QuirkService {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let op = request_op(&req);
+        let inner = self.inner.clone();
+        let quirks = self.quirks.clone();
+        Box::pin(async move {
+            let response = hyper::service::Service::call(&inner, req).await?;
+            match op {
+                Some(op) => quirks
+                    .apply(op, response)
+                    .await
+                    .map_err(|e| s3s::HttpError::new(Box::new(e))),
+                None => Ok(response),
+            }
+        })
     }
 }
 
@@ -1116,6 +1309,53 @@ mod tests {
         );
         assert!(parse_copy_source_range("bytes=9-0").is_err());
         assert!(parse_copy_source_range("0-9").is_err());
+    }
+
+    #[test]
+    fn xml_roots_are_renamed() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResult xmlns="x"><ETag>"e"</ETag></CompleteMultipartUploadResult>"#;
+        assert_eq!(
+            rename_xml_root(xml, "CompleteMultipartUploadResponse"),
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResponse xmlns="x"><ETag>"e"</ETag></CompleteMultipartUploadResponse>"#
+        );
+        assert_eq!(rename_xml_root("<A/>", "B"), "<B/>");
+        assert_eq!(rename_xml_root("no xml", "B"), "no xml");
+    }
+
+    #[test]
+    fn requests_are_told_apart() {
+        let req = |method: &str, uri: &str, copy: bool| {
+            let mut builder = hyper::Request::builder().method(method).uri(uri);
+            if copy {
+                builder = builder.header("x-amz-copy-source", "b/src");
+            }
+            builder.body(()).unwrap()
+        };
+        assert_eq!(
+            request_op(&req("POST", "/b/k?uploads", false)),
+            Some(Op::CreateMultipart)
+        );
+        assert_eq!(
+            request_op(&req("POST", "/b/k?uploadId=1", false)),
+            Some(Op::CompleteMultipart)
+        );
+        assert_eq!(
+            request_op(&req("PUT", "/b/k?partNumber=1&uploadId=1", false)),
+            Some(Op::UploadPart)
+        );
+        assert_eq!(
+            request_op(&req(
+                "PUT",
+                "/b/k?x-id=UploadPart&partNumber=1&uploadId=1",
+                true
+            )),
+            Some(Op::UploadPartCopy)
+        );
+        assert_eq!(request_op(&req("PUT", "/b/k", false)), Some(Op::Put));
+        assert_eq!(request_op(&req("PUT", "/b/k", true)), Some(Op::Copy));
+        assert_eq!(request_op(&req("GET", "/b/k", false)), None);
     }
 
     #[test]

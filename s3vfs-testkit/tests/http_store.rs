@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
-    BucketProvider, ByteRange, CopyRequest, ETag, GetRequest, ListRequest, MetadataDirective,
-    ObjectKey, ObjectStore, PayloadSigning, PutOptions, S3Store, S3StoreConfig,
-    ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, WriteCondition,
+    BucketProvider, ByteRange, CompletedPart, CopyRequest, ETag, GetRequest, ListRequest,
+    MetadataDirective, ObjectKey, ObjectStore, PayloadSigning, PutOptions, S3Store, S3StoreConfig,
+    ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, UploadId, WriteCondition,
 };
 use s3vfs::vfs::{Ino, Vfs};
 use s3vfs::{FsConfig, S3Fs};
@@ -763,6 +763,148 @@ async fn multipart_upload() {
         .unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::NotFound);
     assert_eq!(err.code.as_deref(), Some("NoSuchUpload"));
+}
+
+/// Creates an upload of `k` with two parts (5 MiB and 1000 bytes): the id, the parts and
+/// the object they make.
+async fn two_parts(f: &Fixture, k: &ObjectKey) -> (UploadId, Vec<CompletedPart>, Bytes) {
+    let (first, last) = (data(5 * MIB), data(1000));
+    let id = f
+        .store
+        .create_multipart(k, PutOptions::default())
+        .await
+        .unwrap();
+    let p1 = f.store.upload_part(k, &id, 1, first.clone()).await.unwrap();
+    let p2 = f.store.upload_part(k, &id, 2, last.clone()).await.unwrap();
+    (id, vec![p1, p2], [first, last].concat().into())
+}
+
+#[tokio::test]
+async fn an_unparsable_complete_answer_is_checked_with_a_head() {
+    let f = fixture().await;
+    // moto 5.2.0's root element: the SDK rejects the answer, although the object is stored.
+    f.server
+        .quirks()
+        .rename_root(Op::CompleteMultipart, "CompleteMultipartUploadResponse");
+    let k = key("moto.bin");
+    let (id, parts, body) = two_parts(&f, &k).await;
+    let result = f
+        .store
+        .complete_multipart(&k, &id, parts, WriteCondition::IfNoneMatch)
+        .await
+        .expect("the key holds exactly this upload: success");
+    assert_eq!(result.etag, f.mem.meta("moto.bin").unwrap().etag);
+    assert_eq!(f.mem.get_bytes("moto.bin").unwrap(), body);
+    assert_eq!(f.counts.count(Op::Head), 1, "one HEAD checked the outcome");
+
+    // When the HEAD does not show this upload, the failure stands and says what it was.
+    let (id, parts, _) = two_parts(&f, &key("other.bin")).await;
+    f.faults
+        .fail_next(Op::Head, 1, StoreError::not_found("other.bin"));
+    let err = f
+        .store
+        .complete_multipart(&key("other.bin"), &id, parts, WriteCondition::None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Other, "{err}");
+    assert!(
+        err.message.starts_with(
+            "unparsable response (HTTP 200, XML root <CompleteMultipartUploadResponse>)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.message
+            .contains("expected CompleteMultipartUploadResult"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_complete_reply_is_checked_with_a_head() {
+    let f = fixture().await;
+    let k = key("lost.bin");
+    let (id, parts, body) = two_parts(&f, &k).await;
+    // The first attempt completes the upload and its reply is lost; the retry gets
+    // NoSuchUpload.
+    f.server.quirks().drop_replies(Op::CompleteMultipart, 1);
+    let result = f
+        .store
+        .complete_multipart(&k, &id, parts, WriteCondition::IfNoneMatch)
+        .await
+        .expect("the key holds exactly this upload: success");
+    assert_eq!(f.server.quirks().dropped(), 1);
+    assert_eq!(f.counts.count(Op::CompleteMultipart), 2);
+    assert_eq!(f.counts.count(Op::Head), 1);
+    assert_eq!(result.etag, f.mem.meta("lost.bin").unwrap().etag);
+    assert_eq!(f.mem.get_bytes("lost.bin").unwrap(), body);
+
+    // A NoSuchUpload of a single attempt is no lost reply: no HEAD.
+    let err = f
+        .store
+        .complete_multipart(&k, &id, vec![], WriteCondition::None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("NoSuchUpload"), "{err}");
+    assert_eq!(f.counts.count(Op::Head), 1);
+}
+
+#[tokio::test]
+async fn a_lost_conditional_put_reply_is_checked_with_a_head() {
+    let f = fixture().await;
+    let options = PutOptions {
+        user_metadata: BTreeMap::from([("mode".to_owned(), "33188".to_owned())]),
+        condition: WriteCondition::IfNoneMatch,
+        ..PutOptions::default()
+    };
+    // The first attempt stores the object and its reply is lost; the retry gets 412.
+    f.server.quirks().drop_replies(Op::Put, 1);
+    let result = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"mine"), options.clone())
+        .await
+        .expect("the key holds exactly this upload: success");
+    assert_eq!(f.server.quirks().dropped(), 1);
+    assert_eq!(f.counts.count(Op::Put), 2);
+    assert_eq!(f.counts.count(Op::Head), 1);
+    assert_eq!(result.etag, f.mem.meta("k").unwrap().etag);
+
+    // A plain conflict (one attempt) fails at once, without a HEAD.
+    let err = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"mine"), options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+    assert_eq!(f.counts.count(Op::Head), 1);
+
+    // A retried conflict over another writer's object stays a conflict.
+    f.faults
+        .fail_next(Op::Put, 1, transient("the first attempt is refused"));
+    let err = f
+        .store
+        .put(&key("k"), Bytes::from_static(b"theirs"), options)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::PreconditionFailed, "{err}");
+    assert_eq!(f.counts.count(Op::Head), 2, "the retried 412 was checked");
+    assert_eq!(f.mem.get_bytes("k").unwrap(), "mine");
+}
+
+#[tokio::test]
+async fn create_multipart_tolerates_a_misnamed_root() {
+    let f = fixture().await;
+    // `rclone serve s3`'s root element.
+    f.server
+        .quirks()
+        .rename_root(Op::CreateMultipart, "InitiateMultipartUpload");
+    let k = key("rclone.bin");
+    let (id, parts, body) = two_parts(&f, &k).await;
+    f.store
+        .complete_multipart(&k, &id, parts, WriteCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(f.mem.get_bytes("rclone.bin").unwrap(), body);
 }
 
 /// One PutObject and one two-part multipart upload through `f`; checks the bytes arrived.

@@ -7,6 +7,7 @@ use s3vfs::store::{Capabilities, StoreError, StoreErrorKind};
 use s3vfs::vfs::{Handle, Ino, OpenFlags, SetAttr, Vfs};
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs_testkit::server::{S3Server, ServerQuirks};
 use s3vfs_testkit::MemStore;
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -647,6 +648,69 @@ async fn an_open_racing_with_the_last_release_shares_the_open_file() {
         fs.flush(ino, writer).await.expect("flush");
         for handle in [writer, reader] {
             fs.release(ino, handle).await.expect("release");
+        }
+    }
+}
+
+/// `S3Fs` over the real S3 client and a loopback endpoint that answers like moto 5.2.0
+/// (CompleteMultipartUpload with the root `CompleteMultipartUploadResponse`) or loses the
+/// reply to a request it carried out: every close succeeds and the content is right.
+#[tokio::test]
+async fn uploads_succeed_when_the_answer_is_unparsable_or_lost_but_the_object_is_stored() {
+    type Quirk = fn(&ServerQuirks);
+    let cases: [(&str, Quirk); 3] = [
+        ("moto's root element", |q| {
+            q.rename_root(Op::CompleteMultipart, "CompleteMultipartUploadResponse")
+        }),
+        ("a lost CompleteMultipartUpload reply", |q| {
+            q.drop_replies(Op::CompleteMultipart, 2)
+        }),
+        ("a lost PutObject reply", |q| q.drop_replies(Op::Put, 1)),
+    ];
+    for (what, quirk) in cases {
+        let inner = MemStore::new();
+        let old = pattern(11 * MIB, 3);
+        inner.insert("old.bin", old.clone());
+        let server = S3Server::serve_store("bucket", Arc::new(inner.clone()))
+            .await
+            .expect("server starts");
+        quirk(server.quirks());
+        let store = server.connect("bucket").await.expect("client builds");
+        let fs = S3Fs::new(Arc::new(store), config());
+
+        // A new file streamed in three parts (If-None-Match: *).
+        let data = pattern(12 * MIB + 7, 9);
+        let (ino, h) = create(&fs, "new.bin").await;
+        write_all(&fs, ino, h, 0, &data, MIB).await;
+        fs.flush(ino, h)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: close of a new file: {e}"));
+        fs.release(ino, h).await.unwrap();
+        assert_eq!(inner.get_bytes("new.bin").unwrap(), data, "{what}");
+
+        // An object rewritten in place: copied and uploaded parts (If-Match).
+        let (ino, h) = open(&fs, "old.bin", rw()).await;
+        write_all(&fs, ino, h, 6 * MIB as u64, b"X", 1).await;
+        fs.flush(ino, h)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: close of a rewrite: {e}"));
+        fs.release(ino, h).await.unwrap();
+        let mut expected = old.to_vec();
+        expected[6 * MIB] = b'X';
+        assert_eq!(inner.get_bytes("old.bin").unwrap(), expected, "{what}");
+
+        // A small new file: one PUT (If-None-Match: *).
+        let (ino, h) = create(&fs, "small.txt").await;
+        write_all(&fs, ino, h, 0, b"small", 5).await;
+        fs.flush(ino, h)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: close of a small file: {e}"));
+        fs.release(ino, h).await.unwrap();
+        assert_eq!(inner.get_bytes("small.txt").unwrap(), "small", "{what}");
+
+        assert_eq!(inner.open_uploads(), 0, "{what}");
+        if what.contains("lost") {
+            assert!(server.quirks().dropped() >= 1, "{what}: a reply was lost");
         }
     }
 }

@@ -12,7 +12,11 @@
 //!   shows up as a short read; a changed object shows up as
 //!   [`StoreErrorKind::PreconditionFailed`] instead of mixed data;
 //! - errors become [`StoreError`]s carrying the key and the S3 error code; nothing logged or
-//!   returned contains credentials or signed URLs (logs name the operation and key only).
+//!   returned contains credentials or signed URLs (logs name the operation and key only);
+//! - answers that are not what S3 would send (a misnamed XML root, a lost reply whose retry
+//!   fails because the first attempt succeeded) are handled in one place, [`quirks`].
+
+mod quirks;
 
 use super::{
     BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, DeleteFailure, ETag,
@@ -715,22 +719,29 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(length)
-            .body(SdkByteStream::from(body));
+            .body(SdkByteStream::from(body.clone()));
+        // Kept (a reference, not a copy) in case the outcome must be checked.
+        let sent_body = body;
         apply_put_options!(req, options);
         match &options.condition {
             WriteCondition::None => {}
             WriteCondition::IfNoneMatch => req = req.if_none_match("*"),
             WriteCondition::IfMatch(tag) => req = req.if_match(tag.as_str()),
         }
-        let sent = if self.sign_payloads {
-            req.send().await
-        } else {
-            req.customize().disable_payload_signing().send().await
-        };
-        let out = sent.map_err(|e| map_sdk_error("PutObject", key.as_str(), e))?;
-        Ok(PutResult {
-            etag: out.e_tag().map(ETag::new),
-        })
+        let attempts = quirks::Attempts::default();
+        let mut req = req.customize().interceptor(attempts.clone());
+        if !self.sign_payloads {
+            req = req.disable_payload_signing();
+        }
+        match req.send().await {
+            Ok(out) => Ok(PutResult {
+                etag: out.e_tag().map(ETag::new),
+            }),
+            Err(e) => {
+                let expected = || Some(quirks::Expected::put(&sent_body, &options.user_metadata));
+                quirks::upload_failed(self, "PutObject", key, e, &attempts, expected).await
+            }
+        }
     }
 
     async fn create_multipart(
@@ -745,10 +756,15 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str());
         apply_put_options!(req, options);
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("CreateMultipartUpload", key.as_str(), e))?;
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match quirks::upload_id_despite(&e) {
+                    Some(id) => Ok(UploadId(id)),
+                    None => Err(map_sdk_error("CreateMultipartUpload", key.as_str(), e)),
+                }
+            }
+        };
         out.upload_id()
             .map(|id| UploadId(id.to_owned()))
             .ok_or_else(|| missing_field("CreateMultipartUpload", key, "UploadId"))
@@ -863,13 +879,17 @@ impl ObjectStore for S3Store {
             WriteCondition::IfNoneMatch => req = req.if_none_match("*"),
             WriteCondition::IfMatch(tag) => req = req.if_match(tag.as_str()),
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("CompleteMultipartUpload", key.as_str(), e))?;
-        Ok(PutResult {
-            etag: out.e_tag().map(ETag::new),
-        })
+        let attempts = quirks::Attempts::default();
+        match req.customize().interceptor(attempts.clone()).send().await {
+            Ok(out) => Ok(PutResult {
+                etag: out.e_tag().map(ETag::new),
+            }),
+            Err(e) => {
+                let expected = || quirks::Expected::multipart(&parts);
+                let op = "CompleteMultipartUpload";
+                quirks::upload_failed(self, op, key, e, &attempts, expected).await
+            }
+        }
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> StoreResult<()> {
@@ -1204,8 +1224,16 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
-    let error = match &err {
-        SdkError::ServiceError(_) => {
+    // An answer the SDK read an error code from is an ordinary error; one it could not
+    // read says so (with what the body holds), whatever its status.
+    let unparsable = if err.code().is_none_or(str::is_empty) {
+        quirks::unparsable_answer(&err)
+    } else {
+        None
+    };
+    let error = match (unparsable, &err) {
+        (Some(unparsable), _) => unparsable,
+        (None, SdkError::ServiceError(_)) => {
             let code = err.code().filter(|c| !c.is_empty());
             let kind = StoreError::kind_for_code(code.unwrap_or(""), status);
             let mut message = err.message().unwrap_or_default().to_owned();
@@ -1220,8 +1248,10 @@ where
             }
             e
         }
-        SdkError::TimeoutError(_) => StoreError::new(StoreErrorKind::Transient, "timed out"),
-        SdkError::DispatchFailure(failure) => {
+        (None, SdkError::TimeoutError(_)) => {
+            StoreError::new(StoreErrorKind::Transient, "timed out")
+        }
+        (None, SdkError::DispatchFailure(failure)) => {
             // I/O errors and timeouts (connection refused, reset, closed before the answer)
             // are worth retrying, and so is what the connector classifies as transient.
             // Anything else (a malformed request, no credentials) is not.
@@ -1235,11 +1265,11 @@ where
             };
             StoreError::new(kind, DisplayErrorContext(&err).to_string())
         }
-        SdkError::ResponseError(_) => StoreError::new(
+        (None, SdkError::ResponseError(_)) => StoreError::new(
             StoreErrorKind::Transient,
             DisplayErrorContext(&err).to_string(),
         ),
-        _ => StoreError::new(StoreErrorKind::Other, DisplayErrorContext(&err).to_string()),
+        (None, _) => StoreError::new(StoreErrorKind::Other, DisplayErrorContext(&err).to_string()),
     };
     let error = if key.is_empty() {
         error
