@@ -459,6 +459,23 @@ impl S3Vfs {
             .map(|_| ())
     }
 
+    /// The extended attribute `name` (a `user.` one) of `path`.
+    pub async fn get_xattr(&self, path: &str, name: &str) -> VfsResult<Bytes> {
+        let found = self.resolve(path).await?;
+        self.fs
+            .getxattr(found.ino(), std::ffi::OsStr::new(name))
+            .await
+    }
+
+    /// Sets the extended attribute `name` (a `user.` one) of `path` to `value`.
+    pub async fn set_xattr(&self, path: &str, name: &str, value: &[u8]) -> VfsResult<()> {
+        let found = self.resolve(path).await?;
+        let value = Bytes::copy_from_slice(value);
+        self.fs
+            .setxattr(found.ino(), std::ffi::OsStr::new(name), value)
+            .await
+    }
+
     /// Reads the whole file at `path`.
     pub async fn read(&self, path: &str) -> VfsResult<Bytes> {
         let file = self.open(path).await?;

@@ -8,11 +8,9 @@
 
 use crate::outcome::{Failure, Outcome};
 use async_trait::async_trait;
-use bytes::Bytes;
 use s3vfs::client::OpenOptions;
-use s3vfs::vfs::Vfs;
 use s3vfs::{S3Vfs, VfsError};
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::io::{self, Read, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -195,19 +193,11 @@ impl Surface for Library {
     }
 
     async fn set_xattr(&self, path: &str, name: &str, value: &[u8]) -> Outcome<()> {
-        let ino = self.vfs.metadata(path).await?.attr().ino;
-        let value = Bytes::copy_from_slice(value);
-        Ok(self.vfs.fs().setxattr(ino, OsStr::new(name), value).await?)
+        Ok(self.vfs.set_xattr(path, name, value).await?)
     }
 
     async fn get_xattr(&self, path: &str, name: &str) -> Outcome<Vec<u8>> {
-        let ino = self.vfs.metadata(path).await?.attr().ino;
-        Ok(self
-            .vfs
-            .fs()
-            .getxattr(ino, OsStr::new(name))
-            .await?
-            .to_vec())
+        Ok(self.vfs.get_xattr(path, name).await?.to_vec())
     }
 }
 
