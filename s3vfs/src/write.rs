@@ -219,22 +219,8 @@ impl Drop for Stream {
         for part in &self.parts {
             part.abort();
         }
-        let Some(id) = self.upload_id.take() else {
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let key = self.key.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(err) = store.abort_multipart(&key, &id).await {
-                        tracing::warn!(key = %key, error = %err, "abort of a multipart upload failed");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(key = %self.key, "multipart upload left open: no runtime to abort it")
-            }
+        if let Some(id) = self.upload_id.take() {
+            crate::store::multipart::abort_in_background(&self.store, &self.key, id);
         }
     }
 }

@@ -96,23 +96,26 @@ impl MultipartUpload {
 
 impl Drop for MultipartUpload {
     fn drop(&mut self) {
-        let Some(id) = self.id.take() else {
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let key = self.key.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(err) = store.abort_multipart(&key, &id).await {
-                        tracing::warn!(key = %key, error = %err, "abort of a multipart upload failed");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(key = %self.key, "multipart upload left open: no runtime to abort it")
-            }
+        if let Some(id) = self.id.take() {
+            abort_in_background(&self.store, &self.key, id);
         }
+    }
+}
+
+/// Aborts upload `id` of `key` on the current runtime, without waiting (for `Drop`s); a
+/// failure is logged, and so is the lack of a runtime.
+pub(crate) fn abort_in_background(store: &Arc<dyn ObjectStore>, key: &ObjectKey, id: UploadId) {
+    let store = Arc::clone(store);
+    let key = key.clone();
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(err) = store.abort_multipart(&key, &id).await {
+                    tracing::warn!(key = %key, error = %err, "abort of a multipart upload failed");
+                }
+            });
+        }
+        Err(_) => tracing::warn!(key = %key, "multipart upload left open: no runtime to abort it"),
     }
 }
 
