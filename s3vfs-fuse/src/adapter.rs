@@ -248,6 +248,10 @@ fn file_type(kind: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Directory => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+        FileKind::Socket => FileType::Socket,
     }
 }
 
@@ -267,7 +271,7 @@ fn fuse_attr(attr: &vfs::FileAttr) -> fuser::FileAttr {
         nlink: attr.nlink,
         uid: attr.uid,
         gid: attr.gid,
-        rdev: 0,
+        rdev: attr.rdev,
         blksize: attr.blksize,
         flags: 0,
     }
@@ -286,6 +290,7 @@ fn dot_attr(entry: &DirEntry) -> vfs::FileAttr {
         gid: 0,
         nlink: 2,
         blksize: 4096,
+        rdev: 0,
     }
 }
 
@@ -429,30 +434,14 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Only regular files can be objects: mknod of one is create + close, and like a
-        // close it answers only once the empty object is in the store.
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return reply.error(Errno::EPERM);
-        }
+        // Fifos, devices, sockets (bind(2) of a unix socket comes here) and empty regular
+        // files: each one object, stored before the reply.
         let vfs = self.vfs.clone();
         let name = name.to_owned();
-        let call = async move {
-            let flags = OpenFlags {
-                write: true,
-                exclusive: true,
-                ..OpenFlags::default()
-            };
-            let (entry, handle) = vfs
-                .create(Ino(parent.0), &name, mode & 0o7777, flags)
-                .await?;
-            let flushed = vfs.flush(entry.attr.ino, handle).await;
-            let released = vfs.release(entry.attr.ino, handle).await;
-            flushed.and(released)?;
-            Ok(entry)
-        };
+        let call = async move { vfs.mknod(Ino(parent.0), &name, mode, rdev).await };
         self.run("mknod", call, reply, entry_reply);
     }
 
@@ -944,6 +933,7 @@ mod tests {
             gid: 2,
             nlink: 1,
             blksize: 4096,
+            rdev: 0,
         };
         let fuse = fuse_attr(&attr);
         assert_eq!(fuse.ino, INodeNo(7));
@@ -953,6 +943,31 @@ mod tests {
         assert_eq!(fuse.blocks, 3);
         assert_eq!(fuse.atime, attr.mtime);
         assert_eq!((fuse.uid, fuse.gid, fuse.blksize), (1, 2, 4096));
+    }
+
+    #[test]
+    fn special_files_keep_their_type_and_device_number() {
+        let attr = vfs::FileAttr {
+            ino: Ino(9),
+            kind: FileKind::CharDevice,
+            size: 0,
+            mtime: SystemTime::UNIX_EPOCH,
+            perm: 0o666,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            blksize: 4096,
+            rdev: (1 << 8) | 3,
+        };
+        let fuse = fuse_attr(&attr);
+        assert_eq!((fuse.kind, fuse.rdev), (FileType::CharDevice, 259));
+        for (kind, expected) in [
+            (FileKind::Fifo, FileType::NamedPipe),
+            (FileKind::BlockDevice, FileType::BlockDevice),
+            (FileKind::Socket, FileType::Socket),
+        ] {
+            assert_eq!(file_type(kind), expected);
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! The calls: open (O_CREAT, O_TRUNC, O_APPEND, any access mode), pwrite, pread, ftruncate,
 //! fsync, fchmod and close on up to four open descriptors; rename, unlink, mkdir, rmdir,
-//! chmod, readdir and stat by name. Each case is a seed; the names are drawn from a small
+//! mkfifo, chmod, readdir and stat by name. Every open is `O_NONBLOCK`, which regular files
+//! ignore, so that opening a fifo never waits (the kernel opens those on both sides; the
+//! calls on a fifo's descriptor fail alike: `ESPIPE`, `EINVAL`, `ENXIO`). Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
 //! directories, remove non-empty directories). The test runs once per data cache setting
 //! (none, memory, disk, both; small blocks and caps, so blocks are evicted). Knobs, for
@@ -30,7 +32,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Names the operations pick from: files and directories at three depths.
@@ -119,6 +121,9 @@ enum Op {
     Rmdir {
         path: &'static str,
     },
+    Mkfifo {
+        path: &'static str,
+    },
     Readdir {
         dir: &'static str,
     },
@@ -142,7 +147,12 @@ enum Outcome {
     Count(usize),
     Bytes(Vec<u8>),
     Names(Vec<String>),
-    Stat { dir: bool, size: u64, perm: u32 },
+    /// `kind` is the type letter of `ls -l`: `d`, `-`, `p`.
+    Stat {
+        kind: char,
+        size: u64,
+        perm: u32,
+    },
     Errno(i32),
 }
 
@@ -154,8 +164,11 @@ impl fmt::Debug for Outcome {
             Outcome::Bytes(b) => write!(f, "{} bytes read (hash {:x})", b.len(), hash(b)),
             Outcome::Names(n) => write!(f, "{n:?}"),
             Outcome::Stat {
-                dir: true, perm, ..
+                kind: 'd', perm, ..
             } => write!(f, "a directory ({perm:o})"),
+            Outcome::Stat {
+                kind: 'p', perm, ..
+            } => write!(f, "a fifo ({perm:o})"),
             Outcome::Stat { size, perm, .. } => write!(f, "a file of {size} bytes ({perm:o})"),
             Outcome::Errno(e) => write!(f, "{}", io::Error::from_raw_os_error(*e)),
         }
@@ -214,8 +227,9 @@ impl Side {
         match *op {
             Op::Open { path, flags } => {
                 let path = cstring(&self.path(path));
+                let flags = flags | libc::O_CLOEXEC | libc::O_NONBLOCK;
                 // SAFETY: a valid NUL-terminated path; the mode is an int as open(2) wants.
-                let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+                let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
                 check(fd)?;
                 // SAFETY: `fd` was just opened and is owned by nothing else.
                 self.handles.push(unsafe { File::from_raw_fd(fd) });
@@ -265,11 +279,24 @@ impl Side {
                 fs::remove_dir(self.path(path))?;
                 Ok(Outcome::Done)
             }
+            Op::Mkfifo { path } => {
+                let path = cstring(&self.path(path));
+                // SAFETY: a valid NUL-terminated path.
+                check(unsafe { libc::mkfifo(path.as_ptr(), 0o640) })?;
+                Ok(Outcome::Done)
+            }
             Op::Readdir { dir } => {
                 let mut names = Vec::new();
                 for entry in fs::read_dir(self.path(dir))? {
                     let entry = entry?;
-                    let kind = if entry.file_type()?.is_dir() { "/" } else { "" };
+                    let kind = entry.file_type()?;
+                    let kind = if kind.is_dir() {
+                        "/"
+                    } else if kind.is_fifo() {
+                        "|"
+                    } else {
+                        ""
+                    };
                     names.push(format!("{}{kind}", entry.file_name().to_string_lossy()));
                 }
                 names.sort();
@@ -277,8 +304,13 @@ impl Side {
             }
             Op::Stat { path } => {
                 let meta = fs::symlink_metadata(self.path(path))?;
+                let kind = match meta.file_type() {
+                    kind if kind.is_dir() => 'd',
+                    kind if kind.is_fifo() => 'p',
+                    _ => '-',
+                };
                 Ok(Outcome::Stat {
-                    dir: meta.is_dir(),
+                    kind,
                     size: if meta.is_dir() { 0 } else { meta.len() },
                     perm: meta.permissions().mode() & 0o7777,
                 })
@@ -429,6 +461,9 @@ impl Model {
                 96 => Op::Chmod {
                     path: rng.pick(NAMES),
                     mode: pick_mode(rng),
+                },
+                97 => Op::Mkfifo {
+                    path: rng.pick(NAMES),
                 },
                 _ => Op::Stat {
                     path: rng.pick(NAMES),

@@ -3,7 +3,11 @@
 //! `x-amz-meta-mode` (decimal `st_mode`, file-type bits included), `x-amz-meta-uid`,
 //! `x-amz-meta-gid`, `x-amz-meta-mtime` (decimal seconds since the epoch, fraction
 //! allowed). A symbolic link is an object whose mode has the `S_IFLNK` type and whose body
-//! is the target. Objects without these headers get the mount's defaults.
+//! is the target. A fifo, device or socket is an empty object whose mode has its type
+//! (`S_IFIFO`, `S_IFCHR`, `S_IFBLK`, `S_IFSOCK`), as s3fs's `mknod` makes them; a device's
+//! number is in `x-amz-meta-rdev` (decimal `st_rdev`), a header of ours: s3fs does not
+//! store device numbers, so devices it made show 0.
+//! Objects without these headers get the mount's defaults.
 
 use crate::vfs::FileKind;
 use std::collections::BTreeMap;
@@ -17,15 +21,25 @@ pub const META_UID: &str = "uid";
 pub const META_GID: &str = "gid";
 /// User-metadata name of the modification time.
 pub const META_MTIME: &str = "mtime";
+/// User-metadata name of a device's number (`x-amz-meta-rdev`).
+pub const META_RDEV: &str = "rdev";
 
 /// File-type bits of a mode.
-const S_IFMT: u32 = 0o170000;
+pub const S_IFMT: u32 = 0o170000;
 /// Type bits of a symbolic link.
 pub const S_IFLNK: u32 = 0o120000;
 /// Type bits of a regular file.
 pub const S_IFREG: u32 = 0o100000;
 /// Type bits of a directory.
 pub const S_IFDIR: u32 = 0o040000;
+/// Type bits of a named pipe.
+pub const S_IFIFO: u32 = 0o010000;
+/// Type bits of a character device.
+pub const S_IFCHR: u32 = 0o020000;
+/// Type bits of a block device.
+pub const S_IFBLK: u32 = 0o060000;
+/// Type bits of a unix domain socket.
+pub const S_IFSOCK: u32 = 0o140000;
 
 /// Longest symbolic-link target in bytes (PATH_MAX less the NUL): objects at least this
 /// large cannot be symbolic links.
@@ -42,6 +56,8 @@ pub struct PosixMeta {
     pub gid: Option<u32>,
     /// Modification time.
     pub mtime: Option<SystemTime>,
+    /// Device number (`st_rdev`) of a character or block device.
+    pub rdev: Option<u32>,
 }
 
 impl PosixMeta {
@@ -62,6 +78,7 @@ impl PosixMeta {
             uid: number(META_UID),
             gid: number(META_GID),
             mtime,
+            rdev: number(META_RDEV),
         }
     }
 
@@ -83,16 +100,14 @@ impl PosixMeta {
                 .unwrap_or(0);
             metadata.insert(META_MTIME.to_owned(), secs.to_string());
         }
+        if let Some(rdev) = self.rdev {
+            metadata.insert(META_RDEV.to_owned(), rdev.to_string());
+        }
     }
 
     /// What the mode says the object is, if it says.
     pub fn kind(&self) -> Option<FileKind> {
-        match self.mode? & S_IFMT {
-            S_IFLNK => Some(FileKind::Symlink),
-            S_IFDIR => Some(FileKind::Directory),
-            S_IFREG => Some(FileKind::File),
-            _ => None,
-        }
+        kind_of_mode(self.mode?)
     }
 
     /// Permission bits, if a mode is set.
@@ -108,12 +123,30 @@ pub fn is_user_xattr(name: &[u8]) -> bool {
     name.starts_with(b"user.")
 }
 
+/// The kind the type bits of `mode` name, if they name one.
+pub fn kind_of_mode(mode: u32) -> Option<FileKind> {
+    match mode & S_IFMT {
+        S_IFLNK => Some(FileKind::Symlink),
+        S_IFDIR => Some(FileKind::Directory),
+        S_IFREG => Some(FileKind::File),
+        S_IFIFO => Some(FileKind::Fifo),
+        S_IFCHR => Some(FileKind::CharDevice),
+        S_IFBLK => Some(FileKind::BlockDevice),
+        S_IFSOCK => Some(FileKind::Socket),
+        _ => None,
+    }
+}
+
 /// The `st_mode` type bits of `kind`.
 pub fn type_bits(kind: FileKind) -> u32 {
     match kind {
         FileKind::File => S_IFREG,
         FileKind::Directory => S_IFDIR,
         FileKind::Symlink => S_IFLNK,
+        FileKind::Fifo => S_IFIFO,
+        FileKind::CharDevice => S_IFCHR,
+        FileKind::BlockDevice => S_IFBLK,
+        FileKind::Socket => S_IFSOCK,
     }
 }
 
@@ -128,13 +161,52 @@ mod tests {
             uid: Some(1000),
             gid: Some(100),
             mtime: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            rdev: None,
         };
         let mut headers = BTreeMap::new();
         meta.write_to(&mut headers);
         assert_eq!(headers["mode"], "33184");
+        assert!(!headers.contains_key("rdev"));
         assert_eq!(PosixMeta::from_user_metadata(&headers), meta);
         assert_eq!(meta.kind(), Some(FileKind::File));
         assert_eq!(meta.perm(), Some(0o640));
+    }
+
+    #[test]
+    fn special_files_and_their_device_numbers() {
+        // What s3fs writes for `mknod p` (S_IFIFO | 0644) and `mknod c 1 3`.
+        let fifo = PosixMeta::from_user_metadata(&BTreeMap::from([(
+            "mode".to_owned(),
+            "4516".to_owned(),
+        )]));
+        assert_eq!(
+            (fifo.kind(), fifo.perm()),
+            (Some(FileKind::Fifo), Some(0o644))
+        );
+        let null = PosixMeta {
+            mode: Some(S_IFCHR | 0o666),
+            rdev: Some((1 << 8) | 3),
+            ..PosixMeta::default()
+        };
+        let mut headers = BTreeMap::new();
+        null.write_to(&mut headers);
+        assert_eq!(
+            (headers["mode"].as_str(), headers["rdev"].as_str()),
+            ("8630", "259")
+        );
+        assert_eq!(PosixMeta::from_user_metadata(&headers), null);
+        for kind in [
+            FileKind::File,
+            FileKind::Directory,
+            FileKind::Symlink,
+            FileKind::Fifo,
+            FileKind::CharDevice,
+            FileKind::BlockDevice,
+            FileKind::Socket,
+        ] {
+            assert_eq!(kind_of_mode(type_bits(kind) | 0o600), Some(kind));
+        }
+        assert_eq!(kind_of_mode(0o644), None);
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl BucketsFs {
                 gid: self.config.gid,
                 nlink: 2,
                 blksize: self.config.block_size,
+                rdev: 0,
             },
             ttl: self.config.metadata_ttl,
         }
@@ -491,6 +492,17 @@ impl Vfs for BucketsFs {
         Ok(Self::to_global(
             bucket,
             fs.symlink(local, name, target).await?,
+        ))
+    }
+
+    async fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> VfsResult<Entry> {
+        if parent == Ino::ROOT {
+            return Err(self.refuse("mknod"));
+        }
+        let (bucket, fs, local) = self.route(parent)?;
+        Ok(Self::to_global(
+            bucket,
+            fs.mknod(local, name, mode, rdev).await?,
         ))
     }
 

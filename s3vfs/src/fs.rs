@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// HEAD requests in flight while a listing looks for symbolic links among small objects.
+/// HEAD requests in flight while a listing looks for symbolic links and special files among
+/// small objects.
 const LISTING_HEADS_IN_FLIGHT: usize = 32;
 
 use crate::meta::Listing;
@@ -331,7 +332,15 @@ impl S3Fs {
         let (default_perm, nlink) = match stat.kind {
             FileKind::Directory => (self.config.dir_mode, 2),
             FileKind::Symlink => (0o777, 1),
-            FileKind::File => (self.config.file_mode, 1),
+            FileKind::File
+            | FileKind::Fifo
+            | FileKind::CharDevice
+            | FileKind::BlockDevice
+            | FileKind::Socket => (self.config.file_mode, 1),
+        };
+        let rdev = match stat.kind {
+            FileKind::CharDevice | FileKind::BlockDevice => stat.posix.rdev.unwrap_or(0),
+            _ => 0,
         };
         FileAttr {
             ino,
@@ -343,6 +352,7 @@ impl S3Fs {
             gid: stat.posix.gid.unwrap_or(self.config.gid),
             nlink,
             blksize: self.config.block_size,
+            rdev,
         }
     }
 
@@ -423,6 +433,7 @@ impl S3Fs {
             uid: Some(self.config.uid),
             gid: Some(self.config.gid),
             mtime: Some(SystemTime::now()),
+            rdev: None,
         }
     }
 
@@ -690,9 +701,10 @@ impl S3Fs {
             stream.merger.finish(&mut items);
             stream.listing_done = true;
         }
-        // What LIST cannot tell: whether a small object is a symbolic link (its mode is in
-        // the metadata). Such objects are looked at with HEAD, in parallel, unless this
-        // version was looked at before; larger objects cannot be links.
+        // What LIST cannot tell: whether a small object is a symbolic link, or an empty one
+        // a fifo, device or socket (the type is in the mode, in the metadata). Such objects
+        // are looked at with HEAD, in parallel, unless this version was looked at before;
+        // larger objects cannot be links, and special files are empty.
         let mut listed = Vec::with_capacity(items.len());
         for item in items {
             let (name, stat) = match item {
@@ -728,7 +740,7 @@ impl S3Fs {
             .filter(|(_, (_, _, stat))| {
                 stat.kind != FileKind::Directory
                     && !stat.from_head
-                    && (1..=MAX_SYMLINK_TARGET).contains(&stat.size)
+                    && stat.size <= MAX_SYMLINK_TARGET
             })
             .filter_map(|(i, (_, path, _))| Some((i, self.ns.file_key(path).ok()?)))
             .collect();
@@ -909,6 +921,13 @@ impl Vfs for S3Fs {
                     info.path
                 )))
             }
+            // The kernel opens these itself: a library caller has no pipe or device to get.
+            FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice | FileKind::Socket => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a {}",
+                    info.path, stat.kind
+                )))
+            }
             FileKind::File => {}
         }
         let key = self.ns.file_key(&info.path)?;
@@ -1005,6 +1024,10 @@ impl Vfs for S3Fs {
 
     async fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Entry> {
         self.do_symlink(parent, name, target).await
+    }
+
+    async fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> VfsResult<Entry> {
+        self.do_mknod(parent, name, mode, rdev).await
     }
 
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {

@@ -77,7 +77,7 @@ impl<V> Swept<V> {
 /// What the store told us about a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
-    /// File or directory.
+    /// What the path is.
     pub kind: FileKind,
     /// Size in bytes (0 for directories).
     pub size: u64,
@@ -107,12 +107,13 @@ impl Stat {
         }
     }
 
-    /// What HEAD said of an object: the mode header decides between file and symlink.
+    /// What HEAD said of an object: the mode header decides between file, symlink and
+    /// special file (an object is never a directory, whatever its mode says).
     pub fn from_head(meta: &ObjectMeta) -> Self {
         let posix = PosixMeta::from_user_metadata(&meta.user_metadata);
         let kind = match posix.kind() {
-            Some(FileKind::Symlink) => FileKind::Symlink,
-            _ => FileKind::File,
+            Some(FileKind::Directory) | None => FileKind::File,
+            Some(kind) => kind,
         };
         Self {
             kind,

@@ -25,6 +25,10 @@ impl Ino {
 pub struct Handle(pub u64);
 
 /// What an inode is.
+///
+/// Fifos, devices and sockets ("special files") are empty objects whose mode header has
+/// their type; the file system stores them and their attributes, but never their data:
+/// the kernel opens them itself (see SEMANTICS.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {
     /// A regular file (an object).
@@ -33,6 +37,38 @@ pub enum FileKind {
     Directory,
     /// A symbolic link.
     Symlink,
+    /// A named pipe (`S_IFIFO`).
+    Fifo,
+    /// A character device (`S_IFCHR`).
+    CharDevice,
+    /// A block device (`S_IFBLK`).
+    BlockDevice,
+    /// A unix domain socket (`S_IFSOCK`).
+    Socket,
+}
+
+impl FileKind {
+    /// Whether this is a fifo, a device or a socket: an object with no data of its own.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice | FileKind::Socket
+        )
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::File => "regular file",
+            FileKind::Directory => "directory",
+            FileKind::Symlink => "symbolic link",
+            FileKind::Fifo => "fifo",
+            FileKind::CharDevice => "character device",
+            FileKind::BlockDevice => "block device",
+            FileKind::Socket => "socket",
+        })
+    }
 }
 
 /// Attributes of an inode, as `stat` shows them.
@@ -56,6 +92,9 @@ pub struct FileAttr {
     pub nlink: u32,
     /// Preferred I/O size in bytes.
     pub blksize: u32,
+    /// Device number of a character or block device, as `st_rdev` shows it (Linux
+    /// `makedev` encoding, the one FUSE uses); 0 for every other kind.
+    pub rdev: u32,
 }
 
 impl FileAttr {
@@ -295,6 +334,11 @@ pub trait Vfs: Send + Sync + 'static {
     ) -> VfsResult<()>;
     /// Creates a symbolic link `name` in `parent` pointing at `target`. Counts one lookup.
     async fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Entry>;
+    /// Creates `name` in `parent` as `mknod(2)` does: `mode` holds the type bits
+    /// (`S_IFIFO`, `S_IFCHR`, `S_IFBLK`, `S_IFSOCK`, or `S_IFREG`/0 for an empty regular
+    /// file) and the permission bits; `rdev` is the device number of a device (Linux
+    /// `makedev` encoding) and is ignored for the other types.
+    async fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> VfsResult<Entry>;
 
     /// Value of an extended attribute.
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes>;

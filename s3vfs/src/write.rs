@@ -840,6 +840,12 @@ impl S3Fs {
                     "{path} is a symbolic link"
                 )))
             }
+            Ok(stat) if stat.kind.is_special() => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{path} is a {}",
+                    stat.kind
+                )))
+            }
             Ok(_) if flags.exclusive => return Err(VfsError::Exists(path.to_string())),
             Ok(stat) => {
                 let ino = self.inodes.lookup(&path, stat.kind);
@@ -1662,6 +1668,12 @@ impl S3Fs {
                 return Err(VfsError::InvalidArgument(format!(
                     "{} is a symbolic link",
                     info.path
+                )))
+            }
+            FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice | FileKind::Socket => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a {}",
+                    info.path, stat.kind
                 )))
             }
             FileKind::File => {}

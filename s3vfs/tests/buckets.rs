@@ -63,6 +63,26 @@ async fn root_lists_buckets_and_each_is_a_file_system() {
             .errno(),
         libc::EROFS
     );
+    let fifo = libc::S_IFIFO | 0o644;
+    assert_eq!(
+        fs.mknod(Ino::ROOT, OsStr::new("new"), fifo, 0)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EROFS
+    );
+    let made = fs
+        .mknod(dir.ino, OsStr::new("fifo"), fifo, 0)
+        .await
+        .unwrap();
+    assert_eq!(made.attr.kind, FileKind::Fifo);
+    let again = fs.lookup(dir.ino, OsStr::new("fifo")).await.unwrap();
+    assert_eq!(
+        (again.attr.ino, again.attr.kind),
+        (made.attr.ino, FileKind::Fifo)
+    );
+    let stored = buckets.get("beta").unwrap().meta("dir/fifo").unwrap();
+    assert_eq!(stored.user_metadata["mode"], fifo.to_string());
 }
 
 #[tokio::test]

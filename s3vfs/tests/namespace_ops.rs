@@ -1,5 +1,5 @@
 //! The namespace operations that change the bucket (mkdir, unlink, rmdir, rename, symlink,
-//! setattr, xattrs) against the in-memory store: the errnos of SEMANTICS.md, what ends up
+//! mknod, setattr, xattrs) against the in-memory store: the errnos of SEMANTICS.md, what ends up
 //! in the bucket (s3fs headers, markers), what a failure leaves behind, and what each
 //! operation costs in requests.
 
@@ -854,6 +854,132 @@ async fn symlinks_round_trip_in_the_s3fs_format() {
     assert_eq!(meta(&store, "link2", "mode").unwrap(), "41471");
     fs.unlink(Ino::ROOT, os("link2")).await.unwrap();
     assert!(store.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// mknod: fifos, devices and sockets
+
+/// The kind, permission bits and device number `fs` shows for every entry of `dir`, as
+/// listed and as looked up.
+async fn special_kinds(fs: &S3Fs, dir: &str) -> Vec<(String, FileKind, u16, u32)> {
+    let dir_ino = ino(fs, dir).await;
+    let handle = fs.opendir(dir_ino).await.unwrap();
+    let entries = fs.readdir(dir_ino, handle, 0, 100).await.unwrap();
+    fs.releasedir(dir_ino, handle).await.unwrap();
+    let mut kinds = Vec::new();
+    for entry in entries.into_iter().skip(2) {
+        let listed = entry.attr.expect("listed entries carry attributes");
+        let looked_up = lookup(fs, &format!("{dir}/{}", entry.name)).await.unwrap();
+        assert_eq!(listed, looked_up.attr, "{}", entry.name);
+        kinds.push((entry.name, listed.kind, listed.perm, listed.rdev));
+    }
+    kinds
+}
+
+#[tokio::test]
+async fn special_files_keep_type_device_and_attributes_through_every_change() {
+    let store = MemStore::new();
+    let (fs, counting) = counted(&store, rw());
+    let dev = fs
+        .mkdir(Ino::ROOT, os("dev"), 0o755)
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let null = libc::makedev(1, 3) as u32;
+    let sda = libc::makedev(8, 0) as u32;
+    let made = [
+        ("fifo", libc::S_IFIFO | 0o644, FileKind::Fifo, 0),
+        ("null", libc::S_IFCHR | 0o666, FileKind::CharDevice, null),
+        ("sda", libc::S_IFBLK | 0o660, FileKind::BlockDevice, sda),
+        ("sock", libc::S_IFSOCK | 0o755, FileKind::Socket, 0),
+    ];
+    for (name, mode, kind, rdev) in made {
+        counting.reset();
+        let entry = fs.mknod(dev, os(name), mode, rdev).await.unwrap();
+        assert_eq!(counting.count(Op::Put), 1);
+        assert_eq!(
+            (entry.attr.kind, entry.attr.rdev, entry.attr.size),
+            (kind, rdev, 0)
+        );
+        assert_eq!(store.get_bytes(&format!("dev/{name}")).unwrap().len(), 0);
+    }
+    let expected: Vec<(String, FileKind, u16, u32)> = made
+        .iter()
+        .map(|(name, mode, kind, rdev)| ((*name).to_owned(), *kind, (mode & 0o7777) as u16, *rdev))
+        .collect();
+    assert_eq!(special_kinds(&fs, "dev").await, expected);
+    // Another machine sees the same, from a listing alone.
+    assert_eq!(special_kinds(&mount(&store), "dev").await, expected);
+
+    // chown and utimens of a device: its number stays.
+    let null_ino = ino(&fs, "dev/null").await;
+    let mtime = UNIX_EPOCH + Duration::from_secs(1_650_000_000);
+    let changes = SetAttr {
+        uid: Some(42),
+        gid: Some(43),
+        mtime: Some(mtime),
+        ..SetAttr::default()
+    };
+    let entry = fs.setattr(null_ino, None, changes).await.unwrap();
+    assert_eq!(
+        (
+            entry.attr.kind,
+            entry.attr.rdev,
+            entry.attr.uid,
+            entry.attr.mtime
+        ),
+        (FileKind::CharDevice, null, 42, mtime)
+    );
+    assert_eq!(meta(&store, "dev/null", "rdev").unwrap(), null.to_string());
+    assert_eq!(
+        meta(&store, "dev/null", "mode").unwrap(),
+        (libc::S_IFCHR | 0o666).to_string()
+    );
+    // An extended attribute on a fifo.
+    let fifo = ino(&fs, "dev/fifo").await;
+    fs.setxattr(fifo, os("user.note"), Bytes::from_static(b"pipe"))
+        .await
+        .unwrap();
+    assert_eq!(fs.getxattr(fifo, os("user.note")).await.unwrap(), "pipe");
+    // Neither is opened or truncated by the file system.
+    assert_eq!(
+        errno(fs.open(fifo, s3vfs::vfs::OpenFlags::read_only()).await),
+        libc::EINVAL
+    );
+    let truncate = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    assert_eq!(errno(fs.setattr(fifo, None, truncate).await), libc::EINVAL);
+
+    // A directory rename moves them with their headers; a fresh mount sees the same.
+    fs.rename(Ino::ROOT, os("dev"), Ino::ROOT, os("dev2"), false)
+        .await
+        .unwrap();
+    let fresh = mount(&store);
+    assert_eq!(special_kinds(&fresh, "dev2").await, expected);
+    let null_attr = lookup(&fresh, "dev2/null").await.unwrap().attr;
+    assert_eq!(
+        (null_attr.uid, null_attr.gid, null_attr.mtime),
+        (42, 43, mtime)
+    );
+    assert_eq!(special_kinds(&fs, "dev2").await, expected);
+
+    // A file rename over a fifo replaces it; unlink removes them; the directory stays.
+    let dev2 = ino(&fs, "dev2").await;
+    fs.rename(dev2, os("sock"), dev2, os("fifo"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        lookup(&fs, "dev2/fifo").await.unwrap().attr.kind,
+        FileKind::Socket
+    );
+    for name in ["fifo", "null", "sda"] {
+        fs.unlink(dev2, os(name)).await.unwrap();
+    }
+    assert_eq!(store.keys(), vec!["dev2/"]);
+    assert_eq!(special_kinds(&fs, "dev2").await, vec![]);
 }
 
 // ---------------------------------------------------------------------------------------

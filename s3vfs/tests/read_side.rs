@@ -430,6 +430,7 @@ async fn s3fs_modes_owners_and_symlinks_are_shown() {
         uid: Some(1234),
         gid: Some(99),
         mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)),
+        rdev: None,
     }
     .write_to(&mut file_meta.user_metadata);
     store.insert_with("private.txt", "secret", file_meta);

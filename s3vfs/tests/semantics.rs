@@ -170,6 +170,7 @@ macro_rules! checked_table {
 checked_table!(namespace, "| rule |", {
     "file" => file_objects,
     "symbolic link" => symlink_objects,
+    "special file" => special_files,
     "directory" => directory_prefixes,
     "markers" => markers,
     "file and directory of the same name" => directory_shadows_file,
@@ -208,6 +209,7 @@ checked_table!(operations, "| operation |", {
     "rename of a file or symlink" => rename_file,
     "rename of a directory" => rename_directory,
     "symlink" => symlink,
+    "mknod" => mknod,
     "readlink" => readlink,
     "chmod / chown / utimens" => chmod_chown_utimens,
     "getxattr / listxattr" => getxattr_listxattr,
@@ -223,7 +225,7 @@ checked_table!(store_errors, "| store error |", {
     "NoSuchKey, NoSuchBucket, NoSuchUpload, 404" => not_found_errors,
     "PreconditionFailed (412) or ConditionalRequestConflict (409) of a pinned read" => precondition_of_a_read,
     "the same, of an upload, copy or metadata change" => precondition_of_a_change,
-    "the same, of mkdir or symlink" => precondition_of_a_creation,
+    "the same, of mkdir, symlink or mknod" => precondition_of_a_creation,
     "AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, ExpiredToken, 403" => access_denied_errors,
     "InvalidObjectState (archived, not restored)" => archived_errors,
     "SlowDown, Throttling, TooManyRequests, or 429 or 503 without a known code" => throttling_errors,
@@ -696,6 +698,85 @@ async fn symlink_objects(_: Errnos) {
     let l = m.lookup("l").await.unwrap().attr;
     assert_eq!(l.kind, FileKind::Symlink);
     assert_eq!(&m.fs.readlink(l.ino).await.unwrap()[..], b"some/target");
+}
+
+async fn special_files(_: Errnos) {
+    let store = bucket();
+    // As s3fs's mknod writes them: empty, the type in the mode, no device number.
+    store.insert_with("pipe", "", mode(libc::S_IFIFO | 0o640));
+    store.insert_with("sock", "", mode(libc::S_IFSOCK | 0o755));
+    store.insert_with("s3fs-disk", "", mode(libc::S_IFBLK | 0o660));
+    store.insert_with(
+        "null",
+        "",
+        headers(&[
+            ("mode", (libc::S_IFCHR | 0o666).to_string()),
+            ("rdev", libc::makedev(1, 3).to_string()),
+            ("uid", "7".to_owned()),
+        ]),
+    );
+    store.insert("empty", "");
+    let m = Mount::new(&store, config());
+    let kinds = [
+        ("empty", FileKind::File, 0o644, 0),
+        ("null", FileKind::CharDevice, 0o666, libc::makedev(1, 3)),
+        ("pipe", FileKind::Fifo, 0o640, 0),
+        ("s3fs-disk", FileKind::BlockDevice, 0o660, 0),
+        ("sock", FileKind::Socket, 0o755, 0),
+    ];
+    for (name, kind, perm, rdev) in kinds {
+        let attr = m.lookup(name).await.unwrap().attr;
+        assert_eq!(
+            (attr.kind, attr.perm, u64::from(attr.rdev), attr.size),
+            (kind, perm, rdev, 0),
+            "{name}"
+        );
+    }
+    // A fresh mount's listing finds the types with its HEADs of small objects.
+    let fresh = Mount::new(&store, config());
+    let listed: Vec<(String, FileKind, u64)> = fresh
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind, u64::from(e.attr.unwrap().rdev)))
+        .collect();
+    let expected: Vec<(String, FileKind, u64)> = kinds
+        .iter()
+        .map(|(name, kind, _, rdev)| ((*name).to_owned(), *kind, *rdev))
+        .collect();
+    assert_eq!(listed, expected);
+    fresh.assert_requests(&[(Op::List, 1), (Op::Head, 5)]);
+    // Attribute changes, rename and unlink cost what they cost for a file; the device
+    // keeps its number and the other headers.
+    m.cache(&["null", "zero"]).await;
+    let null = m.ino("null").await;
+    m.fs.setattr(null, None, set_mode(0o600)).await.unwrap();
+    m.assert_requests(&[(Op::Head, 1), (Op::Copy, 1)]);
+    m.rename("null", "zero", false).await.unwrap();
+    m.assert_requests(&[(Op::Copy, 1), (Op::Delete, 1)]);
+    let zero = store.meta("zero").unwrap().user_metadata;
+    assert_eq!(
+        (
+            zero["mode"].clone(),
+            zero["rdev"].clone(),
+            zero["uid"].clone()
+        ),
+        (
+            (libc::S_IFCHR | 0o600).to_string(),
+            libc::makedev(1, 3).to_string(),
+            "7".to_owned()
+        )
+    );
+    let attr = m.lookup("zero").await.unwrap().attr;
+    assert_eq!(
+        (attr.kind, attr.perm, u64::from(attr.rdev)),
+        (FileKind::CharDevice, 0o600, libc::makedev(1, 3))
+    );
+    m.counter.reset();
+    m.fs.unlink(Ino::ROOT, os("zero")).await.unwrap();
+    m.assert_requests(&[(Op::Delete, 1)]);
+    assert_eq!(store.keys(), vec!["empty", "pipe", "s3fs-disk", "sock"]);
 }
 
 async fn directory_prefixes(_: Errnos) {
@@ -1300,9 +1381,13 @@ async fn readdir(seen: Errnos) {
     let (logs, _guard) = Logs::capture();
     let store = bucket();
     store.insert("d/", "");
+    // Objects too large to be symlinks or special files: LIST alone says what they are.
+    let body = pattern(4096, 3);
     for i in 0..2100 {
-        store.insert(format!("d/f{i:04}"), "");
+        store.insert(format!("d/f{i:04}"), body.clone());
     }
+    store.insert("d/g-empty", "");
+    store.insert_with("d/g-pipe", "", mode(libc::S_IFIFO | 0o644));
     store.insert("d/s1", "ab");
     store.insert("d/s2", pattern(4095, 1));
     store.insert("d/big", pattern(4096, 2));
@@ -1330,16 +1415,25 @@ async fn readdir(seen: Errnos) {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(tail, ["s1", "s2", "sub", "zz-new"]);
-    assert_eq!(first.len() + rest.len(), 2 + 2100 + 6);
-    m.assert_requests(&[(Op::List, 2), (Op::Head, 2)]);
+    assert_eq!(first.len() + rest.len(), 2 + 2100 + 8);
+    m.assert_requests(&[(Op::List, 2), (Op::Head, 4)]);
+    let kind_of = |name: &str| rest.iter().find(|e| e.name == name).map(|e| e.kind);
+    assert_eq!(
+        (kind_of("g-empty"), kind_of("g-pipe"), kind_of("s1")),
+        (
+            Some(FileKind::File),
+            Some(FileKind::Fifo),
+            Some(FileKind::File)
+        )
+    );
     logs.assert_logged(tracing::Level::WARN, &["d//", "hidden"]);
     // Listed again: from the listing cache.
-    assert_eq!(m.names("d").await.len(), 2106);
+    assert_eq!(m.names("d").await.len(), 2108);
     m.assert_requests(&[]);
     // A change by this mount drops it; the small objects were looked at already.
     m.fs.unlink(dir, os("f0000")).await.unwrap();
     m.counter.reset();
-    assert_eq!(m.names("d").await.len(), 2105);
+    assert_eq!(m.names("d").await.len(), 2107);
     m.assert_requests(&[(Op::List, 3)]);
     let file = m.ino("d/big").await;
     seen.refuses(m.fs.opendir(file).await, libc::ENOTDIR);
@@ -1355,13 +1449,15 @@ async fn open_for_reading(seen: Errnos) {
     store.insert("f", "hello");
     store.insert("d/x", "1");
     store.insert_with("l", "f", mode(libc::S_IFLNK | 0o777));
+    store.insert_with("p", "", mode(libc::S_IFIFO | 0o644));
     store.insert("cold", "brr");
     store.set_storage_class("cold", "GLACIER");
     let m = Mount::new(&store, config());
-    let [f, d, l, cold] = [
+    let [f, d, l, p, cold] = [
         m.ino("f").await,
         m.ino("d").await,
         m.ino("l").await,
+        m.ino("p").await,
         m.ino("cold").await,
     ];
     m.counter.reset();
@@ -1376,6 +1472,8 @@ async fn open_for_reading(seen: Errnos) {
     );
     seen.refuses(m.fs.open(d, OpenFlags::read_only()).await, libc::EISDIR);
     seen.refuses(m.fs.open(l, OpenFlags::read_only()).await, libc::EINVAL);
+    seen.refuses(m.fs.open(p, OpenFlags::read_only()).await, libc::EINVAL);
+    seen.refuses(m.fs.open(p, writing()).await, libc::EINVAL);
     m.counter.reset();
     seen.refuses(m.fs.open(cold, OpenFlags::read_only()).await, libc::EACCES);
     m.assert_requests(&[(Op::Head, 1)]);
@@ -1439,6 +1537,7 @@ async fn create(seen: Errnos) {
     store.insert("exists", "old");
     store.insert("d/x", "1");
     store.insert_with("l", "d", mode(libc::S_IFLNK | 0o777));
+    store.insert_with("sock", "", mode(libc::S_IFSOCK | 0o755));
     let m = Mount::new(&store, config());
     let (entry, handle) =
         m.fs.create(Ino::ROOT, os("new"), 0o640, writing())
@@ -1479,6 +1578,15 @@ async fn create(seen: Errnos) {
     seen.refuses(
         m.fs.create(Ino::ROOT, os("l"), 0o644, writing()).await,
         libc::EINVAL,
+    );
+    seen.refuses(
+        m.fs.create(Ino::ROOT, os("sock"), 0o644, truncating())
+            .await,
+        libc::EINVAL,
+    );
+    assert_eq!(
+        user_meta(&store, "sock", "mode").unwrap(),
+        (libc::S_IFSOCK | 0o755).to_string()
     );
     seen.refuses(
         m.fs.create(Ino::ROOT, os("a/b"), 0o644, writing()).await,
@@ -1655,6 +1763,7 @@ async fn truncate(seen: Errnos) {
     store.insert("t", "abcdef");
     store.insert("d/x", "1");
     store.insert_with("l", "t", mode(libc::S_IFLNK | 0o777));
+    store.insert_with("p", "", mode(libc::S_IFIFO | 0o644));
     let m = Mount::new(&store, config());
     let t = m.ino("t").await;
     m.counter.reset();
@@ -1680,6 +1789,9 @@ async fn truncate(seen: Errnos) {
     seen.refuses(m.fs.setattr(d, None, set_size(0)).await, libc::EISDIR);
     let l = m.ino("l").await;
     seen.refuses(m.fs.setattr(l, None, set_size(0)).await, libc::EINVAL);
+    let p = m.ino("p").await;
+    seen.refuses(m.fs.setattr(p, None, set_size(1)).await, libc::EINVAL);
+    assert_eq!(store.get_bytes("p").unwrap().len(), 0);
     store.insert("t", "changed by another machine");
     seen.refuses(m.fs.setattr(t, None, set_size(0)).await, libc::EIO);
     assert_eq!(
@@ -2063,6 +2175,115 @@ async fn symlink(seen: Errnos) {
     );
 }
 
+async fn mknod(seen: Errnos) {
+    let store = bucket();
+    store.insert("file", "1");
+    store.insert("gone/", "");
+    let m = Mount::new(&store, config().with_owner(1000, 100));
+    let root = Ino::ROOT;
+    let fifo = m.fs.mknod(root, os("fifo"), libc::S_IFIFO | 0o640, 0).await;
+    m.assert_requests(&[(Op::Head, 1), (Op::List, 1), (Op::Put, 1)]);
+    let fifo = fifo.unwrap().attr;
+    assert_eq!(
+        (fifo.kind, fifo.perm, fifo.rdev),
+        (FileKind::Fifo, 0o640, 0)
+    );
+    let meta = store.meta("fifo").unwrap();
+    assert_eq!(meta.size, 0);
+    let meta = meta.user_metadata;
+    assert_eq!(meta["mode"], (libc::S_IFIFO | 0o640).to_string());
+    assert_eq!(
+        (meta["uid"].as_str(), meta["gid"].as_str()),
+        ("1000", "100")
+    );
+    assert!(meta.contains_key("mtime") && !meta.contains_key("rdev"));
+    // Each type, and its device number for devices only.
+    let dev = libc::makedev(8, 1) as u32;
+    for (name, type_bits, kind, rdev) in [
+        ("chr", libc::S_IFCHR, FileKind::CharDevice, dev),
+        ("blk", libc::S_IFBLK, FileKind::BlockDevice, dev),
+        ("sock", libc::S_IFSOCK, FileKind::Socket, 0),
+        ("reg", libc::S_IFREG, FileKind::File, 0),
+        ("untyped", 0, FileKind::File, 0),
+    ] {
+        let attr = m.fs.mknod(root, os(name), type_bits | 0o600, dev).await;
+        m.assert_requests(&[(Op::Head, 1), (Op::List, 1), (Op::Put, 1)]);
+        let attr = attr.unwrap().attr;
+        assert_eq!(
+            (attr.kind, attr.rdev, attr.perm),
+            (kind, rdev, 0o600),
+            "{name}"
+        );
+        let stored = store.meta(name).unwrap().user_metadata;
+        let expected_rdev = (rdev != 0).then(|| rdev.to_string());
+        assert_eq!(stored.get("rdev"), expected_rdev.as_ref(), "{name}");
+        assert_eq!(m.lookup(name).await.unwrap().attr, attr, "{name}");
+        m.counter.reset();
+    }
+    assert_eq!(
+        user_meta(&store, "untyped", "mode").unwrap(),
+        (libc::S_IFREG | 0o600).to_string()
+    );
+    seen.refuses(
+        m.fs.mknod(root, os("file"), libc::S_IFIFO | 0o644, 0).await,
+        libc::EEXIST,
+    );
+    m.cache(&["race"]).await;
+    store.insert("race", "");
+    seen.refuses(
+        m.fs.mknod(root, os("race"), libc::S_IFSOCK | 0o644, 0)
+            .await,
+        libc::EEXIST,
+    );
+    m.assert_requests(&[(Op::Put, 1)]);
+    seen.refuses(
+        m.fs.mknod(root, os("dir"), libc::S_IFDIR | 0o755, 0).await,
+        libc::EPERM,
+    );
+    seen.refuses(
+        m.fs.mknod(root, os("link"), libc::S_IFLNK | 0o777, 0).await,
+        libc::EINVAL,
+    );
+    seen.refuses(
+        m.fs.mknod(root, os("odd"), 0o170000 | 0o644, 0).await,
+        libc::EINVAL,
+    );
+    seen.refuses(
+        m.fs.mknod(root, os("a/b"), libc::S_IFIFO | 0o644, 0).await,
+        libc::EINVAL,
+    );
+    m.assert_requests(&[]);
+    let long = "n".repeat(256);
+    seen.refuses(
+        m.fs.mknod(root, os(&long), libc::S_IFIFO | 0o644, 0).await,
+        libc::ENAMETOOLONG,
+    );
+    let file = m.ino("file").await;
+    seen.refuses(
+        m.fs.mknod(file, os("x"), libc::S_IFIFO | 0o644, 0).await,
+        libc::ENOTDIR,
+    );
+    let fresh = Mount::new(&store, uncached());
+    let gone = fresh.ino("gone").await;
+    store.remove("gone/");
+    seen.refuses(
+        fresh
+            .fs
+            .mknod(gone, os("x"), libc::S_IFIFO | 0o644, 0)
+            .await,
+        libc::ENOENT,
+    );
+    let ro = Mount::new(&store, read_only());
+    seen.refuses(
+        ro.fs.mknod(root, os("x"), libc::S_IFIFO | 0o644, 0).await,
+        libc::EROFS,
+    );
+    assert!(!store
+        .keys()
+        .iter()
+        .any(|k| ["dir", "link", "odd", "x"].contains(&k.as_str())));
+}
+
 async fn readlink(seen: Errnos) {
     let store = bucket();
     store.insert_with("l", "x/y", mode(libc::S_IFLNK | 0o777));
@@ -2362,6 +2583,10 @@ async fn read_only_mount(seen: Errnos) {
         libc::EROFS,
     );
     seen.refuses(m.fs.symlink(root, os("n"), os("f")).await, libc::EROFS);
+    seen.refuses(
+        m.fs.mknod(root, os("n"), libc::S_IFIFO | 0o644, 0).await,
+        libc::EROFS,
+    );
     seen.refuses(m.fs.setattr(f, None, set_mode(0o600)).await, libc::EROFS);
     seen.refuses(m.fs.setxattr(f, os("user.x"), v()).await, libc::EROFS);
     seen.refuses(m.fs.removexattr(f, os("user.x")).await, libc::EROFS);
@@ -2413,6 +2638,10 @@ async fn guard_rails(seen: Errnos) {
     no.save("new", &Bytes::from_static(b"n")).await;
     no.fs.mkdir(root, os("newdir"), 0o755).await.unwrap();
     no.fs.symlink(root, os("newlink"), os("f")).await.unwrap();
+    no.fs
+        .mknod(root, os("newfifo"), libc::S_IFIFO | 0o644, 0)
+        .await
+        .unwrap();
     let (ino, handle) = no.open("f", appending()).await;
     no.write(ino, handle, 0, &Bytes::from_static(b"+")).await;
     no.close(ino, handle).await.unwrap();
@@ -2556,6 +2785,12 @@ async fn precondition_of_a_creation(seen: Errnos) {
     );
     seen.refuses(
         m.fs.symlink(Ino::ROOT, os("l"), os("f")).await,
+        libc::EEXIST,
+    );
+    m.faults.fail_next(Op::Put, 1, precondition());
+    seen.refuses(
+        m.fs.mknod(Ino::ROOT, os("p"), libc::S_IFIFO | 0o644, 0)
+            .await,
         libc::EEXIST,
     );
 }

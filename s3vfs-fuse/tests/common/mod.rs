@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::IntoRawFd;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -422,6 +422,23 @@ pub enum Node {
     File(Vec<u8>),
     /// A symbolic link and its target.
     Symlink(PathBuf),
+    /// A fifo, device or socket: its type as `ls -l` shows it (`p`, `c`, `b`, `s`) and its
+    /// device number. Never opened: a fifo would block.
+    Special(char, u64),
+}
+
+/// The letter `ls -l` shows for a fifo (`p`), character device (`c`), block device (`b`)
+/// or socket (`s`); `None` for other files.
+pub fn special_type(meta: &fs::Metadata) -> Option<char> {
+    let kind = meta.file_type();
+    [
+        (kind.is_fifo(), 'p'),
+        (kind.is_char_device(), 'c'),
+        (kind.is_block_device(), 'b'),
+        (kind.is_socket(), 's'),
+    ]
+    .into_iter()
+    .find_map(|(is, letter)| is.then_some(letter))
 }
 
 /// Every entry below `root` (not `root` itself), by path relative to it.
@@ -444,6 +461,8 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                 Node::Dir
             } else if meta.file_type().is_symlink() {
                 Node::Symlink(fs::read_link(&path).expect("readlink"))
+            } else if let Some(kind) = special_type(&meta) {
+                Node::Special(kind, meta.rdev())
             } else {
                 Node::File(
                     fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
@@ -465,6 +484,7 @@ pub fn assert_same_tree(got: &BTreeMap<String, Node>, expected: &BTreeMap<String
         Some(Node::Dir) => "a directory".to_owned(),
         Some(Node::File(bytes)) => format!("a file of {} bytes", bytes.len()),
         Some(Node::Symlink(target)) => format!("a symlink to {}", target.display()),
+        Some(Node::Special(kind, rdev)) => format!("a special file of type {kind} ({rdev:#x})"),
     };
     for name in got.keys().chain(expected.keys()) {
         let (g, e) = (got.get(name), expected.get(name));

@@ -69,7 +69,12 @@ impl S3Fs {
     {
         let stat = match kind {
             FileKind::Directory => self.rewrite_marker(path, edit).await?,
-            FileKind::File | FileKind::Symlink => self.rewrite_object(path, edit).await?,
+            FileKind::File
+            | FileKind::Symlink
+            | FileKind::Fifo
+            | FileKind::CharDevice
+            | FileKind::BlockDevice
+            | FileKind::Socket => self.rewrite_object(path, edit).await?,
         };
         self.meta.put_changed(path, stat.clone());
         Ok(stat)

@@ -1,6 +1,6 @@
 //! Namespace operations that change the bucket: mkdir, unlink, rmdir, rename, symlink,
-//! attribute changes and extended attributes. Each group is an `impl S3Fs` block in its own
-//! module; `fs.rs` dispatches the `Vfs` calls to the `do_*` methods:
+//! mknod, attribute changes and extended attributes. Each group is an `impl S3Fs` block in
+//! its own module; `fs.rs` dispatches the `Vfs` calls to the `do_*` methods:
 //!
 //! - `dir`: mkdir, rmdir, and `dir/` marker objects (reading their metadata, keeping a
 //!   directory alive when its last key goes);
@@ -10,7 +10,8 @@
 //!   failed copy) and bulk deletes;
 //! - `copy`: server-side copy of one object (CopyObject, or UploadPartCopy ranges above the
 //!   single-request limit);
-//! - `symlink`: symlink;
+//! - `node`: symlink and mknod (objects complete when made: links, fifos, devices,
+//!   sockets);
 //! - `metadata`: rewriting an object's (or marker's) user metadata in place, under S3's 2 KB
 //!   limit;
 //! - `setattr`: chmod, chown, utimens and truncate;
@@ -27,9 +28,9 @@
 mod copy;
 mod dir;
 mod metadata;
+mod node;
 mod rename;
 mod setattr;
-mod symlink;
 mod tree;
 mod unlink;
 mod xattr;

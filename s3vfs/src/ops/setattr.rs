@@ -28,10 +28,12 @@ impl S3Fs {
         if let Some(size) = changes.size {
             match kind {
                 FileKind::Directory => return Err(VfsError::IsADirectory(path.to_string())),
-                FileKind::Symlink => {
-                    return Err(VfsError::InvalidArgument(format!(
-                        "{path} is a symbolic link"
-                    )))
+                FileKind::Symlink
+                | FileKind::Fifo
+                | FileKind::CharDevice
+                | FileKind::BlockDevice
+                | FileKind::Socket => {
+                    return Err(VfsError::InvalidArgument(format!("{path} is a {kind}")))
                 }
                 FileKind::File => {}
             }
@@ -62,6 +64,7 @@ impl S3Fs {
                 uid: changes.uid,
                 gid: changes.gid,
                 mtime: changes.mtime,
+                rdev: None,
             };
             if let Some(stat) = self.set_attributes_of_open_file(&path, pending).await {
                 // Stored by the file's next upload, with its data.
@@ -101,6 +104,8 @@ impl S3Fs {
                     uid: changes.uid.or(stored.uid).or(Some(shown.uid)),
                     gid: changes.gid.or(stored.gid).or(Some(shown.gid)),
                     mtime: changes.mtime.or(stored.mtime).or(Some(mtime)),
+                    // A device keeps its number: the header is left as it is.
+                    rdev: None,
                 }
                 .write_to(metadata);
                 Ok(())
@@ -120,6 +125,7 @@ fn removed_stat(kind: FileKind, mtime: std::time::SystemTime, changes: &SetAttr)
         uid: changes.uid,
         gid: changes.gid,
         mtime: changes.mtime,
+        rdev: None,
     };
     stat
 }
