@@ -539,7 +539,9 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
     let (mut succeeded, mut failed) = (0, 0);
     let mut history: Vec<String> = Vec::new();
     let fail = |history: &[String], what: String| -> ! {
-        let start = history.len().saturating_sub(40);
+        let start = history
+            .len()
+            .saturating_sub(env_number("S3VFS_DIFF_SHOW", 40) as usize);
         panic!(
             "seed {seed}, {cache:?}: {what}\nlast operations (replay with \
              S3VFS_DIFF_SEED={seed} S3VFS_DIFF_CASES=1 S3VFS_DIFF_OPS={ops}):\n{}",

@@ -805,6 +805,14 @@ impl S3Fs {
                 self.check_overwrite_allowed(path)?;
             }
         }
+        let writing = flags.write || flags.append || flags.truncate;
+        let headed;
+        let stat = if writing && !stat.from_head && self.open_files.get(ino).is_none() {
+            headed = self.head_for_writing(path).await?;
+            &headed
+        } else {
+            stat
+        };
         let file = self.open_file(ino, path, Some(stat))?;
         if flags.truncate && (flags.write || flags.append) {
             let mut state = file.state.lock().await;
@@ -816,6 +824,32 @@ impl S3Fs {
             }
         }
         Ok(file)
+    }
+
+    /// A HEAD of the file at `path`, for a writer opening it on what a listing said: the
+    /// mode, owner and mtime it shows while it has unsaved changes come from here (a LIST
+    /// does not return them), and the version it builds on is the one seen now.
+    async fn head_for_writing(&self, path: &FsPath) -> VfsResult<Stat> {
+        let key = self.ns.file_key(path)?;
+        match self.store.head(&key).await {
+            Ok(meta) => {
+                let stat = Stat::from_head(&meta);
+                self.meta.put(path, stat.clone());
+                if stat.kind != FileKind::File {
+                    return Err(VfsError::InvalidArgument(format!(
+                        "{path} is a {}",
+                        stat.kind
+                    )));
+                }
+                Ok(stat)
+            }
+            Err(e) => {
+                if e.kind == StoreErrorKind::NotFound {
+                    self.meta.put_missing(path);
+                }
+                Err(VfsError::from_store(path.as_str(), e))
+            }
+        }
     }
 
     /// Creates and opens a new file.

@@ -540,6 +540,71 @@ async fn directory_rename_moves_every_key() {
     assert_eq!(lookup(&fs, "dst/d1/e1/f1").await.unwrap().attr.size, 9);
 }
 
+/// `dir/f`, 8 KiB (too large for a listing to HEAD it) with mode 0640 in s3fs headers.
+fn insert_private_file(store: &MemStore, key: &str) {
+    let mut options = with_mtime(1_500_000_000);
+    options
+        .user_metadata
+        .insert("mode".to_owned(), (libc::S_IFREG | 0o640).to_string());
+    store.insert_with(key, pattern(8 * KIB), options);
+}
+
+/// The permission bits a listing of `dir` shows for `name`.
+async fn listed_perm(fs: &S3Fs, dir: &str, name: &str) -> u16 {
+    let dir_ino = ino(fs, dir).await;
+    let handle = fs.opendir(dir_ino).await.unwrap();
+    let entries = fs.readdirplus(dir_ino, handle, 0, 100).await.unwrap();
+    fs.releasedir(dir_ino, handle).await.unwrap();
+    let entry = entries
+        .into_iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("{name} not listed in {dir}"));
+    entry.attr.expect("listed entries carry attributes").perm
+}
+
+#[tokio::test]
+async fn directory_rename_keeps_what_was_read_of_the_moved_files() {
+    let store = MemStore::new();
+    store.insert("d/", Bytes::new());
+    insert_private_file(&store, "d/f");
+    let (fs, counting) = counted(&store, rw());
+    assert_eq!(lookup(&fs, "d/f").await.unwrap().attr.perm, 0o640);
+    fs.rename(Ino::ROOT, os("d"), Ino::ROOT, os("e"), false)
+        .await
+        .unwrap();
+    counting.reset();
+    // The copy kept the headers; the listing of the new place shows them without a HEAD.
+    assert_eq!(listed_perm(&fs, "e", "f").await, 0o640);
+    assert_eq!(lookup(&fs, "e/f").await.unwrap().attr.perm, 0o640);
+    assert_eq!(counting.count(Op::Head), 0);
+}
+
+#[tokio::test]
+async fn a_writer_opening_a_listed_file_shows_its_stored_mode() {
+    let store = MemStore::new();
+    insert_private_file(&store, "d/f");
+    let fs = mount(&store);
+    // A listing cannot tell the mode: the mount's default until a lookup reads it.
+    assert_eq!(listed_perm(&fs, "d", "f").await, 0o644);
+    let f = ino(&fs, "d/f").await;
+    let handle = fs
+        .open(f, s3vfs::vfs::OpenFlags::from_posix(libc::O_RDWR))
+        .await
+        .unwrap();
+    fs.write(f, handle, 0, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    // While the change is unsaved the open file answers: with the stored mode.
+    assert_eq!(fs.getattr(f).await.unwrap().attr.perm, 0o640);
+    fs.flush(f, handle).await.unwrap();
+    fs.release(f, handle).await.unwrap();
+    assert_eq!(
+        meta(&store, "d/f", "mode").unwrap(),
+        (libc::S_IFREG | 0o640).to_string()
+    );
+    assert_eq!(lookup(&fs, "d/f").await.unwrap().attr.perm, 0o640);
+}
+
 #[tokio::test]
 async fn directory_rename_without_marker_creates_one_and_keeps_the_parent() {
     let store = MemStore::new();

@@ -198,6 +198,7 @@ checked_table!(operations, "| operation |", {
     "stat of a listed entry" => stat_of_listed_entry,
     "readdir" => readdir,
     "open for reading" => open_for_reading,
+    "open for writing" => open_for_writing,
     "read" => read,
     "create" => create,
     "write" => write,
@@ -1481,6 +1482,41 @@ async fn open_for_reading(seen: Errnos) {
     let f = fresh.ino("f").await;
     store.remove("f");
     seen.refuses(fresh.fs.open(f, OpenFlags::read_only()).await, libc::ENOENT);
+}
+
+async fn open_for_writing(seen: Errnos) {
+    let store = bucket();
+    // Over 4095 bytes: a listing does not HEAD them.
+    store.insert_with("d/f", pattern(8192, 1), mode(libc::S_IFREG | 0o600));
+    store.insert_with("d/g", pattern(8192, 2), mode(libc::S_IFREG | 0o600));
+    store.insert_with("l", "f", mode(libc::S_IFLNK | 0o777));
+    store.insert_with("p", "", mode(libc::S_IFIFO | 0o644));
+    let m = Mount::new(&store, config());
+    m.list("d").await.unwrap();
+    let [f, g] = [m.ino("d/f").await, m.ino("d/g").await];
+    m.counter.reset();
+    // Listed: the mode is unknown, one HEAD reads it.
+    let handle = m.fs.open(f, writing()).await.unwrap();
+    m.assert_requests(&[(Op::Head, 1)]);
+    assert_eq!(m.fs.getattr(f).await.unwrap().attr.perm, 0o600);
+    // Looked up (or open already): nothing.
+    let second = m.fs.open(f, writing()).await.unwrap();
+    m.assert_requests(&[]);
+    for h in [handle, second] {
+        m.fs.release(f, h).await.unwrap();
+    }
+    store.remove("d/g");
+    seen.refuses(m.fs.open(g, writing()).await, libc::ENOENT);
+    let [d, l, p] = [m.ino("d").await, m.ino("l").await, m.ino("p").await];
+    seen.refuses(m.fs.open(d, writing()).await, libc::EISDIR);
+    seen.refuses(m.fs.open(l, writing()).await, libc::EINVAL);
+    seen.refuses(m.fs.open(p, writing()).await, libc::EINVAL);
+    let guarded = Mount::new(&store, no_overwrite());
+    let f = guarded.ino("d/f").await;
+    seen.refuses(guarded.fs.open(f, writing()).await, libc::EPERM);
+    let ro = Mount::new(&store, read_only());
+    let f = ro.ino("d/f").await;
+    seen.refuses(ro.fs.open(f, writing()).await, libc::EROFS);
 }
 
 async fn read(seen: Errnos) {

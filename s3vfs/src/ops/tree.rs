@@ -18,6 +18,7 @@ use super::copy::ObjectCopy;
 use super::{parent_of, strict_path, S3Fs};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
+use crate::meta::Stat;
 use crate::namespace::{FsPath, MAX_KEY_LEN};
 use crate::store::s3::MAX_DELETE_BATCH;
 use crate::store::{
@@ -161,6 +162,7 @@ impl S3Fs {
             .chain(marker.iter())
             .map(|m| m.source.clone())
             .collect();
+        let carried = self.carried_stats(src, &src_prefix, dst, &moves, &outcome.copies);
         let failures = self.delete_keys(sources).await;
         // Names below the old place that no moved key covers (a file created here and not
         // uploaded yet, a cached lookup) must not answer from what they were.
@@ -169,6 +171,9 @@ impl S3Fs {
         self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
         if let Some(stat) = moved_stat {
             self.meta.put(dst, stat);
+        }
+        for (path, stat) in carried {
+            self.meta.put(&path, stat);
         }
         self.note_renamed(src, dst, &outcome.copies).await;
         if let Some((_, error)) = failures.first() {
@@ -345,6 +350,38 @@ impl S3Fs {
     /// Drops cached knowledge of the tree at `root` (whose keys start with `prefix`) and
     /// of every path the moved keys (`key_of`) name in it; with `gone`, records them as
     /// missing instead.
+    /// What this mount read (HEAD) of the moved files' metadata, at their new names with
+    /// their copies' ETags: a listing of the new place cannot tell mode, owner or mtime,
+    /// and the copy kept them. Only stats of the very version copied are carried.
+    fn carried_stats(
+        &self,
+        src: &FsPath,
+        src_prefix: &str,
+        dst: &FsPath,
+        moves: &[Move],
+        copies: &Copies,
+    ) -> Vec<(FsPath, Stat)> {
+        moves
+            .iter()
+            .filter_map(|item| {
+                let rest = item.source.as_str().strip_prefix(src_prefix)?;
+                let old = strict_path(src, rest)?;
+                let new = strict_path(dst, rest)?;
+                let stat = self.meta.get_any(&old).filter(|stat| {
+                    stat.from_head && stat.kind != FileKind::Directory && stat.etag == item.etag
+                })?;
+                let (_, etag) = copies.get(&item.dest)?;
+                Some((
+                    new,
+                    Stat {
+                        etag: etag.clone(),
+                        ..stat
+                    },
+                ))
+            })
+            .collect()
+    }
+
     fn forget_tree(
         &self,
         root: &FsPath,
