@@ -107,7 +107,7 @@ impl BucketsFs {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state holds plain maps updated in single statements; still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn root_attr(&self) -> Entry {

@@ -22,6 +22,7 @@ use crate::store::{
     storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PageCursor,
     PutOptions, StoreErrorKind, WriteCondition,
 };
+use crate::sync::lock;
 use crate::vfs::{
     DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
 };
@@ -144,12 +145,6 @@ impl std::fmt::Debug for S3Fs {
             .field("prefix", &self.ns.prefix())
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // These maps hold plain values updated in single statements; a poisoned lock still
-    // guards a consistent map.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl S3Fs {
@@ -438,10 +433,7 @@ impl S3Fs {
     }
 
     pub(crate) fn dir_path(&self, ino: Ino) -> VfsResult<FsPath> {
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         if info.kind != FileKind::Directory {
             return Err(VfsError::NotADirectory(info.path.to_string()));
         }
@@ -532,13 +524,7 @@ impl S3Fs {
     }
 
     fn new_dir_stream(&self, path: FsPath, ino: Ino) -> DirStream {
-        let parent = match path.as_str().rsplit_once('/') {
-            Some((parent, _)) => FsPath::parse(parent)
-                .ok()
-                .and_then(|p| self.inodes.find(&p))
-                .unwrap_or(Ino::ROOT),
-            None => Ino::ROOT,
-        };
+        let parent = self.inodes.find(&path.parent()).unwrap_or(Ino::ROOT);
         let prefix = self.ns.dir_prefix(&path);
         let mut stream = DirStream {
             path,
@@ -826,10 +812,7 @@ impl Vfs for S3Fs {
     }
 
     async fn getattr(&self, ino: Ino) -> VfsResult<Entry> {
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         let stat = self.stat_path(&info.path).await?;
         if stat.kind != info.kind {
             // The path is now something else (another inode); this one is gone.
@@ -849,10 +832,7 @@ impl Vfs for S3Fs {
     }
 
     async fn readlink(&self, ino: Ino) -> VfsResult<Bytes> {
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         let stat = self.stat_path(&info.path).await?;
         if stat.kind != FileKind::Symlink {
             return Err(VfsError::InvalidArgument(format!(
@@ -908,10 +888,7 @@ impl Vfs for S3Fs {
 
     async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle> {
         self.check_not_closing("open")?;
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         let mut stat = self.stat_path(&info.path).await?;
         match stat.kind {
             FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),

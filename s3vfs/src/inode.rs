@@ -198,7 +198,7 @@ impl InodeTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         // Every update below completes its map changes before it could panic (none of
         // them can, short of allocation failure), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// The inode of `path` as a `kind`, assigning a new number on first sight, *without*
@@ -303,6 +303,13 @@ impl InodeTable {
     /// What is known of `ino`.
     pub fn get(&self, ino: Ino) -> Option<InodeInfo> {
         self.lock().by_ino.get(&ino).map(|node| node.info.clone())
+    }
+
+    /// What is known of `ino`, or `ENOENT` for an inode this table does not hold (a caller
+    /// using a number it was never given, or one it forgot).
+    pub fn info(&self, ino: Ino) -> crate::error::VfsResult<InodeInfo> {
+        self.get(ino)
+            .ok_or_else(|| crate::error::VfsError::NotFound(format!("inode {}", ino.0)))
     }
 
     /// The inode of `path`, if it has one.

@@ -33,6 +33,7 @@ pub mod ranges;
 pub mod read;
 pub mod recovery;
 pub mod store;
+mod sync;
 pub mod vfs;
 mod write;
 mod zeros;

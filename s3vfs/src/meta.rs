@@ -12,6 +12,7 @@
 use crate::attrs::PosixMeta;
 use crate::namespace::FsPath;
 use crate::store::{ETag, ListedObject, ObjectMeta};
+use crate::sync::lock;
 use crate::vfs::FileKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -167,18 +168,6 @@ pub type Listing = Arc<Vec<(String, Stat)>>;
 /// Most listing entries cached across all directories.
 const MAX_LISTING_ENTRIES: usize = 2_000_000;
 
-fn parent_path(path: &FsPath) -> FsPath {
-    match path.as_str().rsplit_once('/') {
-        Some((parent, _)) => FsPath::parse(parent).unwrap_or_default(),
-        None => FsPath::root(),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Cache maps hold plain values; a poisoned lock still guards a consistent map.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl MetaCache {
     /// Caches with these TTLs (zero disables a cache).
     pub fn new(ttl: Duration, negative_ttl: Duration) -> Self {
@@ -237,7 +226,7 @@ impl MetaCache {
         }
         let mut listings = lock(&self.listings);
         if !listings.is_empty() {
-            listings.remove(&parent_path(path));
+            listings.remove(&path.parent());
         }
     }
 
@@ -305,11 +294,10 @@ impl MetaCache {
     /// one of them.
     pub fn forget_missing_ancestors(&self, path: &FsPath) {
         let mut ancestors = Vec::new();
-        let mut at = path.as_str();
-        while let Some((parent, _)) = at.rsplit_once('/') {
-            if let Ok(parent_path) = FsPath::parse(parent) {
-                ancestors.push(parent_path);
-            }
+        let mut at = path.parent();
+        while !at.is_root() {
+            let parent = at.parent();
+            ancestors.push(at);
             at = parent;
         }
         ancestors.push(FsPath::root());

@@ -11,8 +11,8 @@
 //! Waiters are woken whenever a hold ends and look again; holds are short (one commit, one
 //! rename), so this stays simple rather than fair.
 
-use crate::fs::lock;
 use crate::namespace::FsPath;
+use crate::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::Notify;

@@ -149,6 +149,15 @@ impl FsPath {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
+    /// The directory holding this path (the root for a top-level name, and for the root).
+    pub fn parent(&self) -> FsPath {
+        match self.0.rsplit_once('/') {
+            // Every prefix of a path at a `/` is itself a path of valid names.
+            Some((parent, _)) => FsPath(parent.to_owned()),
+            None => FsPath::root(),
+        }
+    }
+
     /// The last component, if not the root.
     pub fn file_name(&self) -> Option<&str> {
         if self.0.is_empty() {

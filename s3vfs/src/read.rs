@@ -288,7 +288,7 @@ impl Prefetcher {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
         // The window holds only handles to tasks; a poisoned lock still guards valid state.
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.window)
     }
 
     /// Updates the window for a read of `[offset, end)` and returns the parts covering it

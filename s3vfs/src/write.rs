@@ -29,7 +29,7 @@
 
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
-use crate::fs::{lock, S3Fs};
+use crate::fs::S3Fs;
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
 use crate::ranges::RangeSet;
@@ -39,6 +39,7 @@ use crate::store::{
     ByteRange, CompletedPart, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, StoreError,
     StoreErrorKind, UploadId, WriteCondition,
 };
+use crate::sync::lock;
 use crate::vfs::{Entry, FileKind, Handle, Ino, OpenFlags, ShutdownReport};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -354,11 +355,8 @@ impl S3Fs {
             .filter_map(|file| {
                 let shadow = lock(&file.shadow);
                 let stat = shadow.dirty_stat.clone()?;
-                let (parent, name) = match shadow.path.as_str().rsplit_once('/') {
-                    Some((parent, name)) => (parent.to_owned(), name.to_owned()),
-                    None => (String::new(), shadow.path.as_str().to_owned()),
-                };
-                (!shadow.unlinked && parent == dir.as_str()).then_some((name, stat))
+                let name = shadow.path.file_name()?.to_owned();
+                (!shadow.unlinked && shadow.path.parent() == *dir).then_some((name, stat))
             })
             .collect()
     }
@@ -1678,10 +1676,7 @@ impl S3Fs {
         size: u64,
     ) -> VfsResult<Stat> {
         self.check_writable("truncate")?;
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         self.check_overwrite_allowed(&info.path)?;
         self.check_not_closing("truncate")?;
         self.check_file_size(&info.path, size)?;

@@ -13,7 +13,7 @@ static SHARED: Mutex<Option<Bytes>> = Mutex::new(None);
 
 /// `len` zero bytes, a slice of the shared buffer.
 pub(crate) fn zeros(len: usize) -> Bytes {
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shared = crate::sync::lock(&SHARED);
     match shared.as_ref() {
         Some(buffer) if buffer.len() >= len => buffer.slice(..len),
         _ => {

@@ -161,7 +161,7 @@ impl BlockFiles {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Updates keep `bytes` in step with `files` within one critical section.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Forgets the file of block `id`.

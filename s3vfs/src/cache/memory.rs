@@ -55,7 +55,7 @@ impl MemoryCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update is a few statements that keep `bytes` in step with `blocks`; a
         // poisoned lock still guards a usable map.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -98,7 +98,7 @@ impl CachingStore {
 impl Shared {
     fn metas(&self) -> std::sync::MutexGuard<'_, LruCache<(ObjectKey, ETag), ObjectMeta>> {
         // Single-statement updates of a map of plain values: a poisoned lock is still fine.
-        self.metas.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.metas)
     }
 
     fn block_id(&self, key: &ObjectKey, etag: &ETag, index: u64) -> BlockId {

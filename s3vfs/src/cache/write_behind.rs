@@ -212,7 +212,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Every update keeps `bytes` in step with `pending` within one critical section;
         // a poisoned lock still guards a usable queue.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.queue)
     }
 
     /// The next block to write, waiting for one; `None` once the queue is closed.

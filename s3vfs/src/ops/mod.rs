@@ -43,15 +43,6 @@ use crate::store::{ObjectKey, StoreError, StoreErrorKind};
 use crate::vfs::{FileKind, Ino};
 use std::ffi::OsStr;
 
-/// The parent directory of `path` (the root for a top-level name or the root itself).
-fn parent_of(path: &FsPath) -> FsPath {
-    match path.as_str().rsplit_once('/') {
-        // Every component of an `FsPath` is a valid name, so its prefix is a valid path.
-        Some((parent, _)) => FsPath::parse(parent).unwrap_or_default(),
-        None => FsPath::root(),
-    }
-}
-
 /// `path` relative to the mount from a key's remainder `rel` (after a directory prefix),
 /// only if every component is a valid file name; `None` for keys the namespace hides.
 fn strict_path(base: &FsPath, rel: &str) -> Option<FsPath> {
@@ -95,10 +86,7 @@ impl S3Fs {
 
     /// The path of inode `ino`.
     fn inode_path(&self, ino: Ino) -> VfsResult<(FsPath, FileKind)> {
-        let info = self
-            .inodes
-            .get(ino)
-            .ok_or_else(|| VfsError::NotFound(format!("inode {}", ino.0)))?;
+        let info = self.inodes.info(ino)?;
         Ok((info.path, info.kind))
     }
 
@@ -136,8 +124,9 @@ mod tests {
     #[test]
     fn parents_and_subtrees() {
         let p = |s: &str| FsPath::parse(s).unwrap();
-        assert_eq!(parent_of(&p("a/b/c")), p("a/b"));
-        assert_eq!(parent_of(&p("a")), FsPath::root());
+        assert_eq!(p("a/b/c").parent(), p("a/b"));
+        assert_eq!(p("a").parent(), FsPath::root());
+        assert_eq!(FsPath::root().parent(), FsPath::root());
         assert!(p("a/b").is_within(&p("a")));
         assert!(p("a").is_within(&p("a")));
         assert!(!p("ab").is_within(&p("a")));

@@ -15,7 +15,7 @@
 //! bytes per key).
 
 use super::copy::ObjectCopy;
-use super::{parent_of, strict_path, S3Fs};
+use super::{strict_path, S3Fs};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
@@ -400,7 +400,7 @@ impl S3Fs {
                 if &p == root || !paths.insert(p.clone()) {
                     break;
                 }
-                path = Some(parent_of(&p));
+                path = Some(p.parent());
             }
         }
         paths.insert(root.clone());
