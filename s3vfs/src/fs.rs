@@ -9,32 +9,27 @@
 //! last close's upload or recovery) and namespace changes through `ops/`.
 
 use crate::attrs::MAX_SYMLINK_TARGET;
-use crate::budget::MemoryBudget;
 use crate::cache::{self, CachingStore, DataCache};
 use crate::config::FsConfig;
+use crate::core::Core;
 use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
-use crate::inode::InodeTable;
-use crate::meta::{MetaCache, Stat};
-use crate::name_locks::NameLocks;
+use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath, Namespace};
 use crate::store::{
-    storage_class, ETag, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PageCursor,
-    PutOptions, StoreErrorKind, WriteCondition,
+    storage_class, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PageCursor,
+    StoreErrorKind,
 };
 use crate::sync::lock;
-use crate::vfs::{
-    DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
-};
+use crate::vfs::{DirEntry, Entry, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs};
 use crate::write::{OpenFile, OpenFiles};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 /// HEAD requests in flight while a listing looks for symbolic links and special files among
 /// small objects.
@@ -44,9 +39,6 @@ use crate::meta::Listing;
 
 /// Largest directory whose listing is cached, in entries.
 const MAX_CACHED_LISTING: usize = 200_000;
-
-/// Most distinct hidden keys remembered, so each is warned about once.
-const MAX_HIDDEN_WARNINGS: usize = 10_000;
 
 /// An open handle.
 enum OpenHandle {
@@ -113,36 +105,25 @@ struct DirStream {
 
 /// The file system over one bucket.
 ///
-/// Its parts are crate-visible so that the modules implementing groups of operations
-/// (`write`, `ops`, …) can add `impl S3Fs` blocks of their own.
+/// It owns its components: the shared [`Core`] (store, caches, inode table), the open
+/// files, and the handle table; namespace operations (`ops/`) work on them.
 pub struct S3Fs {
-    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) core: Arc<Core>,
     /// The data cache `store` reads through, if any.
     data_cache: Option<Arc<dyn DataCache>>,
-    pub(crate) config: FsConfig,
-    pub(crate) ns: Namespace,
-    pub(crate) inodes: InodeTable,
-    pub(crate) meta: MetaCache,
     pub(crate) open_files: OpenFiles,
-    /// Exclusion between renames and uploads of the same names.
-    pub(crate) names: NameLocks,
-    /// Set by [`Vfs::shutdown`]: opens and writes are refused.
-    pub(crate) closing: std::sync::atomic::AtomicBool,
-    pub(crate) budget: MemoryBudget,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
-    pub(crate) started: SystemTime,
     /// This file system, for the work a handle dropped outside a task leaves (its last
     /// close's upload).
     pub(crate) this: std::sync::Weak<S3Fs>,
-    hidden_warned: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for S3Fs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Fs")
-            .field("store", &self.store)
-            .field("prefix", &self.ns.prefix())
+            .field("store", &self.core.store)
+            .field("prefix", &self.core.ns.prefix())
             .finish_non_exhaustive()
     }
 }
@@ -199,36 +180,24 @@ impl S3Fs {
             )),
             None => store,
         };
-        let prefix = config.prefix.clone();
-        let meta = MetaCache::new(config.metadata_ttl, config.negative_ttl);
-        let budget = MemoryBudget::new(config.memory_budget);
         Arc::new_cyclic(|this| Self {
             this: this.clone(),
-            store,
+            core: Arc::new(Core::new(store, config)),
             data_cache,
-            ns: Namespace::new(&prefix),
-            meta,
-            config,
-            inodes: InodeTable::new(),
             open_files: OpenFiles::default(),
-            names: NameLocks::default(),
-            closing: std::sync::atomic::AtomicBool::new(false),
-            budget,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            started: SystemTime::now(),
-            hidden_warned: Mutex::new(HashSet::new()),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &FsConfig {
-        &self.config
+        &self.core.config
     }
 
     /// The store underneath (wrapped in a [`CachingStore`] when a data cache is on).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.core.store
     }
 
     /// The data cache reads go through, if one is on: for its
@@ -257,7 +226,7 @@ impl S3Fs {
                         let file = Arc::clone(file);
                         runtime.spawn(async move {
                             fs.finish_last_close(ino, &file).await;
-                            fs.inodes.close(ino);
+                            fs.core.inodes.close(ino);
                         });
                         return;
                     }
@@ -265,7 +234,7 @@ impl S3Fs {
                 }
             }
         }
-        self.inodes.close(ino);
+        self.core.inodes.close(ino);
     }
 
     /// Closes a handle like [`close_handle`](Self::close_handle), waiting for the last
@@ -280,7 +249,7 @@ impl S3Fs {
                 self.finish_last_close(ino, file).await;
             }
         }
-        self.inodes.close(ino);
+        self.core.inodes.close(ino);
     }
 
     /// Number of inodes the file system holds (the root included): those the kernel (or a
@@ -288,7 +257,7 @@ impl S3Fs {
     /// [`MAX_UNREFERENCED`](crate::inode::MAX_UNREFERENCED) more shown in listings. For
     /// monitoring and tests.
     pub fn inode_count(&self) -> usize {
-        self.inodes.len()
+        self.core.inodes.len()
     }
 
     /// The inode of directory `path` without asking the store: for library users creating
@@ -298,12 +267,15 @@ impl S3Fs {
     /// Counts one lookup of the inode, as [`Vfs::lookup`] does: [`forget`](Vfs::forget) it
     /// when done.
     pub fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
-        if let Some(stat) = self.open_file_stat(path).or_else(|| self.meta.get(path)) {
+        if let Some(stat) = self
+            .open_file_stat(path)
+            .or_else(|| self.core.meta.get(path))
+        {
             if stat.kind != FileKind::Directory {
                 return Err(VfsError::NotADirectory(path.to_string()));
             }
         }
-        Ok(self.inodes.lookup(path, FileKind::Directory))
+        Ok(self.core.inodes.lookup(path, FileKind::Directory))
     }
 
     /// Reads through an open file handle as slices of the fetched data, without joining
@@ -320,154 +292,31 @@ impl S3Fs {
 
     /// The path of `ino`, for callers that resolved it.
     pub fn path_of(&self, ino: Ino) -> Option<FsPath> {
-        self.inodes.get(ino).map(|info| info.path)
-    }
-
-    pub(crate) fn attr(&self, ino: Ino, stat: &Stat) -> FileAttr {
-        let (default_perm, nlink) = match stat.kind {
-            FileKind::Directory => (self.config.dir_mode, 2),
-            FileKind::Symlink => (0o777, 1),
-            FileKind::File
-            | FileKind::Fifo
-            | FileKind::CharDevice
-            | FileKind::BlockDevice
-            | FileKind::Socket => (self.config.file_mode, 1),
-        };
-        let rdev = match stat.kind {
-            FileKind::CharDevice | FileKind::BlockDevice => stat.posix.rdev.unwrap_or(0),
-            _ => 0,
-        };
-        FileAttr {
-            ino,
-            kind: stat.kind,
-            size: stat.size,
-            mtime: stat.mtime,
-            perm: stat.posix.perm().unwrap_or(default_perm),
-            uid: stat.posix.uid.unwrap_or(self.config.uid),
-            gid: stat.posix.gid.unwrap_or(self.config.gid),
-            nlink,
-            blksize: self.config.block_size,
-            rdev,
-        }
-    }
-
-    pub(crate) fn entry(&self, ino: Ino, stat: &Stat) -> Entry {
-        Entry {
-            attr: self.attr(ino, stat),
-            ttl: self.config.metadata_ttl,
-        }
-    }
-
-    fn refuse_write(&self, what: &str) -> VfsError {
-        VfsError::ReadOnly(format!("{what}: this mount is read-only"))
-    }
-
-    /// `EROFS` unless the file system may change the bucket.
-    pub(crate) fn check_writable(&self, what: &str) -> VfsResult<()> {
-        if self.config.read_only {
-            Err(self.refuse_write(what))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// `EPERM` when deletes are switched off (a guard rail).
-    pub(crate) fn check_delete_allowed(&self, path: &FsPath) -> VfsResult<()> {
-        self.check_writable("delete")?;
-        if self.config.allow_delete {
-            Ok(())
-        } else {
-            tracing::warn!(path = %path, "delete refused: deletes are disabled on this mount");
-            Err(VfsError::NotPermitted(format!(
-                "{path}: deletes are disabled on this mount"
-            )))
-        }
-    }
-
-    /// `EPERM` when changing existing objects is switched off (a guard rail).
-    pub(crate) fn check_overwrite_allowed(&self, path: &FsPath) -> VfsResult<()> {
-        self.check_writable("overwrite")?;
-        if self.config.allow_overwrite {
-            Ok(())
-        } else {
-            tracing::warn!(path = %path, "change refused: overwrites are disabled on this mount");
-            Err(VfsError::NotPermitted(format!(
-                "{path}: overwrites are disabled on this mount"
-            )))
-        }
-    }
-
-    /// Options for a new object: the mount's storage class and encryption, and `meta`.
-    pub(crate) fn new_object_options(&self, meta: crate::attrs::PosixMeta) -> PutOptions {
-        let mut options = PutOptions {
-            storage_class: self.config.storage_class.clone(),
-            sse: self.config.sse.clone(),
-            ..PutOptions::default()
-        };
-        meta.write_to(&mut options.user_metadata);
-        options
-    }
-
-    /// The condition an upload must meet: the key must still be absent (`expected` is
-    /// `None`) or still hold `expected`. Unconditional when the mount chose last writer
-    /// wins or the store cannot check conditions.
-    pub(crate) fn write_condition(&self, expected: Option<&ETag>) -> WriteCondition {
-        if self.config.last_writer_wins || !self.store.capabilities().conditional_writes {
-            return WriteCondition::None;
-        }
-        match expected {
-            None => WriteCondition::IfNoneMatch,
-            Some(etag) => WriteCondition::IfMatch(etag.clone()),
-        }
-    }
-
-    /// The attributes of a new inode created by this mount.
-    pub(crate) fn new_posix_meta(&self, kind: FileKind, perm: u32) -> crate::attrs::PosixMeta {
-        crate::attrs::PosixMeta {
-            mode: Some(crate::attrs::type_bits(kind) | (perm & 0o7777)),
-            uid: Some(self.config.uid),
-            gid: Some(self.config.gid),
-            mtime: Some(SystemTime::now()),
-            rdev: None,
-        }
-    }
-
-    pub(crate) fn dir_path(&self, ino: Ino) -> VfsResult<FsPath> {
-        let info = self.inodes.info(ino)?;
-        if info.kind != FileKind::Directory {
-            return Err(VfsError::NotADirectory(info.path.to_string()));
-        }
-        Ok(info.path)
-    }
-
-    fn warn_hidden(&self, key: &str, problem: crate::namespace::NameProblem) {
-        let mut warned = lock(&self.hidden_warned);
-        if warned.len() < MAX_HIDDEN_WARNINGS && warned.insert(key.to_owned()) {
-            tracing::warn!(key, reason = %problem, "key cannot be shown as a file; hidden");
-        }
+        self.core.inodes.get(ino).map(|info| info.path)
     }
 
     /// What `path` is now: from the cache while fresh, else HEAD and LIST at once.
     pub(crate) async fn stat_path(&self, path: &FsPath) -> VfsResult<Stat> {
         if path.is_root() {
-            return Ok(Stat::directory(self.started));
+            return Ok(Stat::directory(self.core.started));
         }
         if let Some(stat) = self.open_file_stat(path) {
             return Ok(stat);
         }
-        if let Some(stat) = self.meta.get(path) {
+        if let Some(stat) = self.core.meta.get(path) {
             return Ok(stat);
         }
-        if self.meta.is_missing(path) {
+        if self.core.meta.is_missing(path) {
             return Err(VfsError::NotFound(path.to_string()));
         }
-        let key = self.ns.file_key(path)?;
+        let key = self.core.ns.file_key(path)?;
         let list = ListRequest {
-            prefix: self.ns.dir_prefix(path),
+            prefix: self.core.ns.dir_prefix(path),
             max_keys: Some(1),
             ..ListRequest::default()
         };
-        let (head, listing) = futures::join!(self.store.head(&key), self.store.list(list));
+        let (head, listing) =
+            futures::join!(self.core.store.head(&key), self.core.store.list(list));
         let listing = listing.map_err(|e| VfsError::from_store(path.as_str(), e))?;
         let stat = if !listing.objects.is_empty() || !listing.common_prefixes.is_empty() {
             // Mode, owner and mtime of a directory live on its `dir/` marker, if any.
@@ -476,20 +325,20 @@ impl S3Fs {
             match head {
                 Ok(meta) => Stat::from_head(&meta),
                 Err(e) if e.kind == StoreErrorKind::NotFound => {
-                    self.meta.put_missing(path);
+                    self.core.meta.put_missing(path);
                     return Err(VfsError::NotFound(path.to_string()));
                 }
                 Err(e) => return Err(VfsError::from_store(path.as_str(), e)),
             }
         };
-        self.meta.put(path, stat.clone());
+        self.core.meta.put(path, stat.clone());
         Ok(stat)
     }
 
     /// Registers `handle`; its inode stays in the table until the handle is closed.
     fn new_handle(&self, handle: OpenHandle) -> Handle {
         let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        if !self.inodes.open(handle.ino()) {
+        if !self.core.inodes.open(handle.ino()) {
             // Every caller opens an inode it holds a lookup of; only one that broke the
             // protocol gets here, and its handle then works by the path it resolved.
             tracing::debug!(ino = handle.ino().0, "a handle opened on a forgotten inode");
@@ -524,8 +373,8 @@ impl S3Fs {
     }
 
     fn new_dir_stream(&self, path: FsPath, ino: Ino) -> DirStream {
-        let parent = self.inodes.find(&path.parent()).unwrap_or(Ino::ROOT);
-        let prefix = self.ns.dir_prefix(&path);
+        let parent = self.core.inodes.find(&path.parent()).unwrap_or(Ino::ROOT);
+        let prefix = self.core.ns.dir_prefix(&path);
         let mut stream = DirStream {
             path,
             ino,
@@ -545,9 +394,9 @@ impl S3Fs {
     }
 
     fn restart_dir(&self, stream: &mut DirStream) {
-        stream.restart(&self.ns);
+        stream.restart(&self.core.ns);
         stream.pending = self.pending_names(&stream.path);
-        stream.cached = self.meta.listing(&stream.path).map(|l| (l, 0));
+        stream.cached = self.core.meta.listing(&stream.path).map(|l| (l, 0));
         stream.collected = stream.cached.is_none().then(Vec::new);
     }
 
@@ -556,7 +405,7 @@ impl S3Fs {
         let Some((listing, at)) = stream.cached.as_mut() else {
             return Vec::new();
         };
-        let end = (*at + self.config.list_page_size.max(1) as usize).min(listing.len());
+        let end = (*at + self.core.config.list_page_size.max(1) as usize).min(listing.len());
         let page: Vec<(String, FsPath, Stat)> = listing[*at..end]
             .iter()
             .filter_map(|(name, stat)| {
@@ -593,7 +442,7 @@ impl S3Fs {
         for (name, path, stat) in listed {
             // A file with local changes shows them, not the store's version.
             let stat = self.open_file_stat(&path).unwrap_or(stat);
-            self.meta.put_listed(&path, stat.clone());
+            self.core.meta.put_listed(&path, stat.clone());
             stream.produced += 1;
             stream.window.push_back(WindowEntry {
                 entry: DirEntry {
@@ -601,7 +450,7 @@ impl S3Fs {
                     name,
                     kind: stat.kind,
                     next_offset: stream.produced,
-                    attr: Some(self.attr(UNNUMBERED, &stat)),
+                    attr: Some(self.core.attr(UNNUMBERED, &stat)),
                 },
                 path: Some(path),
             });
@@ -645,9 +494,9 @@ impl S3Fs {
                 let mut entry = produced.entry.clone();
                 if let Some(path) = &produced.path {
                     entry.ino = if counted {
-                        self.inodes.lookup(path, entry.kind)
+                        self.core.inodes.lookup(path, entry.kind)
                     } else {
-                        self.inodes.assign(path, entry.kind)
+                        self.core.inodes.assign(path, entry.kind)
                     };
                     if let Some(attr) = entry.attr.as_mut() {
                         attr.ino = entry.ino;
@@ -665,13 +514,14 @@ impl S3Fs {
         stream: &mut DirStream,
     ) -> VfsResult<Vec<(String, FsPath, Stat)>> {
         let request = ListRequest {
-            prefix: self.ns.dir_prefix(&stream.path),
+            prefix: self.core.ns.dir_prefix(&stream.path),
             delimiter: Some("/".to_owned()),
             continuation_token: stream.token.take(),
-            max_keys: Some(self.config.list_page_size),
+            max_keys: Some(self.core.config.list_page_size),
             start_after: None,
         };
         let page = self
+            .core
             .store
             .list(request)
             .await
@@ -695,23 +545,23 @@ impl S3Fs {
         for item in items {
             let (name, stat) = match item {
                 Listed::Hidden(key, problem) => {
-                    self.warn_hidden(&key, problem);
+                    self.core.warn_hidden(&key, problem);
                     continue;
                 }
                 Listed::Dir(name) => {
                     // Keep what the directory's marker said (its mode), if it was read.
                     let previous = FileName::check(&name)
                         .ok()
-                        .and_then(|n| self.meta.get_any(&stream.path.join(&n)))
+                        .and_then(|n| self.core.meta.get_any(&stream.path.join(&n)))
                         .filter(|p| p.kind == FileKind::Directory && p.from_head);
-                    let stat = previous.unwrap_or_else(|| Stat::directory(self.started));
+                    let stat = previous.unwrap_or_else(|| Stat::directory(self.core.started));
                     (name, stat)
                 }
                 Listed::File(name, object) => {
                     let Ok(file_name) = FileName::check(&name) else {
                         continue;
                     };
-                    let previous = self.meta.get_any(&stream.path.join(&file_name));
+                    let previous = self.core.meta.get_any(&stream.path.join(&file_name));
                     (name, Stat::from_listing(&object, previous.as_ref()))
                 }
             };
@@ -728,9 +578,9 @@ impl S3Fs {
                     && !stat.from_head
                     && stat.size <= MAX_SYMLINK_TARGET
             })
-            .filter_map(|(i, (_, path, _))| Some((i, self.ns.file_key(path).ok()?)))
+            .filter_map(|(i, (_, path, _))| Some((i, self.core.ns.file_key(path).ok()?)))
             .collect();
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.core.store);
         let found: Vec<(usize, Option<ObjectMeta>)> = futures::stream::iter(candidates)
             .map(move |(i, key)| {
                 let store = Arc::clone(&store);
@@ -757,7 +607,7 @@ impl S3Fs {
         }
         if stream.listing_done {
             if let Some(collected) = stream.collected.take() {
-                self.meta.put_listing(&stream.path, collected);
+                self.core.meta.put_listing(&stream.path, collected);
             }
         }
         Ok(listed)
@@ -799,27 +649,27 @@ impl DirStream {
 #[async_trait]
 impl Vfs for S3Fs {
     async fn lookup(&self, parent: Ino, name: &OsStr) -> VfsResult<Entry> {
-        let parent_path = self.dir_path(parent)?;
+        let parent_path = self.core.dir_path(parent)?;
         let name = FileName::from_os(name)?;
         let path = parent_path.join(&name);
         let stat = self.stat_path(&path).await?;
-        let ino = self.inodes.lookup(&path, stat.kind);
-        Ok(self.entry(ino, &stat))
+        let ino = self.core.inodes.lookup(&path, stat.kind);
+        Ok(self.core.entry(ino, &stat))
     }
 
     fn forget(&self, ino: Ino, nlookup: u64) {
-        self.inodes.forget(ino, nlookup);
+        self.core.inodes.forget(ino, nlookup);
     }
 
     async fn getattr(&self, ino: Ino) -> VfsResult<Entry> {
-        let info = self.inodes.info(ino)?;
+        let info = self.core.inodes.info(ino)?;
         let stat = self.stat_path(&info.path).await?;
         if stat.kind != info.kind {
             // The path is now something else (another inode); this one is gone.
-            self.inodes.assign(&info.path, stat.kind);
+            self.core.inodes.assign(&info.path, stat.kind);
             return Err(VfsError::ObjectChanged(info.path.to_string()));
         }
-        Ok(self.entry(ino, &stat))
+        Ok(self.core.entry(ino, &stat))
     }
 
     async fn setattr(
@@ -832,7 +682,7 @@ impl Vfs for S3Fs {
     }
 
     async fn readlink(&self, ino: Ino) -> VfsResult<Bytes> {
-        let info = self.inodes.info(ino)?;
+        let info = self.core.inodes.info(ino)?;
         let stat = self.stat_path(&info.path).await?;
         if stat.kind != FileKind::Symlink {
             return Err(VfsError::InvalidArgument(format!(
@@ -840,20 +690,20 @@ impl Vfs for S3Fs {
                 info.path
             )));
         }
-        let key = self.ns.file_key(&info.path)?;
+        let key = self.core.ns.file_key(&info.path)?;
         let request = GetRequest {
             key,
             range: None,
             if_match: stat.etag.clone(),
         };
-        let fetched = async { self.store.get(request).await?.collect().await };
+        let fetched = async { self.core.store.get(request).await?.collect().await };
         fetched
             .await
             .map_err(|e| VfsError::from_store(info.path.as_str(), e))
     }
 
     async fn opendir(&self, ino: Ino) -> VfsResult<Handle> {
-        let path = self.dir_path(ino)?;
+        let path = self.core.dir_path(ino)?;
         let stream = self.new_dir_stream(path, ino);
         Ok(self.new_handle(OpenHandle::Dir {
             ino,
@@ -887,8 +737,8 @@ impl Vfs for S3Fs {
     }
 
     async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle> {
-        self.check_not_closing("open")?;
-        let info = self.inodes.info(ino)?;
+        self.core.check_not_closing("open")?;
+        let info = self.core.inodes.info(ino)?;
         let mut stat = self.stat_path(&info.path).await?;
         match stat.kind {
             FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),
@@ -907,11 +757,12 @@ impl Vfs for S3Fs {
             }
             FileKind::File => {}
         }
-        let key = self.ns.file_key(&info.path)?;
+        let key = self.core.ns.file_key(&info.path)?;
         if storage_class::is_archived(stat.storage_class.as_deref()) && !flags.truncate {
             // Whether an archived object was restored (and for how long) only a fresh HEAD
             // tells.
             let head = self
+                .core
                 .store
                 .head(&key)
                 .await
@@ -1024,6 +875,6 @@ impl Vfs for S3Fs {
     }
 
     async fn statfs(&self) -> VfsResult<StatFs> {
-        Ok(StatFs::unlimited(self.config.block_size))
+        Ok(StatFs::unlimited(self.core.config.block_size))
     }
 }

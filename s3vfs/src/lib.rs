@@ -20,6 +20,7 @@ pub mod budget;
 pub mod cache;
 pub mod client;
 pub mod config;
+mod core;
 pub mod dir;
 pub mod error;
 pub mod fs;

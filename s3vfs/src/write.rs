@@ -337,7 +337,7 @@ fn store_err(path: &FsPath, err: StoreError) -> VfsError {
 impl S3Fs {
     /// The stat of `path` while an open file there has changes not yet in the store.
     pub(crate) fn open_file_stat(&self, path: &FsPath) -> Option<Stat> {
-        let ino = self.inodes.find(path)?;
+        let ino = self.core.inodes.find(path)?;
         let file = self.open_files.get(ino)?;
         let shadow = lock(&file.shadow);
         if shadow.unlinked || shadow.path != *path {
@@ -364,7 +364,7 @@ impl S3Fs {
     /// Uploads the unsaved writes of an open file at `path`, if any, so that a copy of the
     /// object (rename) sees them.
     pub(crate) async fn sync_path(&self, path: &FsPath) -> VfsResult<()> {
-        let Some(ino) = self.inodes.find(path) else {
+        let Some(ino) = self.core.inodes.find(path) else {
             return Ok(());
         };
         match self.open_files.get(ino) {
@@ -396,7 +396,7 @@ impl S3Fs {
         path: &FsPath,
         changes: PosixMeta,
     ) -> Option<Stat> {
-        let ino = self.inodes.find(path)?;
+        let ino = self.core.inodes.find(path)?;
         let file = self.open_files.get(ino)?;
         let mut state = file.state.lock().await;
         if !state.dirty || lock(&file.shadow).unlinked {
@@ -428,6 +428,7 @@ impl S3Fs {
         posix: PosixMeta,
     ) {
         let Some(file) = self
+            .core
             .inodes
             .find(path)
             .and_then(|ino| self.open_files.get(ino))
@@ -465,7 +466,7 @@ impl S3Fs {
             }
         });
         drop(map);
-        self.inodes.detach(path);
+        self.core.inodes.detach(path);
     }
 
     /// `from` was renamed to `to` (a file, or a directory and everything below it): open
@@ -476,7 +477,7 @@ impl S3Fs {
     /// to the old key is abandoned: the staging file still holds its bytes (or, past the
     /// staging cap, the file is poisoned).
     pub(crate) async fn note_renamed(&self, from: &FsPath, to: &FsPath, copies: &Copies) {
-        self.inodes.rename(from, to);
+        self.core.inodes.rename(from, to);
         let prefix = format!("{}/", from.as_str());
         for file in self.open_files.all() {
             let moved = {
@@ -490,7 +491,7 @@ impl S3Fs {
                         .strip_prefix(&prefix)
                         .and_then(|rest| FsPath::parse(&format!("{}/{rest}", to.as_str())).ok())
                 };
-                match path.map(|p| (self.ns.file_key(&p), p)) {
+                match path.map(|p| (self.core.ns.file_key(&p), p)) {
                     Some((Ok(key), path)) => {
                         shadow.key = key.clone();
                         shadow.path = path;
@@ -532,7 +533,7 @@ impl S3Fs {
     /// The open file of `ino`, created from `stat` (`None`: a new file) if not open yet;
     /// counts one more handle.
     fn open_file(&self, ino: Ino, path: &FsPath, stat: Option<&Stat>) -> VfsResult<Arc<OpenFile>> {
-        let key = self.ns.file_key(path)?;
+        let key = self.core.ns.file_key(path)?;
         let mut map = lock(&self.open_files.by_ino);
         // A clean open file of another version than the one this open found (the object
         // was replaced, and the kernel has not released the previous handles yet: FUSE
@@ -670,7 +671,7 @@ impl S3Fs {
         let mut metadata = std::collections::BTreeMap::new();
         state.posix.write_to(&mut metadata);
         let manifest = Manifest::new(
-            self.store.bucket(),
+            self.core.store.bucket(),
             &key,
             path.to_string(),
             state.base.as_ref().and_then(|b| b.etag.as_ref()),
@@ -680,7 +681,7 @@ impl S3Fs {
             metadata,
             error.to_owned(),
         );
-        let dir = self.config.recovery_dir();
+        let dir = self.core.config.recovery_dir();
         let kept = RecoveryDir::open(&dir).and_then(|recovery| {
             recovery.keep(&manifest, |out| {
                 let Some(staging) = &state.staging else {
@@ -708,36 +709,11 @@ impl S3Fs {
         }
     }
 
-    /// Records a multipart upload this mount starts, so that if the process is killed
-    /// `s3vfs recover` can find and abort it. Best effort: a recovery directory that
-    /// cannot be written is logged, and the upload goes on.
-    pub(crate) fn record_upload(&self, key: &ObjectKey, id: &UploadId) -> Option<UploadRecord> {
-        let dir = self.config.recovery_dir();
-        match RecoveryDir::open(&dir).and_then(|r| r.record_upload(self.store.bucket(), key, &id.0))
-        {
-            Ok(record) => Some(record),
-            Err(err) => {
-                tracing::warn!(key = %key, %err, "cannot record a multipart upload in the recovery directory");
-                None
-            }
-        }
-    }
-
-    /// Refuses `what` once the file system is shutting down.
-    pub(crate) fn check_not_closing(&self, what: &str) -> VfsResult<()> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(VfsError::ShuttingDown(format!(
-                "{what} refused: the file system is being unmounted"
-            )));
-        }
-        Ok(())
-    }
-
     /// [`Vfs::shutdown`](crate::vfs::Vfs::shutdown): refuses new opens and writes, then
     /// uploads every open file with unsaved changes (`upload_concurrency` at once) until
     /// `timeout`; what is not uploaded by then is kept in the recovery directory.
     pub(crate) async fn shutdown_writes(&self, timeout: std::time::Duration) -> ShutdownReport {
-        self.closing.store(true, Ordering::Release);
+        self.core.closing.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + timeout;
         let unsaved: Vec<Arc<OpenFile>> = self
             .open_files
@@ -775,7 +751,7 @@ impl S3Fs {
                     }
                 }
             })
-            .buffer_unordered(self.config.upload_concurrency.max(1))
+            .buffer_unordered(self.core.config.upload_concurrency.max(1))
             .collect()
             .await;
         let mut report = ShutdownReport::default();
@@ -798,9 +774,9 @@ impl S3Fs {
         flags: OpenFlags,
     ) -> VfsResult<Arc<OpenFile>> {
         if flags.write || flags.truncate {
-            self.check_writable("open for writing")?;
+            self.core.check_writable("open for writing")?;
             if flags.truncate || !flags.append {
-                self.check_overwrite_allowed(path)?;
+                self.core.check_overwrite_allowed(path)?;
             }
         }
         let writing = flags.write || flags.append || flags.truncate;
@@ -828,11 +804,11 @@ impl S3Fs {
     /// mode, owner and mtime it shows while it has unsaved changes come from here (a LIST
     /// does not return them), and the version it builds on is the one seen now.
     async fn head_for_writing(&self, path: &FsPath) -> VfsResult<Stat> {
-        let key = self.ns.file_key(path)?;
-        match self.store.head(&key).await {
+        let key = self.core.ns.file_key(path)?;
+        match self.core.store.head(&key).await {
             Ok(meta) => {
                 let stat = Stat::from_head(&meta);
-                self.meta.put(path, stat.clone());
+                self.core.meta.put(path, stat.clone());
                 if stat.kind != FileKind::File {
                     return Err(VfsError::InvalidArgument(format!(
                         "{path} is a {}",
@@ -843,7 +819,7 @@ impl S3Fs {
             }
             Err(e) => {
                 if e.kind == StoreErrorKind::NotFound {
-                    self.meta.put_missing(path);
+                    self.core.meta.put_missing(path);
                 }
                 Err(VfsError::from_store(path.as_str(), e))
             }
@@ -858,9 +834,9 @@ impl S3Fs {
         mode: u32,
         flags: OpenFlags,
     ) -> VfsResult<(Entry, Handle)> {
-        self.check_writable("create")?;
-        self.check_not_closing("create")?;
-        let dir = self.dir_path(parent)?;
+        self.core.check_writable("create")?;
+        self.core.check_not_closing("create")?;
+        let dir = self.core.dir_path(parent)?;
         let name = FileName::from_os(name)?;
         let path = dir.join(&name);
         match self.stat_path(&path).await {
@@ -880,32 +856,32 @@ impl S3Fs {
             }
             Ok(_) if flags.exclusive => return Err(VfsError::Exists(path.to_string())),
             Ok(stat) => {
-                let ino = self.inodes.lookup(&path, stat.kind);
+                let ino = self.core.inodes.lookup(&path, stat.kind);
                 let flags = OpenFlags {
                     write: true,
                     ..flags
                 };
                 // The lookup counted above goes with a failed open: nobody will forget it.
                 let file = (self.open_existing(ino, &path, &stat, flags).await)
-                    .inspect_err(|_| self.inodes.forget(ino, 1))?;
+                    .inspect_err(|_| self.core.inodes.forget(ino, 1))?;
                 let stat = self.current_stat(&file).await;
                 let handle = self.new_file_handle(ino, file, flags);
-                return Ok((self.entry(ino, &stat), handle));
+                return Ok((self.core.entry(ino, &stat), handle));
             }
             Err(VfsError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        let ino = self.inodes.lookup(&path, FileKind::File);
+        let ino = self.core.inodes.lookup(&path, FileKind::File);
         let file =
-            (self.open_file(ino, &path, None)).inspect_err(|_| self.inodes.forget(ino, 1))?;
+            (self.open_file(ino, &path, None)).inspect_err(|_| self.core.inodes.forget(ino, 1))?;
         let stat = {
             let mut state = file.state.lock().await;
-            state.posix = self.new_posix_meta(FileKind::File, mode);
+            state.posix = self.core.new_posix_meta(FileKind::File, mode);
             state.dirty = true;
             self.mark_dirty(&file, &state)
         };
-        self.meta.invalidate(&path);
-        self.meta.forget_missing_ancestors(&path);
+        self.core.meta.invalidate(&path);
+        self.core.meta.forget_missing_ancestors(&path);
         // The handle that created the file publishes it on close even when it was opened
         // without write access (`open(O_CREAT | O_RDONLY)`, as lock files are made): a
         // flush of a read-only handle publishes nothing, and the new file would vanish.
@@ -914,7 +890,7 @@ impl S3Fs {
             ..flags
         };
         let handle = self.new_file_handle(ino, file, flags);
-        Ok((self.entry(ino, &stat), handle))
+        Ok((self.core.entry(ino, &stat), handle))
     }
 
     /// The stat of an open file as this mount sees it.
@@ -1003,13 +979,13 @@ impl S3Fs {
             }
         }
         let fresh = Arc::new(Prefetcher::new(
-            Arc::clone(&self.store),
+            Arc::clone(&self.core.store),
             key,
             path.to_string(),
             etag,
             size,
-            &self.config,
-            self.budget.clone(),
+            &self.core.config,
+            self.core.budget.clone(),
         ));
         *reader = Some(Arc::clone(&fresh));
         Some(fresh)
@@ -1048,7 +1024,7 @@ impl S3Fs {
                     range: Some(ByteRange::new(s, base_end)),
                     if_match: etag,
                 };
-                let fetched = async { self.store.get(request).await?.collect().await };
+                let fetched = async { self.core.store.get(request).await?.collect().await };
                 let bytes = fetched.await.map_err(|e| store_err(&path, e))?;
                 if bytes.len() as u64 != base_end - s {
                     return Err(VfsError::Io(StoreError::new(
@@ -1114,7 +1090,7 @@ impl S3Fs {
         let len = data.len() as u64;
         let count = u32::try_from(data.len())
             .map_err(|_| VfsError::InvalidArgument("write larger than 4 GiB".to_owned()))?;
-        self.check_not_closing("write")?;
+        self.core.check_not_closing("write")?;
         let mut state = file.state.lock().await;
         state.check_poisoned(&file.key())?;
         let offset = if flags.append { state.size } else { offset };
@@ -1176,6 +1152,7 @@ impl S3Fs {
         let end = offset + data.len() as u64;
         if state.staging.is_none() {
             let dir = self
+                .core
                 .config
                 .staging_dir
                 .clone()
@@ -1200,7 +1177,7 @@ impl S3Fs {
                 .staging_used
                 .fetch_add(more, Ordering::AcqRel)
                 + more;
-            if used > self.config.staging_cap {
+            if used > self.core.config.staging_cap {
                 self.open_files
                     .staging_used
                     .fetch_sub(more, Ordering::AcqRel);
@@ -1211,11 +1188,11 @@ impl S3Fs {
                     state.staged_all = false;
                     return Ok(());
                 }
-                tracing::error!(path = %file.path(), cap = self.config.staging_cap, "staging cap reached");
+                tracing::error!(path = %file.path(), cap = self.core.config.staging_cap, "staging cap reached");
                 return Err(VfsError::NoSpace(format!(
                     "{}: the staging area is full ({} bytes)",
                     file.path(),
-                    self.config.staging_cap
+                    self.core.config.staging_cap
                 )));
             }
             staging.charged = end;
@@ -1230,9 +1207,9 @@ impl S3Fs {
     /// Refuses (`EFBIG`) a size past the mount's `max_file_size` or what the store can
     /// hold in one object, before anything is allocated or uploaded.
     fn check_file_size(&self, path: &FsPath, size: u64) -> VfsResult<()> {
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         let store_limit = caps.max_part_size.saturating_mul(u64::from(caps.max_parts));
-        let limit = self.config.max_file_size.min(store_limit);
+        let limit = self.core.config.max_file_size.min(store_limit);
         if size > limit {
             tracing::warn!(path = %path, size, limit, "refused: the file would be larger than the largest object allowed");
             return Err(VfsError::FileTooLarge(format!(
@@ -1244,8 +1221,8 @@ impl S3Fs {
 
     /// The size of part `number` (1-based) of a streamed upload.
     fn stream_part_size(&self, number: u32) -> u64 {
-        let caps = self.store.capabilities();
-        let base = self.config.write_part_size.max(caps.min_part_size);
+        let caps = self.core.store.capabilities();
+        let base = self.core.config.write_part_size.max(caps.min_part_size);
         let steps = (number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(20);
         (base << steps).min(caps.max_part_size)
     }
@@ -1260,7 +1237,7 @@ impl S3Fs {
         let key = file.key();
         let (rewrite, posix, changes) = (state.base.is_some(), state.posix, state.attr_changes);
         let stream = state.stream.get_or_insert_with(|| Stream {
-            store: Arc::clone(&self.store),
+            store: Arc::clone(&self.core.store),
             key,
             upload_id: None,
             sent: 0,
@@ -1269,7 +1246,7 @@ impl S3Fs {
             parts: Vec::new(),
             done: Vec::new(),
             record: None,
-            permits: Arc::new(Semaphore::new(self.config.upload_concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(self.core.config.upload_concurrency.max(1))),
         });
         let needed = stream.buffer.len() + data.len();
         if needed > stream.buffer.capacity() && needed >= PART_BUFFER_PREALLOCATE_FROM {
@@ -1286,7 +1263,7 @@ impl S3Fs {
             if (stream.buffer.len() as u64) < part_size {
                 break;
             }
-            if stream.next_part > self.store.capabilities().max_parts {
+            if stream.next_part > self.core.store.capabilities().max_parts {
                 return Err(VfsError::FileTooLarge(format!(
                     "{}: more parts than the store takes in one upload",
                     file.path()
@@ -1299,11 +1276,12 @@ impl S3Fs {
                     .upload_options_for(&key, rewrite, posix, changes)
                     .await?;
                 let id = self
+                    .core
                     .store
                     .create_multipart(&key, options)
                     .await
                     .map_err(|e| store_err(&file.path(), e))?;
-                stream.record = self.record_upload(&key, &id);
+                stream.record = self.core.record_upload(&key, &id);
                 stream.upload_id = Some(id);
             }
             let Some(upload_id) = stream.upload_id.clone() else {
@@ -1316,8 +1294,8 @@ impl S3Fs {
                 .map_err(|_| {
                     VfsError::Io(StoreError::new(StoreErrorKind::Other, "upload stopped"))
                 })?;
-            let reservation = self.budget.reserve(body.len() as u64).await;
-            let store = Arc::clone(&self.store);
+            let reservation = self.core.budget.reserve(body.len() as u64).await;
+            let store = Arc::clone(&self.core.store);
             let number = stream.next_part;
             stream.sent += body.len() as u64;
             stream.next_part += 1;
@@ -1358,15 +1336,15 @@ impl S3Fs {
         changes: PosixMeta,
     ) -> VfsResult<PutOptions> {
         if !rewrite {
-            return Ok(self.new_object_options(posix));
+            return Ok(self.core.new_object_options(posix));
         }
-        let head = match self.store.head(key).await {
+        let head = match self.core.store.head(key).await {
             Ok(head) => head,
             // Deleted meanwhile: the conditional upload will say so.
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                return Ok(self.new_object_options(posix))
+                return Ok(self.core.new_object_options(posix))
             }
-            Err(e) => return Err(store_err(&self.path_of_key(key), e)),
+            Err(e) => return Err(store_err(&self.core.path_of_key(key), e)),
         };
         let mut user_metadata = head.user_metadata;
         PosixMeta {
@@ -1378,12 +1356,12 @@ impl S3Fs {
         let storage_class = head
             .storage_class
             .filter(|c| c != "STANDARD" && !crate::store::storage_class::is_archived(Some(c)))
-            .or_else(|| self.config.storage_class.clone());
+            .or_else(|| self.core.config.storage_class.clone());
         Ok(PutOptions {
             user_metadata,
             content_type: head.content_type,
             storage_class,
-            sse: self.config.sse.clone(),
+            sse: self.core.config.sse.clone(),
             condition: WriteCondition::None,
         })
     }
@@ -1395,7 +1373,7 @@ impl S3Fs {
         // ran meanwhile gave the file another one.
         let _name = loop {
             let path = file.path();
-            let guard = self.names.for_upload(&path).await;
+            let guard = self.core.names.for_upload(&path).await;
             if file.path() == path {
                 break guard;
             }
@@ -1415,12 +1393,12 @@ impl S3Fs {
         let path = file.path();
         let key = file.key();
         let expected = state.base.as_ref().and_then(|b| b.etag.clone());
-        if state.base.is_some() && expected.is_none() && !self.config.last_writer_wins {
+        if state.base.is_some() && expected.is_none() && !self.core.config.last_writer_wins {
             tracing::warn!(key = %key, "the store gave no ETag: this overwrite cannot be conditional");
         }
         let condition = match (&state.base, &expected) {
             (Some(_), None) => WriteCondition::None,
-            _ => self.write_condition(expected.as_ref()),
+            _ => self.core.write_condition(expected.as_ref()),
         };
         // Attributes changed after a streamed multipart upload began are not in its
         // metadata.
@@ -1464,8 +1442,8 @@ impl S3Fs {
                     shadow.etag = etag;
                     shadow.size = state.size;
                 }
-                self.meta.put(&path, stat);
-                self.meta.forget_missing_ancestors(&path);
+                self.core.meta.put(&path, stat);
+                self.core.meta.forget_missing_ancestors(&path);
                 drop(state);
                 if let Some(changes) = late_changes {
                     // The multipart upload's metadata was fixed when it began; attributes
@@ -1505,7 +1483,7 @@ impl S3Fs {
         mut stream: Stream,
         condition: WriteCondition,
     ) -> VfsResult<Option<ETag>> {
-        let path = self.path_of_key(key);
+        let path = self.core.path_of_key(key);
         let Some(upload_id) = stream.upload_id.clone() else {
             let body = stream.buffer.split().freeze();
             let options = PutOptions {
@@ -1513,6 +1491,7 @@ impl S3Fs {
                 ..self.upload_options(key, state).await?
             };
             let done = self
+                .core
                 .store
                 .put(key, body, options)
                 .await
@@ -1520,14 +1499,14 @@ impl S3Fs {
             return Ok(done.etag);
         };
         if !stream.buffer.is_empty() {
-            if stream.next_part > self.store.capabilities().max_parts {
+            if stream.next_part > self.core.store.capabilities().max_parts {
                 self.abort_stream(key, stream);
                 return Err(VfsError::FileTooLarge(format!(
                     "{path}: more parts than the store takes in one upload"
                 )));
             }
             let body = stream.buffer.split().freeze();
-            let store = Arc::clone(&self.store);
+            let store = Arc::clone(&self.core.store);
             let (k, id, number) = (key.clone(), upload_id.clone(), stream.next_part);
             stream.parts.push(tokio::spawn(async move {
                 store.upload_part(&k, &id, number, body).await
@@ -1541,6 +1520,7 @@ impl S3Fs {
             }
         };
         match self
+            .core
             .store
             .complete_multipart(key, &upload_id, parts, condition)
             .await
@@ -1556,19 +1536,11 @@ impl S3Fs {
         }
     }
 
-    fn path_of_key(&self, key: &ObjectKey) -> FsPath {
-        let rest = key
-            .as_str()
-            .strip_prefix(self.ns.prefix())
-            .unwrap_or(key.as_str());
-        FsPath::parse(rest).unwrap_or_default()
-    }
-
     /// The part size for an object of `size` bytes: the configured size, grown until the
     /// object fits the store's part limit.
     fn part_size_for(&self, size: u64) -> u64 {
-        let caps = self.store.capabilities();
-        let mut part = self.config.write_part_size.max(caps.min_part_size);
+        let caps = self.core.store.capabilities();
+        let mut part = self.core.config.write_part_size.max(caps.min_part_size);
         while size.div_ceil(part) > u64::from(caps.max_parts) && part < caps.max_part_size {
             part = part.saturating_mul(2);
         }
@@ -1594,13 +1566,14 @@ impl S3Fs {
                 ..options
             };
             let done = self
+                .core
                 .store
                 .put(&key, body, options)
                 .await
                 .map_err(|e| store_err(&path, e))?;
             return Ok(done.etag);
         }
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         let part_count = state.size.div_ceil(part_size);
         if part_count > u64::from(caps.max_parts) {
             return Err(VfsError::FileTooLarge(format!(
@@ -1612,11 +1585,12 @@ impl S3Fs {
         // the old version (If-Match): otherwise they could copy a newer object's bytes.
         let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
         let upload_id = self
+            .core
             .store
             .create_multipart(&key, options)
             .await
             .map_err(|e| store_err(&path, e))?;
-        let _record = self.record_upload(&key, &upload_id);
+        let _record = self.core.record_upload(&key, &upload_id);
         let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
             .map(|i| {
                 let start = i * part_size;
@@ -1633,26 +1607,29 @@ impl S3Fs {
                         may_copy && end <= state.base_len && !state.written.overlaps(start, end);
                     if reusable {
                         let range = Some(ByteRange::new(start, end));
-                        self.store
+                        self.core
+                            .store
                             .upload_part_copy(&key, &upload_id, number, &key, range)
                             .await
                             .map_err(|e| store_err(&path, e))
                     } else {
-                        let _reservation = self.budget.reserve(end - start).await;
+                        let _reservation = self.core.budget.reserve(end - start).await;
                         let body = self.assemble(file, state, start, end).await?;
-                        self.store
+                        self.core
+                            .store
                             .upload_part(&key, &upload_id, number, body)
                             .await
                             .map_err(|e| store_err(&path, e))
                     }
                 }
             })
-            .buffered(self.config.upload_concurrency.max(1))
+            .buffered(self.core.config.upload_concurrency.max(1))
             .collect()
             .await;
         let parts: Result<Vec<CompletedPart>, VfsError> = results.into_iter().collect();
         let completed = match parts {
             Ok(parts) => self
+                .core
                 .store
                 .complete_multipart(&key, &upload_id, parts, condition)
                 .await
@@ -1660,7 +1637,7 @@ impl S3Fs {
             Err(err) => Err(err),
         };
         if completed.is_err() {
-            if let Err(err) = self.store.abort_multipart(&key, &upload_id).await {
+            if let Err(err) = self.core.store.abort_multipart(&key, &upload_id).await {
                 tracing::warn!(key = %key, error = %err, "abort of a failed multipart upload failed");
             }
         }
@@ -1675,10 +1652,10 @@ impl S3Fs {
         handle: Option<Handle>,
         size: u64,
     ) -> VfsResult<Stat> {
-        self.check_writable("truncate")?;
-        let info = self.inodes.info(ino)?;
-        self.check_overwrite_allowed(&info.path)?;
-        self.check_not_closing("truncate")?;
+        self.core.check_writable("truncate")?;
+        let info = self.core.inodes.info(ino)?;
+        self.core.check_overwrite_allowed(&info.path)?;
+        self.core.check_not_closing("truncate")?;
         self.check_file_size(&info.path, size)?;
         if let Some(handle) = handle {
             if let Ok((file, _)) = self.file_of_handle(handle) {

@@ -56,16 +56,17 @@ impl S3Fs {
             user_metadata: head.user_metadata.clone(),
             content_type: head.content_type.clone(),
             storage_class: head.storage_class.clone(),
-            sse: self.config.sse.clone(),
+            sse: self.core.config.sse.clone(),
             condition: WriteCondition::None,
         }
     }
 
     /// Copies one object server-side (see the module docs).
     pub(super) async fn copy_object(&self, copy: ObjectCopy) -> StoreResult<PutResult> {
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         if copy.size <= caps.max_single_put {
             return self
+                .core
                 .store
                 .copy(CopyRequest {
                     source: copy.source,
@@ -89,7 +90,7 @@ impl S3Fs {
             .with_key(copy.source.as_str()));
         }
         // Parts cannot be pinned to a version: pin the whole copy to the version seen now.
-        let head = self.store.head(&copy.source).await?;
+        let head = self.core.store.head(&copy.source).await?;
         if copy.source_etag.is_some() && head.etag != copy.source_etag {
             return Err(source_changed(&copy.source));
         }
@@ -109,22 +110,22 @@ impl S3Fs {
         options: PutOptions,
         condition: WriteCondition,
     ) -> StoreResult<PutResult> {
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         let part_size = copy_part_size(
             head.size,
-            self.config.write_part_size,
+            self.core.config.write_part_size,
             caps.min_part_size,
             caps.max_part_size,
             caps.max_parts,
         );
-        let upload = self.store.create_multipart(dest, options).await?;
-        let _record = self.record_upload(dest, &upload);
+        let upload = self.core.store.create_multipart(dest, options).await?;
+        let _record = self.core.record_upload(dest, &upload);
         let result = self
             .copy_parts_and_complete(source, head, dest, &upload, part_size, condition)
             .await;
         if let Err(e) = &result {
             tracing::warn!(source = %source, dest = %dest, error = %e, "multipart copy failed; aborting it");
-            if let Err(abort) = self.store.abort_multipart(dest, &upload).await {
+            if let Err(abort) = self.core.store.abort_multipart(dest, &upload).await {
                 tracing::warn!(dest = %dest, upload = %upload.0, error = %abort,
                     "could not abort a failed multipart copy; a lifecycle rule will have to");
             }
@@ -150,18 +151,20 @@ impl S3Fs {
             "copying in parts");
         let mut parts: Vec<CompletedPart> = futures::stream::iter(ranges)
             .map(|(n, range)| {
-                self.store
+                self.core
+                    .store
                     .upload_part_copy(dest, upload, n, source, Some(range))
             })
-            .buffer_unordered(self.config.upload_concurrency.max(1))
+            .buffer_unordered(self.core.config.upload_concurrency.max(1))
             .try_collect()
             .await?;
         parts.sort_by_key(|p| p.part_number);
-        let now = self.store.head(source).await?;
+        let now = self.core.store.head(source).await?;
         if now.etag != head.etag {
             return Err(source_changed(source));
         }
-        self.store
+        self.core
+            .store
             .complete_multipart(dest, upload, parts, condition)
             .await
     }

@@ -47,47 +47,48 @@ impl S3Fs {
     /// Creates directory `name` in `parent`: a zero-byte `name/` marker with the s3fs
     /// headers (`S_IFDIR | mode`, owner, mtime), created only if absent.
     pub(crate) async fn do_mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry> {
-        self.check_writable("mkdir")?;
-        let (parent_path, path) = self.child_path(parent, name)?;
+        self.core.check_writable("mkdir")?;
+        let (parent_path, path) = self.core.child_path(parent, name)?;
         self.require_directory(&parent_path).await?;
         if self.stat_optional(&path).await?.is_some() {
             tracing::debug!(path = %path, "mkdir refused: the name exists");
             return Err(VfsError::Exists(path.to_string()));
         }
-        let key = self.marker_key(&path)?;
-        let posix = self.new_posix_meta(FileKind::Directory, mode);
-        let mut options = self.new_object_options(posix);
-        options.condition = self.write_condition(None);
+        let key = self.core.marker_key(&path)?;
+        let posix = self.core.new_posix_meta(FileKind::Directory, mode);
+        let mut options = self.core.new_object_options(posix);
+        options.condition = self.core.write_condition(None);
         let put = self
+            .core
             .store
             .put(&key, Bytes::new(), options)
             .await
             .map_err(|e| create_error(&path, e))?;
         let stat = marker_stat(posix, put.etag, SystemTime::now());
-        self.meta.put(&path, stat.clone());
-        let ino = self.inodes.lookup(&path, FileKind::Directory);
-        Ok(self.entry(ino, &stat))
+        self.core.meta.put(&path, stat.clone());
+        let ino = self.core.inodes.lookup(&path, FileKind::Directory);
+        Ok(self.core.entry(ino, &stat))
     }
 
     /// Removes the empty directory `name` in `parent`: deletes its marker.
     pub(crate) async fn do_rmdir(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.check_writable("rmdir")?;
-        let (parent_path, path) = self.child_path(parent, name)?;
-        self.check_delete_allowed(&path)?;
+        self.core.check_writable("rmdir")?;
+        let (parent_path, path) = self.core.child_path(parent, name)?;
+        self.core.check_delete_allowed(&path)?;
         if self.stat_path(&path).await?.kind != FileKind::Directory {
             return Err(VfsError::NotADirectory(path.to_string()));
         }
         self.require_empty(&path).await?;
         self.keep_directory(&parent_path).await?;
-        let key = self.marker_key(&path)?;
-        self.store.delete(&key).await.map_err(|e| {
+        let key = self.core.marker_key(&path)?;
+        self.core.store.delete(&key).await.map_err(|e| {
             tracing::warn!(path = %path, error = %e, "rmdir: could not delete the marker");
             VfsError::from_store(path.as_str(), e)
         })?;
-        self.meta.put_missing(&path);
+        self.core.meta.put_missing(&path);
         // A directory made again under this name is another inode: the kernel marks the
         // removed one dead, and a descriptor still open on it must not reach the new one.
-        self.inodes.detach(&path);
+        self.core.inodes.detach(&path);
         Ok(())
     }
 
@@ -111,8 +112,9 @@ impl S3Fs {
 
     /// What directory `dir` holds: one LIST of at most two keys (the marker sorts first).
     pub(super) async fn directory_contents(&self, dir: &FsPath) -> VfsResult<Contents> {
-        let prefix = self.ns.dir_prefix(dir);
+        let prefix = self.core.ns.dir_prefix(dir);
         let page = self
+            .core
             .store
             .list(ListRequest {
                 prefix: prefix.clone(),
@@ -153,28 +155,34 @@ impl S3Fs {
             return Ok(());
         }
         if self
+            .core
             .meta
             .get(dir)
             .is_some_and(|s| s.kind == FileKind::Directory && s.etag.is_some())
         {
             return Ok(());
         }
-        let key = self.marker_key(dir)?;
-        let condition = self.write_condition(None);
+        let key = self.core.marker_key(dir)?;
+        let condition = self.core.write_condition(None);
         if condition == WriteCondition::None {
-            match self.store.head(&key).await {
+            match self.core.store.head(&key).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind == StoreErrorKind::NotFound => {}
                 Err(e) => return Err(VfsError::from_store(dir.as_str(), e)),
             }
         }
-        let mut options = self.new_object_options(PosixMeta::default());
+        let mut options = self.core.new_object_options(PosixMeta::default());
         options.condition = condition;
-        match self.store.put(&key, Bytes::new(), options).await {
+        match self.core.store.put(&key, Bytes::new(), options).await {
             Ok(put) => {
                 tracing::debug!(path = %dir, "wrote a directory marker so that the directory stays");
-                let mtime = self.meta.get_any(dir).map_or(self.started, |s| s.mtime);
-                self.meta
+                let mtime = self
+                    .core
+                    .meta
+                    .get_any(dir)
+                    .map_or(self.core.started, |s| s.mtime);
+                self.core
+                    .meta
                     .put(dir, marker_stat(PosixMeta::default(), put.etag, mtime));
                 Ok(())
             }
@@ -195,11 +203,11 @@ impl S3Fs {
         path: &FsPath,
         first: Option<&ListedObject>,
     ) -> VfsResult<Stat> {
-        let prefix = self.ns.dir_prefix(path);
+        let prefix = self.core.ns.dir_prefix(path);
         let Some(marker) = first.filter(|o| o.key.as_str() == prefix) else {
-            return Ok(Stat::directory(self.started));
+            return Ok(Stat::directory(self.core.started));
         };
-        if let Some(previous) = self.meta.get_any(path) {
+        if let Some(previous) = self.core.meta.get_any(path) {
             if previous.kind == FileKind::Directory
                 && previous.from_head
                 && previous.etag.is_some()
@@ -208,10 +216,10 @@ impl S3Fs {
                 return Ok(previous);
             }
         }
-        match self.store.head(&marker.key).await {
+        match self.core.store.head(&marker.key).await {
             Ok(head) => Ok(Self::stat_of_marker(&head)),
             // Deleted since the LIST: the directory still exists through its other keys.
-            Err(e) if e.kind == StoreErrorKind::NotFound => Ok(Stat::directory(self.started)),
+            Err(e) if e.kind == StoreErrorKind::NotFound => Ok(Stat::directory(self.core.started)),
             Err(e) => Err(VfsError::from_store(path.as_str(), e)),
         }
     }

@@ -76,7 +76,7 @@ impl S3Fs {
             | FileKind::BlockDevice
             | FileKind::Socket => self.rewrite_object(path, edit).await?,
         };
-        self.meta.put_changed(path, stat.clone());
+        self.core.meta.put_changed(path, stat.clone());
         Ok(stat)
     }
 
@@ -86,7 +86,7 @@ impl S3Fs {
         path: &FsPath,
         key: &ObjectKey,
     ) -> VfsResult<Option<ObjectMeta>> {
-        match self.store.head(key).await {
+        match self.core.store.head(key).await {
             Ok(head) => Ok(Some(head)),
             Err(e) if e.kind == StoreErrorKind::NotFound => Ok(None),
             Err(e) => Err(VfsError::from_store(path.as_str(), e)),
@@ -97,9 +97,9 @@ impl S3Fs {
     where
         F: FnOnce(&mut BTreeMap<String, String>, SystemTime) -> VfsResult<()>,
     {
-        let key = self.ns.file_key(path)?;
+        let key = self.core.ns.file_key(path)?;
         let Some(head) = self.head_optional(path, &key).await? else {
-            self.meta.put_missing(path);
+            self.core.meta.put_missing(path);
             return Err(VfsError::NotFound(path.to_string()));
         };
         let current_mtime = Stat::from_head(&head).mtime;
@@ -107,7 +107,7 @@ impl S3Fs {
         edit(&mut options.user_metadata, current_mtime)?;
         check_metadata_size(path, &options.user_metadata)?;
         let condition = match &head.etag {
-            Some(etag) => self.write_condition(Some(etag)),
+            Some(etag) => self.core.write_condition(Some(etag)),
             None => WriteCondition::None,
         };
         let copied = self
@@ -141,21 +141,24 @@ impl S3Fs {
     where
         F: FnOnce(&mut BTreeMap<String, String>, SystemTime) -> VfsResult<()>,
     {
-        let key = self.marker_key(path)?;
+        let key = self.core.marker_key(path)?;
         let head = self.head_optional(path, &key).await?;
         let (mut options, current_mtime, condition) = match &head {
             Some(head) => (
                 self.kept_options(head),
                 Self::stat_of_marker(head).mtime,
                 match &head.etag {
-                    Some(etag) => self.write_condition(Some(etag)),
+                    Some(etag) => self.core.write_condition(Some(etag)),
                     None => WriteCondition::None,
                 },
             ),
             None => (
-                self.new_object_options(PosixMeta::default()),
-                self.meta.get_any(path).map_or(self.started, |s| s.mtime),
-                self.write_condition(None),
+                self.core.new_object_options(PosixMeta::default()),
+                self.core
+                    .meta
+                    .get_any(path)
+                    .map_or(self.core.started, |s| s.mtime),
+                self.core.write_condition(None),
             ),
         };
         edit(&mut options.user_metadata, current_mtime)?;
@@ -163,6 +166,7 @@ impl S3Fs {
         options.condition = condition;
         let metadata = options.user_metadata.clone();
         let put = self
+            .core
             .store
             .put(&key, Bytes::new(), options)
             .await

@@ -38,10 +38,9 @@ mod xattr;
 use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
 use crate::meta::Stat;
-use crate::namespace::{FileName, FsPath, MAX_KEY_LEN};
-use crate::store::{ObjectKey, StoreError, StoreErrorKind};
-use crate::vfs::{FileKind, Ino};
-use std::ffi::OsStr;
+use crate::namespace::{FileName, FsPath};
+use crate::store::{StoreError, StoreErrorKind};
+use crate::vfs::FileKind;
 
 /// `path` relative to the mount from a key's remainder `rel` (after a directory prefix),
 /// only if every component is a valid file name; `None` for keys the namespace hides.
@@ -76,20 +75,6 @@ fn create_error(path: &FsPath, err: StoreError) -> VfsError {
 }
 
 impl S3Fs {
-    /// The validated path of `name` in directory `parent`, with the parent's path.
-    fn child_path(&self, parent: Ino, name: &OsStr) -> VfsResult<(FsPath, FsPath)> {
-        let parent_path = self.dir_path(parent)?;
-        let name = FileName::from_os(name)?;
-        let path = parent_path.join(&name);
-        Ok((parent_path, path))
-    }
-
-    /// The path of inode `ino`.
-    fn inode_path(&self, ino: Ino) -> VfsResult<(FsPath, FileKind)> {
-        let info = self.inodes.info(ino)?;
-        Ok((info.path, info.kind))
-    }
-
     /// What `path` is, or `None` when nothing is there.
     async fn stat_optional(&self, path: &FsPath) -> VfsResult<Option<Stat>> {
         match self.stat_path(path).await {
@@ -105,15 +90,6 @@ impl S3Fs {
             FileKind::Directory => Ok(()),
             _ => Err(VfsError::NotADirectory(dir.to_string())),
         }
-    }
-
-    /// The key of the `dir/` marker object of directory `dir` (not the root).
-    fn marker_key(&self, dir: &FsPath) -> VfsResult<ObjectKey> {
-        let key = self.ns.dir_prefix(dir);
-        if key.len() > MAX_KEY_LEN {
-            return Err(VfsError::NameTooLong(dir.to_string()));
-        }
-        Ok(ObjectKey::new(key))
     }
 }
 

@@ -37,8 +37,8 @@ impl S3Fs {
         name: &OsStr,
         target: &OsStr,
     ) -> VfsResult<Entry> {
-        self.check_writable("symlink")?;
-        let (parent_path, path) = self.child_path(parent, name)?;
+        self.core.check_writable("symlink")?;
+        let (parent_path, path) = self.core.child_path(parent, name)?;
         let body = Bytes::copy_from_slice(target.as_bytes());
         if body.is_empty() {
             return Err(VfsError::NotFound(format!("{path}: empty symlink target")));
@@ -70,8 +70,8 @@ impl S3Fs {
         mode: u32,
         rdev: u32,
     ) -> VfsResult<Entry> {
-        self.check_writable("mknod")?;
-        let (parent_path, path) = self.child_path(parent, name)?;
+        self.core.check_writable("mknod")?;
+        let (parent_path, path) = self.core.child_path(parent, name)?;
         let kind = match kind_of_mode(mode) {
             // mknod(2): no type is a regular file.
             None if mode & S_IFMT == 0 => FileKind::File,
@@ -112,13 +112,14 @@ impl S3Fs {
             tracing::debug!(path = %path, kind = %node.kind, "creation refused: the name exists");
             return Err(VfsError::Exists(path.to_string()));
         }
-        let key = self.ns.file_key(&path)?;
-        let mut posix = self.new_posix_meta(node.kind, node.perm);
+        let key = self.core.ns.file_key(&path)?;
+        let mut posix = self.core.new_posix_meta(node.kind, node.perm);
         posix.rdev = node.rdev;
-        let mut options = self.new_object_options(posix);
-        options.condition = self.write_condition(None);
+        let mut options = self.core.new_object_options(posix);
+        options.condition = self.core.write_condition(None);
         let size = node.body.len() as u64;
         let put = self
+            .core
             .store
             .put(&key, node.body, options.clone())
             .await
@@ -133,8 +134,8 @@ impl S3Fs {
             user_metadata: options.user_metadata,
             restored: false,
         });
-        self.meta.put(&path, stat.clone());
-        let ino = self.inodes.lookup(&path, node.kind);
-        Ok(self.entry(ino, &stat))
+        self.core.meta.put(&path, stat.clone());
+        let ino = self.core.inodes.lookup(&path, node.kind);
+        Ok(self.core.entry(ino, &stat))
     }
 }

@@ -42,10 +42,10 @@ impl S3Fs {
         new_name: &OsStr,
         no_replace: bool,
     ) -> VfsResult<()> {
-        self.check_writable("rename")?;
-        let (src_parent, src) = self.child_path(parent, name)?;
-        let (dst_parent, dst) = self.child_path(new_parent, new_name)?;
-        self.check_delete_allowed(&src)?;
+        self.core.check_writable("rename")?;
+        let (src_parent, src) = self.core.child_path(parent, name)?;
+        let (dst_parent, dst) = self.core.child_path(new_parent, new_name)?;
+        self.core.check_delete_allowed(&src)?;
         // A file with unsaved writes is uploaded first, so the copy carries them.
         self.sync_path(&src).await?;
         let mut retried = false;
@@ -67,8 +67,8 @@ impl S3Fs {
                 Err(VfsError::WriteConflict(_)) if !retried => {
                     // Perhaps only our cached view was old: look again, once.
                     retried = true;
-                    self.meta.invalidate(&src);
-                    self.meta.invalidate(&dst);
+                    self.core.meta.invalidate(&src);
+                    self.core.meta.invalidate(&dst);
                 }
                 other => return other,
             }
@@ -106,7 +106,7 @@ impl S3Fs {
                 (true, true) => self.require_empty(dst).await?,
                 (false, false) => {}
             }
-            self.check_overwrite_allowed(dst)?;
+            self.core.check_overwrite_allowed(dst)?;
         }
         Ok(if is_dir {
             Plan::Directory {
@@ -129,25 +129,26 @@ impl S3Fs {
         dst: &FsPath,
         dest: Option<&Stat>,
     ) -> VfsResult<()> {
-        let src_key = self.ns.file_key(src)?;
-        let dst_key = self.ns.file_key(dst)?;
+        let src_key = self.core.ns.file_key(src)?;
+        let dst_key = self.core.ns.file_key(dst)?;
         if !dst.is_within(src_parent) {
             self.keep_directory(src_parent).await?;
         }
         let condition = match dest {
-            None => self.write_condition(None),
+            None => self.core.write_condition(None),
             Some(existing) => match &existing.etag {
-                Some(etag) => self.write_condition(Some(etag)),
+                Some(etag) => self.core.write_condition(Some(etag)),
                 None => WriteCondition::None,
             },
         };
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         // CopyObject with the COPY directive keeps every header, but resets the storage
         // class to STANDARD: an object of another class is copied with its metadata
         // restated (REPLACE), which needs them from a HEAD. (Multipart copies always do.)
         let (metadata, source_etag, size) =
             if source.storage_class.is_some() && source.size <= caps.max_single_put {
                 let head = self
+                    .core
                     .store
                     .head(&src_key)
                     .await
@@ -164,6 +165,7 @@ impl S3Fs {
         // From the copy until open files follow the new name, no upload may land on
         // either name: one on the source would be deleted with it.
         let _names = self
+            .core
             .names
             .for_rename(&[(src.clone(), false), (dst.clone(), false)])
             .await;
@@ -184,13 +186,13 @@ impl S3Fs {
             mtime: source.posix.mtime.unwrap_or_else(SystemTime::now),
             ..source.clone()
         };
-        self.meta.put(dst, moved);
-        self.meta.put_missing(src);
+        self.core.meta.put(dst, moved);
+        self.core.meta.put_missing(src);
         self.note_renamed(src, dst, &copies).await;
-        self.store.delete(&src_key).await.map_err(|e| {
+        self.core.store.delete(&src_key).await.map_err(|e| {
             tracing::error!(src = %src, dst = %dst, error = %e,
                 "rename copied the file but could not delete the source: it exists under both names");
-            self.meta.invalidate(src);
+            self.core.meta.invalidate(src);
             VfsError::from_store(src.as_str(), e)
         })
     }

@@ -23,8 +23,8 @@ impl S3Fs {
         handle: Option<Handle>,
         changes: SetAttr,
     ) -> VfsResult<Entry> {
-        self.check_writable("setattr")?;
-        let (path, kind) = self.inode_path(ino)?;
+        self.core.check_writable("setattr")?;
+        let (path, kind) = self.core.inode_path(ino)?;
         if let Some(size) = changes.size {
             match kind {
                 FileKind::Directory => return Err(VfsError::IsADirectory(path.to_string())),
@@ -37,9 +37,9 @@ impl S3Fs {
                 }
                 FileKind::File => {}
             }
-            self.check_overwrite_allowed(&path)?;
+            self.core.check_overwrite_allowed(&path)?;
             let stat = self.truncate_file(ino, handle, size).await?;
-            self.meta.put(&path, stat);
+            self.core.meta.put(&path, stat);
         }
         let attributes_change = changes.mode.is_some()
             || changes.uid.is_some()
@@ -47,7 +47,7 @@ impl S3Fs {
             || changes.mtime.is_some();
         if !attributes_change {
             let stat = self.stat_path(&path).await?;
-            return Ok(self.entry(ino, &stat));
+            return Ok(self.core.entry(ino, &stat));
         }
         if path.is_root() {
             tracing::debug!(
@@ -55,9 +55,9 @@ impl S3Fs {
                 "attributes of the mount root are not stored; ignored"
             );
             let stat = self.stat_path(&path).await?;
-            return Ok(self.entry(ino, &stat));
+            return Ok(self.core.entry(ino, &stat));
         }
-        self.check_overwrite_allowed(&path)?;
+        self.core.check_overwrite_allowed(&path)?;
         if kind != FileKind::Directory {
             let pending = PosixMeta {
                 mode: changes.mode.map(|m| type_bits(kind) | (m & 0o7777)),
@@ -68,7 +68,7 @@ impl S3Fs {
             };
             if let Some(stat) = self.set_attributes_of_open_file(&path, pending).await {
                 // Stored by the file's next upload, with its data.
-                return Ok(self.entry(ino, &stat));
+                return Ok(self.core.entry(ino, &stat));
             }
         }
         // An inode no longer named by its path (its file was unlinked or replaced through
@@ -76,7 +76,7 @@ impl S3Fs {
         // a descriptor still open on it; a directory removed since it was opened keeps its
         // name but is gone. POSIX lets fchmod/fchown/futimens succeed on both, and there is
         // nothing left to store: whatever has the name now is not this inode's.
-        let detached = self.inodes.find(&path) != Some(ino);
+        let detached = self.core.inodes.find(&path) != Some(ino);
         let current = match self.stat_path(&path).await {
             Err(VfsError::NotFound(_)) if detached || kind == FileKind::Directory => None,
             Ok(_) if detached => None,
@@ -85,13 +85,15 @@ impl S3Fs {
         let Some(current) = current else {
             tracing::debug!(path = %path, ?changes,
                 "attributes of a removed file or directory changed through an open descriptor; not stored");
-            return Ok(self.entry(ino, &removed_stat(kind, self.started, &changes)));
+            return Ok(self
+                .core
+                .entry(ino, &removed_stat(kind, self.core.started, &changes)));
         };
         if current.kind != kind {
             // The path is something else now (another inode).
             return Err(VfsError::ObjectChanged(path.to_string()));
         }
-        let shown = self.attr(ino, &current);
+        let shown = self.core.attr(ino, &current);
         let stat = self
             .rewrite_metadata(&path, kind, |metadata, mtime| {
                 let stored = PosixMeta::from_user_metadata(metadata);
@@ -112,7 +114,7 @@ impl S3Fs {
             })
             .await?;
         tracing::debug!(path = %path, ?changes, "attributes stored");
-        Ok(self.entry(ino, &stat))
+        Ok(self.core.entry(ino, &stat))
     }
 }
 

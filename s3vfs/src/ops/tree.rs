@@ -78,13 +78,14 @@ impl S3Fs {
         dst: &FsPath,
         dest_existed: bool,
     ) -> VfsResult<()> {
-        let src_prefix = self.ns.dir_prefix(src);
-        let dst_prefix = self.ns.dir_prefix(dst);
+        let src_prefix = self.core.ns.dir_prefix(src);
+        let dst_prefix = self.core.ns.dir_prefix(dst);
         // Open files with unsaved writes are uploaded first, so the copies carry them.
         self.sync_below(src).await?;
         // From the listing until open files follow the new names, no upload may land
         // below either name: one on a source after its copy would be deleted with it.
         let _names = self
+            .core
             .names
             .for_rename(&[(src.clone(), true), (dst.clone(), true)])
             .await;
@@ -93,7 +94,7 @@ impl S3Fs {
             .await
             .map_err(|e| VfsError::from_store(src.as_str(), e))?;
         if objects.is_empty() {
-            self.meta.put_missing(src);
+            self.core.meta.put_missing(src);
             return Err(VfsError::NotFound(src.to_string()));
         }
         let mut moves = Vec::with_capacity(objects.len());
@@ -129,7 +130,8 @@ impl S3Fs {
         // The marker carries the directory's mode, owner and mtime to the new place; what
         // this mount read of it stays known there (a listing cannot tell it).
         let moved_stat = marker.as_ref().and(
-            self.meta
+            self.core
+                .meta
                 .get_any(src)
                 .filter(|stat| stat.kind == FileKind::Directory && stat.from_head),
         );
@@ -166,14 +168,14 @@ impl S3Fs {
         let failures = self.delete_keys(sources).await;
         // Names below the old place that no moved key covers (a file created here and not
         // uploaded yet, a cached lookup) must not answer from what they were.
-        self.meta.forget_below(src);
+        self.core.meta.forget_below(src);
         self.forget_tree(src, &src_prefix, &moves, |m| &m.source, true);
         self.forget_tree(dst, &dst_prefix, &moves, |m| &m.dest, false);
         if let Some(stat) = moved_stat {
-            self.meta.put(dst, stat);
+            self.core.meta.put(dst, stat);
         }
         for (path, stat) in carried {
-            self.meta.put(&path, stat);
+            self.core.meta.put(&path, stat);
         }
         self.note_renamed(src, dst, &outcome.copies).await;
         if let Some((_, error)) = failures.first() {
@@ -184,7 +186,7 @@ impl S3Fs {
                 "directory rename copied everything but could not delete some sources: \
                  the new place is complete, the listed keys are still also at the old place"
             );
-            self.meta.invalidate(src);
+            self.core.meta.invalidate(src);
             return Err(VfsError::Io(error.clone()));
         }
         tracing::info!(src = %src_prefix, dst = %dst_prefix, objects = total, "directory renamed");
@@ -205,14 +207,14 @@ impl S3Fs {
                     if stop.load(Ordering::Relaxed) {
                         return None;
                     }
-                    let condition = self.write_condition(None);
+                    let condition = self.core.write_condition(None);
                     let result = self.copy_moved(item, condition).await;
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
                     Some((i, result))
                 })
-                .buffer_unordered(self.config.rename_concurrency.max(1))
+                .buffer_unordered(self.core.config.rename_concurrency.max(1))
                 .collect()
                 .await;
         let mut outcome = CopyOutcome::default();
@@ -242,10 +244,10 @@ impl S3Fs {
         item: &Move,
         condition: WriteCondition,
     ) -> StoreResult<Option<ETag>> {
-        let caps = self.store.capabilities();
+        let caps = self.core.store.capabilities();
         let metadata = if item.storage_class.is_some() && item.size <= caps.max_single_put {
             // COPY would reset the storage class to STANDARD.
-            let head = self.store.head(&item.source).await?;
+            let head = self.core.store.head(&item.source).await?;
             MetadataDirective::Replace(self.kept_options(&head))
         } else {
             MetadataDirective::Copy
@@ -274,16 +276,16 @@ impl S3Fs {
         let condition = if dest_existed {
             WriteCondition::None
         } else {
-            self.write_condition(None)
+            self.core.write_condition(None)
         };
         match marker {
             Some(item) => self.copy_moved(item, condition).await.map(|_| ()),
             None if dest_existed => Ok(()),
             None => {
-                let key = ObjectKey::new(self.ns.dir_prefix(dst));
-                let mut options = self.new_object_options(PosixMeta::default());
+                let key = ObjectKey::new(self.core.ns.dir_prefix(dst));
+                let mut options = self.core.new_object_options(PosixMeta::default());
                 options.condition = condition;
-                match self.store.put(&key, Bytes::new(), options).await {
+                match self.core.store.put(&key, Bytes::new(), options).await {
                     Err(e) if e.kind == StoreErrorKind::PreconditionFailed => Ok(()),
                     other => other.map(|_| ()),
                 }
@@ -298,12 +300,13 @@ impl S3Fs {
         let mut cursor = PageCursor::objects(prefix);
         loop {
             let page = self
+                .core
                 .store
                 .list(ListRequest {
                     prefix: prefix.to_owned(),
                     delimiter: None,
                     continuation_token: token,
-                    max_keys: Some(self.config.list_page_size),
+                    max_keys: Some(self.core.config.list_page_size),
                     start_after: None,
                 })
                 .await?;
@@ -318,32 +321,33 @@ impl S3Fs {
     /// Deletes `keys` (DeleteObjects batches of 1000 when the store has it, else one by
     /// one), `rename_concurrency` requests at a time. Returns the keys not deleted.
     pub(super) async fn delete_keys(&self, keys: Vec<ObjectKey>) -> Vec<(ObjectKey, StoreError)> {
-        let in_flight = self.config.rename_concurrency.max(1);
-        let failures: Vec<Vec<(ObjectKey, StoreError)>> = if self.store.capabilities().delete_many {
-            let batches: Vec<Vec<ObjectKey>> =
-                keys.chunks(MAX_DELETE_BATCH).map(<[_]>::to_vec).collect();
-            futures::stream::iter(batches)
-                .map(|batch| async move {
-                    match self.store.delete_many(batch.clone()).await {
-                        Ok(failed) => failed.into_iter().map(|f| (f.key, f.error)).collect(),
-                        Err(e) => batch.into_iter().map(|k| (k, e.clone())).collect(),
-                    }
-                })
-                .buffer_unordered(in_flight)
-                .collect()
-                .await
-        } else {
-            futures::stream::iter(keys)
-                .map(|key| async move {
-                    match self.store.delete(&key).await {
-                        Ok(()) => Vec::new(),
-                        Err(e) => vec![(key, e)],
-                    }
-                })
-                .buffer_unordered(in_flight)
-                .collect()
-                .await
-        };
+        let in_flight = self.core.config.rename_concurrency.max(1);
+        let failures: Vec<Vec<(ObjectKey, StoreError)>> =
+            if self.core.store.capabilities().delete_many {
+                let batches: Vec<Vec<ObjectKey>> =
+                    keys.chunks(MAX_DELETE_BATCH).map(<[_]>::to_vec).collect();
+                futures::stream::iter(batches)
+                    .map(|batch| async move {
+                        match self.core.store.delete_many(batch.clone()).await {
+                            Ok(failed) => failed.into_iter().map(|f| (f.key, f.error)).collect(),
+                            Err(e) => batch.into_iter().map(|k| (k, e.clone())).collect(),
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .collect()
+                    .await
+            } else {
+                futures::stream::iter(keys)
+                    .map(|key| async move {
+                        match self.core.store.delete(&key).await {
+                            Ok(()) => Vec::new(),
+                            Err(e) => vec![(key, e)],
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .collect()
+                    .await
+            };
         failures.into_iter().flatten().collect()
     }
 
@@ -367,7 +371,7 @@ impl S3Fs {
                 let rest = item.source.as_str().strip_prefix(src_prefix)?;
                 let old = strict_path(src, rest)?;
                 let new = strict_path(dst, rest)?;
-                let stat = self.meta.get_any(&old).filter(|stat| {
+                let stat = self.core.meta.get_any(&old).filter(|stat| {
                     stat.from_head && stat.kind != FileKind::Directory && stat.etag == item.etag
                 })?;
                 let (_, etag) = copies.get(&item.dest)?;
@@ -406,9 +410,9 @@ impl S3Fs {
         paths.insert(root.clone());
         for path in &paths {
             if gone {
-                self.meta.put_missing(path);
+                self.core.meta.put_missing(path);
             } else {
-                self.meta.invalidate(path);
+                self.core.meta.invalidate(path);
             }
         }
     }

@@ -12,21 +12,21 @@ impl S3Fs {
     /// The parent keeps existing even if this was its last entry: it gets a `parent/`
     /// marker first when it has none (see [`keep_directory`](S3Fs::keep_directory)).
     pub(crate) async fn do_unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.check_writable("unlink")?;
-        let (parent_path, path) = self.child_path(parent, name)?;
-        self.check_delete_allowed(&path)?;
+        self.core.check_writable("unlink")?;
+        let (parent_path, path) = self.core.child_path(parent, name)?;
+        self.core.check_delete_allowed(&path)?;
         let stat = self.stat_path(&path).await?;
         if stat.kind == FileKind::Directory {
             tracing::debug!(path = %path, "unlink refused: a directory");
             return Err(VfsError::IsADirectory(path.to_string()));
         }
-        let key = self.ns.file_key(&path)?;
+        let key = self.core.ns.file_key(&path)?;
         self.keep_directory(&parent_path).await?;
-        self.store.delete(&key).await.map_err(|e| {
+        self.core.store.delete(&key).await.map_err(|e| {
             tracing::warn!(path = %path, error = %e, "unlink failed");
             VfsError::from_store(path.as_str(), e)
         })?;
-        self.meta.put_missing(&path);
+        self.core.meta.put_missing(&path);
         self.note_unlinked(&path);
         Ok(())
     }

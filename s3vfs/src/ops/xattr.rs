@@ -233,7 +233,7 @@ impl XattrSource {
 impl S3Fs {
     /// The path and current kind of `ino` for an xattr call; `None` for the mount root.
     async fn xattr_target(&self, ino: Ino) -> VfsResult<Option<(FsPath, FileKind)>> {
-        let (path, kind) = self.inode_path(ino)?;
+        let (path, kind) = self.core.inode_path(ino)?;
         if path.is_root() {
             return Ok(None);
         }
@@ -247,18 +247,18 @@ impl S3Fs {
     /// Reads the metadata of `path`: one HEAD of the object or the directory's marker.
     async fn xattr_source(&self, path: &FsPath, kind: FileKind) -> VfsResult<XattrSource> {
         if kind == FileKind::Directory {
-            let key = self.marker_key(path)?;
+            let key = self.core.marker_key(path)?;
             let head = self.head_optional(path, &key).await?;
             return Ok(XattrSource { key, head });
         }
-        let key = self.ns.file_key(path)?;
+        let key = self.core.ns.file_key(path)?;
         match self.head_optional(path, &key).await? {
             Some(head) => Ok(XattrSource {
                 key,
                 head: Some(head),
             }),
             None => {
-                self.meta.put_missing(path);
+                self.core.meta.put_missing(path);
                 Err(VfsError::NotFound(path.to_string()))
             }
         }
@@ -312,10 +312,10 @@ impl S3Fs {
 
     /// Sets extended attribute `name` of `ino` to `value`.
     pub(crate) async fn do_setxattr(&self, ino: Ino, name: &OsStr, value: Bytes) -> VfsResult<()> {
-        self.check_writable("setxattr")?;
+        self.core.check_writable("setxattr")?;
         let name = writable_name(name)?;
-        let (path, _) = self.inode_path(ino)?;
-        self.check_overwrite_allowed(&path)?;
+        let (path, _) = self.core.inode_path(ino)?;
+        self.core.check_overwrite_allowed(&path)?;
         let Some((path, kind)) = self.xattr_target(ino).await? else {
             return Err(VfsError::NotPermitted(
                 "the mount root has no object to hold extended attributes".into(),
@@ -336,10 +336,10 @@ impl S3Fs {
 
     /// Removes extended attribute `name` of `ino`.
     pub(crate) async fn do_removexattr(&self, ino: Ino, name: &OsStr) -> VfsResult<()> {
-        self.check_writable("removexattr")?;
+        self.core.check_writable("removexattr")?;
         let name = writable_name(name)?;
-        let (path, _) = self.inode_path(ino)?;
-        self.check_overwrite_allowed(&path)?;
+        let (path, _) = self.core.inode_path(ino)?;
+        self.core.check_overwrite_allowed(&path)?;
         let Some((path, kind)) = self.xattr_target(ino).await? else {
             return Err(VfsError::NoAttribute(name));
         };
