@@ -144,3 +144,25 @@ impl From<VfsError> for std::io::Error {
         std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), err)
     }
 }
+
+/// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
+pub(crate) fn write_error(path: &crate::namespace::FsPath, err: StoreError) -> VfsError {
+    if err.kind == StoreErrorKind::PreconditionFailed {
+        tracing::warn!(path = %path, error = %err, "changed by another writer; nothing was overwritten");
+        VfsError::WriteConflict(path.to_string())
+    } else {
+        tracing::warn!(path = %path, error = %err, "store refused a change");
+        VfsError::from_store(path.as_str(), err)
+    }
+}
+
+/// Maps a failed conditional creation (412: the key appeared meanwhile) to `EEXIST`.
+pub(crate) fn create_error(path: &crate::namespace::FsPath, err: StoreError) -> VfsError {
+    if err.kind == StoreErrorKind::PreconditionFailed {
+        tracing::info!(path = %path, "created by another writer meanwhile");
+        VfsError::Exists(path.to_string())
+    } else {
+        tracing::warn!(path = %path, error = %err, "store refused a creation");
+        VfsError::from_store(path.as_str(), err)
+    }
+}

@@ -29,6 +29,7 @@ pub mod malloc;
 pub mod meta;
 mod name_locks;
 pub mod namespace;
+mod objects;
 mod ops;
 pub mod ranges;
 pub mod read;

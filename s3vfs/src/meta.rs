@@ -108,6 +108,29 @@ impl Stat {
         }
     }
 
+    /// A directory whose `dir/` marker has the attributes `posix` (its mtime, if stated,
+    /// else the marker's `last_modified`).
+    pub fn marker(posix: PosixMeta, etag: Option<ETag>, last_modified: SystemTime) -> Self {
+        Self {
+            kind: FileKind::Directory,
+            size: 0,
+            mtime: posix.mtime.unwrap_or(last_modified),
+            etag,
+            storage_class: None,
+            posix,
+            from_head: true,
+        }
+    }
+
+    /// A directory from what HEAD said of its marker.
+    pub fn of_marker(head: &ObjectMeta) -> Self {
+        Self::marker(
+            PosixMeta::from_user_metadata(&head.user_metadata),
+            head.etag.clone(),
+            head.last_modified,
+        )
+    }
+
     /// What HEAD said of an object: the mode header decides between file, symlink and
     /// special file (an object is never a directory, whatever its mode says).
     pub fn from_head(meta: &ObjectMeta) -> Self {

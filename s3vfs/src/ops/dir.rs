@@ -7,12 +7,13 @@
 //! operation that deletes a key first makes sure the parent keeps existing
 //! ([`keep_directory`](S3Fs::keep_directory)).
 
-use super::{create_error, S3Fs};
+use super::S3Fs;
 use crate::attrs::PosixMeta;
+use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FsPath, Namespace};
-use crate::store::{ETag, ListRequest, ListedObject, ObjectMeta, StoreErrorKind, WriteCondition};
+use crate::store::{ListRequest, ListedObject, StoreErrorKind, WriteCondition};
 use crate::vfs::{Entry, FileKind, Ino};
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -28,19 +29,6 @@ pub(super) enum Contents {
     /// Keys that cannot be shown as files (e.g. `dir//x`): the directory looks empty but
     /// is not.
     HiddenKeys(String),
-}
-
-/// The stat of a directory whose marker has these attributes.
-pub(super) fn marker_stat(posix: PosixMeta, etag: Option<ETag>, last_modified: SystemTime) -> Stat {
-    Stat {
-        kind: FileKind::Directory,
-        size: 0,
-        mtime: posix.mtime.unwrap_or(last_modified),
-        etag,
-        storage_class: None,
-        posix,
-        from_head: true,
-    }
 }
 
 impl S3Fs {
@@ -64,7 +52,7 @@ impl S3Fs {
             .put(&key, Bytes::new(), options)
             .await
             .map_err(|e| create_error(&path, e))?;
-        let stat = marker_stat(posix, put.etag, SystemTime::now());
+        let stat = Stat::marker(posix, put.etag, SystemTime::now());
         self.core.meta.put(&path, stat.clone());
         let ino = self.core.inodes.lookup(&path, FileKind::Directory);
         Ok(self.core.entry(ino, &stat))
@@ -183,7 +171,7 @@ impl S3Fs {
                     .map_or(self.core.started, |s| s.mtime);
                 self.core
                     .meta
-                    .put(dir, marker_stat(PosixMeta::default(), put.etag, mtime));
+                    .put(dir, Stat::marker(PosixMeta::default(), put.etag, mtime));
                 Ok(())
             }
             Err(e) if e.kind == StoreErrorKind::PreconditionFailed => Ok(()),
@@ -217,19 +205,10 @@ impl S3Fs {
             }
         }
         match self.core.store.head(&marker.key).await {
-            Ok(head) => Ok(Self::stat_of_marker(&head)),
+            Ok(head) => Ok(Stat::of_marker(&head)),
             // Deleted since the LIST: the directory still exists through its other keys.
             Err(e) if e.kind == StoreErrorKind::NotFound => Ok(Stat::directory(self.core.started)),
             Err(e) => Err(VfsError::from_store(path.as_str(), e)),
         }
-    }
-
-    /// The stat of a directory from what HEAD said of its marker.
-    pub(super) fn stat_of_marker(head: &ObjectMeta) -> Stat {
-        marker_stat(
-            PosixMeta::from_user_metadata(&head.user_metadata),
-            head.etag.clone(),
-            head.last_modified,
-        )
     }
 }

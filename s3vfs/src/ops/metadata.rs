@@ -1,56 +1,14 @@
-//! Rewriting the user metadata of an existing object in place (chmod, chown, utimens,
-//! xattrs).
-//!
-//! S3 metadata cannot be edited: a file's object is copied onto itself with the
-//! `REPLACE` directive, restating its other user metadata, content type and storage class
-//! (other system headers such as `Cache-Control` or `Content-Encoding` are not carried by
-//! the store interface and are dropped). The copy is pinned to the version read by the HEAD
-//! before it (`x-amz-copy-source-if-match`, and `If-Match` on the destination when the
-//! store supports conditional writes): a concurrent change makes it fail with
-//! `WriteConflict` instead of being lost. A directory's attributes live on its `dir/`
-//! marker, which is re-PUT (created if missing). The new metadata must fit S3's 2 KB limit,
-//! otherwise `E2BIG` and nothing is written.
+//! Changing the user metadata of a file or directory (chmod, chown, utimens, xattrs): the
+//! object or marker is rewritten in place (`objects::metadata`), then open files and the
+//! attribute cache take the new version.
 
-use super::copy::ObjectCopy;
-use super::dir::marker_stat;
-use super::{write_error, S3Fs};
-use crate::attrs::PosixMeta;
-use crate::error::{VfsError, VfsResult};
+use super::S3Fs;
+use crate::error::VfsResult;
 use crate::meta::Stat;
 use crate::namespace::FsPath;
-use crate::store::{MetadataDirective, ObjectKey, ObjectMeta, StoreErrorKind, WriteCondition};
 use crate::vfs::FileKind;
-use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
-
-/// S3's limit on user metadata, in bytes: names and values of all `x-amz-meta-*` headers.
-pub(super) const MAX_USER_METADATA: usize = 2048;
-
-/// What each header name costs besides its own name: the `x-amz-meta-` prefix. S3's
-/// documentation does not say whether it counts; counting it is the safe reading.
-const HEADER_PREFIX_LEN: usize = "x-amz-meta-".len();
-
-/// Bytes of user metadata as S3 counts them (with the header prefix, to be safe).
-pub(super) fn metadata_size(metadata: &BTreeMap<String, String>) -> usize {
-    metadata
-        .iter()
-        .map(|(name, value)| HEADER_PREFIX_LEN + name.len() + value.len())
-        .sum()
-}
-
-/// `E2BIG` when `metadata` is over S3's limit.
-fn check_metadata_size(path: &FsPath, metadata: &BTreeMap<String, String>) -> VfsResult<()> {
-    let size = metadata_size(metadata);
-    if size > MAX_USER_METADATA {
-        tracing::warn!(path = %path, size, limit = MAX_USER_METADATA,
-            "refused: the object's metadata would exceed S3's 2 KB of user metadata");
-        return Err(VfsError::TooLarge(format!(
-            "{path}: {size} bytes of metadata, S3 allows {MAX_USER_METADATA}"
-        )));
-    }
-    Ok(())
-}
 
 impl S3Fs {
     /// Applies `edit` to the user metadata of `path` (a `kind`) and stores the result.
@@ -68,132 +26,22 @@ impl S3Fs {
         F: FnOnce(&mut BTreeMap<String, String>, SystemTime) -> VfsResult<()>,
     {
         let stat = match kind {
-            FileKind::Directory => self.rewrite_marker(path, edit).await?,
+            FileKind::Directory => self.core.rewrite_marker(path, edit).await?,
             FileKind::File
             | FileKind::Symlink
             | FileKind::Fifo
             | FileKind::CharDevice
             | FileKind::BlockDevice
-            | FileKind::Socket => self.rewrite_object(path, edit).await?,
+            | FileKind::Socket => {
+                let (stat, replaced) = self.core.rewrite_object(path, edit).await?;
+                // Also when the ETag stayed (S3 keeps it for a copy of unchanged bytes):
+                // open handles must take the new attributes.
+                self.note_new_version(path, replaced.as_ref(), stat.etag.clone(), stat.posix)
+                    .await;
+                stat
+            }
         };
         self.core.meta.put_changed(path, stat.clone());
         Ok(stat)
-    }
-
-    /// HEAD of the object (file or marker) at `key`, `None` when it does not exist.
-    pub(super) async fn head_optional(
-        &self,
-        path: &FsPath,
-        key: &ObjectKey,
-    ) -> VfsResult<Option<ObjectMeta>> {
-        match self.core.store.head(key).await {
-            Ok(head) => Ok(Some(head)),
-            Err(e) if e.kind == StoreErrorKind::NotFound => Ok(None),
-            Err(e) => Err(VfsError::from_store(path.as_str(), e)),
-        }
-    }
-
-    async fn rewrite_object<F>(&self, path: &FsPath, edit: F) -> VfsResult<Stat>
-    where
-        F: FnOnce(&mut BTreeMap<String, String>, SystemTime) -> VfsResult<()>,
-    {
-        let key = self.core.ns.file_key(path)?;
-        let Some(head) = self.head_optional(path, &key).await? else {
-            self.core.meta.put_missing(path);
-            return Err(VfsError::NotFound(path.to_string()));
-        };
-        let current_mtime = Stat::from_head(&head).mtime;
-        let mut options = self.kept_options(&head);
-        edit(&mut options.user_metadata, current_mtime)?;
-        check_metadata_size(path, &options.user_metadata)?;
-        let condition = match &head.etag {
-            Some(etag) => self.core.write_condition(Some(etag)),
-            None => WriteCondition::None,
-        };
-        let copied = self
-            .copy_object(ObjectCopy {
-                source: key.clone(),
-                source_etag: head.etag.clone(),
-                size: head.size,
-                dest: key,
-                metadata: MetadataDirective::Replace(options.clone()),
-                condition,
-            })
-            .await
-            .map_err(|e| write_error(path, e))?;
-        let new_etag = copied.etag.or(head.etag.clone());
-        // Also when the ETag stayed (S3 keeps it for a copy of unchanged bytes): open
-        // handles must take the new attributes.
-        let posix = PosixMeta::from_user_metadata(&options.user_metadata);
-        self.note_new_version(path, head.etag.as_ref(), new_etag.clone(), posix)
-            .await;
-        Ok(Stat::from_head(&ObjectMeta {
-            etag: new_etag,
-            last_modified: SystemTime::now(),
-            user_metadata: options.user_metadata,
-            content_type: options.content_type,
-            storage_class: options.storage_class,
-            ..head
-        }))
-    }
-
-    async fn rewrite_marker<F>(&self, path: &FsPath, edit: F) -> VfsResult<Stat>
-    where
-        F: FnOnce(&mut BTreeMap<String, String>, SystemTime) -> VfsResult<()>,
-    {
-        let key = self.core.marker_key(path)?;
-        let head = self.head_optional(path, &key).await?;
-        let (mut options, current_mtime, condition) = match &head {
-            Some(head) => (
-                self.kept_options(head),
-                Self::stat_of_marker(head).mtime,
-                match &head.etag {
-                    Some(etag) => self.core.write_condition(Some(etag)),
-                    None => WriteCondition::None,
-                },
-            ),
-            None => (
-                self.core.new_object_options(PosixMeta::default()),
-                self.core
-                    .meta
-                    .get_any(path)
-                    .map_or(self.core.started, |s| s.mtime),
-                self.core.write_condition(None),
-            ),
-        };
-        edit(&mut options.user_metadata, current_mtime)?;
-        check_metadata_size(path, &options.user_metadata)?;
-        options.condition = condition;
-        let metadata = options.user_metadata.clone();
-        let put = self
-            .core
-            .store
-            .put(&key, Bytes::new(), options)
-            .await
-            .map_err(|e| write_error(path, e))?;
-        Ok(marker_stat(
-            PosixMeta::from_user_metadata(&metadata),
-            put.etag,
-            SystemTime::now(),
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_is_measured_with_the_header_prefix() {
-        let mut m = BTreeMap::new();
-        m.insert("mode".to_owned(), "33188".to_owned());
-        assert_eq!(metadata_size(&m), 11 + 4 + 5);
-        let p = FsPath::parse("f").unwrap();
-        assert!(check_metadata_size(&p, &m).is_ok());
-        m.insert("big".to_owned(), "x".repeat(MAX_USER_METADATA));
-        assert!(matches!(
-            check_metadata_size(&p, &m),
-            Err(VfsError::TooLarge(_))
-        ));
     }
 }

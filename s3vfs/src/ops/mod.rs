@@ -25,7 +25,6 @@
 //! pinned (`If-Match`) unless the mount chose last writer wins; a directory never vanishes
 //! as a side effect of removing or moving its last entry.
 
-mod copy;
 mod dir;
 mod metadata;
 mod node;
@@ -39,7 +38,6 @@ use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
-use crate::store::{StoreError, StoreErrorKind};
 use crate::vfs::FileKind;
 
 /// `path` relative to the mount from a key's remainder `rel` (after a directory prefix),
@@ -50,28 +48,6 @@ fn strict_path(base: &FsPath, rel: &str) -> Option<FsPath> {
         path = path.join(&FileName::check(part).ok()?);
     }
     Some(path)
-}
-
-/// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
-fn write_error(path: &FsPath, err: StoreError) -> VfsError {
-    if err.kind == StoreErrorKind::PreconditionFailed {
-        tracing::warn!(path = %path, error = %err, "changed by another writer; nothing was overwritten");
-        VfsError::WriteConflict(path.to_string())
-    } else {
-        tracing::warn!(path = %path, error = %err, "store refused a change");
-        VfsError::from_store(path.as_str(), err)
-    }
-}
-
-/// Maps a failed conditional creation (412: the key appeared meanwhile) to `EEXIST`.
-fn create_error(path: &FsPath, err: StoreError) -> VfsError {
-    if err.kind == StoreErrorKind::PreconditionFailed {
-        tracing::info!(path = %path, "created by another writer meanwhile");
-        VfsError::Exists(path.to_string())
-    } else {
-        tracing::warn!(path = %path, error = %err, "store refused a creation");
-        VfsError::from_store(path.as_str(), err)
-    }
 }
 
 impl S3Fs {

@@ -8,8 +8,9 @@
 //!   file system never opens one: on a mount the kernel does (a fifo is a kernel pipe, a
 //!   socket is bound by the kernel, a device is its driver's).
 
-use super::{create_error, S3Fs};
+use super::S3Fs;
 use crate::attrs::{kind_of_mode, MAX_SYMLINK_TARGET, S_IFMT};
+use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;

@@ -7,11 +7,12 @@
 //! machine is never overwritten: the rename fails instead, after one retry with fresh
 //! lookups in case only our cached view was old. Directories are moved by `tree`.
 
-use super::copy::ObjectCopy;
-use super::{write_error, S3Fs};
+use super::S3Fs;
+use crate::error::write_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
+use crate::objects::copy::ObjectCopy;
 use crate::store::{MetadataDirective, WriteCondition};
 use crate::vfs::{FileKind, Ino};
 use crate::write::Copies;
@@ -155,7 +156,7 @@ impl S3Fs {
                     .map_err(|e| VfsError::from_store(src.as_str(), e))?;
                 let size = head.size;
                 (
-                    MetadataDirective::Replace(self.kept_options(&head)),
+                    MetadataDirective::Replace(self.core.kept_options(&head)),
                     head.etag,
                     size,
                 )
@@ -170,6 +171,7 @@ impl S3Fs {
             .for_rename(&[(src.clone(), false), (dst.clone(), false)])
             .await;
         let copied = self
+            .core
             .copy_object(ObjectCopy {
                 source: src_key.clone(),
                 source_etag: source_etag.clone(),

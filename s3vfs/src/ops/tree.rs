@@ -14,12 +14,12 @@
 //! Each failure logs exactly what is where. The listing is held in memory (about 200
 //! bytes per key).
 
-use super::copy::ObjectCopy;
 use super::{strict_path, S3Fs};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FsPath, MAX_KEY_LEN};
+use crate::objects::copy::ObjectCopy;
 use crate::store::s3::MAX_DELETE_BATCH;
 use crate::store::{
     ETag, ListRequest, ListedObject, MetadataDirective, ObjectKey, PageCursor, StoreError,
@@ -248,20 +248,21 @@ impl S3Fs {
         let metadata = if item.storage_class.is_some() && item.size <= caps.max_single_put {
             // COPY would reset the storage class to STANDARD.
             let head = self.core.store.head(&item.source).await?;
-            MetadataDirective::Replace(self.kept_options(&head))
+            MetadataDirective::Replace(self.core.kept_options(&head))
         } else {
             MetadataDirective::Copy
         };
-        self.copy_object(ObjectCopy {
-            source: item.source.clone(),
-            source_etag: item.etag.clone(),
-            size: item.size,
-            dest: item.dest.clone(),
-            metadata,
-            condition,
-        })
-        .await
-        .map(|done| done.etag)
+        self.core
+            .copy_object(ObjectCopy {
+                source: item.source.clone(),
+                source_etag: item.etag.clone(),
+                size: item.size,
+                dest: item.dest.clone(),
+                metadata,
+                condition,
+            })
+            .await
+            .map(|done| done.etag)
     }
 
     /// Gives the moved directory its marker: the source's, or a new empty one when the

@@ -248,11 +248,11 @@ impl S3Fs {
     async fn xattr_source(&self, path: &FsPath, kind: FileKind) -> VfsResult<XattrSource> {
         if kind == FileKind::Directory {
             let key = self.core.marker_key(path)?;
-            let head = self.head_optional(path, &key).await?;
+            let head = self.core.head_optional(path, &key).await?;
             return Ok(XattrSource { key, head });
         }
         let key = self.core.ns.file_key(path)?;
-        match self.head_optional(path, &key).await? {
+        match self.core.head_optional(path, &key).await? {
             Some(head) => Ok(XattrSource {
                 key,
                 head: Some(head),

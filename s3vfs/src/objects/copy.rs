@@ -9,7 +9,7 @@
 //! fails with a precondition failure — a copy never mixes two versions. Any failure aborts
 //! the upload, so no parts are left behind.
 
-use crate::fs::S3Fs;
+use crate::core::Core;
 use crate::store::{
     ByteRange, CompletedPart, CopyRequest, ETag, MetadataDirective, ObjectKey, ObjectMeta,
     PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
@@ -18,19 +18,19 @@ use futures::{StreamExt, TryStreamExt};
 
 /// One server-side copy.
 #[derive(Clone, Debug)]
-pub(super) struct ObjectCopy {
+pub(crate) struct ObjectCopy {
     /// Source key.
-    pub source: ObjectKey,
+    pub(crate) source: ObjectKey,
     /// Fail unless the source still has this ETag.
-    pub source_etag: Option<ETag>,
+    pub(crate) source_etag: Option<ETag>,
     /// Size of the source in bytes (chooses between CopyObject and a multipart copy).
-    pub size: u64,
+    pub(crate) size: u64,
     /// Destination key (may be the source, with `Replace` metadata).
-    pub dest: ObjectKey,
+    pub(crate) dest: ObjectKey,
     /// Keep the source's metadata, or replace it.
-    pub metadata: MetadataDirective,
+    pub(crate) metadata: MetadataDirective,
     /// Condition on the destination.
-    pub condition: WriteCondition,
+    pub(crate) condition: WriteCondition,
 }
 
 /// The part size for copying `size` bytes in parts: at least `preferred` and the store's
@@ -48,25 +48,24 @@ fn source_changed(source: &ObjectKey) -> StoreError {
     .with_key(source.as_str())
 }
 
-impl S3Fs {
+impl Core {
     /// Options that recreate `head`'s metadata on a copy: user metadata, content type and
     /// storage class, with the mount's encryption.
-    pub(super) fn kept_options(&self, head: &ObjectMeta) -> PutOptions {
+    pub(crate) fn kept_options(&self, head: &ObjectMeta) -> PutOptions {
         PutOptions {
             user_metadata: head.user_metadata.clone(),
             content_type: head.content_type.clone(),
             storage_class: head.storage_class.clone(),
-            sse: self.core.config.sse.clone(),
+            sse: self.config.sse.clone(),
             condition: WriteCondition::None,
         }
     }
 
     /// Copies one object server-side (see the module docs).
-    pub(super) async fn copy_object(&self, copy: ObjectCopy) -> StoreResult<PutResult> {
-        let caps = self.core.store.capabilities();
+    pub(crate) async fn copy_object(&self, copy: ObjectCopy) -> StoreResult<PutResult> {
+        let caps = self.store.capabilities();
         if copy.size <= caps.max_single_put {
             return self
-                .core
                 .store
                 .copy(CopyRequest {
                     source: copy.source,
@@ -90,7 +89,7 @@ impl S3Fs {
             .with_key(copy.source.as_str()));
         }
         // Parts cannot be pinned to a version: pin the whole copy to the version seen now.
-        let head = self.core.store.head(&copy.source).await?;
+        let head = self.store.head(&copy.source).await?;
         if copy.source_etag.is_some() && head.etag != copy.source_etag {
             return Err(source_changed(&copy.source));
         }
@@ -110,22 +109,22 @@ impl S3Fs {
         options: PutOptions,
         condition: WriteCondition,
     ) -> StoreResult<PutResult> {
-        let caps = self.core.store.capabilities();
+        let caps = self.store.capabilities();
         let part_size = copy_part_size(
             head.size,
-            self.core.config.write_part_size,
+            self.config.write_part_size,
             caps.min_part_size,
             caps.max_part_size,
             caps.max_parts,
         );
-        let upload = self.core.store.create_multipart(dest, options).await?;
-        let _record = self.core.record_upload(dest, &upload);
+        let upload = self.store.create_multipart(dest, options).await?;
+        let _record = self.record_upload(dest, &upload);
         let result = self
             .copy_parts_and_complete(source, head, dest, &upload, part_size, condition)
             .await;
         if let Err(e) = &result {
             tracing::warn!(source = %source, dest = %dest, error = %e, "multipart copy failed; aborting it");
-            if let Err(abort) = self.core.store.abort_multipart(dest, &upload).await {
+            if let Err(abort) = self.store.abort_multipart(dest, &upload).await {
                 tracing::warn!(dest = %dest, upload = %upload.0, error = %abort,
                     "could not abort a failed multipart copy; a lifecycle rule will have to");
             }
@@ -151,20 +150,18 @@ impl S3Fs {
             "copying in parts");
         let mut parts: Vec<CompletedPart> = futures::stream::iter(ranges)
             .map(|(n, range)| {
-                self.core
-                    .store
+                self.store
                     .upload_part_copy(dest, upload, n, source, Some(range))
             })
-            .buffer_unordered(self.core.config.upload_concurrency.max(1))
+            .buffer_unordered(self.config.upload_concurrency.max(1))
             .try_collect()
             .await?;
         parts.sort_by_key(|p| p.part_number);
-        let now = self.core.store.head(source).await?;
+        let now = self.store.head(source).await?;
         if now.etag != head.etag {
             return Err(source_changed(source));
         }
-        self.core
-            .store
+        self.store
             .complete_multipart(dest, upload, parts, condition)
             .await
     }
