@@ -157,9 +157,7 @@ impl Core {
     }
 
     /// The condition an upload must meet: the key must still be absent (`expected` is
-
     /// `None`) or still hold `expected`. Unconditional when the mount chose last writer
-
     /// wins or the store cannot check conditions.
     pub(crate) fn write_condition(&self, expected: Option<&ETag>) -> WriteCondition {
         if self.config.last_writer_wins || !self.store.capabilities().conditional_writes {
@@ -219,9 +217,7 @@ impl Core {
     }
 
     /// Records a multipart upload this mount starts, so that if the process is killed
-
     /// `s3vfs recover` can find and abort it. Best effort: a recovery directory that
-
     /// cannot be written is logged, and the upload goes on.
     pub(crate) fn record_upload(&self, key: &ObjectKey, id: &UploadId) -> Option<UploadRecord> {
         let dir = self.config.recovery_dir();

@@ -16,13 +16,13 @@ use crate::dir::{Listed, ListingMerger};
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath, Namespace};
+use crate::open_files::{OpenFile, OpenFiles};
 use crate::store::{
     storage_class, GetRequest, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PageCursor,
     StoreErrorKind,
 };
 use crate::sync::lock;
 use crate::vfs::{DirEntry, Entry, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs};
-use crate::write::{OpenFile, OpenFiles};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -111,12 +111,9 @@ pub struct S3Fs {
     pub(crate) core: Arc<Core>,
     /// The data cache `store` reads through, if any.
     data_cache: Option<Arc<dyn DataCache>>,
-    pub(crate) open_files: OpenFiles,
+    pub(crate) open_files: Arc<OpenFiles>,
     handles: Mutex<HashMap<u64, OpenHandle>>,
     next_handle: AtomicU64,
-    /// This file system, for the work a handle dropped outside a task leaves (its last
-    /// close's upload).
-    pub(crate) this: std::sync::Weak<S3Fs>,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -180,11 +177,11 @@ impl S3Fs {
             )),
             None => store,
         };
-        Arc::new_cyclic(|this| Self {
-            this: this.clone(),
-            core: Arc::new(Core::new(store, config)),
+        let core = Arc::new(Core::new(store, config));
+        Arc::new(Self {
+            core: Arc::clone(&core),
             data_cache,
-            open_files: OpenFiles::default(),
+            open_files: Arc::new(OpenFiles::new(Arc::clone(&core))),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         })
@@ -219,19 +216,21 @@ impl S3Fs {
         };
         let ino = removed.ino();
         if let OpenHandle::File { file, .. } = &removed {
-            if self.drop_file_handle(ino, file) {
-                match (self.this.upgrade(), tokio::runtime::Handle::try_current()) {
-                    (Some(fs), Ok(runtime)) => {
-                        // The inode stays held until the file is saved or kept.
-                        let file = Arc::clone(file);
-                        runtime.spawn(async move {
-                            fs.finish_last_close(ino, &file).await;
-                            fs.core.inodes.close(ino);
-                        });
-                        return;
-                    }
-                    _ => self.keep_unsaved_now(ino, file),
+            if self.open_files.drop_file_handle(ino, file) {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // The inode stays held until the file is saved or kept.
+                    let (files, core, file) = (
+                        Arc::clone(&self.open_files),
+                        Arc::clone(&self.core),
+                        Arc::clone(file),
+                    );
+                    runtime.spawn(async move {
+                        files.finish_last_close(ino, &file).await;
+                        core.inodes.close(ino);
+                    });
+                    return;
                 }
+                self.open_files.keep_unsaved_now(ino, file);
             }
         }
         self.core.inodes.close(ino);
@@ -245,8 +244,8 @@ impl S3Fs {
         };
         let ino = removed.ino();
         if let OpenHandle::File { file, .. } = &removed {
-            if self.drop_file_handle(ino, file) {
-                self.finish_last_close(ino, file).await;
+            if self.open_files.drop_file_handle(ino, file) {
+                self.open_files.finish_last_close(ino, file).await;
             }
         }
         self.core.inodes.close(ino);
@@ -268,6 +267,7 @@ impl S3Fs {
     /// when done.
     pub fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
         if let Some(stat) = self
+            .open_files
             .open_file_stat(path)
             .or_else(|| self.core.meta.get(path))
         {
@@ -287,7 +287,9 @@ impl S3Fs {
         len: u32,
     ) -> VfsResult<Vec<Bytes>> {
         let (file, _) = self.file_of_handle(handle)?;
-        self.read_file_chunks(&file, offset, u64::from(len)).await
+        self.open_files
+            .read_file_chunks(&file, offset, u64::from(len))
+            .await
     }
 
     /// The path of `ino`, for callers that resolved it.
@@ -300,7 +302,7 @@ impl S3Fs {
         if path.is_root() {
             return Ok(Stat::directory(self.core.started));
         }
-        if let Some(stat) = self.open_file_stat(path) {
+        if let Some(stat) = self.open_files.open_file_stat(path) {
             return Ok(stat);
         }
         if let Some(stat) = self.core.meta.get(path) {
@@ -395,7 +397,7 @@ impl S3Fs {
 
     fn restart_dir(&self, stream: &mut DirStream) {
         stream.restart(&self.core.ns);
-        stream.pending = self.pending_names(&stream.path);
+        stream.pending = self.open_files.pending_names(&stream.path);
         stream.cached = self.core.meta.listing(&stream.path).map(|l| (l, 0));
         stream.collected = stream.cached.is_none().then(Vec::new);
     }
@@ -441,7 +443,7 @@ impl S3Fs {
         }
         for (name, path, stat) in listed {
             // A file with local changes shows them, not the store's version.
-            let stat = self.open_file_stat(&path).unwrap_or(stat);
+            let stat = self.open_files.open_file_stat(&path).unwrap_or(stat);
             self.core.meta.put_listed(&path, stat.clone());
             stream.produced += 1;
             stream.window.push_back(WindowEntry {
@@ -778,18 +780,23 @@ impl Vfs for S3Fs {
             }
             stat = Stat::from_head(&head);
         }
-        let file = self.open_existing(ino, &info.path, &stat, flags).await?;
+        let file = self
+            .open_files
+            .open_existing(ino, &info.path, &stat, flags)
+            .await?;
         Ok(self.new_file_handle(ino, file, flags))
     }
 
     async fn read(&self, _ino: Ino, handle: Handle, offset: u64, size: u32) -> VfsResult<Bytes> {
         let (file, _) = self.file_of_handle(handle)?;
-        self.read_file(&file, offset, u64::from(size)).await
+        self.open_files
+            .read_file(&file, offset, u64::from(size))
+            .await
     }
 
     async fn write(&self, _ino: Ino, handle: Handle, offset: u64, data: Bytes) -> VfsResult<u32> {
         let (file, flags) = self.file_of_handle(handle)?;
-        self.write_file(&file, flags, offset, data).await
+        self.open_files.write_file(&file, flags, offset, data).await
     }
 
     async fn flush(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
@@ -799,16 +806,16 @@ impl Vfs for S3Fs {
         if !(flags.write || flags.append || flags.truncate) {
             return Ok(());
         }
-        self.upload(&file).await
+        self.open_files.upload(&file).await
     }
 
     async fn fsync(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
         let (file, _) = self.file_of_handle(handle)?;
-        self.upload(&file).await
+        self.open_files.upload(&file).await
     }
 
     async fn shutdown(&self, timeout: std::time::Duration) -> crate::vfs::ShutdownReport {
-        self.shutdown_writes(timeout).await
+        self.open_files.shutdown_writes(timeout).await
     }
 
     async fn release(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {

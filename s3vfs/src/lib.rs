@@ -30,6 +30,7 @@ pub mod meta;
 mod name_locks;
 pub mod namespace;
 mod objects;
+mod open_files;
 mod ops;
 pub mod ranges;
 pub mod read;
@@ -37,7 +38,6 @@ pub mod recovery;
 pub mod store;
 mod sync;
 pub mod vfs;
-mod write;
 mod zeros;
 
 pub use buckets::BucketsFs;

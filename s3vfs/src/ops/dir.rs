@@ -83,7 +83,7 @@ impl S3Fs {
     /// `ENOTEMPTY` unless directory `dir` holds nothing but its marker.
     pub(super) async fn require_empty(&self, dir: &FsPath) -> VfsResult<()> {
         // A file created in it and not uploaded yet is an entry too.
-        if !self.pending_names(dir).is_empty() {
+        if !self.open_files.pending_names(dir).is_empty() {
             return Err(VfsError::NotEmpty(dir.to_string()));
         }
         match self.directory_contents(dir).await? {

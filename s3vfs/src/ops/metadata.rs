@@ -32,14 +32,7 @@ impl S3Fs {
             | FileKind::Fifo
             | FileKind::CharDevice
             | FileKind::BlockDevice
-            | FileKind::Socket => {
-                let (stat, replaced) = self.core.rewrite_object(path, edit).await?;
-                // Also when the ETag stayed (S3 keeps it for a copy of unchanged bytes):
-                // open handles must take the new attributes.
-                self.note_new_version(path, replaced.as_ref(), stat.etag.clone(), stat.posix)
-                    .await;
-                stat
-            }
+            | FileKind::Socket => return self.open_files.rewrite_file_metadata(path, edit).await,
         };
         self.core.meta.put_changed(path, stat.clone());
         Ok(stat)

@@ -28,6 +28,7 @@
 mod dir;
 mod metadata;
 mod node;
+mod open;
 mod rename;
 mod setattr;
 mod tree;

@@ -13,9 +13,9 @@ use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
 use crate::objects::copy::ObjectCopy;
+use crate::open_files::Copies;
 use crate::store::{MetadataDirective, WriteCondition};
 use crate::vfs::{FileKind, Ino};
-use crate::write::Copies;
 use std::ffi::OsStr;
 use std::time::SystemTime;
 
@@ -48,7 +48,7 @@ impl S3Fs {
         let (dst_parent, dst) = self.core.child_path(new_parent, new_name)?;
         self.core.check_delete_allowed(&src)?;
         // A file with unsaved writes is uploaded first, so the copy carries them.
-        self.sync_path(&src).await?;
+        self.open_files.sync_path(&src).await?;
         let mut retried = false;
         loop {
             let plan = self
@@ -190,7 +190,7 @@ impl S3Fs {
         };
         self.core.meta.put(dst, moved);
         self.core.meta.put_missing(src);
-        self.note_renamed(src, dst, &copies).await;
+        self.open_files.note_renamed(src, dst, &copies).await;
         self.core.store.delete(&src_key).await.map_err(|e| {
             tracing::error!(src = %src, dst = %dst, error = %e,
                 "rename copied the file but could not delete the source: it exists under both names");

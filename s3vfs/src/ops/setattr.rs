@@ -66,7 +66,11 @@ impl S3Fs {
                 mtime: changes.mtime,
                 rdev: None,
             };
-            if let Some(stat) = self.set_attributes_of_open_file(&path, pending).await {
+            if let Some(stat) = self
+                .open_files
+                .set_attributes_of_open_file(&path, pending)
+                .await
+            {
                 // Stored by the file's next upload, with its data.
                 return Ok(self.core.entry(ino, &stat));
             }
@@ -130,4 +134,46 @@ fn removed_stat(kind: FileKind, mtime: std::time::SystemTime, changes: &SetAttr)
         rdev: None,
     };
     stat
+}
+
+impl S3Fs {
+    /// Sets the size of file `ino` (through `handle` if given). Without a handle the
+    /// result is uploaded at once.
+    pub(crate) async fn truncate_file(
+        &self,
+        ino: Ino,
+        handle: Option<Handle>,
+        size: u64,
+    ) -> VfsResult<Stat> {
+        self.core.check_writable("truncate")?;
+        let info = self.core.inodes.info(ino)?;
+        self.core.check_overwrite_allowed(&info.path)?;
+        self.core.check_not_closing("truncate")?;
+        self.open_files.check_file_size(&info.path, size)?;
+        if let Some(handle) = handle {
+            if let Ok((file, _)) = self.file_of_handle(handle) {
+                return Ok(self.open_files.truncate_open(&file, size).await);
+            }
+        }
+        let stat = self.stat_path(&info.path).await?;
+        match stat.kind {
+            FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),
+            FileKind::Symlink => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a symbolic link",
+                    info.path
+                )))
+            }
+            FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice | FileKind::Socket => {
+                return Err(VfsError::InvalidArgument(format!(
+                    "{} is a {}",
+                    info.path, stat.kind
+                )))
+            }
+            FileKind::File => {}
+        }
+        self.open_files
+            .truncate_closed(ino, &info.path, &stat, size)
+            .await
+    }
 }

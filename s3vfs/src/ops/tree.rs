@@ -20,13 +20,13 @@ use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FsPath, MAX_KEY_LEN};
 use crate::objects::copy::ObjectCopy;
+use crate::open_files::Copies;
 use crate::store::s3::MAX_DELETE_BATCH;
 use crate::store::{
     ETag, ListRequest, ListedObject, MetadataDirective, ObjectKey, PageCursor, StoreError,
     StoreErrorKind, StoreResult, WriteCondition,
 };
 use crate::vfs::FileKind;
-use crate::write::Copies;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -81,7 +81,7 @@ impl S3Fs {
         let src_prefix = self.core.ns.dir_prefix(src);
         let dst_prefix = self.core.ns.dir_prefix(dst);
         // Open files with unsaved writes are uploaded first, so the copies carry them.
-        self.sync_below(src).await?;
+        self.open_files.sync_below(src).await?;
         // From the listing until open files follow the new names, no upload may land
         // below either name: one on a source after its copy would be deleted with it.
         let _names = self
@@ -177,7 +177,9 @@ impl S3Fs {
         for (path, stat) in carried {
             self.core.meta.put(&path, stat);
         }
-        self.note_renamed(src, dst, &outcome.copies).await;
+        self.open_files
+            .note_renamed(src, dst, &outcome.copies)
+            .await;
         if let Some((_, error)) = failures.first() {
             let left: Vec<ObjectKey> = failures.iter().map(|(k, _)| k.clone()).collect();
             tracing::error!(

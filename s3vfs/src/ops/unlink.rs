@@ -27,7 +27,7 @@ impl S3Fs {
             VfsError::from_store(path.as_str(), e)
         })?;
         self.core.meta.put_missing(&path);
-        self.note_unlinked(&path);
+        self.open_files.note_unlinked(&path);
         Ok(())
     }
 }

@@ -1,0 +1,285 @@
+//! Uploading a file's local changes (flush, fsync, close): the upload options (kept
+//! metadata of a replaced object), a finished stream, or a staged upload that copies the
+//! unchanged ranges of the old object server-side.
+
+use super::{store_err, Base, FileState, OpenFile, OpenFiles};
+use crate::attrs::PosixMeta;
+use crate::error::{VfsError, VfsResult};
+use crate::meta::Stat;
+use crate::ranges::RangeSet;
+use crate::store::{
+    ByteRange, CompletedPart, ETag, ObjectKey, PutOptions, StoreErrorKind, WriteCondition,
+};
+use crate::sync::lock;
+use futures::StreamExt;
+use std::sync::Arc;
+
+impl OpenFiles {
+    /// The options of an upload of `key`: a new file gets the mount's storage class,
+    /// encryption and its attributes; a rewrite of an existing object keeps the object's
+    /// metadata (mode, owner, xattrs, content type, storage class; a chmod made while the
+    /// file was open included) and updates its mtime.
+    pub(super) async fn upload_options(
+        &self,
+        key: &ObjectKey,
+        state: &FileState,
+    ) -> VfsResult<PutOptions> {
+        self.upload_options_for(key, state.base.is_some(), state.posix, state.attr_changes)
+            .await
+    }
+
+    pub(super) async fn upload_options_for(
+        &self,
+        key: &ObjectKey,
+        rewrite: bool,
+        posix: PosixMeta,
+        changes: PosixMeta,
+    ) -> VfsResult<PutOptions> {
+        if !rewrite {
+            return Ok(self.core.new_object_options(posix));
+        }
+        let head = match self.core.store.head(key).await {
+            Ok(head) => head,
+            // Deleted meanwhile: the conditional upload will say so.
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                return Ok(self.core.new_object_options(posix))
+            }
+            Err(e) => return Err(store_err(&self.core.path_of_key(key), e)),
+        };
+        let mut user_metadata = head.user_metadata;
+        PosixMeta {
+            mtime: posix.mtime,
+            ..PosixMeta::default()
+        }
+        .write_to(&mut user_metadata);
+        changes.write_to(&mut user_metadata);
+        let storage_class = head
+            .storage_class
+            .filter(|c| c != "STANDARD" && !crate::store::storage_class::is_archived(Some(c)))
+            .or_else(|| self.core.config.storage_class.clone());
+        Ok(PutOptions {
+            user_metadata,
+            content_type: head.content_type,
+            storage_class,
+            sse: self.core.config.sse.clone(),
+            condition: WriteCondition::None,
+        })
+    }
+
+    /// Makes the file's local changes durable in the store (flush, fsync, close).
+    pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
+        // The name is held before the state is locked (a rename holds names, then the
+        // state of the open files it moves), and looked at again once held: a rename that
+        // ran meanwhile gave the file another one.
+        let _name = loop {
+            let path = file.path();
+            let guard = self.core.names.for_upload(&path).await;
+            if file.path() == path {
+                break guard;
+            }
+        };
+        let mut state = file.state.lock().await;
+        state.check_poisoned(&file.key())?;
+        if !state.dirty {
+            return Ok(());
+        }
+        if lock(&file.shadow).unlinked {
+            if let Some(stream) = state.stream.take() {
+                self.abort_stream(&file.key(), stream);
+            }
+            state.dirty = false;
+            return Ok(());
+        }
+        let path = file.path();
+        let key = file.key();
+        let expected = state.base.as_ref().and_then(|b| b.etag.clone());
+        if state.base.is_some() && expected.is_none() && !self.core.config.last_writer_wins {
+            tracing::warn!(key = %key, "the store gave no ETag: this overwrite cannot be conditional");
+        }
+        let condition = match (&state.base, &expected) {
+            (Some(_), None) => WriteCondition::None,
+            _ => self.core.write_condition(expected.as_ref()),
+        };
+        // Attributes changed after a streamed multipart upload began are not in its
+        // metadata.
+        let late_changes = state
+            .stream
+            .as_ref()
+            .filter(|s| s.upload_id.is_some() && state.attr_changes != PosixMeta::default())
+            .map(|_| state.attr_changes);
+        let result = match state.stream.take() {
+            Some(stream) if stream.sent + stream.buffer.len() as u64 == state.size => {
+                self.finish_stream(&key, &state, stream, condition).await
+            }
+            Some(stream) => {
+                self.abort_stream(&key, stream);
+                self.upload_staged(file, &state, condition).await
+            }
+            None => self.upload_staged(file, &state, condition).await,
+        };
+        match result {
+            Ok(etag) => {
+                tracing::debug!(key = %key, size = state.size, "uploaded");
+                state.base = Some(Base { etag: etag.clone() });
+                state.base_len = state.size;
+                state.written = RangeSet::new();
+                state.staging = None;
+                state.staged_all = true;
+                state.dirty = false;
+                state.upload_failed = None;
+                // An empty file (e.g. flushed when a shell redirection or `dd` closed a
+                // duplicate of the descriptor before writing) may still stream: writes
+                // from offset 0 replace it as a new sequential upload.
+                state.no_stream = state.size != 0;
+                state.attr_changes = PosixMeta::default();
+                let stat = Stat {
+                    etag: etag.clone(),
+                    ..self.stat_of_state(&state)
+                };
+                {
+                    let mut shadow = lock(&file.shadow);
+                    shadow.dirty_stat = None;
+                    shadow.etag = etag;
+                    shadow.size = state.size;
+                }
+                self.core.meta.put(&path, stat);
+                self.core.meta.forget_missing_ancestors(&path);
+                drop(state);
+                if let Some(changes) = late_changes {
+                    // The multipart upload's metadata was fixed when it began; attributes
+                    // changed later are stored by one metadata rewrite.
+                    self.rewrite_file_metadata(&path, |metadata, _| {
+                        changes.write_to(metadata);
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            Err(err) => {
+                state.upload_failed = Some(err.to_string());
+                if !state.staged_all {
+                    // The streamed bytes exist nowhere else: the data is lost. Say so, and
+                    // leave the file as it was in the store.
+                    state.dirty = false;
+                    state.poison(&key, format!(
+                        "the upload failed ({err}) and the data written was streamed past the staging cap: it is lost"
+                    ));
+                    lock(&file.shadow).dirty_stat = None;
+                } else {
+                    // The stream is gone; what was written is all staged.
+                    state.no_stream = true;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The part size for an object of `size` bytes: the configured size, grown until the
+    /// object fits the store's part limit.
+    pub(super) fn part_size_for(&self, size: u64) -> u64 {
+        let caps = self.core.store.capabilities();
+        let mut part = self.core.config.write_part_size.max(caps.min_part_size);
+        while size.div_ceil(part) > u64::from(caps.max_parts) && part < caps.max_part_size {
+            part = part.saturating_mul(2);
+        }
+        part.min(caps.max_part_size)
+    }
+
+    /// Uploads a staged file: one PUT when small, else a multipart upload that copies the
+    /// unchanged ranges of the old object server-side.
+    pub(super) async fn upload_staged(
+        &self,
+        file: &OpenFile,
+        state: &FileState,
+        condition: WriteCondition,
+    ) -> VfsResult<Option<ETag>> {
+        let path = file.path();
+        let key = file.key();
+        let options = self.upload_options(&key, state).await?;
+        let part_size = self.part_size_for(state.size);
+        if state.size <= part_size {
+            let body = self.assemble(file, state, 0, state.size).await?;
+            let options = PutOptions {
+                condition,
+                ..options
+            };
+            let done = self
+                .core
+                .store
+                .put(&key, body, options)
+                .await
+                .map_err(|e| store_err(&path, e))?;
+            return Ok(done.etag);
+        }
+        let caps = self.core.store.capabilities();
+        let part_count = state.size.div_ceil(part_size);
+        if part_count > u64::from(caps.max_parts) {
+            return Err(VfsError::FileTooLarge(format!(
+                "{path}: {} bytes need {part_count} parts of {part_size}; the store takes {}",
+                state.size, caps.max_parts
+            )));
+        }
+        // Server-side copies of old ranges are safe only when the completion is pinned to
+        // the old version (If-Match): otherwise they could copy a newer object's bytes.
+        let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
+        let upload_id = self
+            .core
+            .store
+            .create_multipart(&key, options)
+            .await
+            .map_err(|e| store_err(&path, e))?;
+        let _record = self.core.record_upload(&key, &upload_id);
+        let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
+            .map(|i| {
+                let start = i * part_size;
+                ((i + 1) as u32, start, (start + part_size).min(state.size))
+            })
+            .collect();
+        let results: Vec<Result<CompletedPart, VfsError>> = futures::stream::iter(ranges)
+            .map(|(number, start, end)| {
+                let key = key.clone();
+                let upload_id = upload_id.clone();
+                let path = path.clone();
+                async move {
+                    let reusable =
+                        may_copy && end <= state.base_len && !state.written.overlaps(start, end);
+                    if reusable {
+                        let range = Some(ByteRange::new(start, end));
+                        self.core
+                            .store
+                            .upload_part_copy(&key, &upload_id, number, &key, range)
+                            .await
+                            .map_err(|e| store_err(&path, e))
+                    } else {
+                        let _reservation = self.core.budget.reserve(end - start).await;
+                        let body = self.assemble(file, state, start, end).await?;
+                        self.core
+                            .store
+                            .upload_part(&key, &upload_id, number, body)
+                            .await
+                            .map_err(|e| store_err(&path, e))
+                    }
+                }
+            })
+            .buffered(self.core.config.upload_concurrency.max(1))
+            .collect()
+            .await;
+        let parts: Result<Vec<CompletedPart>, VfsError> = results.into_iter().collect();
+        let completed = match parts {
+            Ok(parts) => self
+                .core
+                .store
+                .complete_multipart(&key, &upload_id, parts, condition)
+                .await
+                .map_err(|e| store_err(&path, e)),
+            Err(err) => Err(err),
+        };
+        if completed.is_err() {
+            if let Err(err) = self.core.store.abort_multipart(&key, &upload_id).await {
+                tracing::warn!(key = %key, error = %err, "abort of a failed multipart upload failed");
+            }
+        }
+        Ok(completed?.etag)
+    }
+}
