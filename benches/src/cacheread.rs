@@ -176,7 +176,7 @@ pub async fn run(
         }
         let what = format!(
             "seq read {}, library + {kind} cache, ",
-            crate::seqread::size_name(object.size)
+            crate::report::size_name(object.size)
         );
         let setting = match kind {
             Kind::Memory => format!("--cache-memory {} MiB", cap >> 20),

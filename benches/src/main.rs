@@ -467,13 +467,13 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
     report.notes.push(format!(
         "sizes: object {}, create {} files, ls {} entries, rename {} files, random reads {} s \
          per reader, depth and round, memory item {} x {}, walk {} keys",
-        seqread::size_name(plan.size),
+        report::size_name(plan.size),
         plan.files,
         plan.ls_entries,
         plan.rename_files,
         plan.rand_duration.as_secs(),
         plan.rss_files,
-        seqread::size_name(plan.rss_file_size),
+        report::size_name(plan.rss_file_size),
         plan.walk_keys
     ));
     eprintln!("{}", report.header());

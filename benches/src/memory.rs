@@ -9,7 +9,7 @@
 
 use crate::measure::drop_page_cache;
 use crate::report::mib;
-use crate::seqread::size_name;
+use crate::report::size_name;
 use crate::summary::{Cell, Row, Target, Unit};
 use crate::tools::{self, Settings, Tool, ToolMount};
 use crate::Ctx;

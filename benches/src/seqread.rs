@@ -479,7 +479,7 @@ async fn sequential(
         )
     };
     let reference = median_of(&|r| *r == Reader::RawParallel);
-    let what = format!("seq read {}, ", size_name(object.size));
+    let what = format!("seq read {}, ", report::size_name(object.size));
     let summary = &mut report.summary.rows;
     summary.push(
         Row::new(
@@ -703,16 +703,5 @@ fn cell_reason(cell: &Cell) -> String {
     match cell {
         Cell::Failed(why) | Cell::Skipped(why) => why.clone(),
         Cell::Value(_) | Cell::Empty => "not measured".to_owned(),
-    }
-}
-
-/// `1 GiB`, `64 MiB`, or bytes.
-pub fn size_name(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
-        format!("{} GiB", bytes >> 30)
-    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{bytes} B")
     }
 }

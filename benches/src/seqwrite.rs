@@ -17,7 +17,8 @@
 
 use crate::bucket::{self, WRITE_INFLIGHT, WRITE_PART_SIZE};
 use crate::report;
-use crate::seqread::{size_name, start_tools, stop_tools};
+use crate::report::size_name;
+use crate::seqread::{start_tools, stop_tools};
 use crate::summary::{Cell, Row, Target, Unit};
 use crate::tools::{Tool, ToolMount};
 use crate::Ctx;

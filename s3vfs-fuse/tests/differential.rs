@@ -5,7 +5,8 @@
 //!
 //! The calls: open (O_CREAT, O_TRUNC, O_APPEND, any access mode), pwrite, pread, ftruncate,
 //! fsync, fchmod and close on up to four open descriptors; rename, unlink, mkdir, rmdir,
-//! mkfifo, chmod, readdir and stat by name. Every open is `O_NONBLOCK`, which regular files
+//! mkfifo, chmod, readdir and stat by name; and a whole rewrite of a name nobody has open
+//! (create, stream, ftruncate mid-stream, write on, close) read back from the store. Every open is `O_NONBLOCK`, which regular files
 //! ignore, so that opening a fifo never waits (the kernel opens those on both sides; the
 //! calls on a fifo's descriptor fail alike: `ESPIPE`, `EINVAL`, `ENXIO`). Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
@@ -32,7 +33,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Names the operations pick from: files and directories at three depths.
@@ -137,6 +138,18 @@ enum Op {
     Fchmod {
         handle: usize,
         mode: u32,
+    },
+    /// A whole write cycle on a name nobody has open, then a read back through a new
+    /// descriptor (so from the store): `open(O_CREAT|O_TRUNC|O_WRONLY)`, `first` bytes
+    /// written from 0 (a streamed upload), `ftruncate(cut)`, `second` bytes written at
+    /// `at`, `close`.
+    Rewrite {
+        path: &'static str,
+        first: usize,
+        cut: u64,
+        at: u64,
+        second: usize,
+        seed: u64,
     },
 }
 
@@ -324,6 +337,29 @@ impl Side {
                 self.handles[handle].set_permissions(permissions)?;
                 Ok(Outcome::Done)
             }
+            Op::Rewrite {
+                path,
+                first,
+                cut,
+                at,
+                second,
+                seed,
+            } => {
+                let path = self.path(path);
+                // Non-blocking, as every open here: a fifo must not wait for a reader.
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&path)?;
+                file.write_all_at(&s3vfs_fuse::local::pseudo_random(first, seed), 0)?;
+                file.set_len(cut)?;
+                let more = s3vfs_fuse::local::pseudo_random(second, seed ^ 1);
+                file.write_all_at(&more, at)?;
+                common::close(file)?;
+                Ok(Outcome::Bytes(fs::read(&path)?))
+            }
         }
     }
 }
@@ -351,7 +387,7 @@ impl Model {
         let handles = local.handles.len();
         let size_of = |handle: usize| local.handles[handle].metadata().map_or(0, |m| m.len());
         loop {
-            let roll = rng.below(100);
+            let roll = rng.below(104);
             let op = match roll {
                 0..=17 if handles < MAX_OPEN => {
                     let access = match rng.below(10) {
@@ -465,6 +501,36 @@ impl Model {
                 97 => Op::Mkfifo {
                     path: rng.pick(NAMES),
                 },
+                100..=103 => {
+                    let path = rng.pick(NAMES);
+                    if self.has_open(path) {
+                        continue;
+                    }
+                    // Around the part size: a stream with parts sent, or all in its buffer.
+                    let first = match rng.below(2) {
+                        0 => rng.below(DIFF_PART) + 1,
+                        _ => rng.below(3 * DIFF_PART) + 1,
+                    } as usize;
+                    // To zero often: the one truncate after which the stream goes on.
+                    let cut = match rng.below(2) {
+                        0 => 0,
+                        _ => rng.below(first as u64 + 1),
+                    };
+                    // Where the stream ended: a write there must not append to it.
+                    let at = match rng.below(3) {
+                        0 => first as u64,
+                        1 => cut,
+                        _ => rng.below(first as u64 + DIFF_PART),
+                    };
+                    Op::Rewrite {
+                        path,
+                        first,
+                        cut,
+                        at,
+                        second: (rng.below(DIFF_PART) + 1) as usize,
+                        seed: rng.next(),
+                    }
+                }
                 _ => Op::Stat {
                     path: rng.pick(NAMES),
                 },

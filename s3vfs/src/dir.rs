@@ -11,8 +11,12 @@
 //! The merger carries state across pages, so a directory of any size is listed one page
 //! at a time without loading it whole.
 
-use crate::namespace::{NameProblem, Namespace};
+use crate::meta::{Listing, Stat};
+use crate::namespace::{FsPath, NameProblem, Namespace};
+use crate::store::PageCursor;
 use crate::store::{ListPage, ListedObject};
+use crate::vfs::FileKind;
+use crate::vfs::{DirEntry, Ino};
 use std::collections::VecDeque;
 
 /// One item of a merged listing.
@@ -113,6 +117,80 @@ impl ListingMerger {
             }
             Err(problem) => out.push(Listed::Hidden(prefix, problem)),
         }
+    }
+}
+
+/// The number of a listed entry before it is handed out (numbers are taken then, so that
+/// one handed to the kernel is counted and one forgotten meanwhile is not handed out).
+pub(crate) const UNNUMBERED: Ino = Ino(0);
+
+/// A produced entry of an open directory.
+pub(crate) struct WindowEntry {
+    /// The entry; its number is [`UNNUMBERED`] unless it is `.` or `..`.
+    pub(crate) entry: DirEntry,
+    /// Its path; `None` for `.` and `..`, whose numbers are fixed at open.
+    pub(crate) path: Option<FsPath>,
+}
+
+/// The state of one open directory: a window of produced entries over the LIST stream.
+///
+/// Entries are numbered by offset (`.` is 1, `..` is 2, then the listing); inode numbers
+/// are taken when an entry is handed out. The window keeps
+/// entries the caller has not confirmed yet (those after the offset it last passed), so a
+/// reply buffer that filled up can be re-read; an offset before the window restarts the
+/// listing from the start and skips forward.
+pub(crate) struct DirStream {
+    pub(crate) path: FsPath,
+    pub(crate) ino: Ino,
+    pub(crate) parent: Ino,
+    pub(crate) window: VecDeque<WindowEntry>,
+    pub(crate) produced: u64,
+    /// The continuation token of the next LIST page.
+    pub(crate) token: Option<String>,
+    /// Checks the pages of the pass over the store, so that a malformed one fails the
+    /// listing instead of ending it early or looping.
+    pub(crate) cursor: PageCursor,
+    pub(crate) listing_done: bool,
+    pub(crate) merger: ListingMerger,
+    /// Files created here by this mount and not uploaded yet, not seen in the listing so
+    /// far; listed at the end.
+    pub(crate) pending: Vec<(String, Stat)>,
+    /// A fresh cached listing being served, and the next index in it.
+    pub(crate) cached: Option<(Listing, usize)>,
+    /// What a full pass over the store listed so far, to cache at its end (`None` when the
+    /// pass did not start at the beginning or grew past the cache's bound).
+    pub(crate) collected: Option<Vec<(String, Stat)>>,
+}
+
+impl DirStream {
+    /// Back to the first entry.
+    pub(crate) fn restart(&mut self, ns: &Namespace) {
+        self.window.clear();
+        for (ino, name) in [(self.ino, "."), (self.parent, "..")] {
+            self.window.push_back(WindowEntry {
+                entry: DirEntry {
+                    ino,
+                    name: name.to_owned(),
+                    kind: FileKind::Directory,
+                    next_offset: self.window.len() as u64 + 1,
+                    attr: None,
+                },
+                path: None,
+            });
+        }
+        self.produced = 2;
+        self.token = None;
+        self.listing_done = false;
+        let prefix = ns.dir_prefix(&self.path);
+        self.merger = ListingMerger::new(&prefix);
+        self.cursor = PageCursor::objects(prefix);
+    }
+
+    /// Offset before the first entry in the window.
+    pub(crate) fn window_base(&self) -> u64 {
+        self.window
+            .front()
+            .map_or(self.produced, |e| e.entry.next_offset - 1)
     }
 }
 

@@ -146,23 +146,23 @@ impl From<VfsError> for std::io::Error {
 }
 
 /// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
-pub(crate) fn write_error(path: &crate::namespace::FsPath, err: StoreError) -> VfsError {
+pub(crate) fn write_error(path: &dyn std::fmt::Display, err: StoreError) -> VfsError {
     if err.kind == StoreErrorKind::PreconditionFailed {
         tracing::warn!(path = %path, error = %err, "changed by another writer; nothing was overwritten");
         VfsError::WriteConflict(path.to_string())
     } else {
         tracing::warn!(path = %path, error = %err, "store refused a change");
-        VfsError::from_store(path.as_str(), err)
+        VfsError::from_store(&path.to_string(), err)
     }
 }
 
 /// Maps a failed conditional creation (412: the key appeared meanwhile) to `EEXIST`.
-pub(crate) fn create_error(path: &crate::namespace::FsPath, err: StoreError) -> VfsError {
+pub(crate) fn create_error(path: &dyn std::fmt::Display, err: StoreError) -> VfsError {
     if err.kind == StoreErrorKind::PreconditionFailed {
         tracing::info!(path = %path, "created by another writer meanwhile");
         VfsError::Exists(path.to_string())
     } else {
         tracing::warn!(path = %path, error = %err, "store refused a creation");
-        VfsError::from_store(path.as_str(), err)
+        VfsError::from_store(&path.to_string(), err)
     }
 }

@@ -6,8 +6,13 @@
 //! - [`namespace`]: the mapping between object keys and file paths, and name validation;
 //! - [`inode`], [`meta`], [`dir`], [`read`]: inode numbers, metadata caches, directory
 //!   listings and read-ahead;
-//! - [`fs`]: the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the
-//!   inode-based [`Vfs`](vfs::Vfs) trait that the FUSE binding calls;
+//! - the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the inode-based
+//!   [`Vfs`](vfs::Vfs) trait that the FUSE binding calls. It owns its components: `core`
+//!   (the parts every component shares and the rules they apply), `objects` (server-side
+//!   copies and metadata rewrites of single objects), `open_files` (every open file: local
+//!   changes, streamed and staged uploads, the last close), `handles` (the handle table),
+//!   and `ops` (lookups, listings, opening, and every namespace change, on a context of
+//!   those components); [`fs`] only dispatches;
 //! - [`recovery`]: where files that could not be uploaded are kept, and how they are
 //!   re-uploaded;
 //! - [`buckets`]: the root of a mount without a bucket: every bucket is a directory;
@@ -24,6 +29,7 @@ mod core;
 pub mod dir;
 pub mod error;
 pub mod fs;
+mod handles;
 pub mod inode;
 pub mod malloc;
 pub mod meta;

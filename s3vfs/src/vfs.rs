@@ -4,7 +4,7 @@
 //! directories are opened into handles, reads take an offset. The core has no `fuser`
 //! types; the FUSE crate translates one to one.
 
-use crate::error::VfsResult;
+use crate::error::{VfsError, VfsResult};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -48,6 +48,20 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// What opening or truncating `path`, of this kind, as a regular file answers:
+    /// `EISDIR` for a directory, `EINVAL` for a symlink or a special file (the kernel
+    /// opens those itself).
+    pub(crate) fn require_regular(self, path: &dyn std::fmt::Display) -> VfsResult<()> {
+        match self {
+            FileKind::File => Ok(()),
+            FileKind::Directory => Err(VfsError::IsADirectory(path.to_string())),
+            FileKind::Symlink => Err(VfsError::InvalidArgument(format!(
+                "{path} is a symbolic link"
+            ))),
+            kind => Err(VfsError::InvalidArgument(format!("{path} is a {kind}"))),
+        }
+    }
+
     /// Whether this is a fifo, a device or a socket: an object with no data of its own.
     pub fn is_special(self) -> bool {
         matches!(

@@ -10,11 +10,13 @@
 //! the upload, so no parts are left behind.
 
 use crate::core::Core;
+use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
     ByteRange, CompletedPart, CopyRequest, ETag, MetadataDirective, ObjectKey, ObjectMeta,
-    PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, WriteCondition,
 };
 use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
 
 /// One server-side copy.
 #[derive(Clone, Debug)]
@@ -31,13 +33,6 @@ pub(crate) struct ObjectCopy {
     pub(crate) metadata: MetadataDirective,
     /// Condition on the destination.
     pub(crate) condition: WriteCondition,
-}
-
-/// The part size for copying `size` bytes in parts: at least `preferred` and the store's
-/// minimum, and large enough that the parts fit in the store's part limit.
-fn copy_part_size(size: u64, preferred: u64, min: u64, max: u64, max_parts: u32) -> u64 {
-    let by_count = size.div_ceil(u64::from(max_parts.max(1)));
-    preferred.max(min).max(by_count).min(max).max(1)
 }
 
 fn source_changed(source: &ObjectKey) -> StoreError {
@@ -110,37 +105,9 @@ impl Core {
         condition: WriteCondition,
     ) -> StoreResult<PutResult> {
         let caps = self.store.capabilities();
-        let part_size = copy_part_size(
-            head.size,
-            self.config.write_part_size,
-            caps.min_part_size,
-            caps.max_part_size,
-            caps.max_parts,
-        );
-        let upload = self.store.create_multipart(dest, options).await?;
-        let _record = self.record_upload(dest, &upload);
-        let result = self
-            .copy_parts_and_complete(source, head, dest, &upload, part_size, condition)
-            .await;
-        if let Err(e) = &result {
-            tracing::warn!(source = %source, dest = %dest, error = %e, "multipart copy failed; aborting it");
-            if let Err(abort) = self.store.abort_multipart(dest, &upload).await {
-                tracing::warn!(dest = %dest, upload = %upload.0, error = %abort,
-                    "could not abort a failed multipart copy; a lifecycle rule will have to");
-            }
-        }
-        result
-    }
-
-    async fn copy_parts_and_complete(
-        &self,
-        source: &ObjectKey,
-        head: &ObjectMeta,
-        dest: &ObjectKey,
-        upload: &UploadId,
-        part_size: u64,
-        condition: WriteCondition,
-    ) -> StoreResult<PutResult> {
+        let part_size = multipart::part_size(&caps, self.config.write_part_size, head.size)?;
+        let upload = MultipartUpload::begin(Arc::clone(&self.store), dest.clone(), options).await?;
+        let _record = upload.id().and_then(|id| self.record_upload(dest, id));
         let ranges: Vec<(u32, ByteRange)> = (0..head.size)
             .step_by(usize::try_from(part_size).unwrap_or(usize::MAX))
             .zip(1u32..)
@@ -148,45 +115,38 @@ impl Core {
             .collect();
         tracing::debug!(source = %source, dest = %dest, parts = ranges.len(), part_size,
             "copying in parts");
-        let mut parts: Vec<CompletedPart> = futures::stream::iter(ranges)
+        let copied: StoreResult<Vec<CompletedPart>> = futures::stream::iter(ranges)
             .map(|(n, range)| {
-                self.store
-                    .upload_part_copy(dest, upload, n, source, Some(range))
+                upload.part(
+                    n,
+                    PartSource::Copy {
+                        source: source.clone(),
+                        range,
+                    },
+                )
             })
             .buffer_unordered(self.config.upload_concurrency.max(1))
             .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.part_number);
-        let now = self.store.head(source).await?;
-        if now.etag != head.etag {
-            return Err(source_changed(source));
-        }
-        self.store
-            .complete_multipart(dest, upload, parts, condition)
-            .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn part_sizes_respect_the_limits() {
-        const MIB: u64 = 1024 * 1024;
-        // The preferred size when it fits.
-        assert_eq!(
-            copy_part_size(100 * MIB, 8 * MIB, 5 * MIB, 5 * 1024 * MIB, 10_000),
-            8 * MIB
-        );
-        // Never below the minimum.
-        assert_eq!(
-            copy_part_size(100 * MIB, MIB, 5 * MIB, 5 * 1024 * MIB, 10_000),
-            5 * MIB
-        );
-        // Grown so that 5 TiB fits in 10,000 parts.
-        let size = 5 * 1024 * 1024 * MIB;
-        let part = copy_part_size(size, 8 * MIB, 5 * MIB, 5 * 1024 * MIB, 10_000);
-        assert!(size.div_ceil(part) <= 10_000);
+            .await;
+        // UploadPartCopy cannot be pinned to a version: the source must still be the
+        // version seen before the copy began.
+        let unchanged = match copied {
+            Ok(parts) => match self.store.head(source).await {
+                Ok(now) if now.etag == head.etag => Ok(parts),
+                Ok(_) => Err(source_changed(source)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let parts = match unchanged {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::warn!(source = %source, dest = %dest, error = %e, "multipart copy failed; aborting it");
+                upload.abort().await;
+                return Err(e);
+            }
+        };
+        // A failed completion drops (aborts) the upload.
+        upload.complete(parts, condition).await
     }
 }

@@ -149,10 +149,10 @@ impl OpenFiles {
                 continue;
             };
             let mut state = file.state.lock().await;
-            if let Some(stream) = state.stream.as_mut() {
-                if stream.upload_id.is_none() {
-                    stream.key = key.clone();
-                } else if state.staged_all {
+            // A stream that has not begun its upload begins it under the file's new key;
+            // one that has is tied to the old key.
+            if state.stream.as_ref().is_some_and(|s| s.upload.is_some()) {
+                if state.staged_all {
                     state.stream = None;
                     state.no_stream = true;
                 } else {

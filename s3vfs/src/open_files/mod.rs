@@ -371,12 +371,7 @@ impl OpenFiles {
             Ok(meta) => {
                 let stat = Stat::from_head(&meta);
                 self.core.meta.put(path, stat.clone());
-                if stat.kind != FileKind::File {
-                    return Err(VfsError::InvalidArgument(format!(
-                        "{path} is a {}",
-                        stat.kind
-                    )));
-                }
+                stat.kind.require_regular(path)?;
                 Ok(stat)
             }
             Err(e) => {

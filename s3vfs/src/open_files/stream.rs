@@ -4,18 +4,14 @@
 use super::{store_err, FileState, OpenFile, OpenFiles};
 use crate::error::{VfsError, VfsResult};
 use crate::recovery::UploadRecord;
+use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
-    CompletedPart, ETag, ObjectKey, ObjectStore, PutOptions, StoreError, StoreErrorKind, UploadId,
-    WriteCondition,
+    CompletedPart, ETag, ObjectKey, PutOptions, StoreError, StoreErrorKind, WriteCondition,
 };
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-/// Parts of a streamed upload keep one size for this many parts, then double, so that an
-/// object of any size S3 accepts (5 TiB) fits in 10,000 parts without knowing its size.
-const PARTS_PER_SIZE_STEP: u32 = 1000;
 
 /// A stream's buffer is given its whole part size at once when it would grow past this.
 const PART_BUFFER_PREALLOCATE_FROM: usize = 1024 * 1024;
@@ -23,9 +19,9 @@ const PART_BUFFER_PREALLOCATE_FROM: usize = 1024 * 1024;
 /// A multipart upload fed as a new file is written sequentially. Dropping it aborts
 /// the upload (in the background) unless it was completed.
 pub(super) struct Stream {
-    pub(super) store: Arc<dyn ObjectStore>,
-    pub(super) key: ObjectKey,
-    pub(super) upload_id: Option<UploadId>,
+    /// The multipart upload, from the first full part on (`None`: everything is still in
+    /// the buffer, and a flush makes one PUT).
+    pub(super) upload: Option<MultipartUpload>,
     /// Bytes handed to part uploads.
     pub(super) sent: u64,
     /// Bytes written but not yet sent (the start of the next part).
@@ -72,9 +68,7 @@ impl Stream {
         if let Some(err) = failure {
             return Err(err);
         }
-        let mut parts = std::mem::take(&mut self.done);
-        parts.sort_by_key(|p| p.part_number);
-        Ok(parts)
+        Ok(std::mem::take(&mut self.done))
     }
 }
 fn part_task_error(join: &tokio::task::JoinError) -> StoreError {
@@ -82,22 +76,18 @@ fn part_task_error(join: &tokio::task::JoinError) -> StoreError {
 }
 impl Drop for Stream {
     fn drop(&mut self) {
+        // The parts first; the upload itself is aborted when it is dropped next.
         for part in &self.parts {
             part.abort();
-        }
-        if let Some(id) = self.upload_id.take() {
-            crate::store::multipart::abort_in_background(&self.store, &self.key, id);
         }
     }
 }
 
 impl OpenFiles {
     /// The size of part `number` (1-based) of a streamed upload.
-    pub(super) fn stream_part_size(&self, number: u32) -> u64 {
+    fn stream_part_size(&self, number: u32) -> u64 {
         let caps = self.core.store.capabilities();
-        let base = self.core.config.write_part_size.max(caps.min_part_size);
-        let steps = (number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(20);
-        (base << steps).min(caps.max_part_size)
+        multipart::stream_part_size(&caps, self.core.config.write_part_size, number)
     }
 
     /// Appends `data` to the stream, sending every full part.
@@ -110,9 +100,7 @@ impl OpenFiles {
         let key = file.key();
         let (rewrite, posix, changes) = (state.base.is_some(), state.posix, state.attr_changes);
         let stream = state.stream.get_or_insert_with(|| Stream {
-            store: Arc::clone(&self.core.store),
-            key,
-            upload_id: None,
+            upload: None,
             sent: 0,
             buffer: BytesMut::new(),
             next_part: 1,
@@ -143,21 +131,18 @@ impl OpenFiles {
                 )));
             }
             let body = stream.buffer.split_to(part_size as usize).freeze();
-            let key = file.key();
-            if stream.upload_id.is_none() {
+            if stream.upload.is_none() {
                 let options = self
                     .upload_options_for(&key, rewrite, posix, changes)
                     .await?;
-                let id = self
-                    .core
-                    .store
-                    .create_multipart(&key, options)
-                    .await
-                    .map_err(|e| store_err(&file.path(), e))?;
-                stream.record = self.core.record_upload(&key, &id);
-                stream.upload_id = Some(id);
+                let upload =
+                    MultipartUpload::begin(Arc::clone(&self.core.store), key.clone(), options)
+                        .await
+                        .map_err(|e| store_err(&file.path(), e))?;
+                stream.record = upload.id().and_then(|id| self.core.record_upload(&key, id));
+                stream.upload = Some(upload);
             }
-            let Some(upload_id) = stream.upload_id.clone() else {
+            let Some(upload) = stream.upload.as_ref() else {
                 break;
             };
             // Back-pressure: wait while `upload_concurrency` parts are in flight.
@@ -168,12 +153,11 @@ impl OpenFiles {
                     VfsError::Io(StoreError::new(StoreErrorKind::Other, "upload stopped"))
                 })?;
             let reservation = self.core.budget.reserve(body.len() as u64).await;
-            let store = Arc::clone(&self.core.store);
-            let number = stream.next_part;
             stream.sent += body.len() as u64;
+            let part = upload.part(stream.next_part, PartSource::Bytes(body));
             stream.next_part += 1;
             stream.parts.push(tokio::spawn(async move {
-                let result = store.upload_part(&key, &upload_id, number, body).await;
+                let result = part.await;
                 drop(permit);
                 drop(reservation);
                 result
@@ -201,7 +185,7 @@ impl OpenFiles {
         condition: WriteCondition,
     ) -> VfsResult<Option<ETag>> {
         let path = self.core.path_of_key(key);
-        let Some(upload_id) = stream.upload_id.clone() else {
+        let Some(upload) = stream.upload.take() else {
             let body = stream.buffer.split().freeze();
             let options = PutOptions {
                 condition,
@@ -223,11 +207,8 @@ impl OpenFiles {
                 )));
             }
             let body = stream.buffer.split().freeze();
-            let store = Arc::clone(&self.core.store);
-            let (k, id, number) = (key.clone(), upload_id.clone(), stream.next_part);
-            stream.parts.push(tokio::spawn(async move {
-                store.upload_part(&k, &id, number, body).await
-            }));
+            let part = upload.part(stream.next_part, PartSource::Bytes(body));
+            stream.parts.push(tokio::spawn(part));
         }
         let parts = match stream.all_parts().await {
             Ok(parts) => parts,
@@ -236,20 +217,11 @@ impl OpenFiles {
                 return Err(store_err(&path, err));
             }
         };
-        match self
-            .core
-            .store
-            .complete_multipart(key, &upload_id, parts, condition)
+        // A failed completion drops (aborts) the upload.
+        let done = upload
+            .complete(parts, condition)
             .await
-        {
-            Ok(done) => {
-                stream.upload_id = None;
-                Ok(done.etag)
-            }
-            Err(err) => {
-                self.abort_stream(key, stream);
-                Err(store_err(&path, err))
-            }
-        }
+            .map_err(|e| store_err(&path, e))?;
+        Ok(done.etag)
     }
 }

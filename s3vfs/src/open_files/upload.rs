@@ -7,6 +7,7 @@ use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::ranges::RangeSet;
+use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
     ByteRange, CompletedPart, ETag, ObjectKey, PutOptions, StoreErrorKind, WriteCondition,
 };
@@ -105,7 +106,7 @@ impl OpenFiles {
         let late_changes = state
             .stream
             .as_ref()
-            .filter(|s| s.upload_id.is_some() && state.attr_changes != PosixMeta::default())
+            .filter(|s| s.upload.is_some() && state.attr_changes != PosixMeta::default())
             .map(|_| state.attr_changes);
         let result = match state.stream.take() {
             Some(stream) if stream.sent + stream.buffer.len() as u64 == state.size => {
@@ -175,17 +176,6 @@ impl OpenFiles {
         }
     }
 
-    /// The part size for an object of `size` bytes: the configured size, grown until the
-    /// object fits the store's part limit.
-    pub(super) fn part_size_for(&self, size: u64) -> u64 {
-        let caps = self.core.store.capabilities();
-        let mut part = self.core.config.write_part_size.max(caps.min_part_size);
-        while size.div_ceil(part) > u64::from(caps.max_parts) && part < caps.max_part_size {
-            part = part.saturating_mul(2);
-        }
-        part.min(caps.max_part_size)
-    }
-
     /// Uploads a staged file: one PUT when small, else a multipart upload that copies the
     /// unchanged ranges of the old object server-side.
     pub(super) async fn upload_staged(
@@ -197,7 +187,9 @@ impl OpenFiles {
         let path = file.path();
         let key = file.key();
         let options = self.upload_options(&key, state).await?;
-        let part_size = self.part_size_for(state.size);
+        let caps = self.core.store.capabilities();
+        let part_size = multipart::part_size(&caps, self.core.config.write_part_size, state.size)
+            .map_err(|e| VfsError::FileTooLarge(format!("{path}: {e}")))?;
         if state.size <= part_size {
             let body = self.assemble(file, state, 0, state.size).await?;
             let options = PutOptions {
@@ -212,24 +204,13 @@ impl OpenFiles {
                 .map_err(|e| store_err(&path, e))?;
             return Ok(done.etag);
         }
-        let caps = self.core.store.capabilities();
-        let part_count = state.size.div_ceil(part_size);
-        if part_count > u64::from(caps.max_parts) {
-            return Err(VfsError::FileTooLarge(format!(
-                "{path}: {} bytes need {part_count} parts of {part_size}; the store takes {}",
-                state.size, caps.max_parts
-            )));
-        }
         // Server-side copies of old ranges are safe only when the completion is pinned to
         // the old version (If-Match): otherwise they could copy a newer object's bytes.
         let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
-        let upload_id = self
-            .core
-            .store
-            .create_multipart(&key, options)
+        let upload = MultipartUpload::begin(Arc::clone(&self.core.store), key.clone(), options)
             .await
             .map_err(|e| store_err(&path, e))?;
-        let _record = self.core.record_upload(&key, &upload_id);
+        let _record = upload.id().and_then(|id| self.core.record_upload(&key, id));
         let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
             .map(|i| {
                 let start = i * part_size;
@@ -238,48 +219,41 @@ impl OpenFiles {
             .collect();
         let results: Vec<Result<CompletedPart, VfsError>> = futures::stream::iter(ranges)
             .map(|(number, start, end)| {
-                let key = key.clone();
-                let upload_id = upload_id.clone();
-                let path = path.clone();
+                let (upload, key, path) = (&upload, &key, &path);
                 async move {
                     let reusable =
                         may_copy && end <= state.base_len && !state.written.overlaps(start, end);
-                    if reusable {
-                        let range = Some(ByteRange::new(start, end));
-                        self.core
-                            .store
-                            .upload_part_copy(&key, &upload_id, number, &key, range)
-                            .await
-                            .map_err(|e| store_err(&path, e))
+                    let _reservation;
+                    let source = if reusable {
+                        PartSource::Copy {
+                            source: key.clone(),
+                            range: ByteRange::new(start, end),
+                        }
                     } else {
-                        let _reservation = self.core.budget.reserve(end - start).await;
-                        let body = self.assemble(file, state, start, end).await?;
-                        self.core
-                            .store
-                            .upload_part(&key, &upload_id, number, body)
-                            .await
-                            .map_err(|e| store_err(&path, e))
-                    }
+                        _reservation = self.core.budget.reserve(end - start).await;
+                        PartSource::Bytes(self.assemble(file, state, start, end).await?)
+                    };
+                    upload
+                        .part(number, source)
+                        .await
+                        .map_err(|e| store_err(path, e))
                 }
             })
             .buffered(self.core.config.upload_concurrency.max(1))
             .collect()
             .await;
-        let parts: Result<Vec<CompletedPart>, VfsError> = results.into_iter().collect();
-        let completed = match parts {
-            Ok(parts) => self
-                .core
-                .store
-                .complete_multipart(&key, &upload_id, parts, condition)
-                .await
-                .map_err(|e| store_err(&path, e)),
-            Err(err) => Err(err),
-        };
-        if completed.is_err() {
-            if let Err(err) = self.core.store.abort_multipart(&key, &upload_id).await {
-                tracing::warn!(key = %key, error = %err, "abort of a failed multipart upload failed");
+        let parts = match results.into_iter().collect::<Result<Vec<_>, _>>() {
+            Ok(parts) => parts,
+            Err(err) => {
+                upload.abort().await;
+                return Err(err);
             }
-        }
-        Ok(completed?.etag)
+        };
+        // A failed completion drops (aborts) the upload.
+        let completed = upload
+            .complete(parts, condition)
+            .await
+            .map_err(|e| store_err(&path, e))?;
+        Ok(completed.etag)
     }
 }

@@ -7,7 +7,7 @@
 //! operation that deletes a key first makes sure the parent keeps existing
 //! ([`keep_directory`](S3Fs::keep_directory)).
 
-use super::S3Fs;
+use super::Ops;
 use crate::attrs::PosixMeta;
 use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
@@ -31,10 +31,10 @@ pub(super) enum Contents {
     HiddenKeys(String),
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// Creates directory `name` in `parent`: a zero-byte `name/` marker with the s3fs
     /// headers (`S_IFDIR | mode`, owner, mtime), created only if absent.
-    pub(crate) async fn do_mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry> {
+    pub(crate) async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Entry> {
         self.core.check_writable("mkdir")?;
         let (parent_path, path) = self.core.child_path(parent, name)?;
         self.require_directory(&parent_path).await?;
@@ -59,7 +59,7 @@ impl S3Fs {
     }
 
     /// Removes the empty directory `name` in `parent`: deletes its marker.
-    pub(crate) async fn do_rmdir(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
+    pub(crate) async fn rmdir(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
         self.core.check_writable("rmdir")?;
         let (parent_path, path) = self.core.child_path(parent, name)?;
         self.core.check_delete_allowed(&path)?;

@@ -2,7 +2,7 @@
 //! object or marker is rewritten in place (`objects::metadata`), then open files and the
 //! attribute cache take the new version.
 
-use super::S3Fs;
+use super::Ops;
 use crate::error::VfsResult;
 use crate::meta::Stat;
 use crate::namespace::FsPath;
@@ -10,7 +10,7 @@ use crate::vfs::FileKind;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-impl S3Fs {
+impl Ops<'_> {
     /// Applies `edit` to the user metadata of `path` (a `kind`) and stores the result.
     ///
     /// `edit` gets the current metadata and the current mtime (for callers that must state

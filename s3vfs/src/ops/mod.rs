@@ -1,21 +1,26 @@
-//! Namespace operations that change the bucket: mkdir, unlink, rmdir, rename, symlink,
-//! mknod, attribute changes and extended attributes. Each group is an `impl S3Fs` block in
-//! its own module; `fs.rs` dispatches the `Vfs` calls to the `do_*` methods:
+//! The file system's operations, on a context of its components ([`Ops`]: the shared
+//! [`Core`], the open files, the handle table), one file a job. `fs.rs` only dispatches
+//! the `Vfs` calls here:
 //!
+//! - `lookup`: what a path is (caches, else HEAD and LIST at once), getattr, readlink;
+//! - `listing`: opendir and readdir(plus), listing caches;
+//! - `open`: open, create, flush, and the release of handles;
 //! - `dir`: mkdir, rmdir, and `dir/` marker objects (reading their metadata, keeping a
 //!   directory alive when its last key goes);
 //! - `unlink`: unlink;
 //! - `rename`: rename — the checks, and moving one file;
 //! - `tree`: moving a whole directory prefix (copy everything, then delete; roll back on a
 //!   failed copy) and bulk deletes;
-//! - `copy`: server-side copy of one object (CopyObject, or UploadPartCopy ranges above the
-//!   single-request limit);
 //! - `node`: symlink and mknod (objects complete when made: links, fifos, devices,
 //!   sockets);
-//! - `metadata`: rewriting an object's (or marker's) user metadata in place, under S3's 2 KB
-//!   limit;
+//! - `metadata`: a file's or directory's user metadata rewritten in place
+//!   (`objects::metadata`), open files following;
 //! - `setattr`: chmod, chown, utimens and truncate;
 //! - `xattr`: extended attributes in s3fs's `x-amz-meta-xattr` format.
+//!
+//! What happens to open files during a namespace change is said here, in one place per
+//! operation: each calls `open_files` (`sync_path`, `note_renamed`, `note_unlinked`, …)
+//! explicitly.
 //!
 //! Invariants kept by every operation here: `check_writable` comes first (`EROFS` on a
 //! read-only mount) and the guard rails (`allow_delete`, `allow_overwrite`) before any
@@ -26,6 +31,8 @@
 //! as a side effect of removing or moving its last entry.
 
 mod dir;
+mod listing;
+mod lookup;
 mod metadata;
 mod node;
 mod open;
@@ -35,11 +42,14 @@ mod tree;
 mod unlink;
 mod xattr;
 
+use crate::core::Core;
 use crate::error::{VfsError, VfsResult};
-use crate::fs::S3Fs;
+use crate::handles::HandleTable;
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
+use crate::open_files::OpenFiles;
 use crate::vfs::FileKind;
+use std::sync::Arc;
 
 /// `path` relative to the mount from a key's remainder `rel` (after a directory prefix),
 /// only if every component is a valid file name; `None` for keys the namespace hides.
@@ -51,7 +61,14 @@ fn strict_path(base: &FsPath, rel: &str) -> Option<FsPath> {
     Some(path)
 }
 
-impl S3Fs {
+/// What the operations work on: the components of one file system, borrowed for one call.
+pub(crate) struct Ops<'a> {
+    pub(crate) core: &'a Arc<Core>,
+    pub(crate) open_files: &'a Arc<OpenFiles>,
+    pub(crate) handles: &'a HandleTable,
+}
+
+impl Ops<'_> {
     /// What `path` is, or `None` when nothing is there.
     async fn stat_optional(&self, path: &FsPath) -> VfsResult<Option<Stat>> {
         match self.stat_path(path).await {

@@ -8,7 +8,7 @@
 //!   file system never opens one: on a mount the kernel does (a fifo is a kernel pipe, a
 //!   socket is bound by the kernel, a device is its driver's).
 
-use super::S3Fs;
+use super::Ops;
 use crate::attrs::{kind_of_mode, MAX_SYMLINK_TARGET, S_IFMT};
 use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
@@ -29,10 +29,10 @@ struct NewNode {
     body: Bytes,
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// Creates symbolic link `name` in `parent` pointing at `target`: one PUT, only if the
     /// name is free (`EEXIST` otherwise).
-    pub(crate) async fn do_symlink(
+    pub(crate) async fn symlink(
         &self,
         parent: Ino,
         name: &OsStr,
@@ -64,7 +64,7 @@ impl S3Fs {
     /// mknod(2); `mkdir` makes those), `EINVAL` for a symlink or unknown type.
     ///
     /// [`Vfs::mknod`]: crate::vfs::Vfs::mknod
-    pub(crate) async fn do_mknod(
+    pub(crate) async fn mknod(
         &self,
         parent: Ino,
         name: &OsStr,

@@ -7,7 +7,7 @@
 //! machine is never overwritten: the rename fails instead, after one retry with fresh
 //! lookups in case only our cached view was old. Directories are moved by `tree`.
 
-use super::S3Fs;
+use super::Ops;
 use crate::error::write_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
@@ -32,10 +32,10 @@ enum Plan {
     Directory { dest_existed: bool },
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// Renames `name` in `parent` to `new_name` in `new_parent`; with `no_replace`
     /// (`RENAME_NOREPLACE`) an existing destination is `EEXIST`.
-    pub(crate) async fn do_rename(
+    pub(crate) async fn rename(
         &self,
         parent: Ino,
         name: &OsStr,

@@ -9,15 +9,15 @@
 //! directory they copy into (`cp -a`, `rsync -a`) do not fail; the root keeps showing the
 //! mount's settings.
 
-use super::S3Fs;
+use super::Ops;
 use crate::attrs::{type_bits, PosixMeta};
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::vfs::{Entry, FileKind, Handle, Ino, SetAttr};
 
-impl S3Fs {
+impl Ops<'_> {
     /// Changes the attributes of `ino`: size (truncate), mode, owner, group and mtime.
-    pub(crate) async fn do_setattr(
+    pub(crate) async fn setattr(
         &self,
         ino: Ino,
         handle: Option<Handle>,
@@ -136,7 +136,7 @@ fn removed_stat(kind: FileKind, mtime: std::time::SystemTime, changes: &SetAttr)
     stat
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// Sets the size of file `ino` (through `handle` if given). Without a handle the
     /// result is uploaded at once.
     pub(crate) async fn truncate_file(
@@ -151,27 +151,12 @@ impl S3Fs {
         self.core.check_not_closing("truncate")?;
         self.open_files.check_file_size(&info.path, size)?;
         if let Some(handle) = handle {
-            if let Ok((file, _)) = self.file_of_handle(handle) {
+            if let Ok((file, _)) = self.handles.file(handle) {
                 return Ok(self.open_files.truncate_open(&file, size).await);
             }
         }
         let stat = self.stat_path(&info.path).await?;
-        match stat.kind {
-            FileKind::Directory => return Err(VfsError::IsADirectory(info.path.to_string())),
-            FileKind::Symlink => {
-                return Err(VfsError::InvalidArgument(format!(
-                    "{} is a symbolic link",
-                    info.path
-                )))
-            }
-            FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice | FileKind::Socket => {
-                return Err(VfsError::InvalidArgument(format!(
-                    "{} is a {}",
-                    info.path, stat.kind
-                )))
-            }
-            FileKind::File => {}
-        }
+        stat.kind.require_regular(&info.path)?;
         self.open_files
             .truncate_closed(ino, &info.path, &stat, size)
             .await

@@ -14,7 +14,7 @@
 //! Each failure logs exactly what is where. The listing is held in memory (about 200
 //! bytes per key).
 
-use super::{strict_path, S3Fs};
+use super::{strict_path, Ops};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
@@ -68,7 +68,7 @@ fn first_keys(keys: &[ObjectKey]) -> Vec<&str> {
         .collect()
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// Moves directory `src` (in `src_parent`) to `dst`, which is absent or an empty
     /// directory (`dest_existed`). See the module docs.
     pub(super) async fn move_tree(

@@ -1,17 +1,17 @@
 //! unlink: removing a file or symbolic link (one DeleteObject).
 
-use super::S3Fs;
+use super::Ops;
 use crate::error::{VfsError, VfsResult};
 use crate::vfs::{FileKind, Ino};
 use std::ffi::OsStr;
 
-impl S3Fs {
+impl Ops<'_> {
     /// Removes file or symlink `name` from `parent`.
     ///
     /// `EISDIR` for a directory, `ENOENT` when missing, `EPERM` when deletes are disabled.
     /// The parent keeps existing even if this was its last entry: it gets a `parent/`
     /// marker first when it has none (see [`keep_directory`](S3Fs::keep_directory)).
-    pub(crate) async fn do_unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
+    pub(crate) async fn unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
         self.core.check_writable("unlink")?;
         let (parent_path, path) = self.core.child_path(parent, name)?;
         self.core.check_delete_allowed(&path)?;

@@ -14,7 +14,7 @@
 //! attributes describe the object: `user.s3.key`, `user.s3.etag` and
 //! `user.s3.storage_class`; setting or removing them is `EPERM`. The mount root has none.
 
-use super::S3Fs;
+use super::Ops;
 use crate::error::{VfsError, VfsResult};
 use crate::namespace::FsPath;
 use crate::store::{ObjectKey, ObjectMeta};
@@ -230,7 +230,7 @@ impl XattrSource {
     }
 }
 
-impl S3Fs {
+impl Ops<'_> {
     /// The path and current kind of `ino` for an xattr call; `None` for the mount root.
     async fn xattr_target(&self, ino: Ino) -> VfsResult<Option<(FsPath, FileKind)>> {
         let (path, kind) = self.core.inode_path(ino)?;
@@ -265,7 +265,7 @@ impl S3Fs {
     }
 
     /// The value of extended attribute `name` of `ino`.
-    pub(crate) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
+    pub(crate) async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
         let missing = || VfsError::NoAttribute(name.to_string_lossy().into_owned());
         let Some(name) = name.to_str().filter(|n| n.starts_with(USER_PREFIX)) else {
             return Err(VfsError::Unsupported(format!(
@@ -291,7 +291,7 @@ impl S3Fs {
     }
 
     /// The names of the extended attributes of `ino`.
-    pub(crate) async fn do_listxattr(&self, ino: Ino) -> VfsResult<Vec<String>> {
+    pub(crate) async fn listxattr(&self, ino: Ino) -> VfsResult<Vec<String>> {
         let Some((path, kind)) = self.xattr_target(ino).await? else {
             return Ok(Vec::new());
         };
@@ -311,7 +311,7 @@ impl S3Fs {
     }
 
     /// Sets extended attribute `name` of `ino` to `value`.
-    pub(crate) async fn do_setxattr(&self, ino: Ino, name: &OsStr, value: Bytes) -> VfsResult<()> {
+    pub(crate) async fn setxattr(&self, ino: Ino, name: &OsStr, value: Bytes) -> VfsResult<()> {
         self.core.check_writable("setxattr")?;
         let name = writable_name(name)?;
         let (path, _) = self.core.inode_path(ino)?;
@@ -335,7 +335,7 @@ impl S3Fs {
     }
 
     /// Removes extended attribute `name` of `ino`.
-    pub(crate) async fn do_removexattr(&self, ino: Ino, name: &OsStr) -> VfsResult<()> {
+    pub(crate) async fn removexattr(&self, ino: Ino, name: &OsStr) -> VfsResult<()> {
         self.core.check_writable("removexattr")?;
         let name = writable_name(name)?;
         let (path, _) = self.core.inode_path(ino)?;

@@ -1,25 +1,39 @@
 //! One multipart upload: create, parts, complete — and abort when it is dropped
 //! unfinished, so no failure path leaves parts behind to accumulate cost.
 //!
-//! The part-count limit is checked before a part goes up, and [`part_size`] is the rule
-//! that makes an object of a known size fit in it.
+//! Every multipart upload of the crate goes through [`MultipartUpload`]: a file streamed
+//! as it is written, a staged file (changed parts uploaded, unchanged ones copied from the
+//! old version), a server-side copy above the single-request limit, and a re-upload from
+//! the recovery directory. Callers choose how many parts run at once (a stream spawns
+//! them, the others run them as a buffered stream); the part numbers are checked against
+//! the store's limit before any part goes up.
+//!
+//! Part sizes come from one of two rules: [`part_size`] for an object of known size (the
+//! smallest size at least the preferred one that fits the store's part limit), and
+//! [`stream_part_size`] for one whose size is not known while it is sent (the preferred
+//! size, doubling every [`PARTS_PER_SIZE_STEP`] parts, so that 5 TiB fits in 10,000
+//! parts).
 
 use super::{
-    Capabilities, CompletedPart, ObjectKey, ObjectStore, PutOptions, PutResult, StoreError,
-    StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ByteRange, Capabilities, CompletedPart, ObjectKey, ObjectStore, PutOptions, PutResult,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use bytes::Bytes;
+use std::future::Future;
 use std::sync::Arc;
 
+/// Parts of an upload of unknown size keep one size for this many parts, then double.
+pub const PARTS_PER_SIZE_STEP: u32 = 1000;
+
 /// The part size for an object of `size` bytes: `preferred`, at least the store's
-/// minimum, grown so the object fits in the store's part limit, at most its largest part.
-/// An error when even the largest parts cannot hold it.
+/// minimum, grown so the object fits in the store's part limit. An error when even the
+/// largest parts cannot hold it.
 pub fn part_size(caps: &Capabilities, preferred: u64, size: u64) -> StoreResult<u64> {
     let by_count = size.div_ceil(u64::from(caps.max_parts.max(1)));
     let part = preferred.max(caps.min_part_size).max(by_count).max(1);
     if part > caps.max_part_size {
         return Err(StoreError::new(
-            StoreErrorKind::Other,
+            StoreErrorKind::InvalidRequest,
             format!(
                 "{size} bytes do not fit in {} parts of at most {} bytes",
                 caps.max_parts, caps.max_part_size
@@ -29,6 +43,29 @@ pub fn part_size(caps: &Capabilities, preferred: u64, size: u64) -> StoreResult<
     Ok(part)
 }
 
+/// The size of part `number` (1-based) of an upload whose total size is not known:
+/// `preferred` (at least the store's minimum), doubled every [`PARTS_PER_SIZE_STEP`]
+/// parts, at most the store's largest part.
+pub fn stream_part_size(caps: &Capabilities, preferred: u64, number: u32) -> u64 {
+    let base = preferred.max(caps.min_part_size).max(1);
+    let steps = (number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(20);
+    (base << steps).min(caps.max_part_size)
+}
+
+/// Where the bytes of one part come from.
+#[derive(Clone, Debug)]
+pub enum PartSource {
+    /// The bytes themselves (UploadPart).
+    Bytes(Bytes),
+    /// A range of an object in the same bucket, copied server-side (UploadPartCopy).
+    Copy {
+        /// The object copied from.
+        source: ObjectKey,
+        /// The bytes of it.
+        range: ByteRange,
+    },
+}
+
 /// A multipart upload under way. Dropping it before [`complete`](Self::complete) aborts
 /// it in the background.
 #[derive(Debug)]
@@ -36,7 +73,6 @@ pub struct MultipartUpload {
     store: Arc<dyn ObjectStore>,
     key: ObjectKey,
     id: Option<UploadId>,
-    parts: Vec<CompletedPart>,
 }
 
 impl MultipartUpload {
@@ -52,31 +88,59 @@ impl MultipartUpload {
             store,
             key,
             id: Some(id),
-            parts: Vec::new(),
         })
     }
 
-    /// Uploads part `number` (1-based), refusing numbers past the store's part limit.
-    pub async fn upload_part(&mut self, number: u32, body: Bytes) -> StoreResult<()> {
-        let max = self.store.capabilities().max_parts;
-        if number == 0 || number > max {
-            return Err(StoreError::new(
-                StoreErrorKind::Other,
-                format!("part {number} is outside 1..={max}"),
-            )
-            .with_key(self.key.as_str()));
-        }
-        let id = self.upload_id()?;
-        let done = self.store.upload_part(&self.key, &id, number, body).await?;
-        self.parts.push(done);
-        Ok(())
+    /// The key uploaded to.
+    pub fn key(&self) -> &ObjectKey {
+        &self.key
     }
 
-    /// Completes the upload with the parts uploaded, under `condition`; on failure the
-    /// upload is aborted.
-    pub async fn complete(mut self, condition: WriteCondition) -> StoreResult<PutResult> {
+    /// The upload's id (for a record that outlives a crash).
+    pub fn id(&self) -> Option<&UploadId> {
+        self.id.as_ref()
+    }
+
+    /// The request that uploads part `number` (1-based) from `source`. It owns what it
+    /// needs, so callers may spawn it or run several at once; numbers outside the store's
+    /// part limit are refused without a request.
+    pub fn part(
+        &self,
+        number: u32,
+        source: PartSource,
+    ) -> impl Future<Output = StoreResult<CompletedPart>> + Send + 'static {
+        let store = Arc::clone(&self.store);
+        let key = self.key.clone();
+        let id = self.upload_id();
+        async move {
+            let id = id?;
+            let max = store.capabilities().max_parts;
+            if number == 0 || number > max {
+                return Err(StoreError::new(
+                    StoreErrorKind::InvalidRequest,
+                    format!("part {number} is outside 1..={max}"),
+                )
+                .with_key(key.as_str()));
+            }
+            match source {
+                PartSource::Bytes(body) => store.upload_part(&key, &id, number, body).await,
+                PartSource::Copy { source, range } => {
+                    store
+                        .upload_part_copy(&key, &id, number, &source, Some(range))
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Completes the upload with `parts` (in any order), under `condition`; on failure
+    /// the upload is aborted.
+    pub async fn complete(
+        mut self,
+        mut parts: Vec<CompletedPart>,
+        condition: WriteCondition,
+    ) -> StoreResult<PutResult> {
         let id = self.upload_id()?;
-        let mut parts = std::mem::take(&mut self.parts);
         parts.sort_by_key(|p| p.part_number);
         let done = self
             .store
@@ -84,6 +148,17 @@ impl MultipartUpload {
             .await?;
         self.id = None;
         Ok(done)
+    }
+
+    /// Aborts the upload and waits for the answer; a failure is logged (a lifecycle rule
+    /// or `s3vfs recover --abort-stale` has to remove the parts then).
+    pub async fn abort(mut self) {
+        if let Some(id) = self.id.take() {
+            if let Err(err) = self.store.abort_multipart(&self.key, &id).await {
+                tracing::warn!(key = %self.key, upload = %id.0, error = %err,
+                    "could not abort a multipart upload; its parts stay until it is aborted");
+            }
+        }
     }
 
     fn upload_id(&self) -> StoreResult<UploadId> {
@@ -104,7 +179,7 @@ impl Drop for MultipartUpload {
 
 /// Aborts upload `id` of `key` on the current runtime, without waiting (for `Drop`s); a
 /// failure is logged, and so is the lack of a runtime.
-pub(crate) fn abort_in_background(store: &Arc<dyn ObjectStore>, key: &ObjectKey, id: UploadId) {
+fn abort_in_background(store: &Arc<dyn ObjectStore>, key: &ObjectKey, id: UploadId) {
     let store = Arc::clone(store);
     let key = key.clone();
     match tokio::runtime::Handle::try_current() {
@@ -123,19 +198,34 @@ pub(crate) fn abort_in_background(store: &Arc<dyn ObjectStore>, key: &ObjectKey,
 mod tests {
     use super::*;
 
+    const MIB: u64 = 1024 * 1024;
+
     #[test]
     fn parts_grow_to_fit_the_part_limit_and_refuse_what_cannot_fit() {
         let caps = Capabilities::default();
-        let mib = 1024 * 1024;
-        assert_eq!(part_size(&caps, 8 * mib, 100 * mib).unwrap(), 8 * mib);
+        assert_eq!(part_size(&caps, 8 * MIB, 100 * MIB).unwrap(), 8 * MIB);
         assert_eq!(
-            part_size(&caps, mib, 100 * mib).unwrap(),
-            5 * mib,
+            part_size(&caps, MIB, 100 * MIB).unwrap(),
+            5 * MIB,
             "S3's minimum"
         );
         let five_tib = 5u64 << 40;
-        let part = part_size(&caps, 8 * mib, five_tib).unwrap();
+        let part = part_size(&caps, 8 * MIB, five_tib).unwrap();
         assert!(five_tib.div_ceil(part) <= 10_000 && part <= caps.max_part_size);
-        assert!(part_size(&caps, 8 * mib, 1 << 62).is_err());
+        assert!(part_size(&caps, 8 * MIB, 1 << 62).is_err());
+    }
+
+    #[test]
+    fn stream_parts_double_every_thousand_and_reach_five_tib() {
+        let caps = Capabilities::default();
+        assert_eq!(stream_part_size(&caps, 8 * MIB, 1), 8 * MIB);
+        assert_eq!(stream_part_size(&caps, 8 * MIB, 1000), 8 * MIB);
+        assert_eq!(stream_part_size(&caps, 8 * MIB, 1001), 16 * MIB);
+        assert_eq!(stream_part_size(&caps, MIB, 1), 5 * MIB, "S3's minimum");
+        let total: u64 = (1..=caps.max_parts)
+            .map(|n| stream_part_size(&caps, 8 * MIB, n))
+            .sum();
+        assert!(total >= 5u64 << 40, "{total} bytes in 10,000 parts");
+        assert!(stream_part_size(&caps, 8 * MIB, u32::MAX) <= caps.max_part_size);
     }
 }
