@@ -122,7 +122,11 @@ impl VfsError {
         }
     }
 
-    /// Converts a store error about `path`, keeping the kinds a caller acts on.
+    /// Converts a store error about `path` from a read or lookup, keeping the kinds a
+    /// caller acts on. A 412 there means the version pinned by the read is gone: `ESTALE`.
+    ///
+    /// The one store-error mapping of the crate: [`from_write`](Self::from_write) and
+    /// [`from_create`](Self::from_create) differ only in what a 412 means.
     pub fn from_store(path: &str, err: StoreError) -> Self {
         match err.kind {
             StoreErrorKind::NotFound => Self::NotFound(path.to_owned()),
@@ -136,33 +140,38 @@ impl VfsError {
             _ => Self::Io(err),
         }
     }
+
+    /// Converts a store error about `path` from a replacement (an upload, a metadata
+    /// rewrite, a rename's copy): a 412 means another writer changed the object since it
+    /// was read, and nothing was overwritten ([`WriteConflict`](Self::WriteConflict),
+    /// `EIO`). Logged: the caller returns it to a writer.
+    pub(crate) fn from_write(path: &dyn std::fmt::Display, err: StoreError) -> Self {
+        if err.kind == StoreErrorKind::PreconditionFailed {
+            tracing::warn!(path = %path, error = %err,
+                "changed by another writer; nothing was overwritten");
+            Self::WriteConflict(path.to_string())
+        } else {
+            tracing::error!(path = %path, error = %err, "upload failed: the store refused the change");
+            Self::from_store(&path.to_string(), err)
+        }
+    }
+
+    /// Converts a store error about `path` from a creation (`If-None-Match: *`): a 412
+    /// means the key appeared meanwhile ([`Exists`](Self::Exists), `EEXIST`).
+    pub(crate) fn from_create(path: &dyn std::fmt::Display, err: StoreError) -> Self {
+        if err.kind == StoreErrorKind::PreconditionFailed {
+            tracing::info!(path = %path, "created by another writer meanwhile");
+            Self::Exists(path.to_string())
+        } else {
+            tracing::warn!(path = %path, error = %err, "the store refused a creation");
+            Self::from_store(&path.to_string(), err)
+        }
+    }
 }
 
 impl From<VfsError> for std::io::Error {
     fn from(err: VfsError) -> Self {
         let errno = err.errno();
         std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), err)
-    }
-}
-
-/// Maps a failed conditional replacement (412) to [`VfsError::WriteConflict`].
-pub(crate) fn write_error(path: &dyn std::fmt::Display, err: StoreError) -> VfsError {
-    if err.kind == StoreErrorKind::PreconditionFailed {
-        tracing::warn!(path = %path, error = %err, "changed by another writer; nothing was overwritten");
-        VfsError::WriteConflict(path.to_string())
-    } else {
-        tracing::warn!(path = %path, error = %err, "store refused a change");
-        VfsError::from_store(&path.to_string(), err)
-    }
-}
-
-/// Maps a failed conditional creation (412: the key appeared meanwhile) to `EEXIST`.
-pub(crate) fn create_error(path: &dyn std::fmt::Display, err: StoreError) -> VfsError {
-    if err.kind == StoreErrorKind::PreconditionFailed {
-        tracing::info!(path = %path, "created by another writer meanwhile");
-        VfsError::Exists(path.to_string())
-    } else {
-        tracing::warn!(path = %path, error = %err, "store refused a creation");
-        VfsError::from_store(&path.to_string(), err)
     }
 }

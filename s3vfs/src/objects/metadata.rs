@@ -14,7 +14,6 @@
 use super::copy::ObjectCopy;
 use crate::attrs::PosixMeta;
 use crate::core::Core;
-use crate::error::write_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
@@ -101,7 +100,7 @@ impl Core {
                 condition,
             })
             .await
-            .map_err(|e| write_error(path, e))?;
+            .map_err(|e| VfsError::from_write(path, e))?;
         let new_etag = copied.etag.or(head.etag.clone());
         let replaced = head.etag.clone();
         let stat = Stat::from_head(&ObjectMeta {
@@ -146,7 +145,7 @@ impl Core {
             .store
             .put(&key, Bytes::new(), options)
             .await
-            .map_err(|e| write_error(path, e))?;
+            .map_err(|e| VfsError::from_write(path, e))?;
         Ok(Stat::marker(
             PosixMeta::from_user_metadata(&metadata),
             put.etag,

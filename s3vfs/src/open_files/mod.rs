@@ -251,16 +251,6 @@ impl FileState {
     }
 }
 
-fn store_err(path: &FsPath, err: StoreError) -> VfsError {
-    if err.kind == StoreErrorKind::PreconditionFailed {
-        tracing::error!(path = %path, error = %err, "upload refused: the object was changed by another writer");
-        VfsError::WriteConflict(path.to_string())
-    } else {
-        tracing::error!(path = %path, error = %err, "upload failed");
-        VfsError::from_store(path.as_str(), err)
-    }
-}
-
 impl OpenFiles {
     /// The stat of `path` while an open file there has changes not yet in the store.
     pub(crate) fn open_file_stat(&self, path: &FsPath) -> Option<Stat> {

@@ -2,7 +2,7 @@
 //! file with local changes from its three sources (written bytes, the version it builds
 //! on, zeros).
 
-use super::{store_err, FileState, OpenFile, OpenFiles};
+use super::{FileState, OpenFile, OpenFiles};
 use crate::error::{VfsError, VfsResult};
 use crate::read::Prefetcher;
 use crate::store::{ByteRange, GetRequest, StoreError, StoreErrorKind};
@@ -119,7 +119,7 @@ impl OpenFiles {
                     if_match: etag,
                 };
                 let fetched = async { self.core.store.get(request).await?.collect().await };
-                let bytes = fetched.await.map_err(|e| store_err(&path, e))?;
+                let bytes = fetched.await.map_err(|e| VfsError::from_write(&path, e))?;
                 if bytes.len() as u64 != base_end - s {
                     return Err(VfsError::Io(StoreError::new(
                         StoreErrorKind::Other,

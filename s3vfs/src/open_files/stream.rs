@@ -1,7 +1,7 @@
 //! The streamed upload of a file written sequentially: full parts go up as the writer
 //! goes, at most `upload_concurrency` in flight; the last part and the completion at flush.
 
-use super::{store_err, FileState, OpenFile, OpenFiles};
+use super::{FileState, OpenFile, OpenFiles};
 use crate::error::{VfsError, VfsResult};
 use crate::recovery::UploadRecord;
 use crate::store::multipart::{self, MultipartUpload, PartSource};
@@ -138,7 +138,7 @@ impl OpenFiles {
                 let upload =
                     MultipartUpload::begin(Arc::clone(&self.core.store), key.clone(), options)
                         .await
-                        .map_err(|e| store_err(&file.path(), e))?;
+                        .map_err(|e| VfsError::from_write(&file.path(), e))?;
                 stream.record = upload.id().and_then(|id| self.core.record_upload(&key, id));
                 stream.upload = Some(upload);
             }
@@ -167,7 +167,7 @@ impl OpenFiles {
         stream
             .reap_finished()
             .await
-            .map_err(|e| store_err(&file.path(), e))
+            .map_err(|e| VfsError::from_write(&file.path(), e))
     }
 
     /// Aborts a stream's multipart upload in the background.
@@ -196,7 +196,7 @@ impl OpenFiles {
                 .store
                 .put(key, body, options)
                 .await
-                .map_err(|e| store_err(&path, e))?;
+                .map_err(|e| VfsError::from_write(&path, e))?;
             return Ok(done.etag);
         };
         if !stream.buffer.is_empty() {
@@ -214,14 +214,14 @@ impl OpenFiles {
             Ok(parts) => parts,
             Err(err) => {
                 self.abort_stream(key, stream);
-                return Err(store_err(&path, err));
+                return Err(VfsError::from_write(&path, err));
             }
         };
         // A failed completion drops (aborts) the upload.
         let done = upload
             .complete(parts, condition)
             .await
-            .map_err(|e| store_err(&path, e))?;
+            .map_err(|e| VfsError::from_write(&path, e))?;
         Ok(done.etag)
     }
 }

@@ -2,7 +2,7 @@
 //! metadata of a replaced object), a finished stream, or a staged upload that copies the
 //! unchanged ranges of the old object server-side.
 
-use super::{store_err, Base, FileState, OpenFile, OpenFiles};
+use super::{Base, FileState, OpenFile, OpenFiles};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
@@ -45,7 +45,7 @@ impl OpenFiles {
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 return Ok(self.core.new_object_options(posix))
             }
-            Err(e) => return Err(store_err(&self.core.path_of_key(key), e)),
+            Err(e) => return Err(VfsError::from_write(&self.core.path_of_key(key), e)),
         };
         let mut user_metadata = head.user_metadata;
         PosixMeta {
@@ -201,7 +201,7 @@ impl OpenFiles {
                 .store
                 .put(&key, body, options)
                 .await
-                .map_err(|e| store_err(&path, e))?;
+                .map_err(|e| VfsError::from_write(&path, e))?;
             return Ok(done.etag);
         }
         // Server-side copies of old ranges are safe only when the completion is pinned to
@@ -209,7 +209,7 @@ impl OpenFiles {
         let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
         let upload = MultipartUpload::begin(Arc::clone(&self.core.store), key.clone(), options)
             .await
-            .map_err(|e| store_err(&path, e))?;
+            .map_err(|e| VfsError::from_write(&path, e))?;
         let _record = upload.id().and_then(|id| self.core.record_upload(&key, id));
         let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
             .map(|i| {
@@ -236,7 +236,7 @@ impl OpenFiles {
                     upload
                         .part(number, source)
                         .await
-                        .map_err(|e| store_err(path, e))
+                        .map_err(|e| VfsError::from_write(path, e))
                 }
             })
             .buffered(self.core.config.upload_concurrency.max(1))
@@ -253,7 +253,7 @@ impl OpenFiles {
         let completed = upload
             .complete(parts, condition)
             .await
-            .map_err(|e| store_err(&path, e))?;
+            .map_err(|e| VfsError::from_write(&path, e))?;
         Ok(completed.etag)
     }
 }

@@ -9,7 +9,6 @@
 
 use super::Ops;
 use crate::attrs::PosixMeta;
-use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FsPath, Namespace};
@@ -51,7 +50,7 @@ impl Ops<'_> {
             .store
             .put(&key, Bytes::new(), options)
             .await
-            .map_err(|e| create_error(&path, e))?;
+            .map_err(|e| VfsError::from_create(&path, e))?;
         let stat = Stat::marker(posix, put.etag, SystemTime::now());
         self.core.meta.put(&path, stat.clone());
         let ino = self.core.inodes.lookup(&path, FileKind::Directory);

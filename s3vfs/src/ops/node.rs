@@ -10,7 +10,6 @@
 
 use super::Ops;
 use crate::attrs::{kind_of_mode, MAX_SYMLINK_TARGET, S_IFMT};
-use crate::error::create_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
@@ -124,7 +123,7 @@ impl Ops<'_> {
             .store
             .put(&key, node.body, options.clone())
             .await
-            .map_err(|e| create_error(&path, e))?;
+            .map_err(|e| VfsError::from_create(&path, e))?;
         let stat = Stat::from_head(&ObjectMeta {
             key,
             size,

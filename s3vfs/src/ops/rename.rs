@@ -8,7 +8,6 @@
 //! lookups in case only our cached view was old. Directories are moved by `tree`.
 
 use super::Ops;
-use crate::error::write_error;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
@@ -181,7 +180,7 @@ impl Ops<'_> {
                 condition,
             })
             .await
-            .map_err(|e| write_error(dst, e))?;
+            .map_err(|e| VfsError::from_write(dst, e))?;
         let copies = Copies::from([(dst_key, (source_etag, copied.etag.clone()))]);
         let moved = Stat {
             etag: copied.etag,
