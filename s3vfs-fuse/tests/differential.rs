@@ -25,7 +25,6 @@ mod common;
 
 use common::{assert_same_tree, read_at, snapshot, test_with_every_cache, CacheSetting, TestMount};
 use s3vfs::store::Capabilities;
-use s3vfs::FsConfig;
 use s3vfs_testkit::MemStore;
 use std::ffi::CString;
 use std::fmt;
@@ -582,10 +581,7 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
         min_part_size: DIFF_PART,
         ..Capabilities::default()
     });
-    let config = FsConfig {
-        write_part_size: DIFF_PART,
-        ..common::write_config()
-    };
+    let config = common::write_config().with_write_part_size(DIFF_PART);
     let mount = TestMount::cached(store, config, cache);
     let mut local = Side {
         root: local_dir.path().to_owned(),

@@ -388,10 +388,7 @@ async fn malformed_list_pages_come_through_as_sent_and_fail_a_directory_rename()
     assert_eq!(again.next_continuation_token, Some(token));
 
     // The file system over the SDK refuses to act on part of the directory.
-    let config = FsConfig {
-        list_page_size: 2,
-        ..FsConfig::default()
-    };
+    let config = FsConfig::default().with_list_page_size(2);
     let fs = S3Fs::new(Arc::new(f.store.clone()), config);
     fs.lookup(Ino::ROOT, OsStr::new("d")).await.unwrap();
     f.faults

@@ -14,7 +14,11 @@ use std::time::Duration;
 ///     .with_metadata_ttl(Duration::from_secs(5));
 /// assert_eq!(config.prefix, "datasets/2026/");
 /// ```
+///
+/// New settings may be added in any release: build one from [`FsConfig::default`] and the
+/// `with_*` methods (or assign fields of a default), not with a struct literal.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsConfig {
     /// Key prefix the file system is rooted at: `""` for the whole bucket, otherwise a
     /// prefix ending with `/`. No key outside it is ever read or written.
@@ -96,6 +100,7 @@ pub struct FsConfig {
 /// assert!(config.data_cache.is_enabled());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DataCacheConfig {
     /// Bytes of blocks kept in memory (0: no memory cache).
     pub memory_bytes: u64,
@@ -267,6 +272,96 @@ impl FsConfig {
     /// Sets the data cache.
     pub fn with_data_cache(mut self, data_cache: DataCacheConfig) -> Self {
         self.data_cache = data_cache;
+        self
+    }
+
+    /// How long "no such file" is remembered (see [`negative_ttl`](Self::negative_ttl)).
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Sets the keys per LIST page (1 to 1000, S3's cap).
+    pub fn with_list_page_size(mut self, keys: u32) -> Self {
+        self.list_page_size = keys.clamp(1, 1000);
+        self
+    }
+
+    /// Sets the block size `stat` and `statfs` report.
+    pub fn with_block_size(mut self, bytes: u32) -> Self {
+        self.block_size = bytes.max(1);
+        self
+    }
+
+    /// Allows or refuses deletes (see [`allow_delete`](Self::allow_delete)).
+    pub fn with_allow_delete(mut self, allow: bool) -> Self {
+        self.allow_delete = allow;
+        self
+    }
+
+    /// Allows or refuses changes to existing objects (see [`allow_overwrite`](Self::allow_overwrite)).
+    pub fn with_allow_overwrite(mut self, allow: bool) -> Self {
+        self.allow_overwrite = allow;
+        self
+    }
+
+    /// Uploads without conditions (see [`last_writer_wins`](Self::last_writer_wins)).
+    pub fn with_last_writer_wins(mut self, on: bool) -> Self {
+        self.last_writer_wins = on;
+        self
+    }
+
+    /// Sets the storage class of new objects (`None`: the bucket's default).
+    pub fn with_storage_class(mut self, class: Option<String>) -> Self {
+        self.storage_class = class;
+        self
+    }
+
+    /// Sets the server-side encryption of new objects.
+    pub fn with_sse(mut self, sse: Option<ServerSideEncryption>) -> Self {
+        self.sse = sse;
+        self
+    }
+
+    /// Sets the size of one uploaded part (grown to fit the store's part limit).
+    pub fn with_write_part_size(mut self, bytes: u64) -> Self {
+        self.write_part_size = bytes.max(1);
+        self
+    }
+
+    /// Sets how many parts of one file are uploaded (or copied) at once.
+    pub fn with_upload_concurrency(mut self, parts: usize) -> Self {
+        self.upload_concurrency = parts.max(1);
+        self
+    }
+
+    /// Sets the directory of staging files (`None`: the system temporary directory).
+    pub fn with_staging_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.staging_dir = dir;
+        self
+    }
+
+    /// Caps the bytes of staging files on disk at once, across all files.
+    pub fn with_staging_cap(mut self, bytes: u64) -> Self {
+        self.staging_cap = bytes;
+        self
+    }
+
+    /// Sets where files that could not be uploaded are kept (`None`: in the staging directory).
+    pub fn with_recovery_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.recovery_dir = dir;
+        self
+    }
+
+    /// Sets how many objects are copied or deleted at once in a directory rename or removal.
+    pub fn with_rename_concurrency(mut self, objects: usize) -> Self {
+        self.rename_concurrency = objects.max(1);
+        self
+    }
+
+    /// Sets the bytes of read-ahead and upload buffers held at once across all open files.
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
         self
     }
 }

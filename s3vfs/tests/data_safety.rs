@@ -27,14 +27,12 @@ fn store() -> MemStore {
 }
 
 fn config() -> FsConfig {
-    FsConfig {
-        write_part_size: PART,
+    FsConfig::default()
+        .with_write_part_size(PART)
         // Failures these tests provoke keep files: under the target directory, not /tmp.
-        recovery_dir: Some(
+        .with_recovery_dir(Some(
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("data-safety-recovery"),
-        ),
-        ..FsConfig::default()
-    }
+        ))
 }
 
 fn pattern(len: usize, seed: u8) -> Bytes {
@@ -430,10 +428,7 @@ async fn a_truncate_up_to_many_parts_stores_zeros() {
 }
 
 fn with_recovery(dir: &std::path::Path) -> FsConfig {
-    FsConfig {
-        recovery_dir: Some(dir.join("recovery")),
-        ..config()
-    }
+    config().with_recovery_dir(Some(dir.join("recovery")))
 }
 
 fn store_down() -> StoreError {

@@ -10,10 +10,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 
 fn rw() -> FsConfig {
-    FsConfig {
-        read_only: false,
-        ..FsConfig::default()
-    }
+    FsConfig::default().with_read_only(false)
 }
 
 fn os(s: &str) -> &OsStr {

@@ -18,10 +18,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 fn rw() -> FsConfig {
-    FsConfig {
-        read_only: false,
-        ..FsConfig::default()
-    }
+    FsConfig::default().with_read_only(false)
 }
 
 fn mount_with(store: Arc<dyn ObjectStore>, config: FsConfig) -> Arc<S3Fs> {
@@ -441,10 +438,7 @@ async fn rename_of_a_large_file_copies_parts() {
     let mut options = with_mtime(1_234_567_890);
     options.content_type = Some("application/x-big".to_owned());
     store.insert_with("big.bin", data.clone(), options);
-    let config = FsConfig {
-        write_part_size: MIB as u64,
-        ..rw()
-    };
+    let config = rw().with_write_part_size(MIB as u64);
     let (fs, counting) = counted(&store, config);
     fs.rename(Ino::ROOT, os("big.bin"), Ino::ROOT, os("moved.bin"), false)
         .await
@@ -472,13 +466,7 @@ async fn a_failed_part_copy_aborts_and_keeps_the_source() {
     store.insert("big", pattern(3 * MIB));
     let fault = FaultStore::new(Arc::new(store.clone()));
     fault.fail_nth(Op::UploadPartCopy, 2, injected());
-    let fs = mount_with(
-        Arc::new(fault),
-        FsConfig {
-            write_part_size: 512 * KIB as u64,
-            ..rw()
-        },
-    );
+    let fs = mount_with(Arc::new(fault), rw().with_write_part_size(512 * KIB as u64));
     assert_eq!(
         errno(
             fs.rename(Ino::ROOT, os("big"), Ino::ROOT, os("b2"), false)
@@ -845,13 +833,7 @@ async fn chmod_keeps_an_unknown_mtime_and_works_on_large_objects() {
     store.insert("big", data.clone());
     let modified = UNIX_EPOCH + Duration::from_secs(1_400_000_000);
     store.set_last_modified("big", modified);
-    let (fs, counting) = counted(
-        &store,
-        FsConfig {
-            write_part_size: MIB as u64,
-            ..rw()
-        },
-    );
+    let (fs, counting) = counted(&store, rw().with_write_part_size(MIB as u64));
     let big = ino(&fs, "big").await;
     counting.reset();
     let entry = fs
@@ -1156,13 +1138,7 @@ async fn guard_rails_refuse_deletes_and_overwrites() {
     store.insert("f", "f");
     store.insert("g", "g");
     store.insert("e/", "");
-    let no_delete = mount_with(
-        Arc::new(store.clone()),
-        FsConfig {
-            allow_delete: false,
-            ..rw()
-        },
-    );
+    let no_delete = mount_with(Arc::new(store.clone()), rw().with_allow_delete(false));
     let before = snapshot(&store);
     assert_eq!(
         errno(no_delete.unlink(Ino::ROOT, os("f")).await),
@@ -1185,13 +1161,7 @@ async fn guard_rails_refuse_deletes_and_overwrites() {
     store.remove("new/");
     assert_eq!(snapshot(&store), before);
 
-    let no_overwrite = mount_with(
-        Arc::new(store.clone()),
-        FsConfig {
-            allow_overwrite: false,
-            ..rw()
-        },
-    );
+    let no_overwrite = mount_with(Arc::new(store.clone()), rw().with_allow_overwrite(false));
     let f = ino(&no_overwrite, "f").await;
     let chmod = SetAttr {
         mode: Some(0o600),

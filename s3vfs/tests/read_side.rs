@@ -129,10 +129,7 @@ async fn readdir_offsets_resume_and_rewind() {
     }
     let fs = s3vfs::S3Fs::new(
         Arc::new(store.clone()),
-        FsConfig {
-            list_page_size: 7,
-            ..FsConfig::default()
-        },
+        FsConfig::default().with_list_page_size(7),
     );
     let dir = fs
         .lookup(Ino::ROOT, OsStr::new("d"))
@@ -390,7 +387,8 @@ proptest! {
         }
         let prefix = if prefixed { "a/" } else { "" };
         let expected = expected_tree(objects.iter().map(|(k, v)| (k.as_str(), v)), prefix);
-        let config = FsConfig { list_page_size: page, ..FsConfig::default().with_prefix(prefix) };
+        let config = FsConfig::default().with_prefix(prefix)
+            .with_list_page_size(page);
         let vfs = vfs_over(&store, config);
         let seen = runtime.block_on(walk(&vfs)).unwrap();
         prop_assert_eq!(seen, expected);
@@ -556,10 +554,9 @@ async fn a_tiny_memory_budget_slows_reads_but_keeps_them_correct() {
     for (i, data) in files.iter().enumerate() {
         store.insert(format!("f{i}"), data.clone());
     }
-    let config = FsConfig {
-        memory_budget: 512 * 1024,
-        ..FsConfig::default().with_read_ahead(256 * 1024, 256 * 1024, 1024 * 1024)
-    };
+    let config = FsConfig::default()
+        .with_read_ahead(256 * 1024, 256 * 1024, 1024 * 1024)
+        .with_memory_budget(512 * 1024);
     let vfs = vfs_over(&store, config);
     let mut handles = Vec::new();
     for i in 0..files.len() {

@@ -371,11 +371,10 @@ fn bucket() -> MemStore {
 
 /// The mount's settings in these checks: cached answers stay cached, parts of [`PART`].
 fn config() -> FsConfig {
-    FsConfig {
-        write_part_size: PART,
-        recovery_dir: Some(recovery_dir()),
-        ..FsConfig::default().with_metadata_ttl(LONG_TTL)
-    }
+    FsConfig::default()
+        .with_metadata_ttl(LONG_TTL)
+        .with_write_part_size(PART)
+        .with_recovery_dir(Some(recovery_dir()))
 }
 
 /// Where these checks' file systems keep what they could not upload: under the target
@@ -403,17 +402,11 @@ fn read_only() -> FsConfig {
 }
 
 fn no_delete() -> FsConfig {
-    FsConfig {
-        allow_delete: false,
-        ..config()
-    }
+    config().with_allow_delete(false)
 }
 
 fn no_overwrite() -> FsConfig {
-    FsConfig {
-        allow_overwrite: false,
-        ..config()
-    }
+    config().with_allow_overwrite(false)
 }
 
 /// Object options carrying the s3fs headers `meta` (name, value).
@@ -1045,13 +1038,7 @@ async fn failures_are_returned_and_logged(seen: Errnos) {
     recovery.discard(entry).unwrap();
     // Streamed past the staging cap: the failure is logged as a loss, and every later
     // fsync or close of the file reports it again.
-    let capped = Mount::new(
-        &store,
-        FsConfig {
-            staging_cap: 0,
-            ..config()
-        },
-    );
+    let capped = Mount::new(&store, config().with_staging_cap(0));
     let (ino, handle) = capped.create("s").await;
     capped
         .write(ino, handle, 0, &pattern(3 * PART as usize, 4))
@@ -1125,10 +1112,7 @@ async fn nothing_discarded(_: Errnos) {
     let dir = tempfile::tempdir().unwrap();
     let m = Mount::new(
         &store,
-        FsConfig {
-            recovery_dir: Some(dir.path().join("r")),
-            ..config()
-        },
+        config().with_recovery_dir(Some(dir.path().join("r"))),
     );
     // Written after the last flush (mmap write-back): uploaded by the release.
     let (ino, handle) = m.create("mapped").await;
@@ -1255,13 +1239,7 @@ async fn no_lost_update(seen: Errnos) {
     seen.refuses(two.close(ino2, h2).await, libc::EIO);
     assert_eq!(&store.get_bytes("new").unwrap()[..], b"one");
     // Unless the last writer wins.
-    let last = Mount::new(
-        &store,
-        FsConfig {
-            last_writer_wins: true,
-            ..config()
-        },
-    );
+    let last = Mount::new(&store, config().with_last_writer_wins(true));
     let (ino, handle) = last.open("k", truncating()).await;
     store.insert("k", "changed meanwhile");
     last.write(ino, handle, 0, &Bytes::from_static(b"last"))
@@ -1681,13 +1659,7 @@ async fn write(seen: Errnos) {
         libc::EBADF,
     );
     m.fs.release(ino, handle).await.unwrap();
-    let capped = Mount::new(
-        &store,
-        FsConfig {
-            staging_cap: 0,
-            ..config()
-        },
-    );
+    let capped = Mount::new(&store, config().with_staging_cap(0));
     let (ino, handle) = capped.open("existing", writing()).await;
     seen.refuses(
         capped
@@ -2884,13 +2856,7 @@ async fn malformed_list_pages(seen: Errnos) {
         (ListFault::RepeatedToken, vec![(Op::List, 2), (Op::Head, 1)]),
     ] {
         let store = filled(&keys);
-        let m = Mount::new(
-            &store,
-            FsConfig {
-                list_page_size: 2,
-                ..config()
-            },
-        );
+        let m = Mount::new(&store, config().with_list_page_size(2));
         m.cache(&["d", "moved"]).await;
         // Enough broken pages that a loop following the tokens would go on for long.
         m.faults.break_next_list_pages(100, fault);

@@ -23,14 +23,12 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 }
 
 fn config() -> FsConfig {
-    FsConfig {
-        write_part_size: 5 * MIB as u64,
+    FsConfig::default()
+        .with_write_part_size(5 * MIB as u64)
         // Failures these tests provoke keep files: under the target directory, not /tmp.
-        recovery_dir: Some(
+        .with_recovery_dir(Some(
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("write-path-recovery"),
-        ),
-        ..FsConfig::default()
-    }
+        ))
 }
 
 fn rw() -> OpenFlags {
@@ -309,10 +307,7 @@ async fn two_machines_never_both_overwrite_successfully() {
 async fn last_writer_wins_when_asked() {
     let store = MemStore::new();
     store.insert("shared", "v0");
-    let lww = FsConfig {
-        last_writer_wins: true,
-        ..config()
-    };
+    let lww = config().with_last_writer_wins(true);
     let a = S3Fs::new(Arc::new(store.clone()), lww.clone());
     let b = S3Fs::new(Arc::new(store.clone()), lww);
     let (ia, ha) = open(&a, "shared", rw()).await;
@@ -448,10 +443,7 @@ async fn a_failed_streamed_upload_reports_on_close() {
 async fn staging_cap_limits_random_writes_but_not_streams() {
     let store = MemStore::new();
     store.insert("existing", pattern(MIB, 1));
-    let small = FsConfig {
-        staging_cap: 64 * 1024,
-        ..config()
-    };
+    let small = config().with_staging_cap(64 * 1024);
     let fs = S3Fs::new(Arc::new(store.clone()), small);
     let (ino, h) = open(&fs, "existing", rw()).await;
     let err = fs
@@ -481,10 +473,7 @@ async fn part_size_grows_to_fit_the_part_limit() {
     let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
     let fs = S3Fs::new(
         counting.clone(),
-        FsConfig {
-            write_part_size: 64 * 1024,
-            ..FsConfig::default()
-        },
+        FsConfig::default().with_write_part_size(64 * 1024),
     );
     let (ino, h) = open(&fs, "f", rw()).await;
     write_all(&fs, ino, h, 0, b"x", 1).await;
@@ -538,10 +527,7 @@ async fn read_only_and_guard_rails_refuse_writes() {
     assert_eq!(err.errno(), libc::EROFS);
     let guarded = S3Fs::new(
         Arc::new(store.clone()),
-        FsConfig {
-            allow_overwrite: false,
-            ..config()
-        },
+        config().with_allow_overwrite(false),
     );
     let ino = guarded
         .lookup(Ino::ROOT, OsStr::new("keep"))

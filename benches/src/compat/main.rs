@@ -185,12 +185,10 @@ async fn run(args: Args) -> Result<bool> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let config = FsConfig {
-        prefix: format!("s3vfs-compat-{run_id}/"),
-        write_part_size: PART_SIZE,
-        last_writer_wins: args.no_conditional_writes,
-        ..FsConfig::default()
-    };
+    let config = FsConfig::default()
+        .with_prefix(&format!("s3vfs-compat-{run_id}/"))
+        .with_write_part_size(PART_SIZE)
+        .with_last_writer_wins(args.no_conditional_writes);
     let store: Arc<dyn ObjectStore> = Arc::new(endpoint.store.clone());
     let ctx = Ctx {
         store: Arc::clone(&store),

@@ -44,13 +44,13 @@ pub const WRITE_PART_SIZE: u64 = 5 * MIB;
 
 /// The file system configuration of the write tests: writable, with small upload parts.
 pub fn write_config() -> FsConfig {
-    FsConfig {
-        write_part_size: WRITE_PART_SIZE,
-        upload_concurrency: 4,
+    FsConfig::default()
+        .with_write_part_size(WRITE_PART_SIZE)
+        .with_upload_concurrency(4)
         // Failures these tests provoke keep files: under the target directory, not /tmp.
-        recovery_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-recovery")),
-        ..FsConfig::default()
-    }
+        .with_recovery_dir(Some(
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-recovery"),
+        ))
 }
 
 /// Block size of the tests' data caches, in bytes: small, so that reads cross many block
