@@ -352,7 +352,7 @@ fn main() -> ExitCode {
     s3vfs_fuse::local::disable_instance_metadata();
     // The allocator setting the s3vfs binary uses; the raw reference runs in this
     // process too, so every reader here shares it.
-    s3vfs::malloc::tune_for_streaming();
+    s3vfs_fuse::malloc::tune_for_streaming();
     let args = Args::parse();
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -460,9 +460,9 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
     ));
     report.notes.push(format!(
         "allocator: glibc malloc with mmap threshold {} MiB, trim threshold {} MiB in this \
-         process and the s3vfs binary (s3vfs::malloc::tune_for_streaming)",
-        s3vfs::malloc::MMAP_THRESHOLD >> 20,
-        s3vfs::malloc::TRIM_THRESHOLD >> 20
+         process and the s3vfs binary (s3vfs_fuse::malloc::tune_for_streaming)",
+        s3vfs_fuse::malloc::MMAP_THRESHOLD >> 20,
+        s3vfs_fuse::malloc::TRIM_THRESHOLD >> 20
     ));
     report.notes.push(format!(
         "sizes: object {}, create {} files, ls {} entries, rename {} files, random reads {} s \

@@ -799,7 +799,7 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         // `ls -l` asks for security.* and system.* names of every entry: the core keeps
         // no name outside `user.`, so answer at once, without a task. ENOTSUP (as the
         // core answers) tells `ls` the file system has none, and it stops asking.
-        if !s3vfs::attrs::is_user_xattr(name.as_bytes()) {
+        if !s3vfs::vfs::is_user_xattr(name.as_bytes()) {
             reply.error(Errno::from_i32(libc::ENOTSUP));
             return;
         }

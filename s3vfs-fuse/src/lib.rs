@@ -23,6 +23,7 @@
 
 pub mod adapter;
 pub mod local;
+pub mod malloc;
 pub mod mount;
 
 pub use adapter::{AdapterConfig, FuseAdapter};

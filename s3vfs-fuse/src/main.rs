@@ -406,8 +406,8 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
-    // Before any thread allocates: reuse freed receive buffers (see s3vfs::malloc).
-    s3vfs::malloc::tune_for_streaming();
+    // Before any thread allocates: reuse freed receive buffers (see s3vfs_fuse::malloc).
+    s3vfs_fuse::malloc::tune_for_streaming();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),

@@ -458,7 +458,7 @@ impl ModelFs {
 /// Applies `op` to the file system under test (`vfs`) or, for the other client's
 /// operations, to its bucket `store`; the errno on failure.
 pub async fn apply_to_vfs(vfs: &S3Vfs, store: &crate::MemStore, op: &FsOp) -> Result<(), i32> {
-    use s3vfs::client::OpenOptions;
+    use s3vfs::OpenOptions;
     let errno = |e: s3vfs::VfsError| e.errno();
     match op {
         FsOp::Write { path, data } => vfs.write(path, data.clone()).await.map_err(errno),

@@ -14,40 +14,40 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// User-metadata name of the mode (`x-amz-meta-mode`).
-pub const META_MODE: &str = "mode";
+pub(crate) const META_MODE: &str = "mode";
 /// User-metadata name of the owner.
-pub const META_UID: &str = "uid";
+pub(crate) const META_UID: &str = "uid";
 /// User-metadata name of the group.
-pub const META_GID: &str = "gid";
+pub(crate) const META_GID: &str = "gid";
 /// User-metadata name of the modification time.
-pub const META_MTIME: &str = "mtime";
+pub(crate) const META_MTIME: &str = "mtime";
 /// User-metadata name of a device's number (`x-amz-meta-rdev`).
-pub const META_RDEV: &str = "rdev";
+pub(crate) const META_RDEV: &str = "rdev";
 
 /// File-type bits of a mode.
-pub const S_IFMT: u32 = 0o170000;
+pub(crate) const S_IFMT: u32 = 0o170000;
 /// Type bits of a symbolic link.
-pub const S_IFLNK: u32 = 0o120000;
+pub(crate) const S_IFLNK: u32 = 0o120000;
 /// Type bits of a regular file.
-pub const S_IFREG: u32 = 0o100000;
+pub(crate) const S_IFREG: u32 = 0o100000;
 /// Type bits of a directory.
-pub const S_IFDIR: u32 = 0o040000;
+pub(crate) const S_IFDIR: u32 = 0o040000;
 /// Type bits of a named pipe.
-pub const S_IFIFO: u32 = 0o010000;
+pub(crate) const S_IFIFO: u32 = 0o010000;
 /// Type bits of a character device.
-pub const S_IFCHR: u32 = 0o020000;
+pub(crate) const S_IFCHR: u32 = 0o020000;
 /// Type bits of a block device.
-pub const S_IFBLK: u32 = 0o060000;
+pub(crate) const S_IFBLK: u32 = 0o060000;
 /// Type bits of a unix domain socket.
-pub const S_IFSOCK: u32 = 0o140000;
+pub(crate) const S_IFSOCK: u32 = 0o140000;
 
 /// Longest symbolic-link target in bytes (PATH_MAX less the NUL): objects at least this
 /// large cannot be symbolic links.
-pub const MAX_SYMLINK_TARGET: u64 = 4095;
+pub(crate) const MAX_SYMLINK_TARGET: u64 = 4095;
 
 /// Attributes found in (or to be written to) an object's metadata.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PosixMeta {
+pub(crate) struct PosixMeta {
     /// Full `st_mode` (type and permission bits).
     pub mode: Option<u32>,
     /// Owner.
@@ -62,7 +62,7 @@ pub struct PosixMeta {
 
 impl PosixMeta {
     /// Reads the s3fs headers from user metadata; malformed values are ignored.
-    pub fn from_user_metadata(metadata: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn from_user_metadata(metadata: &BTreeMap<String, String>) -> Self {
         let number = |name: &str| {
             metadata
                 .get(name)
@@ -83,7 +83,7 @@ impl PosixMeta {
     }
 
     /// Writes the set attributes into user metadata (the others are left as they are).
-    pub fn write_to(&self, metadata: &mut BTreeMap<String, String>) {
+    pub(crate) fn write_to(&self, metadata: &mut BTreeMap<String, String>) {
         if let Some(mode) = self.mode {
             metadata.insert(META_MODE.to_owned(), mode.to_string());
         }
@@ -106,12 +106,12 @@ impl PosixMeta {
     }
 
     /// What the mode says the object is, if it says.
-    pub fn kind(&self) -> Option<FileKind> {
+    pub(crate) fn kind(&self) -> Option<FileKind> {
         kind_of_mode(self.mode?)
     }
 
     /// Permission bits, if a mode is set.
-    pub fn perm(&self) -> Option<u16> {
+    pub(crate) fn perm(&self) -> Option<u16> {
         self.mode.map(|m| (m & 0o7777) as u16)
     }
 }
@@ -124,7 +124,7 @@ pub fn is_user_xattr(name: &[u8]) -> bool {
 }
 
 /// The kind the type bits of `mode` name, if they name one.
-pub fn kind_of_mode(mode: u32) -> Option<FileKind> {
+pub(crate) fn kind_of_mode(mode: u32) -> Option<FileKind> {
     match mode & S_IFMT {
         S_IFLNK => Some(FileKind::Symlink),
         S_IFDIR => Some(FileKind::Directory),
@@ -138,7 +138,7 @@ pub fn kind_of_mode(mode: u32) -> Option<FileKind> {
 }
 
 /// The `st_mode` type bits of `kind`.
-pub fn type_bits(kind: FileKind) -> u32 {
+pub(crate) fn type_bits(kind: FileKind) -> u32 {
     match kind {
         FileKind::File => S_IFREG,
         FileKind::Directory => S_IFDIR,

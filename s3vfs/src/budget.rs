@@ -15,7 +15,7 @@ const UNIT: u64 = 64 * 1024;
 
 /// The shared budget. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct MemoryBudget {
+pub(crate) struct MemoryBudget {
     all: Arc<Semaphore>,
     read_ahead: Arc<Semaphore>,
     total_units: u32,
@@ -23,7 +23,7 @@ pub struct MemoryBudget {
 
 /// Bytes reserved from the budget, given back on drop.
 #[derive(Debug)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     _all: OwnedSemaphorePermit,
     _read_ahead: Option<OwnedSemaphorePermit>,
 }
@@ -34,7 +34,7 @@ fn units(bytes: u64) -> u32 {
 
 impl MemoryBudget {
     /// A budget of `bytes`.
-    pub fn new(bytes: u64) -> Self {
+    pub(crate) fn new(bytes: u64) -> Self {
         let total = units(bytes).min(Semaphore::MAX_PERMITS as u32);
         Self {
             all: Arc::new(Semaphore::new(total as usize)),
@@ -44,7 +44,7 @@ impl MemoryBudget {
     }
 
     /// Reserves `bytes` of read-ahead if the budget has room now.
-    pub fn try_read_ahead(&self, bytes: u64) -> Option<Reservation> {
+    pub(crate) fn try_read_ahead(&self, bytes: u64) -> Option<Reservation> {
         let n = units(bytes);
         let read_ahead = Arc::clone(&self.read_ahead)
             .try_acquire_many_owned(n)
@@ -57,7 +57,7 @@ impl MemoryBudget {
     }
 
     /// Reserves `bytes` for an upload buffer, waiting until the budget has room.
-    pub async fn reserve(&self, bytes: u64) -> Reservation {
+    pub(crate) async fn reserve(&self, bytes: u64) -> Reservation {
         let n = units(bytes).min(self.total_units);
         loop {
             if let Ok(all) = Arc::clone(&self.all).acquire_many_owned(n).await {
@@ -72,7 +72,8 @@ impl MemoryBudget {
     }
 
     /// Bytes not reserved now.
-    pub fn available(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> u64 {
         self.all.available_permits() as u64 * UNIT
     }
 }

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 
 /// One item of a merged listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listed {
+pub(crate) enum Listed {
     /// A file `name` backed by the object.
     File(String, ListedObject),
     /// A subdirectory `name`.
@@ -32,7 +32,7 @@ pub enum Listed {
 
 /// Turns successive LIST pages of one directory into entries.
 #[derive(Debug)]
-pub struct ListingMerger {
+pub(crate) struct ListingMerger {
     dir_prefix: String,
     /// Files waiting to learn whether a directory of the same name follows.
     held: VecDeque<(String, ListedObject)>,
@@ -42,7 +42,7 @@ pub struct ListingMerger {
 
 impl ListingMerger {
     /// A merger for the directory whose LIST prefix is `dir_prefix`.
-    pub fn new(dir_prefix: &str) -> Self {
+    pub(crate) fn new(dir_prefix: &str) -> Self {
         Self {
             dir_prefix: dir_prefix.to_owned(),
             held: VecDeque::new(),
@@ -51,7 +51,7 @@ impl ListingMerger {
     }
 
     /// Adds one page; completed items are appended to `out`.
-    pub fn push_page(&mut self, page: ListPage, out: &mut Vec<Listed>) {
+    pub(crate) fn push_page(&mut self, page: ListPage, out: &mut Vec<Listed>) {
         let mut objects = page.objects.into_iter().peekable();
         let mut prefixes = page.common_prefixes.into_iter().peekable();
         loop {
@@ -72,7 +72,7 @@ impl ListingMerger {
     }
 
     /// Ends the listing: releases every held file.
-    pub fn finish(&mut self, out: &mut Vec<Listed>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Listed>) {
         out.extend(self.held.drain(..).map(|(n, o)| Listed::File(n, o)));
     }
 

@@ -125,8 +125,9 @@ impl VfsError {
     /// Converts a store error about `path` from a read or lookup, keeping the kinds a
     /// caller acts on. A 412 there means the version pinned by the read is gone: `ESTALE`.
     ///
-    /// The one store-error mapping of the crate: [`from_write`](Self::from_write) and
-    /// [`from_create`](Self::from_create) differ only in what a 412 means.
+    /// The one store-error mapping of the crate: its variants for writes and creations
+    /// differ only in what a 412 means (another writer's change, `EIO`; a name taken
+    /// meanwhile, `EEXIST`).
     pub fn from_store(path: &str, err: StoreError) -> Self {
         match err.kind {
             StoreErrorKind::NotFound => Self::NotFound(path.to_owned()),

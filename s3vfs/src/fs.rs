@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 /// The file system over one bucket.
 ///
-/// It owns its components: the shared [`Core`] (store, caches, inode table), the open
-/// files, and the handle table; the operations (`ops/`) work on them.
+/// It owns its components: the shared core (store, caches, inode table), the open files,
+/// and the handle table; the operations work on them.
 pub struct S3Fs {
     core: Arc<Core>,
     /// The data cache `store` reads through, if any.
@@ -141,8 +141,7 @@ impl S3Fs {
 
     /// Number of inodes the file system holds (the root included): those the kernel (or a
     /// library caller) has looked up and not forgotten, those open, and at most
-    /// [`MAX_UNREFERENCED`](crate::inode::MAX_UNREFERENCED) more shown in listings. For
-    /// monitoring and tests.
+    /// 65,536 more shown in listings. For monitoring and tests.
     pub fn inode_count(&self) -> usize {
         self.core.inodes.len()
     }

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 /// Most inodes kept without a lookup count or an open handle (numbers shown in plain
 /// `readdir` entries). Past it the oldest are removed; the kernel never holds them, and a
 /// later lookup of the path simply gets a new number.
-pub const MAX_UNREFERENCED: usize = 65_536;
+pub(crate) const MAX_UNREFERENCED: usize = 65_536;
 
 /// A map emptied to less than 1/`SHRINK_RATIO` of its capacity gives memory back.
 const SHRINK_RATIO: usize = 4;
@@ -38,7 +38,7 @@ const SHRINK_FLOOR: usize = 1024;
 
 /// What the table knows of one inode.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InodeInfo {
+pub(crate) struct InodeInfo {
     /// Its path.
     pub path: FsPath,
     /// Its kind as last seen.
@@ -74,7 +74,7 @@ struct Table {
 
 /// Thread-safe map between paths and inode numbers, with the kernel's lookup counts.
 #[derive(Debug)]
-pub struct InodeTable {
+pub(crate) struct InodeTable {
     inner: Mutex<Table>,
 }
 
@@ -163,12 +163,12 @@ impl Table {
 impl InodeTable {
     /// A table holding only the root, keeping at most [`MAX_UNREFERENCED`] unreferenced
     /// inodes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_max_unreferenced(MAX_UNREFERENCED)
     }
 
     /// A table holding only the root, keeping at most `max` unreferenced inodes.
-    pub fn with_max_unreferenced(max: usize) -> Self {
+    pub(crate) fn with_max_unreferenced(max: usize) -> Self {
         let mut table = Table {
             by_path: HashMap::new(),
             by_ino: HashMap::new(),
@@ -207,7 +207,7 @@ impl InodeTable {
     ///
     /// If the path changed kind (a file became a directory or a symlink), it gets a new
     /// number: the old one keeps its old kind, so nobody sees an inode change type.
-    pub fn assign(&self, path: &FsPath, kind: FileKind) -> Ino {
+    pub(crate) fn assign(&self, path: &FsPath, kind: FileKind) -> Ino {
         let mut table = self.lock();
         let ino = table.assign(path, kind);
         table.queue(ino);
@@ -217,7 +217,7 @@ impl InodeTable {
     /// Like [`assign`](Self::assign), and counts one lookup of the inode, which the caller
     /// hands on (to the kernel) and must [`forget`](Self::forget) later. Atomic, so a
     /// `forget` of the same inode crossing it cannot remove the inode in between.
-    pub fn lookup(&self, path: &FsPath, kind: FileKind) -> Ino {
+    pub(crate) fn lookup(&self, path: &FsPath, kind: FileKind) -> Ino {
         let mut table = self.lock();
         let ino = table.assign(path, kind);
         if let Some(node) = table.by_ino.get_mut(&ino) {
@@ -228,7 +228,7 @@ impl InodeTable {
 
     /// Takes `nlookup` lookups of `ino` back; at 0, with no open handle, the inode is
     /// removed. Unknown numbers and the root are ignored.
-    pub fn forget(&self, ino: Ino, nlookup: u64) {
+    pub(crate) fn forget(&self, ino: Ino, nlookup: u64) {
         if ino == Ino::ROOT {
             return;
         }
@@ -242,7 +242,7 @@ impl InodeTable {
 
     /// A handle on `ino` was opened: the inode stays while it is open, whatever the
     /// lookup count. Returns whether `ino` is known (an unknown one is not held).
-    pub fn open(&self, ino: Ino) -> bool {
+    pub(crate) fn open(&self, ino: Ino) -> bool {
         match self.lock().by_ino.get_mut(&ino) {
             Some(node) => {
                 node.opens += 1;
@@ -254,7 +254,7 @@ impl InodeTable {
 
     /// A handle on `ino` was closed (one [`open`](Self::open) that returned `true`); the
     /// inode goes if that was the last thing holding it.
-    pub fn close(&self, ino: Ino) {
+    pub(crate) fn close(&self, ino: Ino) {
         let mut table = self.lock();
         let Some(node) = table.by_ino.get_mut(&ino) else {
             return;
@@ -266,7 +266,7 @@ impl InodeTable {
     /// `from` was renamed to `to`: its inode, and the inodes of everything below it, now
     /// name the new paths, with their lookup counts (the kernel keeps using them). An inode
     /// that `to` had before is detached from the path (it named the replaced file).
-    pub fn rename(&self, from: &FsPath, to: &FsPath) {
+    pub(crate) fn rename(&self, from: &FsPath, to: &FsPath) {
         if from == to {
             return;
         }
@@ -296,40 +296,36 @@ impl InodeTable {
 
     /// `path` was removed: a file created there later gets a new inode (the old one
     /// still names the removed file for handles open on it, until forgotten).
-    pub fn detach(&self, path: &FsPath) {
+    pub(crate) fn detach(&self, path: &FsPath) {
         self.lock().by_path.remove(path);
     }
 
     /// What is known of `ino`.
-    pub fn get(&self, ino: Ino) -> Option<InodeInfo> {
+    pub(crate) fn get(&self, ino: Ino) -> Option<InodeInfo> {
         self.lock().by_ino.get(&ino).map(|node| node.info.clone())
     }
 
     /// What is known of `ino`, or `ENOENT` for an inode this table does not hold (a caller
     /// using a number it was never given, or one it forgot).
-    pub fn info(&self, ino: Ino) -> crate::error::VfsResult<InodeInfo> {
+    pub(crate) fn info(&self, ino: Ino) -> crate::error::VfsResult<InodeInfo> {
         self.get(ino)
             .ok_or_else(|| crate::error::VfsError::NotFound(format!("inode {}", ino.0)))
     }
 
     /// The inode of `path`, if it has one.
-    pub fn find(&self, path: &FsPath) -> Option<Ino> {
+    pub(crate) fn find(&self, path: &FsPath) -> Option<Ino> {
         self.lock().by_path.get(path).copied()
     }
 
     /// The lookups of `ino` not forgotten yet (`None`: not in the table).
-    pub fn lookups(&self, ino: Ino) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn lookups(&self, ino: Ino) -> Option<u64> {
         self.lock().by_ino.get(&ino).map(|node| node.lookups)
     }
 
     /// Number of inodes in the table, the root included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().by_ino.len()
-    }
-
-    /// Whether the table holds only the root.
-    pub fn is_empty(&self) -> bool {
-        self.len() <= 1
     }
 }
 

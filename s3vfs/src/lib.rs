@@ -1,45 +1,46 @@
 //! s3vfs: an async, POSIX-ish file system over an S3 bucket.
 //!
-//! Layers, bottom up:
+//! What a program uses:
+//! - [`S3Vfs`]: files by path, with handles ([`File`]) implementing tokio's
+//!   `AsyncRead + AsyncSeek + AsyncWrite`, [`OpenOptions`], [`ReadDir`] and [`Metadata`];
+//! - [`S3Fs`] (one bucket) and [`BucketsFs`] (every bucket as a directory): the
+//!   inode-based [`Vfs`](vfs::Vfs) trait the FUSE binding calls, with its types in [`vfs`];
+//! - [`FsConfig`] (and [`config`]), [`VfsError`];
 //! - [`store`]: the [`ObjectStore`](store::ObjectStore) trait (one bucket) and its
-//!   `aws-sdk-s3` implementation;
-//! - [`namespace`]: the mapping between object keys and file paths, and name validation;
-//! - [`inode`], [`meta`], [`dir`], [`read`]: inode numbers, metadata caches, directory
-//!   listings and read-ahead;
-//! - the file system over a store ([`S3Fs`](fs::S3Fs)), implementing the inode-based
-//!   [`Vfs`](vfs::Vfs) trait that the FUSE binding calls. It owns its components: `core`
-//!   (the parts every component shares and the rules they apply), `objects` (server-side
-//!   copies and metadata rewrites of single objects), `open_files` (every open file: local
-//!   changes, streamed and staged uploads, the last close), `handles` (the handle table),
-//!   and `ops` (lookups, listings, opening, and every namespace change, on a context of
-//!   those components); [`fs`] only dispatches;
-//! - [`recovery`]: where files that could not be uploaded are kept, and how they are
-//!   re-uploaded;
-//! - [`buckets`]: the root of a mount without a bucket: every bucket is a directory;
-//! - [`client`]: a path-based API for Rust programs, with file handles implementing
-//!   tokio's `AsyncRead + AsyncSeek`.
+//!   `aws-sdk-s3` implementation [`S3Store`](store::s3::S3Store); [`cache`], the optional
+//!   data cache; [`namespace`], validated paths; [`recovery`], where files that could not
+//!   be uploaded are kept, and how they are re-uploaded.
+//!
+//! Inside, bottom up: the store; the namespace, inode table, metadata caches, listings
+//! and read-ahead; `core` (the parts every component of a file system shares and the rules
+//! they apply); `objects` (server-side copies and metadata rewrites of single objects);
+//! `open_files` (every open file: local changes, streamed and staged uploads, the last
+//! close); `handles` (the handle table); `ops` (lookups, listings, opening, and every
+//! namespace change, on a context of those components); `fs`, which owns them and only
+//! dispatches; `buckets`; `client`.
 
-pub mod attrs;
-pub mod buckets;
-pub mod budget;
+#![warn(missing_docs, unreachable_pub)]
+
+mod attrs;
+mod buckets;
+mod budget;
 pub mod cache;
-pub mod client;
+mod client;
 pub mod config;
 mod core;
-pub mod dir;
+mod dir;
 pub mod error;
-pub mod fs;
+mod fs;
 mod handles;
-pub mod inode;
-pub mod malloc;
-pub mod meta;
+mod inode;
+mod meta;
 mod name_locks;
 pub mod namespace;
 mod objects;
 mod open_files;
 mod ops;
-pub mod ranges;
-pub mod read;
+mod ranges;
+mod read;
 pub mod recovery;
 pub mod store;
 mod sync;
@@ -47,7 +48,7 @@ pub mod vfs;
 mod zeros;
 
 pub use buckets::BucketsFs;
-pub use client::{File, Metadata, ReadDir, S3Vfs};
+pub use client::{File, Metadata, OpenOptions, ReadDir, S3Vfs};
 pub use config::FsConfig;
 pub use error::{VfsError, VfsResult};
 pub use fs::S3Fs;

@@ -77,7 +77,7 @@ impl<V> Swept<V> {
 
 /// What the store told us about a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// What the path is.
     pub kind: FileKind,
     /// Size in bytes (0 for directories).
@@ -96,7 +96,7 @@ pub struct Stat {
 
 impl Stat {
     /// A directory with modification time `mtime`.
-    pub fn directory(mtime: SystemTime) -> Self {
+    pub(crate) fn directory(mtime: SystemTime) -> Self {
         Self {
             kind: FileKind::Directory,
             size: 0,
@@ -110,7 +110,7 @@ impl Stat {
 
     /// A directory whose `dir/` marker has the attributes `posix` (its mtime, if stated,
     /// else the marker's `last_modified`).
-    pub fn marker(posix: PosixMeta, etag: Option<ETag>, last_modified: SystemTime) -> Self {
+    pub(crate) fn marker(posix: PosixMeta, etag: Option<ETag>, last_modified: SystemTime) -> Self {
         Self {
             kind: FileKind::Directory,
             size: 0,
@@ -123,7 +123,7 @@ impl Stat {
     }
 
     /// A directory from what HEAD said of its marker.
-    pub fn of_marker(head: &ObjectMeta) -> Self {
+    pub(crate) fn of_marker(head: &ObjectMeta) -> Self {
         Self::marker(
             PosixMeta::from_user_metadata(&head.user_metadata),
             head.etag.clone(),
@@ -133,7 +133,7 @@ impl Stat {
 
     /// What HEAD said of an object: the mode header decides between file, symlink and
     /// special file (an object is never a directory, whatever its mode says).
-    pub fn from_head(meta: &ObjectMeta) -> Self {
+    pub(crate) fn from_head(meta: &ObjectMeta) -> Self {
         let posix = PosixMeta::from_user_metadata(&meta.user_metadata);
         let kind = match posix.kind() {
             Some(FileKind::Directory) | None => FileKind::File,
@@ -152,7 +152,7 @@ impl Stat {
 
     /// What a LIST entry says; metadata learnt earlier for the same object version
     /// (`previous` with the same ETag) is kept, since LIST does not return it.
-    pub fn from_listing(object: &ListedObject, previous: Option<&Stat>) -> Self {
+    pub(crate) fn from_listing(object: &ListedObject, previous: Option<&Stat>) -> Self {
         if let Some(prev) = previous {
             if prev.from_head && prev.etag.is_some() && prev.etag == object.etag {
                 return Self {
@@ -176,7 +176,7 @@ impl Stat {
 
 /// Attribute cache and negative cache of one file system.
 #[derive(Debug)]
-pub struct MetaCache {
+pub(crate) struct MetaCache {
     ttl: Duration,
     negative_ttl: Duration,
     stats: Mutex<Swept<(Stat, Instant)>>,
@@ -186,14 +186,14 @@ pub struct MetaCache {
 }
 
 /// A directory listing: names and stats.
-pub type Listing = Arc<Vec<(String, Stat)>>;
+pub(crate) type Listing = Arc<Vec<(String, Stat)>>;
 
 /// Most listing entries cached across all directories.
 const MAX_LISTING_ENTRIES: usize = 2_000_000;
 
 impl MetaCache {
     /// Caches with these TTLs (zero disables a cache).
-    pub fn new(ttl: Duration, negative_ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, negative_ttl: Duration) -> Self {
         Self {
             ttl,
             negative_ttl,
@@ -203,32 +203,27 @@ impl MetaCache {
         }
     }
 
-    /// The TTL of positive entries.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// A fresh cached stat of `path`.
-    pub fn get(&self, path: &FsPath) -> Option<Stat> {
+    pub(crate) fn get(&self, path: &FsPath) -> Option<Stat> {
         let stats = lock(&self.stats);
         let (stat, at) = stats.get(path)?;
         (at.elapsed() < self.ttl).then(|| stat.clone())
     }
 
     /// The last stat recorded for `path`, however old (for what LIST cannot tell).
-    pub fn get_any(&self, path: &FsPath) -> Option<Stat> {
+    pub(crate) fn get_any(&self, path: &FsPath) -> Option<Stat> {
         lock(&self.stats).get(path).map(|(stat, _)| stat.clone())
     }
 
     /// A fresh cached listing of directory `dir`.
-    pub fn listing(&self, dir: &FsPath) -> Option<Listing> {
+    pub(crate) fn listing(&self, dir: &FsPath) -> Option<Listing> {
         let listings = lock(&self.listings);
         let (entries, at) = listings.get(dir)?;
         (at.elapsed() < self.ttl).then(|| Arc::clone(entries))
     }
 
     /// Caches the whole listing of directory `dir`.
-    pub fn put_listing(&self, dir: &FsPath, entries: Vec<(String, Stat)>) {
+    pub(crate) fn put_listing(&self, dir: &FsPath, entries: Vec<(String, Stat)>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -256,7 +251,7 @@ impl MetaCache {
     /// Records `stat` for `path` and forgets any negative entry. A stat that differs from
     /// the one known (a new name, another kind, size or version) also drops the cached
     /// listing of the parent directory, so the mount's own changes show in listings.
-    pub fn put(&self, path: &FsPath, stat: Stat) {
+    pub(crate) fn put(&self, path: &FsPath, stat: Stat) {
         let was_missing = lock(&self.missing).remove(path).is_some();
         let previous = lock(&self.stats)
             .get(path)
@@ -270,7 +265,7 @@ impl MetaCache {
     /// Records `stat` for `path` after this mount changed what a listing shows of it
     /// without changing its kind, size or version (a chmod, chown or utimens rewrites the
     /// metadata, and a copy in place keeps the ETag): drops the parent's cached listing.
-    pub fn put_changed(&self, path: &FsPath, stat: Stat) {
+    pub(crate) fn put_changed(&self, path: &FsPath, stat: Stat) {
         lock(&self.missing).remove(path);
         self.listing_changed(path);
         self.store_stat(path, stat);
@@ -278,7 +273,7 @@ impl MetaCache {
 
     /// Records `stat` of an entry seen in a listing of its directory (which the listing
     /// cache holds already).
-    pub fn put_listed(&self, path: &FsPath, stat: Stat) {
+    pub(crate) fn put_listed(&self, path: &FsPath, stat: Stat) {
         lock(&self.missing).remove(path);
         self.store_stat(path, stat);
     }
@@ -294,14 +289,14 @@ impl MetaCache {
     }
 
     /// Whether `path` is freshly known not to exist.
-    pub fn is_missing(&self, path: &FsPath) -> bool {
+    pub(crate) fn is_missing(&self, path: &FsPath) -> bool {
         lock(&self.missing)
             .get(path)
             .is_some_and(|at| at.elapsed() < self.negative_ttl)
     }
 
     /// Records that `path` does not exist.
-    pub fn put_missing(&self, path: &FsPath) {
+    pub(crate) fn put_missing(&self, path: &FsPath) {
         if lock(&self.stats).remove(path).is_some() {
             self.listing_changed(path);
         }
@@ -315,7 +310,7 @@ impl MetaCache {
     /// Something now exists at `path`, whose ancestors may be new (implied) directories:
     /// forgets "no such file" for every ancestor and the cached listings that could miss
     /// one of them.
-    pub fn forget_missing_ancestors(&self, path: &FsPath) {
+    pub(crate) fn forget_missing_ancestors(&self, path: &FsPath) {
         let mut ancestors = Vec::new();
         let mut at = path.parent();
         while !at.is_root() {
@@ -341,7 +336,7 @@ impl MetaCache {
     /// Forgets the stats and "no such file" entries of every path below directory `dir`
     /// (not of `dir` itself) and the cached listings of `dir` and below: the tree was
     /// moved, and a name below the old place must not answer from what it was.
-    pub fn forget_below(&self, dir: &FsPath) {
+    pub(crate) fn forget_below(&self, dir: &FsPath) {
         if dir.is_root() {
             lock(&self.stats).clear();
             lock(&self.missing).clear();
@@ -356,7 +351,7 @@ impl MetaCache {
     }
 
     /// Forgets everything about `path`.
-    pub fn invalidate(&self, path: &FsPath) {
+    pub(crate) fn invalidate(&self, path: &FsPath) {
         lock(&self.stats).remove(path);
         lock(&self.missing).remove(path);
         self.listing_changed(path);

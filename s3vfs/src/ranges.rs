@@ -4,19 +4,19 @@ use std::collections::BTreeMap;
 
 /// Disjoint, non-adjacent half-open ranges `[start, end)`, kept merged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RangeSet {
+pub(crate) struct RangeSet {
     /// start → end.
     ranges: BTreeMap<u64, u64>,
 }
 
 impl RangeSet {
     /// The empty set.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds `[start, end)`, merging with overlapping or adjacent ranges.
-    pub fn insert(&mut self, mut start: u64, mut end: u64) {
+    pub(crate) fn insert(&mut self, mut start: u64, mut end: u64) {
         if start >= end {
             return;
         }
@@ -42,7 +42,7 @@ impl RangeSet {
     }
 
     /// Removes everything at or after `len`.
-    pub fn truncate(&mut self, len: u64) {
+    pub(crate) fn truncate(&mut self, len: u64) {
         let starts: Vec<u64> = self.ranges.range(len..).map(|(&s, _)| s).collect();
         for s in starts {
             self.ranges.remove(&s);
@@ -58,7 +58,7 @@ impl RangeSet {
     }
 
     /// Whether any byte of `[start, end)` is in the set.
-    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
         if start >= end {
             return false;
         }
@@ -71,7 +71,8 @@ impl RangeSet {
     }
 
     /// Whether the set is exactly `[0, len)` (or empty when `len` is 0).
-    pub fn is_prefix(&self, len: u64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_prefix(&self, len: u64) -> bool {
         match (len, self.ranges.len()) {
             (0, 0) => true,
             (_, 1) => self.ranges.get(&0) == Some(&len),
@@ -80,7 +81,7 @@ impl RangeSet {
     }
 
     /// `[start, end)` cut into pieces, each wholly inside the set (`true`) or outside it.
-    pub fn split(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
+    pub(crate) fn split(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
         let mut out = Vec::new();
         if start >= end {
             // Nothing to cut (an empty file); `range(start + 1..end)` below would panic.
@@ -111,11 +112,6 @@ impl RangeSet {
             out.push((at, end, false));
         }
         out
-    }
-
-    /// Whether nothing is in the set.
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
     }
 }
 

@@ -147,7 +147,7 @@ struct Window {
 }
 
 /// Reads one object version with read-ahead. Cheap to share between tasks.
-pub struct Prefetcher {
+pub(crate) struct Prefetcher {
     store: Arc<dyn ObjectStore>,
     key: ObjectKey,
     path: String,
@@ -171,7 +171,7 @@ impl std::fmt::Debug for Prefetcher {
 
 impl Prefetcher {
     /// A reader of `key` (shown as `path` in errors), `size` bytes, pinned to `etag`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
         key: ObjectKey,
         path: String,
@@ -200,28 +200,23 @@ impl Prefetcher {
     }
 
     /// Size of the object version being read.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// The ETag the reads are pinned to.
-    pub fn etag(&self) -> Option<&ETag> {
+    pub(crate) fn etag(&self) -> Option<&ETag> {
         self.etag.as_ref()
     }
 
     /// The key being read.
-    pub fn key(&self) -> &ObjectKey {
+    pub(crate) fn key(&self) -> &ObjectKey {
         &self.key
     }
 
-    /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
-    pub async fn read(&self, offset: u64, len: u64) -> VfsResult<Bytes> {
-        Ok(join(self.read_chunks(offset, len).await?))
-    }
-
-    /// Like [`read`](Self::read), but as the slices of the fetched chunks, in order, with
-    /// no copy: for callers that copy into a buffer of their own anyway.
-    pub async fn read_chunks(&self, offset: u64, len: u64) -> VfsResult<Vec<Bytes>> {
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the object), as the
+    /// slices of the fetched chunks, in order, with no copy.
+    pub(crate) async fn read_chunks(&self, offset: u64, len: u64) -> VfsResult<Vec<Bytes>> {
         let end = offset.saturating_add(len).min(self.size);
         if offset >= end {
             return Ok(Vec::new());

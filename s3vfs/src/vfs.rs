@@ -5,6 +5,8 @@
 //! types; the FUSE crate translates one to one.
 
 use crate::error::{VfsError, VfsResult};
+
+pub use crate::attrs::is_user_xattr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ffi::OsStr;

@@ -419,25 +419,26 @@ proptest! {
 
 #[tokio::test]
 async fn s3fs_modes_owners_and_symlinks_are_shown() {
-    use s3vfs::attrs::{PosixMeta, S_IFLNK, S_IFREG};
     use s3vfs::store::PutOptions;
+    // The headers as s3fs writes them: decimal mode with the type bits, owner, seconds.
+    let headers = |pairs: &[(&str, u64)]| {
+        let mut options = PutOptions::default();
+        for (name, value) in pairs {
+            options
+                .user_metadata
+                .insert((*name).to_owned(), value.to_string());
+        }
+        options
+    };
     let store = MemStore::new();
-    let mut file_meta = PutOptions::default();
-    PosixMeta {
-        mode: Some(S_IFREG | 0o600),
-        uid: Some(1234),
-        gid: Some(99),
-        mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)),
-        rdev: None,
-    }
-    .write_to(&mut file_meta.user_metadata);
+    let file_meta = headers(&[
+        ("mode", u64::from(libc::S_IFREG | 0o600)),
+        ("uid", 1234),
+        ("gid", 99),
+        ("mtime", 1_600_000_000),
+    ]);
     store.insert_with("private.txt", "secret", file_meta);
-    let mut link_meta = PutOptions::default();
-    PosixMeta {
-        mode: Some(S_IFLNK | 0o777),
-        ..PosixMeta::default()
-    }
-    .write_to(&mut link_meta.user_metadata);
+    let link_meta = headers(&[("mode", u64::from(libc::S_IFLNK | 0o777))]);
     store.insert_with("link", "private.txt", link_meta);
     store.insert("plain", "no headers");
     let vfs = vfs_over(&store, FsConfig::default());

@@ -501,10 +501,10 @@ async fn library_writer_is_async_write_and_completes() {
         .unwrap();
     assert!(back == data);
     // create_new on an existing file fails; append adds.
-    let mut options = s3vfs::client::OpenOptions::new();
+    let mut options = s3vfs::OpenOptions::new();
     options.write(true).create_new(true);
     assert!(vfs.open_with("out/data.bin", &options).await.is_err());
-    let mut options = s3vfs::client::OpenOptions::new();
+    let mut options = s3vfs::OpenOptions::new();
     options.append(true);
     let mut appender = vfs.open_with("out/data.bin", &options).await.unwrap();
     appender.write_all(b"!").await.unwrap();

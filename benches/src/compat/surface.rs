@@ -8,7 +8,7 @@
 
 use crate::outcome::{Failure, Outcome};
 use async_trait::async_trait;
-use s3vfs::client::OpenOptions;
+use s3vfs::OpenOptions;
 use s3vfs::{S3Vfs, VfsError};
 use std::ffi::CString;
 use std::io::{self, Read, SeekFrom, Write};

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The subdirectory of the configured directory that the cache owns (and empties).
-pub const SUBDIR: &str = "s3vfs-cache-v1";
+pub(super) const SUBDIR: &str = "s3vfs-cache-v1";
 
 /// The mode of every directory the cache creates: only the mounting user may look in.
 const PRIVATE_DIR: u32 = 0o700;

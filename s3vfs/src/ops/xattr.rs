@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 
 /// User-metadata name of the extended attributes (`x-amz-meta-xattr`), as s3fs names it.
-pub const META_XATTR: &str = "xattr";
+pub(super) const META_XATTR: &str = "xattr";
 /// The only namespace stored.
 const USER_PREFIX: &str = "user.";
 /// Read-only: the object's key.
@@ -123,7 +123,7 @@ fn unquote(text: &str) -> Option<&str> {
 
 /// The attributes in an `x-amz-meta-xattr` value; malformed pairs are skipped, as s3fs
 /// does.
-pub fn decode_xattrs(header: &str) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn decode_xattrs(header: &str) -> BTreeMap<String, Vec<u8>> {
     let json = String::from_utf8_lossy(&url_decode(header)).into_owned();
     let mut attrs = BTreeMap::new();
     let (Some(start), Some(end)) = (json.find('{'), json.rfind('}')) else {
@@ -152,7 +152,7 @@ pub fn decode_xattrs(header: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The `x-amz-meta-xattr` value holding `attrs`.
-pub fn encode_xattrs(attrs: &BTreeMap<String, Vec<u8>>) -> String {
+pub(super) fn encode_xattrs(attrs: &BTreeMap<String, Vec<u8>>) -> String {
     let pairs: Vec<String> = attrs
         .iter()
         .map(|(name, value)| format!("\"{name}\":\"{}\"", base64_encode(value)))
