@@ -172,6 +172,10 @@ pub enum FsOp {
     RemotePut { key: String, data: Bytes },
     /// Another client deletes `key`.
     RemoteDelete(String),
+    /// `op` while every request that would change the bucket fails (aborts of multipart
+    /// uploads excepted): an operation that would change something fails with `EIO` and
+    /// changes nothing; the operations after it must work as if it had not been tried.
+    Failing(Box<FsOp>),
 }
 
 /// What a path is in the model.
@@ -307,9 +311,32 @@ impl ModelFs {
         }
     }
 
+    /// `op` with every change to the bucket failing: its errno if it fails anyway, `EIO`
+    /// if it would change the bucket (a chmod always rewrites the object), success if
+    /// it would not (an empty append, a truncate to the same size); the bucket is left
+    /// as it was either way.
+    fn apply_failing(&mut self, op: &FsOp) -> Result<(), i32> {
+        let before = self.objects.clone();
+        self.apply(op)?;
+        let changed = self.objects != before;
+        self.objects = before;
+        let always_writes = matches!(
+            op,
+            FsOp::Chmod { .. } | FsOp::Write { .. } | FsOp::Symlink { .. } | FsOp::Mkdir(_)
+        ) || matches!(op, FsOp::Rename { from, to } if from != to);
+        if changed || always_writes {
+            Err(libc::EIO)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Applies `op`; `Err(errno)` when the file system must refuse it (and then nothing
     /// changes).
     pub fn apply(&mut self, op: &FsOp) -> Result<(), i32> {
+        if let FsOp::Failing(inner) = op {
+            return self.apply_failing(inner);
+        }
         let tree = self.tree();
         match op {
             FsOp::Write { path, data } => {
@@ -438,6 +465,7 @@ impl ModelFs {
                     Some(_) => {}
                 }
             }
+            FsOp::Failing(inner) => return self.apply_failing(inner),
             FsOp::RemotePut { key, data } => {
                 self.objects.insert(
                     key.clone(),
@@ -457,28 +485,66 @@ impl ModelFs {
 
 /// Applies `op` to the file system under test (`vfs`) or, for the other client's
 /// operations, to its bucket `store`; the errno on failure.
-pub async fn apply_to_vfs(vfs: &S3Vfs, store: &crate::MemStore, op: &FsOp) -> Result<(), i32> {
+pub async fn apply_to_vfs(
+    vfs: &S3Vfs,
+    store: &crate::MemStore,
+    faults: &crate::fault::FaultStore,
+    op: &FsOp,
+) -> Result<(), i32> {
+    use crate::fault::Op;
     use s3vfs::OpenOptions;
     let errno = |e: s3vfs::VfsError| e.errno();
     match op {
+        FsOp::Failing(inner) => {
+            faults.fail_matching(
+                |op, _| {
+                    matches!(
+                        op,
+                        Op::Put
+                            | Op::CreateMultipart
+                            | Op::UploadPart
+                            | Op::UploadPartCopy
+                            | Op::CompleteMultipart
+                            | Op::Copy
+                            | Op::Delete
+                            | Op::DeleteMany
+                    )
+                },
+                s3vfs::store::StoreError::new(
+                    s3vfs::store::StoreErrorKind::Other,
+                    "injected: the bucket refuses every change",
+                ),
+            );
+            let result = Box::pin(apply_to_vfs(vfs, store, faults, inner)).await;
+            faults.clear();
+            result
+        }
         FsOp::Write { path, data } => vfs.write(path, data.clone()).await.map_err(errno),
         FsOp::Append { path, data } => {
             let mut options = OpenOptions::new();
             options.append(true);
-            let mut file = vfs.open_with(path, &options).await.map_err(errno)?;
-            if !data.is_empty() {
-                file.write_at(0, data.clone()).await.map_err(errno)?;
-            }
-            file.complete().await.map_err(errno)
+            let file = vfs.open_with(path, &options).await.map_err(errno)?;
+            let written = if data.is_empty() {
+                Ok(0)
+            } else {
+                file.write_at(0, data.clone()).await
+            };
+            // Closed and waited for after a failed write too, as a program would.
+            let closed = file.close().await;
+            written.and(closed).map_err(errno)
         }
         FsOp::WriteAt { path, offset, data } => {
             let mut options = OpenOptions::new();
             options.write(true);
-            let mut file = vfs.open_with(path, &options).await.map_err(errno)?;
-            if !data.is_empty() {
-                file.write_at(*offset, data.clone()).await.map_err(errno)?;
-            }
-            file.complete().await.map_err(errno)
+            let file = vfs.open_with(path, &options).await.map_err(errno)?;
+            let written = if data.is_empty() {
+                Ok(0)
+            } else {
+                file.write_at(*offset, data.clone()).await
+            };
+            // Closed and waited for after a failed write too, as a program would.
+            let closed = file.close().await;
+            written.and(closed).map_err(errno)
         }
         FsOp::Truncate { path, size } => vfs.set_len(path, *size).await.map_err(errno),
         FsOp::Unlink(path) => vfs.remove_file(path).await.map_err(errno),
@@ -551,5 +617,13 @@ pub mod strategies {
         op().prop_filter("local only", |op| {
             !matches!(op, FsOp::RemotePut { .. } | FsOp::RemoteDelete(_))
         })
+    }
+
+    /// Local operations, some of them tried while the bucket refuses every change.
+    pub fn op_or_failing() -> impl Strategy<Value = FsOp> {
+        prop_oneof![
+            4 => op(),
+            1 => local_op().prop_map(|op| FsOp::Failing(Box::new(op))),
+        ]
     }
 }

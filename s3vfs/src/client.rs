@@ -325,22 +325,31 @@ impl S3Vfs {
 
     /// Writes `data` as the whole content of `path` and waits until it is in the store.
     pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> VfsResult<()> {
-        let mut file = self.create(path).await?;
+        let file = self.create(path).await?;
         let data: Bytes = data.into();
         let mut at = 0usize;
-        while at < data.len() {
-            let n = self
+        let written = loop {
+            if at >= data.len() {
+                break Ok(());
+            }
+            match self
                 .fs
                 .write(file.ino, file.handle, at as u64, data.slice(at..))
-                .await?;
-            if n == 0 {
-                return Err(VfsError::InvalidArgument(
-                    "write made no progress".to_owned(),
-                ));
+                .await
+            {
+                Ok(0) => {
+                    break Err(VfsError::InvalidArgument(
+                        "write made no progress".to_owned(),
+                    ))
+                }
+                Ok(n) => at += n as usize,
+                Err(e) => break Err(e),
             }
-            at += n as usize;
-        }
-        file.complete().await
+        };
+        // Closed (and waited for) also after a failed write: the caller learns the
+        // outcome only once the file is stored, or kept and gone from the namespace.
+        let closed = file.close().await;
+        written.and(closed)
     }
 
     /// The parent directory of `path` (held until dropped) and its last component.
@@ -584,6 +593,17 @@ impl File {
     /// succeeded; a file dropped without it discards unsaved writes.
     pub async fn complete(&mut self) -> VfsResult<()> {
         self.fs.flush(self.ino, self.handle).await
+    }
+
+    /// Completes the file ([`complete`](Self::complete)) and closes it, waiting for the
+    /// close to finish: when this returns, the file is in the store, or (on an error) it
+    /// is not and its data was kept in the recovery directory. Dropping a `File` closes
+    /// it in the background instead.
+    pub async fn close(mut self) -> VfsResult<()> {
+        let completed = self.complete().await;
+        // The handle is released here; the drop that follows finds nothing to close.
+        let released = self.fs.release(self.ino, self.handle).await;
+        completed.and(released)
     }
 
     /// Writes `data` at `offset` without moving the position (like `pwrite`).

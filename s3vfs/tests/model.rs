@@ -6,17 +6,25 @@
 //! The same runs are repeated with every data-cache setting (memory, disk, both), with
 //! tiny blocks and caps so that blocks are split and evicted all the time.
 //!
+//! The bucket takes parts of 8 bytes and the file system uploads such parts, so most files
+//! span several parts; some operations are tried while the bucket refuses every change.
+//!
 //! `S3VFS_MODEL_CASES` sets the number of cases (default 1000; a fifth of it per cache
 //! setting).
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use s3vfs::config::DataCacheConfig;
+use s3vfs::store::Capabilities;
 use s3vfs::{FsConfig, S3Vfs};
+use s3vfs_testkit::fault::FaultStore;
 use s3vfs_testkit::model::{apply_to_vfs, strategies, walk, FsOp, ModelFs};
 use s3vfs_testkit::MemStore;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Part size of the test bucket and of the file system's uploads, in bytes.
+const PART: u64 = 8;
 
 fn cases() -> u32 {
     std::env::var("S3VFS_MODEL_CASES")
@@ -56,22 +64,37 @@ fn run_with(ops: &[FsOp], ttl: Duration, cache: Cache) -> Result<(), TestCaseErr
         .build()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     runtime.block_on(async {
-        let store = MemStore::new();
+        // Parts of 8 bytes: most files are uploaded in parts (streamed, or staged with
+        // unchanged parts copied), so the multipart paths meet every other operation.
+        let store = MemStore::with_capabilities(Capabilities {
+            min_part_size: PART,
+            ..Capabilities::default()
+        });
+        let faults = FaultStore::new(Arc::new(store.clone()));
         let vfs = S3Vfs::new(
-            Arc::new(store.clone()),
+            Arc::new(faults.clone()),
             FsConfig::default()
                 .with_metadata_ttl(ttl)
+                .with_write_part_size(PART)
+                .with_recovery_dir(Some(dir.path().join("recovery")))
                 .with_data_cache(cache_config(cache, dir.path())),
         );
         let mut model = ModelFs::default();
         for (step, op) in ops.iter().enumerate() {
             let expected = model.apply(op);
-            let got = apply_to_vfs(&vfs, &store, op).await;
+            let got = apply_to_vfs(&vfs, &store, &faults, op).await;
             prop_assert_eq!(got, expected, "step {}: {:?}", step, op);
             let seen = walk(&vfs)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("step {step}: walk failed: {e}")))?;
             prop_assert_eq!(seen, model.tree(), "step {}: after {:?}", step, op);
+        }
+        // Uploads a failure abandoned are aborted in the background.
+        for _ in 0..100 {
+            if store.open_uploads() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         prop_assert_eq!(store.open_uploads(), 0);
         Ok(())
@@ -99,6 +122,32 @@ proptest! {
     #[test]
     fn namespace_matches_model_with_caches(
         ops in proptest::collection::vec(strategies::local_op(), 1..14)
+    ) {
+        run(&ops, Duration::from_secs(60))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases() / 4))]
+
+    /// Some operations tried while the bucket refuses every change (they fail with `EIO`
+    /// and change nothing), with other clients and with long-lived caches: what follows a
+    /// failure must work as if it had not been tried.
+    #[test]
+    fn namespace_matches_model_after_failures(
+        ops in proptest::collection::vec(strategies::op_or_failing(), 1..14)
+    ) {
+        run(&ops, Duration::ZERO)?;
+    }
+
+    #[test]
+    fn namespace_matches_model_after_failures_with_caches(
+        ops in proptest::collection::vec(
+            strategies::op_or_failing().prop_filter("local only", |op| {
+                !matches!(op, FsOp::RemotePut { .. } | FsOp::RemoteDelete(_))
+            }),
+            1..14,
+        )
     ) {
         run(&ops, Duration::from_secs(60))?;
     }
