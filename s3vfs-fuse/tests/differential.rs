@@ -6,7 +6,8 @@
 //! The calls: open (O_CREAT, O_TRUNC, O_APPEND, any access mode), pwrite, pread, ftruncate,
 //! fsync, fchmod and close on up to four open descriptors; rename, unlink, mkdir, rmdir,
 //! mkfifo, chmod, readdir and stat by name; and a whole rewrite of a name nobody has open
-//! (create, stream, ftruncate mid-stream, write on, close) read back from the store. Every open is `O_NONBLOCK`, which regular files
+//! (create, stream, ftruncate mid-stream, write on, close) read back from the store; and
+//! writes through a shared mapping by another process (`mmap`, `close`, stores, `munmap`). Every open is `O_NONBLOCK`, which regular files
 //! ignore, so that opening a fifo never waits (the kernel opens those on both sides; the
 //! calls on a fifo's descriptor fail alike: `ESPIPE`, `EINVAL`, `ENXIO`). Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
@@ -30,10 +31,11 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
 
 /// Names the operations pick from: files and directories at three depths.
 const NAMES: &[&str] = &[
@@ -45,6 +47,9 @@ const DIRS: &[&str] = &["", "d", "d/e", "e", "a"];
 
 /// Part size of the mount's uploads, in bytes.
 const DIFF_PART: u64 = 64 * 1024;
+
+/// Held for reading by every operation, for writing while a child process is made.
+static FORKS: RwLock<()> = RwLock::new(());
 
 /// Most handles open at once.
 const MAX_OPEN: usize = 4;
@@ -138,6 +143,14 @@ enum Op {
         handle: usize,
         mode: u32,
     },
+    /// A shared mapping of `path` written by another process: `len` bytes at `offset`
+    /// (as far as the file reaches) after `close`, then `munmap`.
+    Mmap {
+        path: &'static str,
+        offset: u64,
+        len: usize,
+        seed: u64,
+    },
     /// A whole write cycle on a name nobody has open, then a read back through a new
     /// descriptor (so from the store): `open(O_CREAT|O_TRUNC|O_WRONLY)`, `first` bytes
     /// written from 0 (a streamed upload), `ftruncate(cut)`, `second` bytes written at
@@ -226,6 +239,14 @@ impl Side {
     }
 
     fn apply(&mut self, op: &Op) -> Outcome {
+        // A child process holds copies of every descriptor of this process from fork to
+        // exec, those of the other tests' threads too: a fifo closed by one of them would
+        // keep a reader in the child, and an open for writing succeed on one side only.
+        // Children are made only while no other operation runs.
+        let _forking = matches!(op, Op::Mmap { .. })
+            .then(|| FORKS.write().unwrap_or_else(PoisonError::into_inner));
+        let _calling = (!matches!(op, Op::Mmap { .. }))
+            .then(|| FORKS.read().unwrap_or_else(PoisonError::into_inner));
         match Outcome::of(self.call(op)) {
             // rename(2) may answer either for a non-empty destination directory.
             Outcome::Errno(libc::EEXIST) if matches!(op, Op::Rename { .. }) => {
@@ -336,6 +357,28 @@ impl Side {
                 self.handles[handle].set_permissions(permissions)?;
                 Ok(Outcome::Done)
             }
+            Op::Mmap {
+                path,
+                offset,
+                len,
+                seed,
+            } => {
+                // Another process: one cannot write back a mapping to a FUSE server it
+                // runs itself (munmap holds its memory map, which the server needs).
+                let status = std::process::Command::new(std::env::current_exe()?)
+                    .args(["mmap_writer", "--exact", "--quiet", "--nocapture"])
+                    .env(MMAP_WRITER, self.path(path))
+                    .env(MMAP_WRITER_ARGS, format!("{offset} {len} {seed}"))
+                    .stdout(std::process::Stdio::null())
+                    .status()?;
+                match status.code() {
+                    Some(0) => Ok(Outcome::Done),
+                    Some(code) if code > 100 => Err(io::Error::from_raw_os_error(code - 100)),
+                    _ => Err(io::Error::other(format!(
+                        "the mmap writer failed: {status}"
+                    ))),
+                }
+            }
             Op::Rewrite {
                 path,
                 first,
@@ -386,7 +429,7 @@ impl Model {
         let handles = local.handles.len();
         let size_of = |handle: usize| local.handles[handle].metadata().map_or(0, |m| m.len());
         loop {
-            let roll = rng.below(104);
+            let roll = rng.below(108);
             let op = match roll {
                 0..=17 if handles < MAX_OPEN => {
                     let access = match rng.below(10) {
@@ -500,6 +543,17 @@ impl Model {
                 97 => Op::Mkfifo {
                     path: rng.pick(NAMES),
                 },
+                104..=107 => {
+                    let path = rng.pick(NAMES);
+                    // Mostly inside the file, where a mapping can write.
+                    let size = fs::metadata(local.path(path)).map_or(0, |m| m.len());
+                    Op::Mmap {
+                        path,
+                        offset: rng.below(size.max(1) + 100),
+                        len: (rng.below(DIFF_PART) + 1) as usize,
+                        seed: rng.next(),
+                    }
+                }
                 100..=103 => {
                     let path = rng.pick(NAMES);
                     if self.has_open(path) {
@@ -653,8 +707,18 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
         expected.len()
     );
     assert_same_tree(&snapshot(&mounted.root), &expected);
-    let fresh = mount.fresh_mount();
-    assert_same_tree(&snapshot(fresh.root()), &expected);
+    // The last release of a file mapped by another process uploads in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let fresh = mount.fresh_mount();
+        let stored = snapshot(fresh.root());
+        if stored == expected || std::time::Instant::now() > deadline {
+            assert_same_tree(&stored, &expected);
+            break;
+        }
+        drop(fresh);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
@@ -667,6 +731,72 @@ fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
 }
 
 test_with_every_cache!(random_syscalls_match_a_local_directory);
+
+/// Environment variables that make [`mmap_writer`] act: the path to map, and
+/// `"offset len seed"`.
+const MMAP_WRITER: &str = "S3VFS_DIFF_MMAP_PATH";
+const MMAP_WRITER_ARGS: &str = "S3VFS_DIFF_MMAP_ARGS";
+
+/// The `Mmap` operation, in a child process (this test binary again): maps the whole
+/// file shared, closes it, writes the bytes that fall inside it and unmaps. Exits with 100
+/// plus the errno of a failed call, so that both sides can be compared.
+#[test]
+fn mmap_writer() {
+    let Some(path) = std::env::var_os(MMAP_WRITER) else {
+        return;
+    };
+    let args = std::env::var(MMAP_WRITER_ARGS).unwrap_or_default();
+    let numbers: Vec<u64> = args.split(' ').filter_map(|n| n.parse().ok()).collect();
+    let [offset, len, seed] = numbers[..] else {
+        panic!("{MMAP_WRITER_ARGS}={args:?}");
+    };
+    let exit_with = |err: io::Error| -> ! {
+        std::process::exit(100 + err.raw_os_error().unwrap_or(libc::EIO));
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap_or_else(|e| exit_with(e));
+    let size = file.metadata().unwrap_or_else(|e| exit_with(e)).len();
+    if size == 0 || offset >= size {
+        // Nothing to map there: mmap of an empty range fails alike on both sides.
+        exit_with(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let data = s3vfs_fuse::local::pseudo_random(len as usize, seed);
+    let n = data.len().min((size - offset) as usize);
+    // SAFETY: a fresh shared mapping of the whole file; only its first `size` bytes are
+    // touched, and it is unmapped below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        exit_with(io::Error::last_os_error());
+    }
+    // Closed first, as programs do: the bytes reach the file system after the close's
+    // flush (at munmap), and must still reach the store.
+    if let Err(e) = common::close(file) {
+        exit_with(e);
+    }
+    // No msync (which is an fsync for FUSE): the pages go back at munmap, and only the
+    // last release can upload them.
+    // SAFETY: the mapping is `size` bytes long and still mapped; `n` fits in it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), (map as *mut u8).add(offset as usize), n);
+        if libc::munmap(map, size as usize) != 0 {
+            exit_with(io::Error::last_os_error());
+        }
+    }
+    std::process::exit(0);
+}
 
 #[test]
 fn the_generator_is_deterministic() {

@@ -70,8 +70,8 @@ impl NameLocks {
         self.acquire(Holder::Upload, &[(path.clone(), false)]).await
     }
 
-    /// Holds `names` (each `(path, with everything below it)`) for a rename, once no
-    /// upload holds any of them.
+    /// Holds `names` (each `(path, with everything below it)`) for a rename or an unlink,
+    /// once no upload holds any of them.
     pub(crate) async fn for_rename(&self, names: &[(FsPath, bool)]) -> NameGuard<'_> {
         self.acquire(Holder::Rename, names).await
     }

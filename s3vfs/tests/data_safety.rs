@@ -336,6 +336,40 @@ async fn a_close_racing_a_directory_rename_keeps_its_data() {
     close_racing_a_rename(true).await;
 }
 
+/// An unlink while a close is uploading the same file: the unlink waits for the upload
+/// and then removes the file; without, the upload landed after the delete and the file
+/// came back after unlink returned 0.
+#[tokio::test]
+async fn an_unlink_during_a_close_leaves_no_file() {
+    let inner = store();
+    let slow_puts = LatencyStore::new(Arc::new(inner.clone()), Duration::ZERO)
+        .with_op_delay(Op::Put, Duration::from_millis(300));
+    let fs = S3Fs::new(Arc::new(slow_puts), config());
+    let (ino, h) = fs
+        .create(
+            Ino::ROOT,
+            OsStr::new("f"),
+            0o644,
+            OpenFlags::from_posix(libc::O_WRONLY),
+        )
+        .await
+        .map(|(entry, h)| (entry.attr.ino, h))
+        .expect("create");
+    write_all(&fs, ino, h, 0, b"data", 4).await;
+    let closing = {
+        let fs = Arc::clone(&fs);
+        tokio::spawn(async move { close(&fs, ino, h).await })
+    };
+    // The close is uploading now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fs.unlink(Ino::ROOT, OsStr::new("f")).await.expect("unlink");
+    closing.await.expect("task").expect("close");
+    assert!(
+        inner.get_bytes("f").is_none(),
+        "the file came back after unlink"
+    );
+}
+
 #[tokio::test]
 async fn sizes_past_the_largest_object_are_efbig_and_nothing_is_uploaded() {
     let inner = store();

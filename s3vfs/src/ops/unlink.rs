@@ -10,7 +10,7 @@ impl Ops<'_> {
     ///
     /// `EISDIR` for a directory, `ENOENT` when missing, `EPERM` when deletes are disabled.
     /// The parent keeps existing even if this was its last entry: it gets a `parent/`
-    /// marker first when it has none (see [`keep_directory`](S3Fs::keep_directory)).
+    /// marker first when it has none (see [`keep_directory`](Self::keep_directory)).
     pub(crate) async fn unlink(&self, parent: Ino, name: &OsStr) -> VfsResult<()> {
         self.core.check_writable("unlink")?;
         let (parent_path, path) = self.core.child_path(parent, name)?;
@@ -21,6 +21,10 @@ impl Ops<'_> {
             return Err(VfsError::IsADirectory(path.to_string()));
         }
         let key = self.core.ns.file_key(&path)?;
+        // An upload of this name under way (a last close's, after mmap write-back) lands
+        // first; one that starts later finds the file unlinked. Without this, an upload
+        // could bring the file back after unlink returned.
+        let _name = self.core.names.for_rename(&[(path.clone(), false)]).await;
         self.keep_directory(&parent_path).await?;
         self.core.store.delete(&key).await.map_err(|e| {
             tracing::warn!(path = %path, error = %e, "unlink failed");
