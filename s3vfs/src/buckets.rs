@@ -10,7 +10,7 @@ use crate::cache::{self, DataCache};
 use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
-use crate::namespace::FileName;
+use crate::namespace::{FileName, FsPath};
 use crate::store::BucketProvider;
 use crate::vfs::{
     DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, StatFs, Vfs,
@@ -420,6 +420,46 @@ impl Vfs for BucketsFs {
     async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()> {
         let (_, fs, local) = self.route(ino)?;
         fs.release(local, Handle(split(handle.0).1)).await
+    }
+
+    fn release_detached(&self, ino: Ino, handle: Handle) {
+        if let Ok((_, fs, local)) = self.route(ino) {
+            fs.release_detached(local, Handle(split(handle.0).1));
+        }
+    }
+
+    async fn read_chunks(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        let (_, fs, local) = self.route(ino)?;
+        fs.read_chunks(local, Handle(split(handle.0).1), offset, size)
+            .await
+    }
+
+    fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
+        // The first component is the bucket (which must exist: buckets are not made by
+        // writing into them), the rest a directory inside it.
+        let mut parts = path.as_str().splitn(2, '/');
+        let bucket_name = parts.next().unwrap_or_default();
+        if bucket_name.is_empty() {
+            return Ok(Ino::ROOT);
+        }
+        let known = self
+            .lock()
+            .listing
+            .as_ref()
+            .is_some_and(|(names, _)| names.iter().any(|b| b == bucket_name));
+        if !known {
+            return Err(VfsError::NotFound(format!("/{bucket_name}")));
+        }
+        let bucket = self.bucket_index(bucket_name)?;
+        let (_, fs, _) = self.route(Ino(global(bucket, Ino::ROOT.0)))?;
+        let rest = FsPath::parse(parts.next().unwrap_or_default())?;
+        Ok(Ino(global(bucket, fs.implicit_dir(&rest)?.0)))
     }
 
     async fn create(

@@ -41,7 +41,7 @@ const DIR_BATCH: usize = 1024;
 /// kernel does when it stops caching a name, so that walking paths does not keep their
 /// inodes in the table. Open handles hold their inode on their own.
 struct Hold {
-    fs: Arc<S3Fs>,
+    fs: Arc<dyn Vfs>,
     ino: Ino,
 }
 
@@ -64,10 +64,28 @@ impl Resolved {
     }
 }
 
-/// A file system over S3 addressed by paths (`"a/b.txt"`, `"/a/b.txt"`).
-#[derive(Clone, Debug)]
-pub struct S3Vfs {
-    fs: Arc<S3Fs>,
+/// A file system over S3 addressed by paths (`"a/b.txt"`, `"/a/b.txt"`), on any
+/// [`Vfs`]: one bucket ([`S3Fs`], the default), every bucket of an account
+/// ([`BucketsFs`](crate::BucketsFs): `"bucket/a/b.txt"`), or another layout.
+pub struct S3Vfs<F: Vfs + 'static = S3Fs> {
+    fs: Arc<F>,
+    /// The same file system, for handles that outlive a borrow of this one.
+    shared: Arc<dyn Vfs>,
+}
+
+impl<F: Vfs + 'static> Clone for S3Vfs<F> {
+    fn clone(&self) -> Self {
+        Self {
+            fs: Arc::clone(&self.fs),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<F: Vfs + std::fmt::Debug + 'static> std::fmt::Debug for S3Vfs<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Vfs").field("fs", &self.fs).finish()
+    }
 }
 
 /// Attributes of a file or directory.
@@ -175,9 +193,7 @@ impl OpenOptions {
 impl S3Vfs {
     /// A file system over `store`.
     pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Self {
-        Self {
-            fs: S3Fs::new(store, config),
-        }
+        Self::over(S3Fs::new(store, config))
     }
 
     /// A file system over `store` whose reads are cached in `data_cache` (see
@@ -187,18 +203,25 @@ impl S3Vfs {
         config: FsConfig,
         data_cache: Arc<dyn crate::cache::DataCache>,
     ) -> Self {
-        Self {
-            fs: S3Fs::with_data_cache(store, config, data_cache),
-        }
+        Self::over(S3Fs::with_data_cache(store, config, data_cache))
     }
 
     /// Wraps an existing [`S3Fs`] (e.g. one also mounted through FUSE).
     pub fn from_fs(fs: Arc<S3Fs>) -> Self {
-        Self { fs }
+        Self::over(fs)
+    }
+}
+
+impl<F: Vfs + 'static> S3Vfs<F> {
+    /// Paths over the inode-based file system `fs` (e.g. a
+    /// [`BucketsFs`](crate::BucketsFs), also mounted through FUSE).
+    pub fn over(fs: Arc<F>) -> Self {
+        let shared: Arc<dyn Vfs> = Arc::clone(&fs) as Arc<dyn Vfs>;
+        Self { fs, shared }
     }
 
     /// The inode-based file system underneath.
-    pub fn fs(&self) -> &Arc<S3Fs> {
+    pub fn fs(&self) -> &Arc<F> {
         &self.fs
     }
 
@@ -226,7 +249,7 @@ impl S3Vfs {
     /// Holds one lookup of `ino` that the file system counted for us.
     fn hold(&self, ino: Ino) -> Hold {
         Hold {
-            fs: Arc::clone(&self.fs),
+            fs: Arc::clone(&self.shared),
             ino,
         }
     }
@@ -243,7 +266,7 @@ impl S3Vfs {
         let dir = self.resolve(path).await?;
         let handle = self.fs.opendir(dir.ino()).await?;
         Ok(ReadDir {
-            fs: Arc::clone(&self.fs),
+            fs: Arc::clone(&self.shared),
             ino: dir.ino(),
             handle,
             offset: 0,
@@ -301,7 +324,7 @@ impl S3Vfs {
             Err(err) => return Err(err),
         };
         Ok(File {
-            fs: Arc::clone(&self.fs),
+            fs: Arc::clone(&self.shared),
             ino,
             handle,
             size,
@@ -497,7 +520,7 @@ impl S3Vfs {
 
 /// A directory being listed. Entries come without `.` and `..`.
 pub struct ReadDir {
-    fs: Arc<S3Fs>,
+    fs: Arc<dyn Vfs>,
     ino: Ino,
     handle: Handle,
     offset: u64,
@@ -548,13 +571,13 @@ impl ReadDir {
 
 impl Drop for ReadDir {
     fn drop(&mut self) {
-        self.fs.close_handle(self.handle);
+        self.fs.release_detached(self.ino, self.handle);
     }
 }
 
 /// An open file: `AsyncRead + AsyncSeek` over the object, with read-ahead.
 pub struct File {
-    fs: Arc<S3Fs>,
+    fs: Arc<dyn Vfs>,
     ino: Ino,
     handle: Handle,
     size: u64,
@@ -628,9 +651,9 @@ impl File {
         }
         if self.pending.is_none() {
             let fs = Arc::clone(&self.fs);
-            let (handle, pos) = (self.handle, self.pos);
+            let (ino, handle, pos) = (self.ino, self.handle, self.pos);
             let len = want.max(READ_CHUNK).min(u32::MAX as usize) as u32;
-            self.pending = Some(async move { fs.read_chunks(handle, pos, len).await }.boxed());
+            self.pending = Some(async move { fs.read_chunks(ino, handle, pos, len).await }.boxed());
         }
         let Some(pending) = self.pending.as_mut() else {
             return Poll::Ready(Ok(false));
@@ -809,6 +832,6 @@ impl AsyncSeek for File {
 
 impl Drop for File {
     fn drop(&mut self) {
-        self.fs.close_handle(self.handle);
+        self.fs.release_detached(self.ino, self.handle);
     }
 }

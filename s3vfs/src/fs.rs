@@ -146,30 +146,6 @@ impl S3Fs {
         self.core.inodes.len()
     }
 
-    /// The inode of directory `path` without asking the store: for library users creating
-    /// a file under a prefix that has no object yet (the directory appears with the file,
-    /// as in any object store). Fails if `path` is known to be something else.
-    ///
-    /// Counts one lookup of the inode, as [`Vfs::lookup`] does: [`forget`](Vfs::forget) it
-    /// when done.
-    pub fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
-        self.ops().implicit_dir(path)
-    }
-
-    /// Reads through an open file handle as slices of the fetched data, without joining
-    /// them: for the library's `File`, which copies into the caller's buffer anyway.
-    pub async fn read_chunks(
-        &self,
-        handle: Handle,
-        offset: u64,
-        len: u32,
-    ) -> VfsResult<Vec<Bytes>> {
-        let (file, _) = self.handles.file(handle)?;
-        self.open_files
-            .read_file_chunks(&file, offset, u64::from(len))
-            .await
-    }
-
     /// The path of `ino`, for callers that resolved it.
     pub fn path_of(&self, ino: Ino) -> Option<FsPath> {
         self.core.inodes.get(ino).map(|info| info.path)
@@ -275,6 +251,27 @@ impl Vfs for S3Fs {
     async fn release(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
         self.ops().release_handle(handle).await;
         Ok(())
+    }
+
+    fn release_detached(&self, _ino: Ino, handle: Handle) {
+        self.ops().close_handle(handle);
+    }
+
+    async fn read_chunks(
+        &self,
+        _ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        let (file, _) = self.handles.file(handle)?;
+        self.open_files
+            .read_file_chunks(&file, offset, u64::from(size))
+            .await
+    }
+
+    fn implicit_dir(&self, path: &FsPath) -> VfsResult<Ino> {
+        self.ops().implicit_dir(path)
     }
 
     async fn create(

@@ -324,6 +324,25 @@ pub trait Vfs: Send + Sync + 'static {
     async fn fsync(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
     /// The last reference to a handle is gone.
     async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()>;
+    /// Releases a file or directory handle without waiting: what a library handle dropped
+    /// outside an `await` does. The work left (a last close's upload, or keeping unsaved
+    /// changes in the recovery directory) goes on in the background.
+    fn release_detached(&self, ino: Ino, handle: Handle);
+    /// Reads like [`read`](Self::read), as the fetched slices in order, without joining
+    /// them (for callers that copy into a buffer of their own anyway).
+    async fn read_chunks(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        Ok(vec![self.read(ino, handle, offset, size).await?])
+    }
+    /// The inode of directory `path` without asking the store: for a file created under
+    /// a prefix that has no object yet (the directory appears with the file, as in any
+    /// object store). Fails if `path` is known to be something else. Counts one lookup.
+    fn implicit_dir(&self, path: &crate::namespace::FsPath) -> VfsResult<Ino>;
 
     /// Creates and opens a regular file. Counts one lookup.
     async fn create(

@@ -93,3 +93,76 @@ async fn library_api_works_per_bucket() {
     let vfs = S3Vfs::new(Arc::new(store), FsConfig::default());
     assert_eq!(vfs.read("x/y.csv").await.unwrap(), "1,2,3");
 }
+
+/// The path API over every bucket: the first component of a path is the bucket.
+#[tokio::test]
+async fn the_path_api_works_over_every_bucket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let buckets = MemBuckets::new();
+    let alpha = buckets.create_bucket("alpha");
+    buckets.create_bucket("beta").insert("old.txt", "old");
+    let vfs = S3Vfs::over(BucketsFs::new(
+        Arc::new(buckets.clone()),
+        FsConfig::default(),
+    ));
+    let names: Vec<String> = vfs
+        .read_dir("")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    // A file under directories that have no object yet: they appear with it.
+    vfs.write("alpha/new/dir/x.txt", "hello").await.unwrap();
+    assert_eq!(alpha.get_bytes("new/dir/x.txt").unwrap(), "hello");
+    assert_eq!(vfs.read("alpha/new/dir/x.txt").await.unwrap(), "hello");
+    assert!(vfs.metadata("alpha/new").await.unwrap().is_dir());
+
+    let mut file = vfs.create("alpha/streamed.bin").await.unwrap();
+    file.write_all(b"0123456789").await.unwrap();
+    file.close().await.unwrap();
+    let mut text = String::new();
+    vfs.open("alpha/streamed.bin")
+        .await
+        .unwrap()
+        .read_to_string(&mut text)
+        .await
+        .unwrap();
+    assert_eq!(text, "0123456789");
+
+    vfs.rename("alpha/new/dir/x.txt", "alpha/y.txt")
+        .await
+        .unwrap();
+    assert_eq!(alpha.get_bytes("y.txt").unwrap(), "hello");
+    assert!(alpha.get_bytes("new/dir/x.txt").is_none());
+    assert_eq!(
+        vfs.rename("alpha/y.txt", "beta/y.txt")
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EXDEV,
+        "between buckets, so that mv copies"
+    );
+    assert!(
+        vfs.write("gamma/x", "no such bucket").await.is_err(),
+        "buckets are not made by writing into them"
+    );
+
+    // A dropped handle is released (in the background): its inode is given back.
+    let before = vfs.fs().inode_count();
+    let open = vfs.open("beta/old.txt").await.unwrap();
+    assert!(vfs.fs().inode_count() > before);
+    drop(open);
+    for _ in 0..100 {
+        if vfs.fs().inode_count() == before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(vfs.fs().inode_count(), before);
+}
