@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+#[cfg(feature = "demo")]
 pub mod local;
 pub mod malloc;
 pub mod mount;

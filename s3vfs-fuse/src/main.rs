@@ -20,13 +20,15 @@ use s3vfs::store::PayloadSigning;
 use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
 use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs};
+#[cfg(feature = "demo")]
 use s3vfs_fuse::local::{self, LocalS3};
 use s3vfs_fuse::{mount, AdapterConfig, MountGuard, MountOptions};
+#[cfg(feature = "demo")]
 use s3vfs_testkit::MemStore;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -54,8 +56,10 @@ enum Command {
     /// Mount a bucket (or a prefix of one) at MOUNTPOINT.
     Mount(Box<MountArgs>),
     /// Mount a local demo bucket served over loopback HTTP; no AWS account needed.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Run only the local S3 endpoint (127.0.0.1), for other S3 tools.
+    #[cfg(feature = "demo")]
     Serve(ServeArgs),
     /// List, re-upload or drop the files a mount could not upload (its recovery directory).
     Recover(RecoverArgs),
@@ -260,6 +264,7 @@ struct MountArgs {
     log_file: Option<PathBuf>,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 struct DemoArgs {
     /// Where to mount the demo bucket (an empty directory).
@@ -269,6 +274,7 @@ struct DemoArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// TCP port on 127.0.0.1 (0: any free port).
@@ -402,6 +408,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
+#[cfg(feature = "demo")]
 /// How long `s3vfs demo` uploads unsaved files on a stop signal.
 const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -411,11 +418,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(demo(args)))
         }
+        #[cfg(feature = "demo")]
         Command::Serve(args) => {
             logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
@@ -872,6 +881,7 @@ async fn serve_until_stopped(guard: MountGuard, shutdown_timeout: Duration) -> a
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 /// `s3vfs demo`: a seeded bucket on a loopback endpoint, mounted through the real client.
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(args.data_dir.as_deref())?;
@@ -921,6 +931,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "demo")]
 /// `s3vfs serve`: only the loopback endpoint, until Ctrl-C.
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(args.data_dir.as_deref())?;
@@ -957,8 +968,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "demo")]
 /// The bucket of `demo`/`serve`: in memory, or kept in `data_dir`.
-fn open_store(data_dir: Option<&Path>) -> anyhow::Result<MemStore> {
+fn open_store(data_dir: Option<&std::path::Path>) -> anyhow::Result<MemStore> {
     match data_dir {
         Some(dir) => MemStore::persisted(dir)
             .with_context(|| format!("cannot open the bucket directory {}", dir.display())),
