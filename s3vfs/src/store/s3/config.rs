@@ -1,0 +1,400 @@
+//! Configuration of the S3 backend: credentials, endpoint, retries and timeouts, and
+//! building the one SDK client a store (or every bucket of an account) uses.
+
+use crate::store::{Capabilities, PayloadSigning, StoreError, StoreErrorKind, StoreResult};
+use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::Client;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Region used when static credentials are given without a region (S3-compatible stores
+/// usually ignore it, but SigV4 needs one).
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Default for [`S3StoreConfig::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Default for [`S3StoreConfig::initial_backoff`].
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Default for [`S3StoreConfig::max_backoff`].
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// Default for [`S3StoreConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
+
+/// Default for [`S3StoreConfig::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most keys one DeleteObjects request may carry.
+pub const MAX_DELETE_BATCH: usize = 1000;
+
+/// Static credentials: an access key id, its secret and an optional session token.
+///
+/// `Debug` shows the key id only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// Access key id (e.g. `AKIA…`).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl StaticCredentials {
+    /// Long-term credentials without a session token.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: None,
+        }
+    }
+
+    /// Adds the session token of temporary credentials.
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+}
+
+impl fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// How to reach a bucket: endpoint, credentials, retries and timeouts.
+///
+/// ```
+/// use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
+/// use std::time::Duration;
+///
+/// let config = S3StoreConfig::new("my-bucket")
+///     .region("eu-west-1")
+///     .endpoint_url("http://127.0.0.1:9000")
+///     .force_path_style(true)
+///     .credentials(StaticCredentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG"))
+///     .max_attempts(3)
+///     .connect_timeout(Duration::from_secs(1));
+/// assert_eq!(config.bucket, "my-bucket");
+/// ```
+#[derive(Clone, Debug)]
+pub struct S3StoreConfig {
+    /// Bucket name. Ignored by [`S3Buckets`], which serves every bucket.
+    pub bucket: String,
+    /// AWS region. `None`: [`DEFAULT_REGION`] with static credentials, otherwise the
+    /// default region chain (environment, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible store (e.g. `http://127.0.0.1:9000`); `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`. Most
+    /// S3-compatible stores need this.
+    pub force_path_style: bool,
+    /// Named profile of `~/.aws/config` for the default credential and region chains.
+    pub profile: Option<String>,
+    /// Static credentials. `None`: the SDK's default chain (environment, profile, SSO,
+    /// web identity, ECS, instance metadata). With static credentials no other provider
+    /// (and in particular no instance-metadata endpoint) is ever consulted.
+    pub credentials: Option<StaticCredentials>,
+    /// Most attempts per request, first one included (SDK retries), and most consecutive
+    /// attempts without progress when resuming a GET body.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles per retry, with full jitter.
+    pub initial_backoff: Duration,
+    /// Upper bound of the backoff between two attempts.
+    pub max_backoff: Duration,
+    /// Time allowed to establish a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time allowed between sending a request and the first byte of the response, per
+    /// attempt. `None`: unbounded.
+    pub read_timeout: Option<Duration>,
+    /// Time allowed for one attempt of a request (headers of the response received).
+    /// `None`: unbounded. Keep it above the time a large part upload takes.
+    pub operation_attempt_timeout: Option<Duration>,
+    /// Time allowed for a request with all its retries. `None`: unbounded.
+    pub operation_timeout: Option<Duration>,
+    /// Send CRC32 checksums with uploads and validate them on downloads (the SDK's
+    /// default). Turn off for stores that reject `aws-chunked` bodies with trailers.
+    pub request_checksums: bool,
+    /// When upload bodies are covered by the signature (see [`PayloadSigning`]); by
+    /// default only over plain HTTP to another host.
+    pub payload_signing: PayloadSigning,
+    /// What [`ObjectStore::capabilities`] reports: lower it for stores that lack a
+    /// feature (e.g. `conditional_writes: false` for Garage, which ignores the headers).
+    pub capabilities: Capabilities,
+}
+
+impl Default for S3StoreConfig {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            region: None,
+            endpoint_url: None,
+            force_path_style: false,
+            profile: None,
+            credentials: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            initial_backoff: DEFAULT_INITIAL_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            operation_attempt_timeout: None,
+            operation_timeout: None,
+            request_checksums: true,
+            payload_signing: PayloadSigning::Auto,
+            capabilities: Capabilities::default(),
+        }
+    }
+}
+
+impl S3StoreConfig {
+    /// Defaults for `bucket`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`bucket`](Self::bucket).
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.bucket = bucket.into();
+        self
+    }
+
+    /// Sets [`region`](Self::region).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sets [`endpoint_url`](Self::endpoint_url).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`force_path_style`](Self::force_path_style).
+    pub fn force_path_style(mut self, on: bool) -> Self {
+        self.force_path_style = on;
+        self
+    }
+
+    /// Sets [`profile`](Self::profile).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Sets [`credentials`](Self::credentials).
+    pub fn credentials(mut self, credentials: StaticCredentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`max_attempts`](Self::max_attempts) (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets [`initial_backoff`](Self::initial_backoff).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// Sets [`max_backoff`](Self::max_backoff).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`read_timeout`](Self::read_timeout).
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`operation_attempt_timeout`](Self::operation_attempt_timeout).
+    pub fn operation_attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.operation_attempt_timeout = timeout;
+        self
+    }
+
+    /// Sets [`operation_timeout`](Self::operation_timeout).
+    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets [`request_checksums`](Self::request_checksums).
+    pub fn request_checksums(mut self, on: bool) -> Self {
+        self.request_checksums = on;
+        self
+    }
+
+    /// Sets [`payload_signing`](Self::payload_signing).
+    pub fn payload_signing(mut self, signing: PayloadSigning) -> Self {
+        self.payload_signing = signing;
+        self
+    }
+
+    /// Sets [`capabilities`](Self::capabilities).
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Sets `capabilities.conditional_writes`.
+    pub fn conditional_writes(mut self, supported: bool) -> Self {
+        self.capabilities.conditional_writes = supported;
+        self
+    }
+}
+
+/// The retry settings this module applies itself (GET body resumption).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ResumePolicy {
+    pub(super) max_attempts: u32,
+    pub(super) initial_backoff: Duration,
+    pub(super) max_backoff: Duration,
+}
+
+impl ResumePolicy {
+    /// Exponential backoff with full jitter before retry number `retry` (1-based).
+    pub(super) fn backoff(&self, retry: u32) -> Duration {
+        let exp = retry.saturating_sub(1).min(30);
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        let ceiling_us = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+        let jittered = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling_us);
+        Duration::from_micros(jittered)
+    }
+}
+
+/// Gives every client its own retry quota, so that one store's failures do not use up the
+/// retries of another (the SDK's default quota is process-wide per service).
+pub(super) fn next_retry_partition() -> RetryPartition {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    RetryPartition::new(format!("s3vfs-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Builds the one SDK client of a store (or of an [`S3Buckets`]).
+pub(super) async fn build_client(config: &S3StoreConfig) -> StoreResult<Client> {
+    let mut builder = match &config.credentials {
+        Some(creds) => {
+            // Built by hand rather than through aws-config, so that no default provider
+            // (environment, profile, instance metadata) is consulted at all.
+            let region = config
+                .region
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region))
+                .credentials_provider(Credentials::new(
+                    creds.access_key_id.clone(),
+                    creds.secret_access_key.clone(),
+                    creds.session_token.clone(),
+                    None,
+                    "s3vfs-static",
+                ))
+        }
+        None => {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
+            if let Some(profile) = &config.profile {
+                loader = loader.profile_name(profile);
+            }
+            if let Some(region) = &config.region {
+                loader = loader.region(Region::new(region.clone()));
+            }
+            let sdk_config = loader.load().await;
+            if sdk_config.region().is_none() {
+                return Err(StoreError::new(
+                    StoreErrorKind::InvalidRequest,
+                    "no AWS region configured (set one in the store config, AWS_REGION or the profile)",
+                ));
+            }
+            aws_sdk_s3::config::Builder::from(&sdk_config)
+        }
+    };
+
+    let retry = RetryConfig::standard()
+        .with_max_attempts(config.max_attempts.max(1))
+        .with_initial_backoff(config.initial_backoff)
+        .with_max_backoff(config.max_backoff);
+    let mut timeouts = TimeoutConfig::builder().connect_timeout(config.connect_timeout);
+    if let Some(t) = config.read_timeout {
+        timeouts = timeouts.read_timeout(t);
+    }
+    if let Some(t) = config.operation_attempt_timeout {
+        timeouts = timeouts.operation_attempt_timeout(t);
+    }
+    if let Some(t) = config.operation_timeout {
+        timeouts = timeouts.operation_timeout(t);
+    }
+    builder = builder
+        .force_path_style(config.force_path_style)
+        .retry_config(retry)
+        .retry_partition(next_retry_partition())
+        .timeout_config(timeouts.build());
+    if let Some(url) = &config.endpoint_url {
+        builder = builder.endpoint_url(url.clone());
+    }
+    if !config.request_checksums {
+        builder = builder
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    Ok(Client::from_conf(builder.build()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded() {
+        let policy = ResumePolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+        };
+        for retry in 1..40 {
+            assert!(policy.backoff(retry) <= Duration::from_millis(40));
+        }
+        assert!(policy.backoff(1) <= Duration::from_millis(10));
+    }
+
+    #[test]
+    fn credentials_debug_hides_secret() {
+        let creds = StaticCredentials::new("AKIDEXAMPLE", "very-secret").with_session_token("tok");
+        let shown = format!("{creds:?}");
+        assert!(shown.contains("AKIDEXAMPLE"));
+        assert!(!shown.contains("very-secret"));
+        assert!(!shown.contains("tok\""));
+    }
+}
