@@ -94,7 +94,7 @@ impl fmt::Debug for StaticCredentials {
 /// ```
 #[derive(Clone, Debug)]
 pub struct S3StoreConfig {
-    /// Bucket name. Ignored by [`S3Buckets`], which serves every bucket.
+    /// Bucket name. Ignored by [`S3Buckets`](super::S3Buckets), which serves every bucket.
     pub bucket: String,
     /// AWS region. `None`: [`DEFAULT_REGION`] with static credentials, otherwise the
     /// default region chain (environment, profile, instance metadata).
@@ -133,7 +133,7 @@ pub struct S3StoreConfig {
     /// When upload bodies are covered by the signature (see [`PayloadSigning`]); by
     /// default only over plain HTTP to another host.
     pub payload_signing: PayloadSigning,
-    /// What [`ObjectStore::capabilities`] reports: lower it for stores that lack a
+    /// What [`ObjectStore::capabilities`](crate::store::ObjectStore::capabilities) reports: lower it for stores that lack a
     /// feature (e.g. `conditional_writes: false` for Garage, which ignores the headers).
     pub capabilities: Capabilities,
 }
