@@ -172,6 +172,16 @@ pub enum FsOp {
     RemotePut { key: String, data: Bytes },
     /// Another client deletes `key`.
     RemoteDelete(String),
+    /// One handle's whole life: create or truncate `path` (parents implied), write
+    /// `first` from 0 (a streamed upload), set the size to `cut` through the handle,
+    /// write `second` at `at`, close.
+    Rewrite {
+        path: String,
+        first: Bytes,
+        cut: u64,
+        at: u64,
+        second: Bytes,
+    },
     /// `op` while every request that would change the bucket fails (aborts of multipart
     /// uploads excepted): an operation that would change something fails with `EIO` and
     /// changes nothing; the operations after it must work as if it had not been tried.
@@ -322,7 +332,11 @@ impl ModelFs {
         self.objects = before;
         let always_writes = matches!(
             op,
-            FsOp::Chmod { .. } | FsOp::Write { .. } | FsOp::Symlink { .. } | FsOp::Mkdir(_)
+            FsOp::Chmod { .. }
+                | FsOp::Write { .. }
+                | FsOp::Rewrite { .. }
+                | FsOp::Symlink { .. }
+                | FsOp::Mkdir(_)
         ) || matches!(op, FsOp::Rename { from, to } if from != to);
         if changed || always_writes {
             Err(libc::EIO)
@@ -349,6 +363,30 @@ impl ModelFs {
             }
             FsOp::Append { path, data } => {
                 self.edit_file(&tree, path, |body| body.extend_from_slice(data))?;
+            }
+            FsOp::Rewrite {
+                path,
+                first,
+                cut,
+                at,
+                second,
+            } => {
+                self.check_parents(&tree, path, true)?;
+                match self.kind(&tree, path) {
+                    Some(Kind::Dir) => return Err(libc::EISDIR),
+                    Some(Kind::Symlink) => return Err(libc::EINVAL),
+                    _ => {}
+                }
+                let mut body = first.to_vec();
+                body.resize(*cut as usize, 0);
+                let start = *at as usize;
+                if !second.is_empty() {
+                    if body.len() < start + second.len() {
+                        body.resize(start + second.len(), 0);
+                    }
+                    body[start..start + second.len()].copy_from_slice(second);
+                }
+                self.put_file(path, body);
             }
             FsOp::WriteAt { path, offset, data } => {
                 self.edit_file(&tree, path, |body| {
@@ -546,6 +584,28 @@ pub async fn apply_to_vfs(
             let closed = file.close().await;
             written.and(closed).map_err(errno)
         }
+        FsOp::Rewrite {
+            path,
+            first,
+            cut,
+            at,
+            second,
+        } => {
+            let file = vfs.create(path).await.map_err(errno)?;
+            let written = async {
+                if !first.is_empty() {
+                    file.write_at(0, first.clone()).await?;
+                }
+                file.set_len(*cut).await?;
+                if !second.is_empty() {
+                    file.write_at(*at, second.clone()).await?;
+                }
+                Ok(())
+            }
+            .await;
+            let closed = file.close().await;
+            written.and(closed).map_err(errno)
+        }
         FsOp::Truncate { path, size } => vfs.set_len(path, *size).await.map_err(errno),
         FsOp::Unlink(path) => vfs.remove_file(path).await.map_err(errno),
         FsOp::Mkdir(path) => vfs.create_dir(path).await.map_err(errno),
@@ -601,6 +661,9 @@ pub mod strategies {
             1 => (path(), 0u64..40, data())
                 .prop_map(|(path, offset, data)| FsOp::WriteAt { path, offset, data }),
             1 => (path(), 0u64..40).prop_map(|(path, size)| FsOp::Truncate { path, size }),
+            1 => (path(), data(), 0u64..30, 0u64..40, data()).prop_map(
+                |(path, first, cut, at, second)| FsOp::Rewrite { path, first, cut, at, second }
+            ),
             2 => path().prop_map(FsOp::Unlink),
             2 => path().prop_map(FsOp::Mkdir),
             2 => path().prop_map(FsOp::Rmdir),

@@ -629,6 +629,20 @@ impl File {
         completed.and(released)
     }
 
+    /// Sets the size of the file through this handle (like `ftruncate`): bytes past it
+    /// are dropped, bytes up to it never written read as zeros. Stored by the next
+    /// [`complete`](Self::complete) or [`close`](Self::close).
+    pub async fn set_len(&self, size: u64) -> VfsResult<()> {
+        let changes = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        self.fs
+            .setattr(self.ino, Some(self.handle), changes)
+            .await
+            .map(|_| ())
+    }
+
     /// Writes `data` at `offset` without moving the position (like `pwrite`).
     pub async fn write_at(&self, offset: u64, data: impl Into<Bytes>) -> VfsResult<u32> {
         self.fs

@@ -647,3 +647,24 @@ async fn a_shutdown_keeps_what_it_cannot_upload_in_time() {
         entry.manifest.error
     );
 }
+
+/// Found by the reference model: a truncate through the handle of a new file cached the
+/// file's stat, so after its upload failed the name still looked taken (EEXIST) though
+/// nothing was stored.
+#[tokio::test]
+async fn a_failed_new_file_truncated_through_its_handle_leaves_the_name_free() {
+    let inner = store();
+    let faults = FaultStore::new(Arc::new(inner.clone()));
+    let vfs = s3vfs::S3Vfs::new(
+        Arc::new(faults.clone()),
+        config().with_metadata_ttl(Duration::from_secs(60)),
+    );
+    let file = vfs.create("b").await.expect("create");
+    file.set_len(0).await.expect("ftruncate");
+    faults.fail_next(Op::Put, 1, store_down());
+    assert_eq!(file.close().await.unwrap_err().errno(), libc::EIO);
+    assert!(inner.get_bytes("b").is_none());
+    vfs.symlink("a", "b")
+        .await
+        .expect("the name is free: nothing was stored");
+}

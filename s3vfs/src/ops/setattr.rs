@@ -26,20 +26,12 @@ impl Ops<'_> {
         self.core.check_writable("setattr")?;
         let (path, kind) = self.core.inode_path(ino)?;
         if let Some(size) = changes.size {
-            match kind {
-                FileKind::Directory => return Err(VfsError::IsADirectory(path.to_string())),
-                FileKind::Symlink
-                | FileKind::Fifo
-                | FileKind::CharDevice
-                | FileKind::BlockDevice
-                | FileKind::Socket => {
-                    return Err(VfsError::InvalidArgument(format!("{path} is a {kind}")))
-                }
-                FileKind::File => {}
-            }
+            kind.require_regular(&path)?;
             self.core.check_overwrite_allowed(&path)?;
-            let stat = self.truncate_file(ino, handle, size).await?;
-            self.core.meta.put(&path, stat);
+            // Not cached here: through a handle the open file shows the new size until
+            // its upload (a failed one must leave nothing behind), and an uploaded
+            // truncate has cached what it stored.
+            self.truncate_file(ino, handle, size).await?;
         }
         let attributes_change = changes.mode.is_some()
             || changes.uid.is_some()
