@@ -182,6 +182,16 @@ pub enum FsOp {
         at: u64,
         second: Bytes,
     },
+    /// An open file renamed under its handle: open existing `path` for appending, append
+    /// `before`, rename `path` to `to`, append `after` through the same handle, close.
+    /// The handle follows the file; a refused rename leaves it where it was. The result
+    /// is the rename's, else the first failed write's or the close's.
+    RenameOpen {
+        path: String,
+        to: String,
+        before: Bytes,
+        after: Bytes,
+    },
     /// `op` while every request that would change the bucket fails (aborts of multipart
     /// uploads excepted): an operation that would change something fails with `EIO` and
     /// changes nothing; the operations after it must work as if it had not been tried.
@@ -327,14 +337,18 @@ impl ModelFs {
     /// as it was either way.
     fn apply_failing(&mut self, op: &FsOp) -> Result<(), i32> {
         let before = self.objects.clone();
-        self.apply(op)?;
+        // Nothing reaches the bucket, also of an operation refused after some of its
+        // steps (a rename of an open file refused after a write to it).
+        let result = self.apply(op);
         let changed = self.objects != before;
         self.objects = before;
+        result?;
         let always_writes = matches!(
             op,
             FsOp::Chmod { .. }
                 | FsOp::Write { .. }
                 | FsOp::Rewrite { .. }
+                | FsOp::RenameOpen { .. }
                 | FsOp::Symlink { .. }
                 | FsOp::Mkdir(_)
         ) || matches!(op, FsOp::Rename { from, to } if from != to);
@@ -363,6 +377,22 @@ impl ModelFs {
             }
             FsOp::Append { path, data } => {
                 self.edit_file(&tree, path, |body| body.extend_from_slice(data))?;
+            }
+            FsOp::RenameOpen {
+                path,
+                to,
+                before,
+                after,
+            } => {
+                self.edit_file(&tree, path, |body| body.extend_from_slice(before))?;
+                let renamed = self.apply(&FsOp::Rename {
+                    from: path.clone(),
+                    to: to.clone(),
+                });
+                let now = if renamed.is_ok() { to } else { path };
+                let tree = self.tree();
+                self.edit_file(&tree, now, |body| body.extend_from_slice(after))?;
+                return renamed;
             }
             FsOp::Rewrite {
                 path,
@@ -606,6 +636,35 @@ pub async fn apply_to_vfs(
             let closed = file.close().await;
             written.and(closed).map_err(errno)
         }
+        FsOp::RenameOpen {
+            path,
+            to,
+            before,
+            after,
+        } => {
+            let mut options = OpenOptions::new();
+            options.append(true);
+            let file = vfs.open_with(path, &options).await.map_err(errno)?;
+            let wrote_before = if before.is_empty() {
+                Ok(0)
+            } else {
+                file.write_at(0, before.clone()).await
+            };
+            let renamed = vfs.rename(path, to).await;
+            let wrote_after = if after.is_empty() {
+                Ok(0)
+            } else {
+                file.write_at(0, after.clone()).await
+            };
+            let closed = file.close().await;
+            // The rename's answer first (what the op is about), then the writes' and the
+            // close's.
+            renamed
+                .and(wrote_before.map(|_| ()))
+                .and(wrote_after.map(|_| ()))
+                .and(closed)
+                .map_err(errno)
+        }
         FsOp::Truncate { path, size } => vfs.set_len(path, *size).await.map_err(errno),
         FsOp::Unlink(path) => vfs.remove_file(path).await.map_err(errno),
         FsOp::Mkdir(path) => vfs.create_dir(path).await.map_err(errno),
@@ -661,6 +720,9 @@ pub mod strategies {
             1 => (path(), 0u64..40, data())
                 .prop_map(|(path, offset, data)| FsOp::WriteAt { path, offset, data }),
             1 => (path(), 0u64..40).prop_map(|(path, size)| FsOp::Truncate { path, size }),
+            1 => (path(), path(), data(), data()).prop_map(|(path, to, before, after)| {
+                FsOp::RenameOpen { path, to, before, after }
+            }),
             1 => (path(), data(), 0u64..30, 0u64..40, data()).prop_map(
                 |(path, first, cut, at, second)| FsOp::Rewrite { path, first, cut, at, second }
             ),

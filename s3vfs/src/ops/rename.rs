@@ -46,8 +46,17 @@ impl Ops<'_> {
         let (src_parent, src) = self.core.child_path(parent, name)?;
         let (dst_parent, dst) = self.core.child_path(new_parent, new_name)?;
         self.core.check_delete_allowed(&src)?;
-        // A file with unsaved writes is uploaded first, so the copy carries them.
-        self.open_files.sync_path(&src).await?;
+        // A file with unsaved writes is uploaded first, so the copy carries them; only
+        // once rename(2)'s rules allow the rename (a refused one uploads nothing).
+        if self.open_files.open_file_stat(&src).is_some() {
+            if let Plan::Nothing = self
+                .plan_rename(&src, &dst_parent, &dst, no_replace)
+                .await?
+            {
+                return Ok(());
+            }
+            self.open_files.sync_path(&src).await?;
+        }
         let mut retried = false;
         loop {
             let plan = self
