@@ -653,6 +653,7 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
     let mut rng = Rng(seed);
     let mut model = Model::default();
     let (mut succeeded, mut failed) = (0, 0);
+    let mut mapped = false;
     let mut history: Vec<String> = Vec::new();
     let fail = |history: &[String], what: String| -> ! {
         let start = history
@@ -685,10 +686,18 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
             );
         }
         model.applied(&op, &expected);
+        mapped |= matches!(op, Op::Mmap { .. }) && expected == Outcome::Done;
         match expected {
             Outcome::Errno(_) => failed += 1,
             _ => succeeded += 1,
         }
+    }
+    if mapped {
+        // A mapping's pages reach the mount at munmap, and its last release (which
+        // uploads them) comes with the kernel's asynchronous RELEASE. Under load a read
+        // racing that upload has answered ESTALE (seed 30051, 1 case in 500; an open
+        // question, see the issue notes): the final snapshots start once it is done.
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     while !local.handles.is_empty() {
         let op = Op::Close { handle: 0 };
