@@ -411,7 +411,14 @@ impl OpenFiles {
 
     /// Records that `state` differs from the store; returns the stat to show.
     fn mark_dirty(&self, file: &OpenFile, state: &FileState) -> Stat {
-        let stat = self.stat_of_state(state);
+        // No stored version holds these contents: the stat shown has no ETag. With the
+        // ETag of the version the changes build on, an open that read this stat just
+        // before the upload finished took it for a newer version found in the store, and
+        // began a fresh open file pinned to the old one (its reads: ESTALE).
+        let stat = Stat {
+            etag: None,
+            ..self.stat_of_state(state)
+        };
         lock(&file.shadow).dirty_stat = Some(stat.clone());
         stat
     }
