@@ -214,6 +214,18 @@ pub struct ModelFs {
     pub objects: BTreeMap<String, ModelObject>,
 }
 
+/// `data` written into `body` at `offset` (`pwrite`): grown with zeros as needed.
+fn write_into(body: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let start = offset as usize;
+    if body.len() < start + data.len() {
+        body.resize(start + data.len(), 0);
+    }
+    body[start..start + data.len()].copy_from_slice(data);
+}
+
 fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
 }
@@ -299,6 +311,17 @@ impl ModelFs {
             .unwrap_or_default()
     }
 
+    /// What creating (or truncating) file `path` answers: the parents' errnos, `EISDIR`
+    /// for a directory, `EINVAL` for a symlink.
+    fn check_creatable(&self, tree: &BTreeMap<String, Node>, path: &str) -> Result<(), i32> {
+        self.check_parents(tree, path, true)?;
+        match self.kind(tree, path) {
+            Some(Kind::Dir) => Err(libc::EISDIR),
+            Some(Kind::Symlink) => Err(libc::EINVAL),
+            _ => Ok(()),
+        }
+    }
+
     fn put_file(&mut self, path: &str, body: Vec<u8>) {
         self.objects.insert(
             path.to_owned(),
@@ -368,12 +391,8 @@ impl ModelFs {
         let tree = self.tree();
         match op {
             FsOp::Write { path, data } => {
-                self.check_parents(&tree, path, true)?;
-                match self.kind(&tree, path) {
-                    Some(Kind::Dir) => return Err(libc::EISDIR),
-                    Some(Kind::Symlink) => return Err(libc::EINVAL),
-                    _ => self.put_file(path, data.to_vec()),
-                }
+                self.check_creatable(&tree, path)?;
+                self.put_file(path, data.to_vec());
             }
             FsOp::Append { path, data } => {
                 self.edit_file(&tree, path, |body| body.extend_from_slice(data))?;
@@ -401,33 +420,14 @@ impl ModelFs {
                 at,
                 second,
             } => {
-                self.check_parents(&tree, path, true)?;
-                match self.kind(&tree, path) {
-                    Some(Kind::Dir) => return Err(libc::EISDIR),
-                    Some(Kind::Symlink) => return Err(libc::EINVAL),
-                    _ => {}
-                }
+                self.check_creatable(&tree, path)?;
                 let mut body = first.to_vec();
                 body.resize(*cut as usize, 0);
-                let start = *at as usize;
-                if !second.is_empty() {
-                    if body.len() < start + second.len() {
-                        body.resize(start + second.len(), 0);
-                    }
-                    body[start..start + second.len()].copy_from_slice(second);
-                }
+                write_into(&mut body, *at, second);
                 self.put_file(path, body);
             }
             FsOp::WriteAt { path, offset, data } => {
-                self.edit_file(&tree, path, |body| {
-                    let start = *offset as usize;
-                    if !data.is_empty() {
-                        if body.len() < start + data.len() {
-                            body.resize(start + data.len(), 0);
-                        }
-                        body[start..start + data.len()].copy_from_slice(data);
-                    }
-                })?;
+                self.edit_file(&tree, path, |body| write_into(body, *offset, data))?;
             }
             FsOp::Truncate { path, size } => {
                 self.edit_file(&tree, path, |body| body.resize(*size as usize, 0))?;
