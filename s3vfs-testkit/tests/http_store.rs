@@ -1267,6 +1267,38 @@ async fn resumed_body_of_a_changed_object_fails() {
     assert_eq!(err.kind, StoreErrorKind::PreconditionFailed, "{err}");
 }
 
+/// s3s-fs answers a HEAD of a key that is a folder on its disk (every directory) with 500.
+#[tokio::test]
+async fn a_head_answered_500_for_a_key_that_is_not_listed_is_not_found() {
+    let f = fixture_with(|config| config.max_attempts(2)).await;
+    f.mem.insert("dir/child", "v");
+    f.faults.fail_matching(
+        |op, key| op == Op::Head && (key == "dir" || key == "dir/child"),
+        transient("is a directory"),
+    );
+    let err = f.store.head(&key("dir")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound, "{err}");
+    assert_eq!(err.operation, Some("HeadObject"));
+    // A key the listing shows keeps the server's answer, with all there is to say.
+    let err = f.store.head(&key("dir/child")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Transient, "{err}");
+    assert_eq!(err.status, Some(500));
+    assert_eq!(
+        err.to_string(),
+        "transient failure in HeadObject for \"dir/child\" (HTTP 500)"
+    );
+    // Other errors are not second-guessed: a 403 stays a 403, without a LIST.
+    f.faults.clear();
+    f.counts.reset();
+    f.faults.fail_matching(
+        |op, _| op == Op::Head,
+        StoreError::new(StoreErrorKind::AccessDenied, "no").with_code("AccessDenied"),
+    );
+    let err = f.store.head(&key("dir")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::AccessDenied, "{err}");
+    assert_eq!(f.counts.count(Op::List), 0);
+}
+
 #[tokio::test]
 async fn permanent_failures_surface_after_max_attempts() {
     let f = fixture_with(|config| config.max_attempts(3)).await;

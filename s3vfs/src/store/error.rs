@@ -59,18 +59,28 @@ pub struct StoreError {
     pub key: Option<String>,
     /// The S3 error code (e.g. `NoSuchKey`, `SlowDown`), when the store sent one.
     pub code: Option<String>,
-    /// Human-readable detail.
+    /// Human-readable detail: the server's own message, or the client's cause.
     pub message: String,
+    /// The S3 operation that failed (e.g. `HeadObject`), when a request was made.
+    pub operation: Option<&'static str>,
+    /// The HTTP status of the server's answer, when there was one.
+    pub status: Option<u16>,
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
+        if let Some(operation) = self.operation {
+            write!(f, " in {operation}")?;
+        }
         if let Some(key) = &self.key {
             write!(f, " for {key:?}")?;
         }
-        if let Some(code) = &self.code {
-            write!(f, " ({code})")?;
+        match (self.status, &self.code) {
+            (Some(status), Some(code)) => write!(f, " (HTTP {status}, {code})")?,
+            (Some(status), None) => write!(f, " (HTTP {status})")?,
+            (None, Some(code)) => write!(f, " ({code})")?,
+            (None, None) => {}
         }
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
@@ -98,7 +108,21 @@ impl StoreError {
             key: None,
             code: None,
             message: message.into(),
+            operation: None,
+            status: None,
         }
+    }
+
+    /// Sets the S3 operation that failed.
+    pub fn with_operation(mut self, operation: &'static str) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// Sets the HTTP status the server answered with.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Sets the key the error concerns.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod multipart;
 mod paging;
 mod payload_signing;
+pub mod probe;
 pub mod s3;
 mod types;
 

@@ -24,12 +24,7 @@ where
         (None, SdkError::ServiceError(_)) => {
             let code = err.code().filter(|c| !c.is_empty());
             let kind = StoreError::kind_for_code(code.unwrap_or(""), status);
-            let mut message = err.message().unwrap_or_default().to_owned();
-            if message.is_empty() {
-                if let Some(status) = status {
-                    message = format!("HTTP {status}");
-                }
-            }
+            let message = err.message().unwrap_or_default().to_owned();
             let mut e = StoreError::new(kind, message);
             if let Some(code) = code {
                 e = e.with_code(code);
@@ -59,11 +54,13 @@ where
         ),
         (None, _) => StoreError::new(StoreErrorKind::Other, DisplayErrorContext(&err).to_string()),
     };
-    let error = if key.is_empty() {
-        error
-    } else {
-        error.with_key(key)
-    };
+    let mut error = error.with_operation(op);
+    if let Some(status) = status {
+        error = error.with_status(status);
+    }
+    if !key.is_empty() {
+        error = error.with_key(key);
+    }
     debug!(op, key, kind = %error.kind, code = ?error.code, "failed");
     error
 }

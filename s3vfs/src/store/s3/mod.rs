@@ -53,6 +53,7 @@ use futures::StreamExt;
 use resume::ResumableBody;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tracing::debug;
 
@@ -100,6 +101,8 @@ pub struct S3Store {
     capabilities: Capabilities,
     /// Whether PutObject and UploadPart bodies are signed (SHA-256 of the body).
     sign_payloads: bool,
+    /// Whether the server answered a HEAD of a key it does not list with a 5xx (logged once).
+    head_5xx_seen: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for S3Store {
@@ -138,6 +141,7 @@ impl S3Store {
             sign_payloads: config
                 .payload_signing
                 .signs_uploads_to(config.endpoint_url.as_deref()),
+            head_5xx_seen: Arc::default(),
         }
     }
 
@@ -204,8 +208,14 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .send()
-            .await
-            .map_err(|e| map_sdk_error("HeadObject", key.as_str(), e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                let error = map_sdk_error("HeadObject", key.as_str(), e);
+                return Err(quirks::head_failed(self, key, error).await);
+            }
+        };
         Ok(ObjectMeta {
             key: key.clone(),
             size: non_negative(out.content_length()),
@@ -698,6 +708,7 @@ impl S3Buckets {
             policy: self.policy,
             capabilities: self.capabilities,
             sign_payloads: self.sign_payloads,
+            head_5xx_seen: Arc::default(),
         }
     }
 }

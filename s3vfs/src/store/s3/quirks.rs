@@ -38,8 +38,8 @@
 
 use super::{map_sdk_error, S3Store};
 use crate::store::{
-    CompletedPart, ETag, ObjectKey, ObjectMeta, ObjectStore, PutResult, StoreError, StoreErrorKind,
-    StoreResult,
+    CompletedPart, ETag, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutResult, StoreError,
+    StoreErrorKind, StoreResult,
 };
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -218,6 +218,37 @@ async fn settle(
         Err(head_error) => {
             debug!(op, key = %key, "HEAD to check the outcome failed: {head_error}");
             Err(error)
+        }
+    }
+}
+
+/// The outcome of a HeadObject of `key` that failed with `error`. A server error (5xx,
+/// after the client's retries) is checked against a listing of `key`: when no object of
+/// exactly that key is listed, the key is missing and the answer is [`StoreErrorKind::NotFound`]
+/// (s3s-fs answers 500 for a key that is a folder on its disk, which is every directory
+/// and every `dir/` marker); when it is listed, or the listing fails too, `error` stands.
+pub(super) async fn head_failed(store: &S3Store, key: &ObjectKey, error: StoreError) -> StoreError {
+    if !error.status.is_some_and(|s| (500..600).contains(&s)) {
+        return error;
+    }
+    let request = ListRequest {
+        prefix: key.as_str().to_owned(),
+        max_keys: Some(1),
+        ..ListRequest::default()
+    };
+    match store.list(request).await {
+        Ok(page) if !page.objects.iter().any(|o| &o.key == key) => {
+            if !store.head_5xx_seen.swap(true, Ordering::Relaxed) {
+                warn!(key = %key, "the server answered a HEAD of a key it does not list with \
+                    HTTP {}: such answers are taken as \"not found\" (s3s-fs does this for \
+                    directories; logged once)", error.status.unwrap_or_default());
+            }
+            StoreError::not_found(key.as_str()).with_operation("HeadObject")
+        }
+        Ok(_) => error,
+        Err(list_error) => {
+            debug!(key = %key, "listing to check a failed HEAD failed too: {list_error}");
+            error
         }
     }
 }
