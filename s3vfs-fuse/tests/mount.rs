@@ -8,6 +8,7 @@ mod common;
 use common::{
     close, errno, read_at, test_with_every_cache, write_config, CacheSetting, TestMount, MIB,
 };
+use s3vfs::store::Capabilities;
 use s3vfs::FsConfig;
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{AdapterConfig, MountOptions};
@@ -680,6 +681,48 @@ fn a_background_mount_logs_to_syslog_when_no_journal_is_used() {
         .unwrap();
     assert!(status.success());
     received(&syslog, "unmounted from outside");
+    runtime.block_on(local.stop());
+}
+
+/// Garage and `rclone serve s3` ignore If-None-Match and If-Match: the mount finds out,
+/// says so on the terminal (also when it goes to the background) and uploads without
+/// conditions, instead of trusting conditions that protect nothing.
+#[test]
+fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_wins() {
+    let store = MemStore::with_capabilities(Capabilities {
+        conditional_writes: false,
+        ..Capabilities::default()
+    });
+    store.insert("file.txt", "data");
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let socket = dir.path().join("log");
+    let syslog = UnixDatagram::bind(&socket).unwrap();
+
+    let out = background_mount(&local, &mountpoint, &socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not honour conditional writes")
+            && stderr.contains("this mount is last-writer-wins"),
+        "{stderr}"
+    );
+    received(&syslog, "this mount is last-writer-wins");
+    // The probe left nothing behind, and the mount writes.
+    assert_eq!(store.keys(), vec!["file.txt".to_owned()]);
+    fs::write(mountpoint.join("file.txt"), "changed").unwrap();
+    assert_eq!(store.get_bytes("file.txt").unwrap(), "changed");
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
     runtime.block_on(local.stop());
 }
 

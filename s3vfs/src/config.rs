@@ -1,7 +1,9 @@
 //! Configuration of the file system: one struct, documented field by field.
 
-use crate::store::ServerSideEncryption;
+use crate::store::probe::{self, Verdict};
+use crate::store::{ObjectStore, ServerSideEncryption};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How an [`S3Fs`](crate::fs::S3Fs) presents a bucket and how hard it works the store.
@@ -309,6 +311,37 @@ impl FsConfig {
     pub fn with_last_writer_wins(mut self, on: bool) -> Self {
         self.last_writer_wins = on;
         self
+    }
+
+    /// Checks that `store` honours write conditions ([`probe::conditional_writes`], under
+    /// this configuration's prefix), unless this configuration writes nothing or uploads
+    /// without conditions already. When the store ignores or refuses them, turns
+    /// [`last_writer_wins`](Self::last_writer_wins) on, since conditional uploads would
+    /// silently not protect anything (or fail every write), and returns the notice to show
+    /// the user. A check that cannot be made (access denied, network) leaves the
+    /// configuration as it is and returns a notice too.
+    pub async fn fit_conditional_writes(&mut self, store: &Arc<dyn ObjectStore>) -> Option<String> {
+        if self.read_only || self.last_writer_wins {
+            return None;
+        }
+        let check = probe::conditional_writes(store, &self.prefix).await;
+        match check.verdict {
+            Verdict::Works => None,
+            Verdict::Lacks => {
+                self.last_writer_wins = true;
+                Some(format!(
+                    "the server does not honour conditional writes ({}); this mount is last-writer-wins: \
+                     when two machines change one file, the last upload replaces the other's \
+                     without an error",
+                    check.detail
+                ))
+            }
+            Verdict::Failed => Some(format!(
+                "could not check whether the server honours conditional writes ({}); \
+                 assuming it does",
+                check.detail
+            )),
+        }
     }
 
     /// Sets the storage class of new objects (`None`: the bucket's default).

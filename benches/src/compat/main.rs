@@ -185,11 +185,13 @@ async fn run(args: Args) -> Result<bool> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let config = FsConfig::default()
+    let mut config = FsConfig::default()
         .with_prefix(&format!("s3vfs-compat-{run_id}/"))
         .with_write_part_size(PART_SIZE)
         .with_last_writer_wins(args.no_conditional_writes);
     let store: Arc<dyn ObjectStore> = Arc::new(endpoint.store.clone());
+    // As `s3vfs mount` does for an endpoint other than AWS.
+    let notice = config.fit_conditional_writes(&store).await;
     let ctx = Ctx {
         store: Arc::clone(&store),
         config: config.clone(),
@@ -206,6 +208,9 @@ async fn run(args: Args) -> Result<bool> {
         args.stream_mib,
         args.list_entries
     );
+    if let Some(notice) = notice {
+        println!("\nThe mount's notice: {notice}");
+    }
     let library_store = LastErrorStore::new(Arc::clone(&store));
     let mut surfaces: Vec<(Box<dyn Surface>, LastErrorStore)> = vec![(
         Box::new(Library::new(S3Vfs::new(
@@ -296,6 +301,7 @@ async fn run_rows(ctx: &Ctx, args: &Args, surfaces: &[(Box<dyn Surface>, LastErr
             cells.push(match outcome {
                 Ok(note) if note.is_empty() => "ok".to_owned(),
                 Ok(note) => format!("ok ({note})"),
+                Err(e) if e.is_limitation() => format!("limitation: {e}"),
                 Err(e) => {
                     all_ok = false;
                     match recorder.take() {

@@ -8,15 +8,36 @@ use std::io;
 /// Result of a scenario step.
 pub type Outcome<T> = Result<T, Failure>;
 
-/// Why a step failed: one line for the table.
+/// Why a step did not pass: one line for the table. A limitation is a server's known lack
+/// that the file system detected and works around in the documented way (the row says
+/// so, and does not fail the run); anything else is a failure.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Failure(String);
+#[error("{message}")]
+pub struct Failure {
+    message: String,
+    limitation: bool,
+}
 
 impl Failure {
     /// A failure described by `message`.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            limitation: false,
+        }
+    }
+
+    /// A known, detected and documented limitation of the server, described by `message`.
+    pub fn limitation(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            limitation: true,
+        }
+    }
+
+    /// Whether this is a [`limitation`](Self::limitation) rather than a failure.
+    pub fn is_limitation(&self) -> bool {
+        self.limitation
     }
 
     /// `Ok` when `holds`, else a failure saying `what` did not hold.
@@ -24,29 +45,29 @@ impl Failure {
         if holds {
             Ok(())
         } else {
-            Err(Self(what()))
+            Err(Self::new(what()))
         }
     }
 }
 
 impl From<VfsError> for Failure {
     fn from(e: VfsError) -> Self {
-        Self(format!("{} ({e})", errno_name(e.errno())))
+        Self::new(format!("{} ({e})", errno_name(e.errno())))
     }
 }
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
         match e.raw_os_error() {
-            Some(errno) => Self(format!("{} ({e})", errno_name(errno))),
-            None => Self(e.to_string()),
+            Some(errno) => Self::new(format!("{} ({e})", errno_name(errno))),
+            None => Self::new(e.to_string()),
         }
     }
 }
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Self(format!("store: {e}"))
+        Self::new(format!("store: {e}"))
     }
 }
 

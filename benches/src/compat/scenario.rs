@@ -418,6 +418,16 @@ fn conflict<'a>(ctx: &'a Ctx, s: &'a dyn Surface, dir: &'a str) -> BoxFuture<'a,
         // Another instance replaces the object while this one has it open.
         ctx.fresh().write(&path, b"theirs".to_vec()).await?;
         let refused = pending.close().await;
+        if ctx.config.last_writer_wins {
+            // The probe found the server ignores conditions (or the run was told so): the
+            // stale upload must succeed and win, as the mount's notice says.
+            refused?;
+            ctx.expect_content(&path, b"mine").await?;
+            return Err(Failure::limitation(
+                "no conditional writes on this server: found at mount, which says it is \
+                 last-writer-wins; the stale upload replaced the other instance's version",
+            ));
+        }
         ctx.expect_content(&path, b"theirs").await.map_err(|e| {
             Failure::new(format!("the other instance's version was overwritten: {e}"))
         })?;

@@ -326,10 +326,7 @@ async fn check_conditional(s: &Scratch) -> Check {
     if !ignored.is_empty() {
         return Check::lacks(
             NAME,
-            format!(
-                "{}: a mount is last-writer-wins (a stale writer overwrites another machine's version)",
-                ignored.join("; ")
-            ),
+            format!("{}: last-writer-wins only", ignored.join("; ")),
         );
     }
     // The current ETag must be accepted, or every overwrite through a mount would fail.
