@@ -63,6 +63,29 @@ enum Command {
     Serve(ServeArgs),
     /// List, re-upload or drop the files a mount could not upload (its recovery directory).
     Recover(RecoverArgs),
+    /// Try what an S3 server really does (conditional writes, directory markers,
+    /// multipart, copies, listings) in a scratch prefix of a bucket, emptied afterwards:
+    /// the first thing to run when your S3 is not AWS.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// BUCKET[/PREFIX]: the scratch prefix is made under PREFIX.
+    #[arg(value_name = "BUCKET[/PREFIX]")]
+    target: String,
+    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
+    #[arg(long)]
+    force_path_style: bool,
+    /// AWS region of the bucket (default: from the environment or profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +457,10 @@ fn main() -> ExitCode {
             logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
             runtime().and_then(|rt| rt.block_on(recover(args)))
         }
+        Command::Doctor(args) => {
+            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
+            runtime().and_then(|rt| rt.block_on(doctor(args)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -444,6 +471,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `s3vfs doctor`: every check of [`s3vfs::store::probe::run`], as a table; fails when a
+/// check could not be made.
+async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use s3vfs::store::probe::{self, Verdict};
+    let target = args.target.strip_prefix("s3://").unwrap_or(&args.target);
+    let (bucket, prefix) = target.split_once('/').unwrap_or((target, ""));
+    if bucket.is_empty() {
+        bail!("the bucket name in {target:?} is empty");
+    }
+    let prefix = FsConfig::default().with_prefix(prefix).prefix;
+    let mut config = S3StoreConfig::new(bucket.to_owned()).force_path_style(args.force_path_style);
+    config.region = args.region;
+    config.endpoint_url = args.endpoint_url.clone();
+    config.profile = args.profile;
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        S3Store::new(config)
+            .await
+            .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
+    );
+    let endpoint = args.endpoint_url.as_deref().unwrap_or("AWS");
+    println!("s3vfs doctor: bucket {bucket}, prefix {prefix:?}, endpoint {endpoint}");
+    println!();
+    println!("| check | result | detail |");
+    println!("|---|---|---|");
+    let checks = probe::run(&store, &prefix).await;
+    for check in &checks {
+        let detail = check.detail.replace('|', "\\|");
+        println!("| {} | {} | {detail} |", check.name, check.verdict);
+    }
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let (failed, lacks) = (count(Verdict::Failed), count(Verdict::Lacks));
+    println!();
+    println!(
+        "{} of {} checks work, {lacks} lacking (a mount works around each as its detail says), {failed} failed",
+        count(Verdict::Works),
+        checks.len()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `s3vfs recover`: lists the recovery directory, or re-uploads / drops entries.

@@ -726,6 +726,64 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
     runtime.block_on(local.stop());
 }
 
+/// `s3vfs doctor` prints one row per capability, names what the server lacks, leaves
+/// nothing in the bucket, and fails only when a check cannot be made.
+#[test]
+fn doctor_tells_what_the_server_lacks_and_cleans_up() {
+    let store = MemStore::with_capabilities(Capabilities {
+        conditional_writes: false,
+        ..Capabilities::default()
+    });
+    store.insert("pre/kept.txt", "a user's file");
+    let (runtime, local) = serve_bucket(&store);
+    let doctor = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .args([
+                "doctor",
+                target,
+                "--force-path-style",
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--endpoint-url", &local.endpoint_url()])
+            .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let out = doctor("bucket/pre");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 11, "a heading and ten checks: {stdout}");
+    let conditional = rows
+        .iter()
+        .find(|r| r.starts_with("| conditional writes"))
+        .expect("a conditional-write row");
+    assert!(conditional.contains("| lacks |"), "{conditional}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("| works |")).count(),
+        9,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("9 of 10 checks work, 1 lacking"),
+        "{stdout}"
+    );
+    assert_eq!(store.keys(), vec!["pre/kept.txt".to_owned()]);
+
+    // A bucket that does not exist: the listing fails, and so does the command.
+    let out = doctor("no-such-bucket");
+    assert!(!out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| FAILED |") && stdout.contains("NoSuchBucket"),
+        "{stdout}"
+    );
+    runtime.block_on(local.stop());
+}
+
 #[test]
 fn a_background_mount_without_journal_or_syslog_logs_to_a_file() {
     let (runtime, local) = serve_bucket(&MemStore::new());
