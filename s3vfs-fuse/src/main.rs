@@ -882,10 +882,11 @@ async fn mount_bucket(
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
             let store: Arc<dyn ObjectStore> = Arc::new(store);
             check_bucket(&store, bucket, &fs_config.prefix).await?;
-            // AWS honours If-None-Match and If-Match; other servers are asked (Garage and
-            // `rclone serve s3` ignore them).
+            // AWS honours If-None-Match and If-Match and keeps `dir/` markers; other
+            // servers are asked (Garage and `rclone serve s3` ignore conditions, rclone
+            // turns a marker into a file).
             if args.endpoint_url.is_some() {
-                notices.extend(fs_config.fit_conditional_writes(&store).await);
+                notices = fs_config.fit_to_store(&store).await;
             }
             S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
         }

@@ -58,6 +58,12 @@ pub struct FsConfig {
     /// Last writer wins: upload without `If-None-Match`/`If-Match`, replacing whatever
     /// another machine wrote meanwhile. Off by default: a conflicting upload fails.
     pub last_writer_wins: bool,
+    /// Keep directories as zero-byte `dir/` marker objects (on by default). Off for stores
+    /// that cannot keep them (`rclone serve s3` turns one into a file that blocks the
+    /// directory): then `mkdir` makes a directory this file system alone sees until a file
+    /// is written in it, an emptied directory stays only as long as this file system
+    /// runs, and a directory's mode, owner, times and xattrs cannot be changed (`ENOTSUP`).
+    pub directory_markers: bool,
     /// Storage class of new objects (`None`: the bucket's default).
     pub storage_class: Option<String>,
     /// Server-side encryption of new objects.
@@ -193,6 +199,7 @@ impl Default for FsConfig {
             allow_delete: true,
             allow_overwrite: true,
             last_writer_wins: false,
+            directory_markers: true,
             storage_class: None,
             sse: None,
             write_part_size: 8 * 1024 * 1024,
@@ -313,35 +320,72 @@ impl FsConfig {
         self
     }
 
-    /// Checks that `store` honours write conditions ([`probe::conditional_writes`], under
-    /// this configuration's prefix), unless this configuration writes nothing or uploads
-    /// without conditions already. When the store ignores or refuses them, turns
-    /// [`last_writer_wins`](Self::last_writer_wins) on, since conditional uploads would
-    /// silently not protect anything (or fail every write), and returns the notice to show
-    /// the user. A check that cannot be made (access denied, network) leaves the
-    /// configuration as it is and returns a notice too.
-    pub async fn fit_conditional_writes(&mut self, store: &Arc<dyn ObjectStore>) -> Option<String> {
-        if self.read_only || self.last_writer_wins {
-            return None;
+    /// Fits this configuration to what `store` really does, found by trying it under this
+    /// configuration's prefix ([`probe`]); nothing is tried for a read-only file system.
+    /// Returns the notices to show the user, one per contract changed:
+    /// - a store that ignores or refuses write conditions ([`probe::conditional_writes`])
+    ///   makes it [`last_writer_wins`](Self::last_writer_wins), since conditional uploads
+    ///   would protect nothing (or fail every write);
+    /// - a store that cannot keep `dir/` markers ([`probe::directory_markers`]) turns
+    ///   [`directory_markers`](Self::directory_markers) off, since a marker would break the
+    ///   directory or vanish.
+    ///
+    /// A check that cannot be made (access denied, network) leaves its setting as it is
+    /// and returns a notice too.
+    pub async fn fit_to_store(&mut self, store: &Arc<dyn ObjectStore>) -> Vec<String> {
+        let mut notices = Vec::new();
+        if self.read_only {
+            return notices;
         }
-        let check = probe::conditional_writes(store, &self.prefix).await;
-        match check.verdict {
-            Verdict::Works => None,
-            Verdict::Lacks => {
-                self.last_writer_wins = true;
-                Some(format!(
-                    "the server does not honour conditional writes ({}); this mount is last-writer-wins: \
-                     when two machines change one file, the last upload replaces the other's \
-                     without an error",
+        if !self.last_writer_wins {
+            let check = probe::conditional_writes(store, &self.prefix).await;
+            match check.verdict {
+                Verdict::Works => {}
+                Verdict::Lacks => {
+                    self.last_writer_wins = true;
+                    notices.push(format!(
+                        "the server does not honour conditional writes ({}); this mount is \
+                         last-writer-wins: when two machines change one file, the last upload \
+                         replaces the other's without an error",
+                        check.detail
+                    ));
+                }
+                Verdict::Failed => notices.push(format!(
+                    "could not check whether the server honours conditional writes ({}); \
+                     assuming it does",
                     check.detail
-                ))
+                )),
             }
-            Verdict::Failed => Some(format!(
-                "could not check whether the server honours conditional writes ({}); \
-                 assuming it does",
-                check.detail
-            )),
         }
+        if self.directory_markers {
+            let check = probe::directory_markers(store, &self.prefix).await;
+            match check.verdict {
+                Verdict::Works => {}
+                Verdict::Lacks => {
+                    self.directory_markers = false;
+                    notices.push(format!(
+                        "the server cannot keep directory markers ({}); this mount writes none: \
+                         mkdir makes a directory only this mount sees until a file is written \
+                         in it, empty directories last only while it runs, and directories' \
+                         modes, owners, times and xattrs cannot be changed",
+                        check.detail
+                    ));
+                }
+                Verdict::Failed => notices.push(format!(
+                    "could not check whether the server keeps directory markers ({}); \
+                     assuming it does",
+                    check.detail
+                )),
+            }
+        }
+        notices
+    }
+
+    /// Keeps directories as `dir/` markers, or only in memory (see
+    /// [`directory_markers`](Self::directory_markers)).
+    pub fn with_directory_markers(mut self, on: bool) -> Self {
+        self.directory_markers = on;
+        self
     }
 
     /// Sets the storage class of new objects (`None`: the bucket's default).

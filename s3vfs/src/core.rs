@@ -13,6 +13,7 @@ use crate::budget::MemoryBudget;
 use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
 use crate::inode::InodeTable;
+use crate::local_dirs::LocalDirs;
 use crate::meta::{MetaCache, Stat};
 use crate::name_locks::NameLocks;
 use crate::namespace::{FileName, FsPath, Namespace, MAX_KEY_LEN};
@@ -48,6 +49,9 @@ pub(crate) struct Core {
     /// Memory for read-ahead and upload buffers.
     pub(crate) budget: MemoryBudget,
 
+    /// Directories only this file system sees (a store without `dir/` markers).
+    pub(crate) local_dirs: LocalDirs,
+
     /// Set by [`Vfs::shutdown`](crate::vfs::Vfs::shutdown): opens and writes are refused.
     pub(crate) closing: AtomicBool,
 
@@ -64,6 +68,7 @@ impl Core {
             ns: Namespace::new(&config.prefix),
             meta: MetaCache::new(config.metadata_ttl, config.negative_ttl),
             budget: MemoryBudget::new(config.memory_budget),
+            local_dirs: LocalDirs::default(),
             config,
             inodes: InodeTable::new(),
             names: NameLocks::default(),
@@ -207,8 +212,18 @@ impl Core {
         Ok((info.path, info.kind))
     }
 
-    /// The key of the `dir/` marker object of directory `dir` (not the root).
+    /// The key of the `dir/` marker object of directory `dir` (not the root); `ENOTSUP`
+    /// when this file system writes no markers (see
+    /// [`FsConfig::directory_markers`](crate::config::FsConfig::directory_markers)), as
+    /// what would be stored on one cannot be.
     pub(crate) fn marker_key(&self, dir: &FsPath) -> VfsResult<ObjectKey> {
+        if !self.config.directory_markers {
+            tracing::info!(path = %dir, "refused: this store keeps no directory markers, \
+                so a directory's attributes cannot be stored");
+            return Err(VfsError::Unsupported(format!(
+                "{dir}: the store keeps no directory markers, where a directory's attributes live"
+            )));
+        }
         let key = self.ns.dir_prefix(dir);
         if key.len() > MAX_KEY_LEN {
             return Err(VfsError::NameTooLong(dir.to_string()));

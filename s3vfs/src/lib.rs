@@ -33,6 +33,7 @@ pub mod error;
 mod fs;
 mod handles;
 mod inode;
+mod local_dirs;
 mod meta;
 mod name_locks;
 pub mod namespace;

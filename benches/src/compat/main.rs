@@ -191,7 +191,7 @@ async fn run(args: Args) -> Result<bool> {
         .with_last_writer_wins(args.no_conditional_writes);
     let store: Arc<dyn ObjectStore> = Arc::new(endpoint.store.clone());
     // As `s3vfs mount` does for an endpoint other than AWS.
-    let notice = config.fit_conditional_writes(&store).await;
+    let notices = config.fit_to_store(&store).await;
     let ctx = Ctx {
         store: Arc::clone(&store),
         config: config.clone(),
@@ -208,7 +208,7 @@ async fn run(args: Args) -> Result<bool> {
         args.stream_mib,
         args.list_entries
     );
-    if let Some(notice) = notice {
+    for notice in notices {
         println!("\nThe mount's notice: {notice}");
     }
     let library_store = LastErrorStore::new(Arc::clone(&store));

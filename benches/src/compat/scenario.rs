@@ -325,6 +325,24 @@ fn markers<'a>(ctx: &'a Ctx, s: &'a dyn Surface, dir: &'a str) -> BoxFuture<'a, 
     Box::pin(async move {
         let path = format!("{dir}/empty-dir");
         s.mkdir(&path).await?;
+        if !ctx.config.directory_markers {
+            // The probe found the server cannot keep markers: the directory lives in this
+            // instance only, as the mount's notice says.
+            Failure::check(s.exists(&path).await?, || {
+                format!("{path} is not seen by the instance that made it")
+            })?;
+            Failure::check(!ctx.fresh().exists(&path).await?, || {
+                format!("{path} is seen by another instance without a marker")
+            })?;
+            s.rmdir(&path).await?;
+            Failure::check(!s.exists(&path).await?, || {
+                format!("{path} still exists after rmdir")
+            })?;
+            return Err(Failure::limitation(
+                "the server cannot keep `dir/` markers: found at mount, which says so; an empty \
+                 directory is seen only by the mount that made it, until a file is written in it",
+            ));
+        }
         let marker = ctx.key(&format!("{path}/"));
         ctx.store.head(&marker).await?;
         Failure::check(ctx.fresh().exists(&path).await?, || {

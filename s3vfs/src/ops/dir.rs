@@ -41,8 +41,17 @@ impl Ops<'_> {
             tracing::debug!(path = %path, "mkdir refused: the name exists");
             return Err(VfsError::Exists(path.to_string()));
         }
-        let key = self.core.marker_key(&path)?;
         let posix = self.core.new_posix_meta(FileKind::Directory, mode);
+        if !self.core.config.directory_markers {
+            // No marker can be stored: the directory lives in this file system until a
+            // key below it makes it exist in the bucket (see `local_dirs`).
+            let stat = Stat::marker(posix, None, SystemTime::now());
+            self.core.local_dirs.insert(&path, stat.clone());
+            self.core.meta.put(&path, stat.clone());
+            let ino = self.core.inodes.lookup(&path, FileKind::Directory);
+            return Ok(self.core.entry(ino, &stat));
+        }
+        let key = self.core.marker_key(&path)?;
         let mut options = self.core.new_object_options(posix);
         options.condition = self.core.write_condition(None);
         let put = self
@@ -67,11 +76,14 @@ impl Ops<'_> {
         }
         self.require_empty(&path).await?;
         self.keep_directory(&parent_path).await?;
-        let key = self.core.marker_key(&path)?;
-        self.core.store.delete(&key).await.map_err(|e| {
-            tracing::warn!(path = %path, error = %e, "rmdir: could not delete the marker");
-            VfsError::from_store(path.as_str(), e)
-        })?;
+        if self.core.config.directory_markers {
+            let key = self.core.marker_key(&path)?;
+            self.core.store.delete(&key).await.map_err(|e| {
+                tracing::warn!(path = %path, error = %e, "rmdir: could not delete the marker");
+                VfsError::from_store(path.as_str(), e)
+            })?;
+        }
+        self.core.local_dirs.remove(&path);
         self.core.meta.put_missing(&path);
         // A directory made again under this name is another inode: the kernel marks the
         // removed one dead, and a descriptor still open on it must not reach the new one.
@@ -82,7 +94,7 @@ impl Ops<'_> {
     /// `ENOTEMPTY` unless directory `dir` holds nothing but its marker.
     pub(super) async fn require_empty(&self, dir: &FsPath) -> VfsResult<()> {
         // A file created in it and not uploaded yet is an entry too.
-        if !self.open_files.pending_names(dir).is_empty() {
+        if !self.open_files.pending_names(dir).is_empty() || self.core.local_dirs.any_below(dir) {
             return Err(VfsError::NotEmpty(dir.to_string()));
         }
         match self.directory_contents(dir).await? {
@@ -139,6 +151,19 @@ impl Ops<'_> {
     /// are never overwritten.
     pub(super) async fn keep_directory(&self, dir: &FsPath) -> VfsResult<()> {
         if dir.is_root() {
+            return Ok(());
+        }
+        if !self.core.config.directory_markers {
+            // Kept in this file system only (see `local_dirs`).
+            if self.core.local_dirs.get(dir).is_none() {
+                let stat = self
+                    .core
+                    .meta
+                    .get_any(dir)
+                    .filter(|s| s.kind == FileKind::Directory)
+                    .unwrap_or_else(|| Stat::directory(self.core.started));
+                self.core.local_dirs.insert(dir, stat);
+            }
             return Ok(());
         }
         if self

@@ -61,6 +61,9 @@ impl Ops<'_> {
     pub(super) fn restart_dir(&self, stream: &mut DirStream) {
         stream.restart(&self.core.ns);
         stream.pending = self.open_files.pending_names(&stream.path);
+        stream
+            .pending
+            .extend(self.core.local_dirs.children(&stream.path));
         stream.cached = self.core.meta.listing(&stream.path).map(|l| (l, 0));
         stream.collected = stream.cached.is_none().then(Vec::new);
     }

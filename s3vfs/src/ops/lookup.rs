@@ -20,6 +20,9 @@ impl Ops<'_> {
         if let Some(stat) = self.open_files.open_file_stat(path) {
             return Ok(stat);
         }
+        if let Some(stat) = self.core.local_dirs.get(path) {
+            return Ok(stat);
+        }
         if let Some(stat) = self.core.meta.get(path) {
             return Ok(stat);
         }

@@ -94,6 +94,18 @@ impl Ops<'_> {
             .await
             .map_err(|e| VfsError::from_store(src.as_str(), e))?;
         if objects.is_empty() {
+            if self.core.local_dirs.get(src).is_some() {
+                // Only this file system knows it: nothing to copy.
+                self.keep_directory(src_parent).await?;
+                self.move_local_dirs(src, dst);
+                self.core.meta.forget_below(src);
+                self.core.meta.put_missing(src);
+                self.core.meta.invalidate(dst);
+                self.open_files
+                    .note_renamed(src, dst, &Copies::default())
+                    .await;
+                return Ok(());
+            }
             self.core.meta.put_missing(src);
             return Err(VfsError::NotFound(src.to_string()));
         }
@@ -177,6 +189,7 @@ impl Ops<'_> {
         for (path, stat) in carried {
             self.core.meta.put(&path, stat);
         }
+        self.move_local_dirs(src, dst);
         self.open_files
             .note_renamed(src, dst, &outcome.copies)
             .await;
@@ -284,6 +297,8 @@ impl Ops<'_> {
         match marker {
             Some(item) => self.copy_moved(item, condition).await.map(|_| ()),
             None if dest_existed => Ok(()),
+            // The moved keys imply the directory.
+            None if !self.core.config.directory_markers => Ok(()),
             None => {
                 let key = ObjectKey::new(self.core.ns.dir_prefix(dst));
                 let mut options = self.core.new_object_options(PosixMeta::default());
@@ -294,6 +309,13 @@ impl Ops<'_> {
                 }
             }
         }
+    }
+
+    /// Moves the directories only this file system knows from below `src` to below `dst`
+    /// (a directory replaced at `dst` is gone).
+    fn move_local_dirs(&self, src: &FsPath, dst: &FsPath) {
+        self.core.local_dirs.remove(dst);
+        self.core.local_dirs.move_tree(src, dst);
     }
 
     /// Every key below `prefix`, all pages.

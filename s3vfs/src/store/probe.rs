@@ -80,12 +80,25 @@ impl Check {
 /// Name of the conditional-write check.
 pub const CONDITIONAL_WRITES: &str = "conditional writes (If-None-Match: *, If-Match)";
 
+/// Name of the directory-marker check.
+pub const DIRECTORY_MARKERS: &str = "directory markers (`dir/` objects)";
+
 /// Whether `store` honours write conditions, tried under `prefix` (a key prefix, empty
 /// or ending in `/`). [`Verdict::Lacks`] means it ignores or refuses them: a mount over it
 /// must be last-writer-wins.
 pub async fn conditional_writes(store: &Arc<dyn ObjectStore>, prefix: &str) -> Check {
     let scratch = Scratch::new(store, prefix);
     let check = check_conditional(&scratch).await;
+    scratch.clean().await;
+    check
+}
+
+/// Whether `store` keeps a `dir/` marker as S3 does (listed as a directory, HEAD works),
+/// tried under `prefix`. [`Verdict::Lacks`] means a file system over it must not write
+/// markers.
+pub async fn directory_markers(store: &Arc<dyn ObjectStore>, prefix: &str) -> Check {
+    let scratch = Scratch::new(store, prefix);
+    let check = check_markers(&scratch).await;
     scratch.clean().await;
     check
 }
@@ -179,8 +192,10 @@ impl Scratch {
     /// Deletes what the probe made, one request per key; failures are logged.
     async fn clean(&self) {
         let mut keys = self.keys().await.unwrap_or_default();
-        // A marker some servers do not list.
+        // A marker some servers do not list, and the scratch prefix itself: servers over
+        // a file system (`rclone serve s3`, s3s-fs) keep a folder for it and may list it.
         keys.push(self.key("dir/"));
+        keys.push(ObjectKey::new(self.base.clone()));
         for key in keys {
             if let Err(err) = self.store.delete(&key).await {
                 tracing::warn!(key = %key, error = %err, "could not delete a probe object");
@@ -363,19 +378,10 @@ fn refuses_header(err: &StoreError) -> bool {
 }
 
 async fn check_markers(s: &Scratch) -> Check {
-    const NAME: &str = "directory markers (`dir/` objects)";
+    const NAME: &str = DIRECTORY_MARKERS;
     let marker = s.key("dir/");
     if let Err(err) = s.put("dir/", b"", WriteCondition::None).await {
-        return Check::lacks(
-            NAME,
-            format!("a PUT of a `dir/` marker fails ({err}): mkdir of an empty directory fails"),
-        );
-    }
-    if let Err(err) = s.store.head(&marker).await {
-        return Check::lacks(
-            NAME,
-            format!("the marker PUT succeeded but its HEAD fails ({err}): an empty directory made by mkdir is not seen again"),
-        );
+        return Check::lacks(NAME, format!("a PUT of a `dir/` marker fails ({err})"));
     }
     let listed = s
         .store
@@ -385,16 +391,27 @@ async fn check_markers(s: &Scratch) -> Check {
             ..ListRequest::default()
         })
         .await;
-    match listed {
-        Ok(page)
-            if page.common_prefixes.contains(&marker.as_str().to_owned())
-                || page.objects.iter().any(|o| o.key == marker) =>
-        {
-            Check::works(NAME, "")
-        }
-        Ok(_) => Check::lacks(
+    let page = match listed {
+        Ok(page) => page,
+        Err(err) => return Check::failed(NAME, &err),
+    };
+    let as_file = s.key("dir");
+    if page.objects.iter().any(|o| o.key == as_file) {
+        return Check::lacks(
             NAME,
-            "the marker can be HEAD but a listing does not show it: empty directories are missing from `ls`",
+            "the server stores the marker `dir/` as a file `dir`, after which no key below `dir/` can be written",
+        );
+    }
+    if !page.common_prefixes.contains(&marker.as_str().to_owned())
+        && !page.objects.iter().any(|o| o.key == marker)
+    {
+        return Check::lacks(NAME, "a listing does not show the marker just written");
+    }
+    match s.store.head(&marker).await {
+        Ok(_) => Check::works(NAME, ""),
+        Err(err) if err.kind == StoreErrorKind::NotFound => Check::lacks(
+            NAME,
+            format!("the marker is listed but its HEAD fails ({err})"),
         ),
         Err(err) => Check::failed(NAME, &err),
     }
