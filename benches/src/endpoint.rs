@@ -10,9 +10,11 @@
 use crate::loopback::is_loopback_url;
 use anyhow::{bail, Context, Result};
 use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
-use s3vfs_testkit::fault::CountingStore;
+use s3vfs::store::ObjectStore;
+use s3vfs_testkit::fault::{CountingStore, LatencyStore};
 use s3vfs_testkit::server::{S3Server, ServerCredentials, TEST_REGION};
 use s3vfs_testkit::{MemStore, SingleBucket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,16 @@ const SERVER_THREADS: usize = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest silence on a connection before a request is failed (and retried).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The S3-like profile of the built-in server: what a client of real S3 meets that a
+/// loopback server lacks.
+#[derive(Clone, Copy, Debug)]
+pub struct S3Like {
+    /// Wait before every answer (a GET's first byte, a PUT's reply).
+    pub first_byte: Duration,
+    /// Bytes per second one connection carries, each way.
+    pub bytes_per_sec: u64,
+}
 
 /// The endpoint in use, and what keeps it running.
 pub struct Endpoint {
@@ -63,14 +75,18 @@ pub struct ChildEndpoint {
 impl Endpoint {
     /// The endpoint from the environment if [`ENV_ENDPOINT`] is set, else a new in-memory
     /// server on 127.0.0.1. Must be called outside any tokio runtime.
-    pub fn from_env_or_local(allow_remote: bool) -> Result<Endpoint> {
+    /// With `profile`, the in-memory server is S3-like (an external endpoint is refused).
+    pub fn from_env_or_local(allow_remote: bool, profile: Option<S3Like>) -> Result<Endpoint> {
         match std::env::var(ENV_ENDPOINT) {
+            Ok(url) if !url.is_empty() && profile.is_some() => {
+                bail!("--s3-like shapes the built-in server; unset {ENV_ENDPOINT}={url}")
+            }
             Ok(url) if !url.is_empty() => Self::external(&url, allow_remote),
-            _ => Self::local(),
+            _ => Self::local(profile),
         }
     }
 
-    fn local() -> Result<Endpoint> {
+    fn local(profile: Option<S3Like>) -> Result<Endpoint> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(SERVER_THREADS)
             .thread_name("s3-server")
@@ -79,12 +95,21 @@ impl Endpoint {
             .context("cannot start the local server's runtime")?;
         let mem = MemStore::new();
         let server_requests = CountingStore::new(Arc::new(mem.clone()));
-        let provider = Arc::new(SingleBucket::new(
-            LOCAL_BUCKET,
-            Arc::new(server_requests.clone()),
-        ));
+        let store: Arc<dyn ObjectStore> = match profile {
+            Some(profile) => Arc::new(LatencyStore::new(
+                Arc::new(server_requests.clone()),
+                profile.first_byte,
+            )),
+            None => Arc::new(server_requests.clone()),
+        };
+        let provider = Arc::new(SingleBucket::new(LOCAL_BUCKET, store));
         let server = runtime
-            .block_on(S3Server::start(provider, ServerCredentials::test()))
+            .block_on(S3Server::start_paced(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                provider,
+                ServerCredentials::test(),
+                profile.map(|p| p.bytes_per_sec),
+            ))
             .context("cannot start the local S3 server on 127.0.0.1")?;
         let config = client_config(
             S3StoreConfig::new(LOCAL_BUCKET)
@@ -92,15 +117,22 @@ impl Endpoint {
                 .region(TEST_REGION)
                 .credentials(server.credentials().to_static()),
         );
-        let description = format!(
+        let mut description = format!(
             "s3vfs-testkit S3Server (s3s HTTP front end over an in-memory MemStore) in this \
              process on its own {SERVER_THREADS}-thread runtime, {} bucket {LOCAL_BUCKET}",
             server.endpoint_url()
         );
+        if let Some(profile) = profile {
+            description.push_str(&format!(
+                "; S3-like profile: {} ms before every answer, {} MiB/s per connection each way",
+                profile.first_byte.as_millis(),
+                profile.bytes_per_sec / (1024 * 1024)
+            ));
+        }
         Ok(Endpoint {
             config,
             description,
-            tag: "mem",
+            tag: if profile.is_some() { "s3like" } else { "mem" },
             mem: Some(mem),
             server_requests: Some(server_requests),
             local: Some((server, runtime)),

@@ -11,6 +11,7 @@
 pub mod fault;
 pub mod mem;
 pub mod model;
+pub mod pace;
 pub mod server;
 
 pub use mem::{MemBuckets, MemStore, SingleBucket};

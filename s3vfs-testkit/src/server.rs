@@ -19,6 +19,7 @@
 //!
 //! Invariant: the server only ever listens on a loopback address.
 
+use crate::pace::PacedStream;
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -191,6 +192,18 @@ impl S3Server {
         provider: Arc<dyn BucketProvider>,
         credentials: ServerCredentials,
     ) -> io::Result<S3Server> {
+        Self::start_paced(addr, provider, credentials, None).await
+    }
+
+    /// Like [`start_on`](Self::start_on), with each connection's reads and writes capped
+    /// at `bytes_per_sec` each ([`PacedStream`]; `None`: as fast as loopback goes), as
+    /// one connection to S3 is.
+    pub async fn start_paced(
+        addr: SocketAddr,
+        provider: Arc<dyn BucketProvider>,
+        credentials: ServerCredentials,
+        bytes_per_sec: Option<u64>,
+    ) -> io::Result<S3Server> {
         if !addr.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -224,11 +237,17 @@ impl S3Server {
                             let _ = stream.set_nodelay(true);
                             let service = service.clone();
                             connections.spawn(async move {
-                                let io = TokioIo::new(stream);
-                                if let Err(e) = ConnBuilder::new(TokioExecutor::new())
-                                    .serve_connection(io, service)
-                                    .await
-                                {
+                                let builder = ConnBuilder::new(TokioExecutor::new());
+                                let served = match bytes_per_sec {
+                                    Some(rate) => {
+                                        let io = TokioIo::new(PacedStream::new(stream, rate));
+                                        builder.serve_connection(io, service).await
+                                    }
+                                    None => {
+                                        builder.serve_connection(TokioIo::new(stream), service).await
+                                    }
+                                };
+                                if let Err(e) = served {
                                     debug!("S3 test server connection ended: {e}");
                                 }
                             });

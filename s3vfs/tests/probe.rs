@@ -102,7 +102,11 @@ async fn refused_markers_and_denied_access_are_told_apart() {
         .find(|c| c.name.starts_with("directory markers"))
         .expect("a marker check");
     assert_eq!(markers.verdict, Verdict::Lacks, "{markers:#?}");
-    assert!(markers.detail.contains("marker fails"), "{}", markers.detail);
+    assert!(
+        markers.detail.contains("marker fails"),
+        "{}",
+        markers.detail
+    );
     assert!(mem.is_empty(), "{:?}", mem.keys());
 
     faults.clear();
