@@ -40,6 +40,7 @@ pub mod namespace;
 mod objects;
 mod open_files;
 mod ops;
+mod presence;
 mod ranges;
 mod read;
 pub mod recovery;

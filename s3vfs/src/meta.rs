@@ -11,6 +11,7 @@
 
 use crate::attrs::PosixMeta;
 use crate::namespace::FsPath;
+use crate::presence::Presences;
 use crate::store::{ETag, ListedObject, ObjectMeta};
 use crate::sync::lock;
 use crate::vfs::FileKind;
@@ -183,6 +184,8 @@ pub(crate) struct MetaCache {
     missing: Mutex<Swept<Instant>>,
     /// Whole directory listings (name, stat), by directory.
     listings: Mutex<HashMap<FsPath, (Listing, Instant)>>,
+    /// What directories hold, for "no such file" without a request (see `presence`).
+    pub(crate) presence: Presences,
 }
 
 /// A directory listing: names and stats.
@@ -200,6 +203,7 @@ impl MetaCache {
             stats: Mutex::new(Swept::default()),
             missing: Mutex::new(Swept::default()),
             listings: Mutex::new(HashMap::new()),
+            presence: Presences::new(negative_ttl),
         }
     }
 
@@ -252,6 +256,7 @@ impl MetaCache {
     /// the one known (a new name, another kind, size or version) also drops the cached
     /// listing of the parent directory, so the mount's own changes show in listings.
     pub(crate) fn put(&self, path: &FsPath, stat: Stat) {
+        self.presence.touch(path);
         let was_missing = lock(&self.missing).remove(path).is_some();
         let previous = lock(&self.stats)
             .get(path)
@@ -266,6 +271,7 @@ impl MetaCache {
     /// without changing its kind, size or version (a chmod, chown or utimens rewrites the
     /// metadata, and a copy in place keeps the ETag): drops the parent's cached listing.
     pub(crate) fn put_changed(&self, path: &FsPath, stat: Stat) {
+        self.presence.touch(path);
         lock(&self.missing).remove(path);
         self.listing_changed(path);
         self.store_stat(path, stat);
@@ -297,6 +303,7 @@ impl MetaCache {
 
     /// Records that `path` does not exist.
     pub(crate) fn put_missing(&self, path: &FsPath) {
+        self.presence.touch(path);
         if lock(&self.stats).remove(path).is_some() {
             self.listing_changed(path);
         }
@@ -311,6 +318,7 @@ impl MetaCache {
     /// forgets "no such file" for every ancestor and the cached listings that could miss
     /// one of them.
     pub(crate) fn forget_missing_ancestors(&self, path: &FsPath) {
+        self.presence.touch(path);
         let mut ancestors = Vec::new();
         let mut at = path.parent();
         while !at.is_root() {
@@ -323,6 +331,7 @@ impl MetaCache {
             let mut missing = lock(&self.missing);
             for ancestor in &ancestors {
                 missing.remove(ancestor);
+                self.presence.touch(ancestor);
             }
         }
         let mut listings = lock(&self.listings);
@@ -337,6 +346,7 @@ impl MetaCache {
     /// (not of `dir` itself) and the cached listings of `dir` and below: the tree was
     /// moved, and a name below the old place must not answer from what it was.
     pub(crate) fn forget_below(&self, dir: &FsPath) {
+        self.presence.forget_tree(dir);
         if dir.is_root() {
             lock(&self.stats).clear();
             lock(&self.missing).clear();
@@ -352,6 +362,8 @@ impl MetaCache {
 
     /// Forgets everything about `path`.
     pub(crate) fn invalidate(&self, path: &FsPath) {
+        self.presence.touch(path);
+        self.presence.forget_tree(path);
         lock(&self.stats).remove(path);
         lock(&self.missing).remove(path);
         self.listing_changed(path);

@@ -1245,3 +1245,65 @@ async fn stale_inodes_and_bad_names_are_refused() {
     let _ = SystemTime::now();
     assert!(store.is_empty());
 }
+
+/// As the kernel creates a file: a lookup of the new name (absent), then create, one
+/// write, flush and release.
+async fn create_like_the_kernel(fs: &S3Fs, dir: Ino, name: &str) {
+    assert_eq!(errno(fs.lookup(dir, os(name)).await), libc::ENOENT);
+    let flags = s3vfs::vfs::OpenFlags::from_posix(libc::O_WRONLY | libc::O_CREAT);
+    let (entry, handle) = fs.create(dir, os(name), 0o644, flags).await.unwrap();
+    let f = entry.attr.ino;
+    fs.write(f, handle, 0, pattern(4 * KIB)).await.unwrap();
+    fs.flush(f, handle).await.unwrap();
+    fs.release(f, handle).await.unwrap();
+}
+
+/// Creates in a directory this mount made cost their PUT alone while the directory is
+/// known (the negative TTL), and one LIST to renew that knowledge after it: not a HEAD
+/// and a LIST per new name.
+#[tokio::test]
+async fn creates_in_a_known_directory_cost_their_put_alone() {
+    let store = MemStore::new();
+    let config = rw().with_metadata_ttl(Duration::from_secs(60));
+    let (fs, counting) = counted(&store, config);
+    let root = Ino::ROOT;
+    let dir = fs.mkdir(root, os("new"), 0o755).await.unwrap().attr.ino;
+    counting.reset();
+    for i in 0..50 {
+        create_like_the_kernel(&fs, dir, &format!("f{i}")).await;
+    }
+    assert_eq!(counting.count(Op::Put), 50);
+    assert_eq!(counting.total(), 50, "{:?}", counting.counts());
+    assert_eq!(store.keys().len(), 51);
+
+    // A name this mount created is never answered "absent".
+    assert!(fs.lookup(dir, os("f7")).await.is_ok());
+}
+
+/// In a directory this mount did not make, a few lookups of absent names make it LIST the
+/// directory once in the background; later new names cost their PUT alone.
+#[tokio::test]
+async fn creates_in_a_busy_directory_list_it_once() {
+    let store = MemStore::new();
+    store.insert("old/existing", "x");
+    let config = rw().with_metadata_ttl(Duration::from_secs(60));
+    let (fs, counting) = counted(&store, config);
+    let dir = ino(&fs, "old").await;
+    counting.reset();
+    for i in 0..50 {
+        create_like_the_kernel(&fs, dir, &format!("f{i}")).await;
+        // Let the background LIST land, as the time between two creates would.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(counting.count(Op::Put), 50);
+    let lookups = counting.count(Op::Head);
+    assert!(lookups <= 6, "HEADs: {:?}", counting.counts());
+    assert!(
+        counting.count(Op::List) <= lookups + 1,
+        "{:?}",
+        counting.counts()
+    );
+    // The names the LIST showed are never "absent".
+    assert!(fs.lookup(dir, os("existing")).await.is_ok());
+}

@@ -48,6 +48,7 @@ impl Ops<'_> {
             let stat = Stat::marker(posix, None, SystemTime::now());
             self.core.local_dirs.insert(&path, stat.clone());
             self.core.meta.put(&path, stat.clone());
+            self.core.meta.presence.made_empty(&path);
             let ino = self.core.inodes.lookup(&path, FileKind::Directory);
             return Ok(self.core.entry(ino, &stat));
         }
@@ -62,6 +63,9 @@ impl Ops<'_> {
             .map_err(|e| VfsError::from_create(&path, e))?;
         let stat = Stat::marker(posix, put.etag, SystemTime::now());
         self.core.meta.put(&path, stat.clone());
+        // The marker was created only if absent, and nothing lay below it (the name was
+        // free): the new directory is empty.
+        self.core.meta.presence.made_empty(&path);
         let ino = self.core.inodes.lookup(&path, FileKind::Directory);
         Ok(self.core.entry(ino, &stat))
     }

@@ -6,10 +6,14 @@ use super::Ops;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
+use crate::presence::{Absence, MAX_PRESENCE_NAMES};
 use crate::store::{GetRequest, ListRequest, StoreErrorKind};
 use crate::vfs::{Entry, FileKind, Ino};
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 impl Ops<'_> {
     /// What `path` is now: from the cache while fresh, else HEAD and LIST at once.
@@ -29,6 +33,11 @@ impl Ops<'_> {
         if self.core.meta.is_missing(path) {
             return Err(VfsError::NotFound(path.to_string()));
         }
+        match self.core.meta.presence.lookup(path) {
+            Absence::Absent => return Err(VfsError::NotFound(path.to_string())),
+            Absence::Unknown(Some(asked)) => self.renew_presence(path.parent(), asked),
+            Absence::Unknown(None) => {}
+        }
         let key = self.core.ns.file_key(path)?;
         let list = ListRequest {
             prefix: self.core.ns.dir_prefix(path),
@@ -46,6 +55,9 @@ impl Ops<'_> {
                 Ok(meta) => Stat::from_head(&meta),
                 Err(e) if e.kind == StoreErrorKind::NotFound => {
                     self.core.meta.put_missing(path);
+                    if let Some(asked) = self.core.meta.presence.missed(path) {
+                        self.renew_presence(path.parent(), asked);
+                    }
                     return Err(VfsError::NotFound(path.to_string()));
                 }
                 Err(e) => return Err(VfsError::from_store(path.as_str(), e)),
@@ -53,6 +65,40 @@ impl Ops<'_> {
         };
         self.core.meta.put(path, stat.clone());
         Ok(stat)
+    }
+
+    /// LISTs directory `dir` (one page) in the background, asked for at `asked`, for its
+    /// presence (see `presence`): the names if they fit the page, else none.
+    fn renew_presence(&self, dir: FsPath, asked: Instant) {
+        let core = Arc::clone(self.core);
+        tokio::spawn(async move {
+            let prefix = core.ns.dir_prefix(&dir);
+            let request = ListRequest {
+                prefix: prefix.clone(),
+                delimiter: Some("/".to_owned()),
+                max_keys: Some(MAX_PRESENCE_NAMES as u32),
+                ..ListRequest::default()
+            };
+            match core.store.list(request).await {
+                Ok(page) if !page.is_truncated => {
+                    let files = page.objects.iter().map(|o| o.key.as_str());
+                    let dirs = page.common_prefixes.iter().map(String::as_str);
+                    let names: HashSet<String> = files
+                        .chain(dirs)
+                        .filter_map(|key| key.strip_prefix(&prefix))
+                        .map(|name| name.trim_end_matches('/'))
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    core.meta.presence.listed(&dir, names, asked);
+                }
+                Ok(_) => core.meta.presence.unlisted(&dir),
+                Err(e) => {
+                    tracing::debug!(dir = %dir, error = %e, "LIST for the directory's presence failed");
+                    core.meta.presence.unlisted(&dir);
+                }
+            }
+        });
     }
 
     /// The entry of `name` in directory `parent`, counting one lookup of its inode.
