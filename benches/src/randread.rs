@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
 use rand::Rng;
-use s3vfs::vfs::{OpenFlags, Vfs};
+use s3vfs::vfs::{Ino, OpenFlags, Vfs};
 use s3vfs::S3Vfs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -164,12 +164,19 @@ pub async fn library(
     duration: Duration,
 ) -> Result<RandomReads> {
     let fs = Arc::clone(vfs.fs());
-    let ino = vfs
-        .metadata(&object.key)
-        .await
-        .with_context(|| format!("S3Vfs::metadata({})", object.key))?
-        .attr()
-        .ino;
+    // Looked up as the kernel does, so the inode stays known while the handles are made
+    // (`S3Vfs::metadata` forgets the inodes it looked up when it returns).
+    let mut ino = Ino::ROOT;
+    let mut looked_up = Vec::new();
+    for name in object.key.split('/').filter(|n| !n.is_empty()) {
+        ino = fs
+            .lookup(ino, std::ffi::OsStr::new(name))
+            .await
+            .with_context(|| format!("lookup of {name} in {}", object.key))?
+            .attr
+            .ino;
+        looked_up.push(ino);
+    }
     let mut handles = Vec::new();
     for _ in 0..depth {
         handles.push(
@@ -202,6 +209,9 @@ pub async fn library(
         }
     })
     .await;
+    for looked in looked_up {
+        fs.forget(looked, 1);
+    }
     let (latencies, elapsed) = measured?;
     RandomReads::from_latencies(
         latencies,

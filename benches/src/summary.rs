@@ -71,6 +71,8 @@ pub enum Target {
     RatioAtLeast(f64),
     /// At most this value (in the row's unit).
     AtMost(f64),
+    /// At most this multiple of the reference (for times: lower is better).
+    RatioAtMost(f64),
 }
 
 impl Target {
@@ -78,6 +80,7 @@ impl Target {
         match self {
             Target::RatioAtLeast(r) => format!(">= {r:.2} x ref"),
             Target::AtMost(v) => format!("<= {}", unit.format(v)),
+            Target::RatioAtMost(r) => format!("<= {r:.2} x ref"),
         }
     }
 
@@ -87,6 +90,7 @@ impl Target {
         match self {
             Target::RatioAtLeast(r) => Some(value / reference? >= r),
             Target::AtMost(limit) => Some(value <= limit),
+            Target::RatioAtMost(r) => Some(value / reference? <= r),
         }
     }
 }

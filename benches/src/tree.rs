@@ -26,7 +26,8 @@ pub const SMALL_FILE: usize = 4096;
 /// Longest wait for the store to show what a mount wrote.
 const VISIBLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Targets of the issue, in seconds.
-const CREATE_TARGET: f64 = 5.0;
+/// Create: at most this multiple of the same number of raw sequential PUTs.
+const CREATE_TARGET_RATIO: f64 = 1.5;
 const LS_COLD_TARGET: f64 = 1.0;
 const LS_WARM_TARGET: f64 = 0.2;
 const RENAME_TARGET: f64 = 1.5;
@@ -131,10 +132,16 @@ fn per_tool_list(results: &[(Tool, Samples)]) -> String {
         .join(", ")
 }
 
-/// Item 4: create `ctx.plan.files` files of 4 KiB each.
+/// Item 4: create `ctx.plan.files` files of 4 KiB each; the reference is as many raw
+/// PUTs one after another.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Row {
     let n = ctx.plan.files;
     let tag = rand::random::<u32>();
+    let raw_dir = format!("s3vfs-bench-create-{tag:08x}-raw");
+    let reference = Cell::from_result(raw_puts(ctx, &raw_dir, n, &body).await);
+    if let Err(err) = ctx.bucket.delete_prefix(&format!("{raw_dir}/")).await {
+        eprintln!("warning: could not delete {raw_dir}/: {err:#}");
+    }
     let mut results = Vec::new();
     for (tool, samples) in tools(ctx) {
         if let Some(cell) = ctx.tool_cell(tool) {
@@ -164,13 +171,34 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Row {
         Unit::Seconds,
         s3vfs.cell(),
     )
-    .target(Target::AtMost(CREATE_TARGET * n as f64 / 1000.0))
+    .reference(reference)
+    .target(Target::RatioAtMost(CREATE_TARGET_RATIO))
     .others(others(ctx, &results))
     .note(format!("seconds per sample: {}", per_tool_list(&results)));
     for note in &s3vfs.notes {
         row = row.note(format!("s3vfs: {note}"));
     }
     row
+}
+
+/// `n` raw PUTs of `body`, one after another, under `dir/`: seconds.
+async fn raw_puts(ctx: &Ctx, dir: &str, n: usize, body: &Bytes) -> Result<f64> {
+    let started = Instant::now();
+    for i in 0..n {
+        let key = format!("{dir}/f{i:05}");
+        ctx.bucket
+            .client
+            .put_object()
+            .bucket(&ctx.bucket.name)
+            .key(&key)
+            .body(body.clone().into())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("PUT {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
+            })?;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn create_once(
