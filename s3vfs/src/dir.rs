@@ -14,7 +14,7 @@
 use crate::meta::{Listing, Stat};
 use crate::namespace::{FsPath, NameProblem, Namespace};
 use crate::store::PageCursor;
-use crate::store::{ListPage, ListedObject};
+use crate::store::{ListPage, ListedObject, StoreResult};
 use crate::vfs::FileKind;
 use crate::vfs::{DirEntry, Ino};
 use std::collections::VecDeque;
@@ -160,6 +160,22 @@ pub(crate) struct DirStream {
     /// What a full pass over the store listed so far, to cache at its end (`None` when the
     /// pass did not start at the beginning or grew past the cache's bound).
     pub(crate) collected: Option<Vec<(String, Stat)>>,
+    /// The next LIST page, asked for while the kernel takes in the current one.
+    pub(crate) prefetch: Option<PrefetchedPage>,
+}
+
+/// A LIST page asked for ahead of the reader: the continuation token it continues from,
+/// and the request under way (aborted when dropped).
+#[derive(Debug)]
+pub(crate) struct PrefetchedPage {
+    pub(crate) token: String,
+    pub(crate) page: tokio::task::JoinHandle<StoreResult<ListPage>>,
+}
+
+impl Drop for PrefetchedPage {
+    fn drop(&mut self) {
+        self.page.abort();
+    }
 }
 
 impl DirStream {
@@ -180,6 +196,7 @@ impl DirStream {
         }
         self.produced = 2;
         self.token = None;
+        self.prefetch = None;
         self.listing_done = false;
         let prefix = ns.dir_prefix(&self.path);
         self.merger = ListingMerger::new(&prefix);

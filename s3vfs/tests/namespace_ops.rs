@@ -1307,3 +1307,41 @@ async fn creates_in_a_busy_directory_list_it_once() {
     // The names the LIST showed are never "absent".
     assert!(fs.lookup(dir, os("existing")).await.is_ok());
 }
+
+/// A listing of several pages asks for the next page while the reader takes in the
+/// current one, and still costs one LIST per page.
+#[tokio::test]
+async fn the_next_listing_page_is_asked_for_ahead_of_the_reader() {
+    let store = MemStore::new();
+    for i in 0..2500 {
+        store.insert(format!("big/f{i:05}"), "");
+    }
+    let config = rw().with_list_page_size(1000);
+    let (fs, counting) = counted(&store, config);
+    let dir = ino(&fs, "big").await;
+    counting.reset();
+    let handle = fs.opendir(dir).await.unwrap();
+    let first = fs.readdir(dir, handle, 0, 500).await.unwrap();
+    assert_eq!(first.len(), 500);
+    // The second page was asked for when the first arrived, before the reader needs it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counting.count(Op::List) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            counting.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut offset = first.last().unwrap().next_offset;
+    let mut names = first.len() - 2; // `.` and `..`
+    loop {
+        let entries = fs.readdir(dir, handle, offset, 500).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        names += entries.len();
+    }
+    fs.releasedir(dir, handle).await.unwrap();
+    assert_eq!(names, 2500);
+    assert_eq!(counting.count(Op::List), 3, "{:?}", counting.counts());
+}

@@ -5,12 +5,12 @@
 
 use super::Ops;
 use crate::attrs::MAX_SYMLINK_TARGET;
-use crate::dir::{DirStream, Listed, ListingMerger, WindowEntry, UNNUMBERED};
+use crate::dir::{DirStream, Listed, ListingMerger, PrefetchedPage, WindowEntry, UNNUMBERED};
 use crate::error::{VfsError, VfsResult};
 use crate::handles::OpenHandle;
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
-use crate::store::{ListRequest, ObjectKey, ObjectMeta, PageCursor};
+use crate::store::{ListRequest, ObjectKey, ObjectMeta, PageCursor, StoreError, StoreErrorKind};
 use crate::vfs::{DirEntry, FileKind, Handle, Ino};
 use futures::StreamExt;
 use std::collections::VecDeque;
@@ -53,6 +53,7 @@ impl Ops<'_> {
             pending: Vec::new(),
             cached: None,
             collected: None,
+            prefetch: None,
         };
         self.restart_dir(&mut stream);
         stream
@@ -175,30 +176,53 @@ impl Ops<'_> {
             .collect())
     }
 
+    /// The LIST request of the directory's page after `token` (`None`: the first).
+    fn page_request(&self, stream: &DirStream, token: Option<String>) -> ListRequest {
+        ListRequest {
+            prefix: self.core.ns.dir_prefix(&stream.path),
+            delimiter: Some("/".to_owned()),
+            continuation_token: token,
+            max_keys: Some(self.core.config.list_page_size),
+            start_after: None,
+        }
+    }
+
     /// One LIST page of the directory, as entries; the last page stores the whole listing
-    /// in the listing cache.
+    /// in the listing cache. The page after it is asked for at once, in the background.
     pub(super) async fn fill_from_store(
         &self,
         stream: &mut DirStream,
     ) -> VfsResult<Vec<(String, FsPath, Stat)>> {
-        let request = ListRequest {
-            prefix: self.core.ns.dir_prefix(&stream.path),
-            delimiter: Some("/".to_owned()),
-            continuation_token: stream.token.take(),
-            max_keys: Some(self.core.config.list_page_size),
-            start_after: None,
-        };
-        let page = self
-            .core
-            .store
-            .list(request)
-            .await
-            .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
+        let token = stream.token.take();
+        let prefetched = stream
+            .prefetch
+            .take()
+            .filter(|p| token.as_deref() == Some(p.token.as_str()));
+        let page = match prefetched {
+            Some(mut prefetched) => match (&mut prefetched.page).await {
+                Ok(page) => page,
+                Err(e) => Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    format!("the LIST task ended: {e}"),
+                )),
+            },
+            None => self.core.store.list(self.page_request(stream, token)).await,
+        }
+        .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
         stream.token = stream
             .cursor
             .next_page(&page)
             .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
         let last_page = stream.token.is_none();
+        if let Some(next) = &stream.token {
+            // The next page travels while the kernel takes in this one.
+            let store = Arc::clone(&self.core.store);
+            let request = self.page_request(stream, Some(next.clone()));
+            stream.prefetch = Some(PrefetchedPage {
+                token: next.clone(),
+                page: tokio::spawn(async move { store.list(request).await }),
+            });
+        }
         let mut items = Vec::new();
         stream.merger.push_page(page, &mut items);
         if last_page {
