@@ -845,6 +845,24 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         self.run("removexattr", call, reply, |reply, ()| reply.ok());
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // No file here answers an ioctl. `isatty` (every `open` from Python asks) expects
+        // ENOTTY; fuser's default answers ENOSYS with a warning per call, which flooded the
+        // log of a healthy mount.
+        tracing::trace!(ino = ino.0, cmd, "ioctl: ENOTTY");
+        reply.error(Errno::ENOTTY);
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // Permissions are the kernel's (`default_permissions`); without that option every
         // access is allowed, as the mount's owner settings say nothing more.

@@ -726,6 +726,41 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
     runtime.block_on(local.stop());
 }
 
+/// No file answers an ioctl: `isatty` (Python asks at every `open`) gets ENOTTY, and the
+/// log stays quiet; fuser's default logged a warning per call, hundreds a minute for a
+/// healthy mount.
+#[test]
+fn ioctls_are_answered_without_a_warning() {
+    use std::os::fd::AsRawFd;
+    let store = MemStore::new();
+    store.insert("f.txt", "x");
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let mount = Binary::start(mount_command(&local, "bucket", &mountpoint).arg("--foreground"));
+    wait_for(&mountpoint.join("f.txt"));
+    for _ in 0..3 {
+        let file = File::open(mountpoint.join("f.txt")).unwrap();
+        let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: TCGETS writes at most one `termios` into the buffer given.
+        let result = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+        assert_eq!(result, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+    }
+    mount.signal(libc::SIGINT);
+    let out = mount.wait();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Not Implemented"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    runtime.block_on(local.stop());
+}
+
 /// `s3vfs doctor` prints one row per capability, names what the server lacks, leaves
 /// nothing in the bucket, and fails only when a check cannot be made.
 #[test]
