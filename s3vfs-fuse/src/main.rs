@@ -250,6 +250,11 @@ struct MountArgs {
     /// trip and nothing is re-read from the page cache. Write-only opens always bypass it.
     #[arg(long)]
     direct_io: bool,
+    /// Threads reading requests from the kernel (Mountpoint's spelling). Each request is
+    /// handed to the async runtime at once, so a few threads keep many requests in flight.
+    #[arg(long, value_name = "N", default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_threads: u16,
     /// Owner of every file and directory (default: the current user).
     #[arg(long)]
     uid: Option<u32>,
@@ -907,6 +912,7 @@ async fn mount_bucket(
             .with_listing_ttl(fs_config.metadata_ttl)
             .with_xattrs(!args.no_xattr)
             .with_direct_io(args.direct_io),
+        threads: usize::from(args.max_threads),
         ..MountOptions::default()
     };
     let runtime = tokio::runtime::Handle::current();
@@ -1079,6 +1085,22 @@ mod tests {
             bail!("not a mount command");
         };
         MountPlan::from_args(&args)
+    }
+
+    #[test]
+    fn max_threads_is_checked() {
+        let threads = |extra: &[&str]| -> anyhow::Result<u16> {
+            let mut args = vec!["s3vfs", "mount", "b", "/mnt"];
+            args.extend_from_slice(extra);
+            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
+                bail!("not a mount command");
+            };
+            Ok(args.max_threads)
+        };
+        assert_eq!(threads(&[]).unwrap(), 2);
+        assert_eq!(threads(&["--max-threads", "8"]).unwrap(), 8);
+        assert!(threads(&["--max-threads", "0"]).is_err());
+        assert!(threads(&["--max-threads", "100000"]).is_err());
     }
 
     #[test]

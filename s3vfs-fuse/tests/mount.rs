@@ -598,6 +598,7 @@ fn the_mount_binary_passes_its_write_flags_on() {
                 "AES256",
             ])
             .args(["--part-size", "5M", "--upload-concurrency", "2"])
+            .args(["--max-threads", "4"])
             .arg("--staging-dir")
             .arg(&staging),
     );
