@@ -139,6 +139,10 @@ struct Args {
     /// kernel default is used and reported.
     #[arg(long, value_name = "KIB")]
     fuse_read_ahead_kb: Option<u32>,
+    /// FUSE worker threads of every s3vfs mount process (its `--max-threads`; default:
+    /// the binary's own, 2).
+    #[arg(long, value_name = "N")]
+    mount_threads: Option<u16>,
     /// Allow an S3VFS_BENCH_ENDPOINT that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
@@ -204,6 +208,8 @@ pub struct Plan {
     pub initial_read_window: Option<u64>,
     pub max_read_window: Option<u64>,
     pub fuse_read_ahead_kb: Option<u32>,
+    /// `--max-threads` of every s3vfs mount process.
+    pub mount_threads: Option<u16>,
 }
 
 impl Plan {
@@ -243,6 +249,7 @@ impl Plan {
             initial_read_window: args.initial_read_window,
             max_read_window: args.max_read_window,
             fuse_read_ahead_kb: args.fuse_read_ahead_kb,
+            mount_threads: args.mount_threads,
         }
     }
 
@@ -278,6 +285,10 @@ impl Ctx {
     /// Mounts the bucket with `tool` in a process of its own, set up as `settings` say.
     pub async fn mount(&self, tool: Tool, settings: tools::Settings) -> Result<tools::ToolMount> {
         let child = self.child()?;
+        let settings = tools::Settings {
+            max_threads: settings.max_threads.or(self.plan.mount_threads),
+            ..settings
+        };
         tokio::task::spawn_blocking(move || tools::ToolMount::start(tool, &child, &settings))
             .await
             .context("mount thread failed")?

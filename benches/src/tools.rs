@@ -106,6 +106,8 @@ pub struct Settings {
     pub metadata_ttl: Option<Duration>,
     /// s3vfs `--memory-budget`, when the binary has the flag.
     pub memory_budget: Option<u64>,
+    /// s3vfs `--max-threads` (FUSE worker threads; `None`: its default).
+    pub max_threads: Option<u16>,
 }
 
 /// A mount served by a process of ours.
@@ -162,6 +164,9 @@ impl ToolMount {
                 }
                 if let Some(budget) = settings.memory_budget {
                     push(&["--memory-budget", &budget.to_string()]);
+                }
+                if let Some(threads) = settings.max_threads {
+                    push(&["--max-threads", &threads.to_string()]);
                 }
             }
             Tool::S3fs => {
