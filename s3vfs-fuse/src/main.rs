@@ -255,6 +255,11 @@ struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=256))]
     max_threads: u16,
+    /// Do not try, at mount, whether an --endpoint-url server honours conditional writes
+    /// and keeps `dir/` markers (a few requests in a scratch prefix it removes again):
+    /// trust it to, as for AWS. `s3vfs doctor` tells what it does.
+    #[arg(long)]
+    skip_server_checks: bool,
     /// Owner of every file and directory (default: the current user).
     #[arg(long)]
     uid: Option<u32>,
@@ -890,7 +895,7 @@ async fn mount_bucket(
             // AWS honours If-None-Match and If-Match and keeps `dir/` markers; other
             // servers are asked (Garage and `rclone serve s3` ignore conditions, rclone
             // turns a marker into a file).
-            if args.endpoint_url.is_some() {
+            if args.endpoint_url.is_some() && !args.skip_server_checks {
                 notices = fs_config.fit_to_store(&store).await;
             }
             S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?

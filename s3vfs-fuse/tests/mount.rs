@@ -724,6 +724,23 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
         .status()
         .unwrap();
     assert!(status.success());
+
+    // --skip-server-checks trusts the server: no probe, no notice.
+    let keys_before = store.keys();
+    let out = background_mount(&local, &mountpoint, &socket)
+        .arg("--skip-server-checks")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("last-writer-wins"), "{stderr}");
+    assert_eq!(store.keys(), keys_before);
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
     runtime.block_on(local.stop());
 }
 
