@@ -10,6 +10,7 @@
 
 mod daemon;
 mod logging;
+mod mount_helper;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -448,7 +449,12 @@ const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 fn main() -> ExitCode {
     // Before any thread allocates: reuse freed receive buffers (see s3vfs_fuse::malloc).
     s3vfs_fuse::malloc::tune_for_streaming();
-    let cli = Cli::parse();
+    // `mount -t fuse.s3vfs` (fstab) runs `s3vfs SOURCE MNT -o OPTIONS`.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match mount_helper::translate(&args) {
+        Some(translated) => Cli::parse_from(translated),
+        None => Cli::parse_from(args),
+    };
     let result = match cli.command {
         Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),
         #[cfg(feature = "demo")]

@@ -779,6 +779,62 @@ fn ioctls_are_answered_without_a_warning() {
     runtime.block_on(local.stop());
 }
 
+/// `mount -t fuse.s3vfs BUCKET MNT -o OPTIONS` (and its fstab line) runs fuse3's
+/// `mount.fuse3`, which runs `s3vfs BUCKET MNT -o OPTIONS`: the binary takes that form, with
+/// each option a long flag's name and mount(8)'s own options ignored. (mount(8) itself runs
+/// helpers with a fixed PATH, so this calls `mount.fuse3` as mount(8) would.)
+#[test]
+fn mount_fuse3_mounts_with_options() {
+    let helper = ["/sbin/mount.fuse3", "/usr/sbin/mount.fuse3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("mount.fuse3 (Debian package fuse3) is needed");
+    let store = MemStore::new();
+    store.insert("pre/file.txt", "data");
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_s3vfs")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let options = format!(
+        "rw,nodev,nosuid,_netdev,nofail,x-systemd.automount,endpoint-url={},force-path-style,region=us-east-1,read_only,metadata-ttl=5",
+        local.endpoint_url()
+    );
+    let out = Command::new(helper)
+        .arg("bucket/pre")
+        .arg(&mountpoint)
+        .args(["-t", "s3vfs", "-o", &options])
+        .env("PATH", path)
+        .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("S3VFS_SYSLOG_SOCKET", dir.path().join("no-syslog"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("file.txt")).unwrap(),
+        "data"
+    );
+    // `read_only` (underscore for dash) reached the mount.
+    let err = fs::write(mountpoint.join("new.txt"), "x").unwrap_err();
+    assert_eq!(errno(&err), libc::EROFS);
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    runtime.block_on(local.stop());
+}
+
 /// `s3vfs doctor` prints one row per capability, names what the server lacks, leaves
 /// nothing in the bucket, and fails only when a check cannot be made.
 #[test]
