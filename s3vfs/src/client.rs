@@ -34,6 +34,9 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// Smallest read a [`File`] asks the file system for; larger buffers read more at once.
 const READ_CHUNK: usize = 1024 * 1024;
+
+/// Largest single read of a whole-file [`S3Vfs::read`]: 64 MiB.
+const WHOLE_READ_CHUNK: u32 = 64 * 1024 * 1024;
 /// Entries fetched per `readdir` call by [`ReadDir`].
 const DIR_BATCH: usize = 1024;
 
@@ -103,6 +106,11 @@ impl Metadata {
     /// Whether this is a regular file.
     pub fn is_file(&self) -> bool {
         self.attr.kind == FileKind::File
+    }
+
+    /// Whether this is a symbolic link (the attributes of a path are never followed).
+    pub fn is_symlink(&self) -> bool {
+        self.attr.kind == FileKind::Symlink
     }
 
     /// Size in bytes.
@@ -259,6 +267,16 @@ impl<F: Vfs + 'static> S3Vfs<F> {
         Ok(Metadata {
             attr: self.resolve(path).await?.attr,
         })
+    }
+
+    /// Whether `path` exists: `Ok(false)` when it does not, an error when that cannot be
+    /// told (the store failed, a parent is a file), like `tokio::fs::try_exists`.
+    pub async fn try_exists(&self, path: &str) -> VfsResult<bool> {
+        match self.resolve(path).await {
+            Ok(_) => Ok(true),
+            Err(VfsError::NotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Lists directory `path`, one LIST page at a time.
@@ -508,13 +526,69 @@ impl<F: Vfs + 'static> S3Vfs<F> {
             .await
     }
 
-    /// Reads the whole file at `path`.
+    /// Reads the whole file at `path` (of any size that fits in memory), as it is when
+    /// opened: a file replaced meanwhile fails with `ESTALE` rather than mixing versions.
     pub async fn read(&self, path: &str) -> VfsResult<Bytes> {
         let file = self.open(path).await?;
-        let size = u32::try_from(file.size).map_err(|_| {
+        let size = usize::try_from(file.size).map_err(|_| {
             VfsError::InvalidArgument(format!("{path} is too large to read into memory"))
         })?;
-        self.fs.read(file.ino, file.handle, 0, size).await
+        if size <= WHOLE_READ_CHUNK as usize {
+            return self.fs.read(file.ino, file.handle, 0, size as u32).await;
+        }
+        let mut whole = bytes::BytesMut::with_capacity(size);
+        while whole.len() < size {
+            let at = whole.len() as u64;
+            let want = u32::try_from(size - whole.len())
+                .unwrap_or(WHOLE_READ_CHUNK)
+                .min(WHOLE_READ_CHUNK);
+            let piece = self.fs.read(file.ino, file.handle, at, want).await?;
+            if piece.is_empty() {
+                break;
+            }
+            whole.extend_from_slice(&piece);
+        }
+        Ok(whole.freeze())
+    }
+
+    /// Reads the whole file at `path` as UTF-8 text; `EINVAL` when it is not.
+    pub async fn read_to_string(&self, path: &str) -> VfsResult<String> {
+        let bytes = self.read(path).await?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| VfsError::InvalidArgument(format!("{path} is not UTF-8: {e}")))
+    }
+
+    /// Removes directory `path` and everything below it, like `tokio::fs::remove_dir_all`:
+    /// files and links one by one, then each directory once empty. Stops at the first
+    /// failure (what was removed stays removed).
+    pub async fn remove_dir_all(&self, path: &str) -> VfsResult<()> {
+        let root = FsPath::parse(path)?;
+        if !self.metadata(path).await?.is_dir() {
+            return Err(VfsError::NotADirectory(root.to_string()));
+        }
+        // Depth first, without recursion: directories are removed after their contents.
+        let mut pending = vec![(root.as_str().to_owned(), false)];
+        while let Some((dir, listed)) = pending.pop() {
+            if listed {
+                self.remove_dir(&dir).await?;
+                continue;
+            }
+            pending.push((dir.clone(), true));
+            let entries = self.read_dir(&dir).await?.collect().await?;
+            for entry in entries {
+                let child = if dir.is_empty() {
+                    entry.name.clone()
+                } else {
+                    format!("{dir}/{}", entry.name)
+                };
+                if entry.kind == FileKind::Directory {
+                    pending.push((child, false));
+                } else {
+                    self.remove_file(&child).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
