@@ -1383,3 +1383,37 @@ async fn capabilities_come_from_the_config() {
     assert!(caps.upload_part_copy);
     assert_eq!(caps.min_part_size, 5 * 1024 * 1024);
 }
+
+/// A store over an SDK client its user built (its endpoint, region and credentials).
+#[tokio::test]
+async fn a_store_over_a_client_built_elsewhere() {
+    let mem = MemStore::new();
+    let server = S3Server::serve_store(BUCKET, Arc::new(mem.clone()))
+        .await
+        .expect("server starts");
+    let credentials = server.credentials();
+    let sdk = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(server.endpoint_url())
+        .region(aws_sdk_s3::config::Region::new(
+            s3vfs_testkit::server::TEST_REGION,
+        ))
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(sdk);
+    assert!(S3Store::from_client(client.clone(), &S3StoreConfig::new("")).is_err());
+    let store = S3Store::from_client(client, &S3StoreConfig::new(BUCKET)).unwrap();
+    store
+        .put(&key("k"), Bytes::from_static(b"v"), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(mem.get_bytes("k").unwrap(), "v");
+    assert_eq!(store.head(&key("k")).await.unwrap().size, 1);
+}

@@ -170,6 +170,47 @@ impl S3StoreConfig {
         }
     }
 
+    /// The bucket and key prefix of an `s3://BUCKET[/PREFIX]` URL, as the AWS CLI takes
+    /// them: a configuration for the bucket, and the prefix (empty for the whole bucket).
+    pub fn from_url(url: &str) -> StoreResult<(S3StoreConfig, String)> {
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRequest,
+                format!("{url:?} is not an s3://BUCKET[/PREFIX] URL"),
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRequest,
+                format!("{url:?} names no bucket"),
+            ));
+        }
+        Ok((S3StoreConfig::new(bucket), prefix.to_owned()))
+    }
+
+    /// A configuration for `bucket` from the environment, as the AWS SDKs read it:
+    /// `AWS_ENDPOINT_URL_S3` (else `AWS_ENDPOINT_URL`), `AWS_REGION` (else
+    /// `AWS_DEFAULT_REGION`) and `AWS_PROFILE`. With an endpoint, buckets are addressed by
+    /// path (what S3-compatible stores need) unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` is
+    /// `true`. Credentials stay with the SDK's default chain, which reads `AWS_*` too.
+    pub fn from_env(bucket: impl Into<String>) -> S3StoreConfig {
+        Self::from_vars(bucket, |name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with `var` for the environment.
+    fn from_vars(bucket: impl Into<String>, var: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        let mut config = S3StoreConfig::new(bucket);
+        config.endpoint_url = set("AWS_ENDPOINT_URL_S3").or_else(|| set("AWS_ENDPOINT_URL"));
+        config.region = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"));
+        config.profile = set("AWS_PROFILE");
+        let virtual_hosted =
+            set("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        config.force_path_style = config.endpoint_url.is_some() && !virtual_hosted;
+        config
+    }
+
     /// Sets [`bucket`](Self::bucket).
     pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
         self.bucket = bucket.into();
@@ -375,6 +416,61 @@ pub(super) async fn build_client(config: &S3StoreConfig) -> StoreResult<Client> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_urls_give_bucket_and_prefix() {
+        let (config, prefix) = S3StoreConfig::from_url("s3://b/some/prefix/").unwrap();
+        assert_eq!(
+            (config.bucket.as_str(), prefix.as_str()),
+            ("b", "some/prefix/")
+        );
+        let (config, prefix) = S3StoreConfig::from_url("s3://b").unwrap();
+        assert_eq!((config.bucket.as_str(), prefix.as_str()), ("b", ""));
+        assert!(S3StoreConfig::from_url("s3:///x").is_err());
+        assert!(S3StoreConfig::from_url("https://b/x").is_err());
+    }
+
+    #[test]
+    fn the_environment_gives_endpoint_region_profile_and_path_style() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let config = S3StoreConfig::from_vars(
+            "b",
+            env(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("AWS_PROFILE", "p"),
+            ]),
+        );
+        assert_eq!(
+            config.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.profile.as_deref(), Some("p"));
+        assert!(config.force_path_style);
+        let config = S3StoreConfig::from_vars(
+            "b",
+            env(&[
+                ("AWS_ENDPOINT_URL", "http://a"),
+                ("AWS_ENDPOINT_URL_S3", "http://s3"),
+                ("AWS_REGION", "us-west-2"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "TRUE"),
+            ]),
+        );
+        assert_eq!(config.endpoint_url.as_deref(), Some("http://s3"));
+        assert_eq!(config.region.as_deref(), Some("us-west-2"));
+        assert!(!config.force_path_style);
+        let config = S3StoreConfig::from_vars("b", env(&[("AWS_REGION", "")]));
+        assert_eq!((config.region, config.endpoint_url), (None, None));
+        assert!(!config.force_path_style);
+    }
 
     #[test]
     fn backoff_is_bounded() {

@@ -128,6 +128,19 @@ impl S3Store {
         Ok(Self::with_client(client, config.bucket.clone(), &config))
     }
 
+    /// A store over an SDK client built elsewhere (its endpoint, region, credentials and
+    /// retries are the client's), for `config.bucket`; the rest of `config` (resumption of
+    /// GET bodies, capabilities, payload signing) applies as in [`new`](Self::new).
+    pub fn from_client(client: Client, config: &S3StoreConfig) -> StoreResult<S3Store> {
+        if config.bucket.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRequest,
+                "S3StoreConfig::bucket is empty",
+            ));
+        }
+        Ok(Self::with_client(client, config.bucket.clone(), config))
+    }
+
     fn with_client(client: Client, bucket: String, config: &S3StoreConfig) -> Self {
         Self {
             client,
