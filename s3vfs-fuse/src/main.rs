@@ -70,23 +70,43 @@ enum Command {
     Doctor(DoctorArgs),
 }
 
+/// How to reach S3: the flags `mount`, `doctor` and `recover` share. Each also comes
+/// from the variable the AWS SDKs read.
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
+    #[arg(long)]
+    force_path_style: bool,
+    /// AWS region of the bucket (default: from the profile).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(long, env = "AWS_PROFILE")]
+    profile: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// The client configuration for `bucket` these flags describe.
+    fn store_config(&self, bucket: &str) -> S3StoreConfig {
+        let mut config =
+            S3StoreConfig::new(bucket.to_owned()).force_path_style(self.force_path_style);
+        config.region = self.region.clone();
+        config.endpoint_url = self.endpoint_url.clone();
+        config.profile = self.profile.clone();
+        config
+    }
+}
+
 #[derive(Debug, Args)]
 struct DoctorArgs {
     /// BUCKET[/PREFIX]: the scratch prefix is made under PREFIX.
     #[arg(value_name = "BUCKET[/PREFIX]")]
     target: String,
-    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
-    #[arg(long)]
-    force_path_style: bool,
-    /// AWS region of the bucket (default: from the environment or profile).
-    #[arg(long)]
-    region: Option<String>,
-    /// Named profile of ~/.aws/config and ~/.aws/credentials.
-    #[arg(long)]
-    profile: Option<String>,
+    #[command(flatten)]
+    s3: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,18 +132,8 @@ struct RecoverArgs {
     /// Bucket to upload to (default: the bucket each manifest names).
     #[arg(long)]
     bucket: Option<String>,
-    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
-    #[arg(long)]
-    force_path_style: bool,
-    /// AWS region of the bucket (default: from the environment or profile).
-    #[arg(long)]
-    region: Option<String>,
-    /// Named profile of ~/.aws/config and ~/.aws/credentials.
-    #[arg(long)]
-    profile: Option<String>,
+    #[command(flatten)]
+    s3: ConnectionArgs,
     /// Size of one uploaded part, in bytes (suffixes K, M, G).
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
         value_parser = parse_part_size)]
@@ -138,18 +148,8 @@ struct MountArgs {
     /// Show every bucket the credentials can list as a directory at the root.
     #[arg(long)]
     all_buckets: bool,
-    /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
-    #[arg(long)]
-    force_path_style: bool,
-    /// AWS region of the bucket (default: from the environment or profile).
-    #[arg(long)]
-    region: Option<String>,
-    /// Named profile of ~/.aws/config and ~/.aws/credentials.
-    #[arg(long)]
-    profile: Option<String>,
+    #[command(flatten)]
+    s3: ConnectionArgs,
     /// When upload bodies are covered by the request signature (one SHA-256 pass over every
     /// byte written): auto signs them only over plain HTTP to another host, since HTTPS and
     /// loopback connections already keep them intact. A CRC32 checksum is sent either way.
@@ -499,16 +499,13 @@ async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         bail!("the bucket name in {target:?} is empty");
     }
     let prefix = FsConfig::default().with_prefix(prefix).prefix;
-    let mut config = S3StoreConfig::new(bucket.to_owned()).force_path_style(args.force_path_style);
-    config.region = args.region;
-    config.endpoint_url = args.endpoint_url.clone();
-    config.profile = args.profile;
+    let config = args.s3.store_config(bucket);
     let store: Arc<dyn ObjectStore> = Arc::new(
         S3Store::new(config)
             .await
             .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
     );
-    let endpoint = args.endpoint_url.as_deref().unwrap_or("AWS");
+    let endpoint = args.s3.endpoint_url.as_deref().unwrap_or("AWS");
     println!("s3vfs doctor: bucket {bucket}, prefix {prefix:?}, endpoint {endpoint}");
     println!();
     println!("| check | result | detail |");
@@ -661,11 +658,7 @@ impl<'a> Stores<'a> {
         if let Some(store) = self.by_bucket.get(bucket) {
             return Ok(Some(Arc::clone(store)));
         }
-        let mut config =
-            S3StoreConfig::new(bucket.to_owned()).force_path_style(self.args.force_path_style);
-        config.region = self.args.region.clone();
-        config.endpoint_url = self.args.endpoint_url.clone();
-        config.profile = self.args.profile.clone();
+        let config = self.args.s3.store_config(bucket);
         let store: Arc<dyn ObjectStore> = Arc::new(
             S3Store::new(config)
                 .await
@@ -885,11 +878,9 @@ async fn mount_bucket(
     s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
     let mut fs_config = plan.fs_config(args)?;
     let mut notices = Vec::new();
-    let mut store_config = S3StoreConfig::new(plan.bucket.clone().unwrap_or_default())
-        .force_path_style(args.force_path_style);
-    store_config.region = args.region.clone();
-    store_config.endpoint_url = args.endpoint_url.clone();
-    store_config.profile = args.profile.clone();
+    let mut store_config = args
+        .s3
+        .store_config(plan.bucket.as_deref().unwrap_or_default());
     store_config.payload_signing = args.payload_signing;
     let vfs: Arc<dyn Vfs> = match &plan.bucket {
         Some(bucket) => {
@@ -901,7 +892,7 @@ async fn mount_bucket(
             // AWS honours If-None-Match and If-Match and keeps `dir/` markers; other
             // servers are asked (Garage and `rclone serve s3` ignore conditions, rclone
             // turns a marker into a file).
-            if args.endpoint_url.is_some() && !args.skip_server_checks {
+            if args.s3.endpoint_url.is_some() && !args.skip_server_checks {
                 notices = fs_config.fit_to_store(&store).await;
             }
             S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?

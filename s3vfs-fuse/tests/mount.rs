@@ -882,6 +882,23 @@ fn doctor_tells_what_the_server_lacks_and_cleans_up() {
     );
     assert_eq!(store.keys(), vec!["pre/kept.txt".to_owned()]);
 
+    // The connection flags also come from the variables the AWS SDKs read.
+    let out = Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+        .args(["doctor", "bucket/pre", "--force-path-style"])
+        .env("AWS_ENDPOINT_URL", local.endpoint_url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", local.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!("endpoint {}", local.endpoint_url())),
+        "{stdout}"
+    );
+
     // A bucket that does not exist: the listing fails, and so does the command.
     let out = doctor("no-such-bucket");
     assert!(!out.status.success(), "{out:?}");
