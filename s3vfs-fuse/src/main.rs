@@ -48,6 +48,9 @@ struct Cli {
     /// `info,s3vfs=debug`. Overrides RUST_LOG.
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log at debug level (Mountpoint's spelling of `--log-level debug`).
+    #[arg(long, global = true, conflicts_with = "log_level")]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +164,17 @@ struct MountArgs {
     /// Never delete: unlink, rmdir and rename (which deletes the old name) fail with EPERM.
     #[arg(long)]
     no_delete: bool,
+    /// Allow deletes: the default, accepted for Mountpoint command lines.
+    #[arg(long, conflicts_with = "no_delete")]
+    allow_delete: bool,
+    /// Allow changes to existing objects: the default, accepted for Mountpoint command
+    /// lines.
+    #[arg(long, conflicts_with = "no_overwrite")]
+    allow_overwrite: bool,
+    /// Mount only keys under this prefix, after the one in BUCKET/PREFIX (Mountpoint's
+    /// spelling: `s3vfs mount BUCKET MNT --prefix data/`).
+    #[arg(long, value_name = "PREFIX", conflicts_with = "all_buckets")]
+    prefix: Option<String>,
     /// Never change an existing object: opening one for writing (overwrite, append,
     /// truncate), chmod/chown/touch of it and renaming over it fail with EPERM. New files
     /// can still be created.
@@ -224,12 +238,20 @@ struct MountArgs {
     cache_memory: Option<ByteSize>,
     /// Keep file data in this (existing) directory, in its subdirectory s3vfs-cache-v1,
     /// which is emptied at mount. Default: no disk cache.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", alias = "cache")]
     cache_dir: Option<PathBuf>,
     /// Most bytes of the disk cache (K/M/G suffixes); needs --cache-dir.
     #[arg(long, value_name = "BYTES", requires = "cache_dir",
         default_value_t = ByteSize(DataCacheConfig::default().disk_bytes))]
     cache_disk_size: ByteSize,
+    /// Most MiB of the disk cache (Mountpoint's spelling of --cache-disk-size).
+    #[arg(
+        long,
+        value_name = "MIB",
+        requires = "cache_dir",
+        conflicts_with = "cache_disk_size"
+    )]
+    max_cache_size: Option<u64>,
     /// Most bytes of file data waiting to be written to the disk cache (K/M/G suffixes),
     /// held in memory on top of --memory-budget; needs --cache-dir. Blocks are written
     /// behind the reads, so a first read is not slowed to the disk's speed; blocks read
@@ -288,14 +310,22 @@ struct MountArgs {
     foreground: bool,
     /// How long metadata and listings are trusted before S3 is asked again, in seconds
     /// (fractions allowed). Changes made elsewhere show up within this time.
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    /// `indefinite` trusts them until the mount ends, `minimal` asks S3 every time.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_ttl)]
     metadata_ttl: Duration,
+    /// How long "no such file" is trusted, in seconds (default: --metadata-ttl).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_ttl)]
+    negative_metadata_ttl: Option<Duration>,
     /// Write logs to this file. Default: stderr with --foreground; in the background the
     /// system journal, else syslog (/dev/log, or the socket S3VFS_SYSLOG_SOCKET names),
     /// else $XDG_STATE_HOME/s3vfs/s3vfs.log (/var/log/s3vfs.log for root,
     /// ~/.local/state/s3vfs/s3vfs.log otherwise).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Write logs to a new file s3vfs-SECONDS-PID.log in this directory (Mountpoint's
+    /// spelling).
+    #[arg(long, value_name = "DIR", conflicts_with = "log_file")]
+    log_directory: Option<PathBuf>,
 }
 
 #[cfg(feature = "demo")]
@@ -435,6 +465,18 @@ fn parse_mode(text: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{text:?} is not an octal mode such as 0644"))
 }
 
+/// A TTL: seconds, `indefinite` (until the mount ends) or `minimal` (zero).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    match text {
+        "indefinite" => Ok(INDEFINITE_TTL),
+        "minimal" => Ok(Duration::ZERO),
+        _ => parse_seconds(text),
+    }
+}
+
+/// What `indefinite` means: longer than any mount lasts.
+const INDEFINITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
         .ok()
@@ -455,26 +497,30 @@ fn main() -> ExitCode {
         Some(translated) => Cli::parse_from(translated),
         None => Cli::parse_from(args),
     };
+    let level = cli
+        .log_level
+        .clone()
+        .or(cli.debug.then(|| "debug".to_owned()));
     let result = match cli.command {
-        Command::Mount(args) => run_mount(*args, cli.log_level.as_deref()),
+        Command::Mount(args) => run_mount(*args, level.as_deref()),
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
-            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(demo(args)))
         }
         #[cfg(feature = "demo")]
         Command::Serve(args) => {
-            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
             local::disable_instance_metadata();
             runtime().and_then(|rt| rt.block_on(serve(args)))
         }
         Command::Recover(args) => {
-            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
             runtime().and_then(|rt| rt.block_on(recover(args)))
         }
         Command::Doctor(args) => {
-            logging::init(cli.log_level.as_deref(), logging::LogTarget::Stderr);
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
             runtime().and_then(|rt| rt.block_on(doctor(args)))
         }
     };
@@ -709,6 +755,11 @@ impl MountPlan {
             }
             None => (None, String::new()),
         };
+        let prefix = match &args.prefix {
+            None => prefix,
+            Some(extra) if prefix.is_empty() || prefix.ends_with('/') => format!("{prefix}{extra}"),
+            Some(extra) => format!("{prefix}/{extra}"),
+        };
         // Absolute before a fork changes the working directory.
         let mountpoint = std::path::absolute(mountpoint)
             .with_context(|| format!("invalid mountpoint {mountpoint:?}"))?;
@@ -727,6 +778,9 @@ impl MountPlan {
             .with_modes(args.file_mode, args.dir_mode)
             .with_metadata_ttl(args.metadata_ttl)
             .with_read_only(self.read_only);
+        if let Some(ttl) = args.negative_metadata_ttl {
+            config = config.with_negative_ttl(ttl);
+        }
         let (uid, gid) = (
             args.uid.unwrap_or(config.uid),
             args.gid.unwrap_or(config.gid),
@@ -786,7 +840,12 @@ impl MountPlan {
                 bail!("cache directory {} is not a directory", dir.display());
             }
             cache = cache
-                .with_disk(dir, args.cache_disk_size.0)
+                .with_disk(
+                    dir,
+                    args.max_cache_size.map_or(args.cache_disk_size.0, |mib| {
+                        mib.saturating_mul(1024 * 1024)
+                    }),
+                )
                 .with_disk_write_backlog(args.cache_write_backlog.0);
         }
         config.data_cache = cache;
@@ -804,7 +863,16 @@ impl MountPlan {
 
 fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
     let plan = MountPlan::from_args(&args)?;
-    let log_file = match &args.log_file {
+    let log_path = args.log_file.clone().or_else(|| {
+        args.log_directory.as_ref().map(|dir| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            dir.join(format!("s3vfs-{secs}-{}.log", std::process::id()))
+        })
+    });
+    let log_file = match &log_path {
         Some(path) => Some(
             File::options()
                 .create(true)
@@ -1087,6 +1155,61 @@ mod tests {
             bail!("not a mount command");
         };
         MountPlan::from_args(&args)
+    }
+
+    #[test]
+    fn mountpoint_s3_spellings_mean_what_they_mean_there() {
+        let mount_args = |extra: &[&str]| -> anyhow::Result<MountArgs> {
+            let mut args = vec!["s3vfs", "mount", "b/base", "/mnt"];
+            args.extend_from_slice(extra);
+            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
+                bail!("not a mount command");
+            };
+            Ok(*args)
+        };
+        let args =
+            mount_args(&["--prefix", "more/", "--allow-delete", "--allow-overwrite"]).unwrap();
+        let plan = MountPlan::from_args(&args).unwrap();
+        assert_eq!(plan.prefix, "base/more/");
+        let config = plan.fs_config(&args).unwrap();
+        assert!(config.allow_delete && config.allow_overwrite);
+        assert!(mount_args(&["--allow-delete", "--no-delete"]).is_err());
+
+        let args = mount_args(&[
+            "--metadata-ttl",
+            "indefinite",
+            "--negative-metadata-ttl",
+            "5",
+        ])
+        .unwrap();
+        let config = MountPlan::from_args(&args)
+            .unwrap()
+            .fs_config(&args)
+            .unwrap();
+        assert_eq!(config.metadata_ttl, INDEFINITE_TTL);
+        assert_eq!(config.negative_ttl, Duration::from_secs(5));
+        let args = mount_args(&["--metadata-ttl", "minimal"]).unwrap();
+        assert_eq!(args.metadata_ttl, Duration::ZERO);
+        assert!(mount_args(&["--metadata-ttl", "forever"]).is_err());
+
+        let args = mount_args(&["--cache", "/tmp", "--max-cache-size", "10"]).unwrap();
+        assert_eq!(
+            args.cache_dir.as_deref(),
+            Some(std::path::Path::new("/tmp"))
+        );
+        assert_eq!(args.max_cache_size, Some(10));
+        assert!(
+            mount_args(&["--max-cache-size", "10"]).is_err(),
+            "needs a cache directory"
+        );
+        assert!(mount_args(&["--log-directory", "/tmp", "--log-file", "/tmp/x"]).is_err());
+
+        let cli = Cli::try_parse_from(["s3vfs", "mount", "b", "/mnt", "--debug"]).unwrap();
+        assert!(cli.debug);
+        assert!(
+            Cli::try_parse_from(["s3vfs", "--debug", "--log-level", "info", "doctor", "b"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -38,6 +38,16 @@ const IGNORED: &[&str] = &[
     "nolazytime",
 ];
 
+/// s3fs's names of options s3vfs has under another name, so that an s3fs fstab line keeps
+/// working once its type says `fuse.s3vfs`.
+const S3FS_NAMES: &[(&str, &str)] = &[
+    ("use_path_request_style", "force-path-style"),
+    ("url", "endpoint-url"),
+    // s3fs calls the region "endpoint".
+    ("endpoint", "region"),
+    ("allow_other", "allow-other"),
+];
+
 /// Prefixes of options that belong to someone else (systemd, mount(8)).
 const IGNORED_PREFIXES: &[&str] = &["x-", "comment=", "helper="];
 
@@ -91,13 +101,16 @@ fn options(list: &str) -> Vec<String> {
             flags.push("--read-only".to_owned());
             continue;
         }
-        match option.split_once('=') {
-            Some((name, value)) => {
-                flags.push(format!("--{}", name.replace('_', "-")));
-                flags.push(value.to_owned());
-            }
-            None => flags.push(format!("--{}", option.replace('_', "-"))),
-        }
+        let (name, value) = match option.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (option, None),
+        };
+        let name = S3FS_NAMES
+            .iter()
+            .find(|(s3fs, _)| *s3fs == name)
+            .map_or_else(|| name.replace('_', "-"), |(_, ours)| (*ours).to_owned());
+        flags.push(format!("--{name}"));
+        flags.extend(value.map(str::to_owned));
     }
     flags
 }
@@ -150,6 +163,32 @@ mod tests {
                 "--read-only",
                 "--region",
                 "eu-west-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn s3fs_option_names_are_understood() {
+        assert_eq!(
+            run(&[
+                "s3vfs",
+                "b",
+                "/m",
+                "-o",
+                "use_path_request_style,url=http://127.0.0.1:9000,endpoint=eu-west-1,allow_other"
+            ])
+            .unwrap(),
+            [
+                "s3vfs",
+                "mount",
+                "b",
+                "/m",
+                "--force-path-style",
+                "--endpoint-url",
+                "http://127.0.0.1:9000",
+                "--region",
+                "eu-west-1",
+                "--allow-other"
             ]
         );
     }

@@ -599,6 +599,8 @@ fn the_mount_binary_passes_its_write_flags_on() {
             ])
             .args(["--part-size", "5M", "--upload-concurrency", "2"])
             .args(["--max-threads", "4"])
+            .arg("--log-directory")
+            .arg(dir.path())
             .arg("--staging-dir")
             .arg(&staging),
     );
@@ -615,6 +617,15 @@ fn the_mount_binary_passes_its_write_flags_on() {
     let out = mount.wait();
     assert!(out.status.success(), "exit after SIGINT: {out:?}");
     assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
+    // --log-directory: a new log file there.
+    let logs: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("s3vfs-"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let logged = fs::read_to_string(logs[0].path()).unwrap();
+    assert!(logged.contains("delete refused"), "{logged}");
     runtime.block_on(local.stop());
 }
 
