@@ -78,16 +78,21 @@ enum Command {
 #[derive(Debug, Args)]
 struct ConnectionArgs {
     /// S3 endpoint URL, for S3-compatible stores (e.g. http://127.0.0.1:9000).
-    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    #[arg(
+        help_heading = "S3 connection",
+        long,
+        value_name = "URL",
+        env = "AWS_ENDPOINT_URL"
+    )]
     endpoint_url: Option<String>,
     /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
-    #[arg(long)]
+    #[arg(help_heading = "S3 connection", long)]
     force_path_style: bool,
     /// AWS region of the bucket (default: from the profile).
-    #[arg(long, env = "AWS_REGION")]
+    #[arg(help_heading = "S3 connection", long, env = "AWS_REGION")]
     region: Option<String>,
     /// Named profile of ~/.aws/config and ~/.aws/credentials.
-    #[arg(long, env = "AWS_PROFILE")]
+    #[arg(help_heading = "S3 connection", long, env = "AWS_PROFILE")]
     profile: Option<String>,
 }
 
@@ -144,108 +149,122 @@ struct RecoverArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  s3vfs mount my-bucket /mnt/data --region eu-west-1
+  s3vfs mount local-bucket/datasets /mnt/ds --endpoint-url http://127.0.0.1:9000 --force-path-style --read-only")]
 struct MountArgs {
     /// BUCKET[/PREFIX] and MOUNTPOINT; with --all-buckets only MOUNTPOINT.
     #[arg(value_name = "[BUCKET[/PREFIX]] MOUNTPOINT", num_args = 1..=2, required = true)]
     targets: Vec<String>,
     /// Show every bucket the credentials can list as a directory at the root.
-    #[arg(long)]
+    #[arg(help_heading = "What to mount", long)]
     all_buckets: bool,
     #[command(flatten)]
     s3: ConnectionArgs,
     /// When upload bodies are covered by the request signature (one SHA-256 pass over every
     /// byte written): auto signs them only over plain HTTP to another host, since HTTPS and
     /// loopback connections already keep them intact. A CRC32 checksum is sent either way.
-    #[arg(long, value_name = "auto|always|never", default_value_t = PayloadSigning::Auto)]
+    #[arg(help_heading = "S3 connection", long, value_name = "auto|always|never", default_value_t = PayloadSigning::Auto)]
     payload_signing: PayloadSigning,
     /// Mount read-only: every change fails with EROFS.
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     read_only: bool,
     /// Never delete: unlink, rmdir and rename (which deletes the old name) fail with EPERM.
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     no_delete: bool,
     /// Allow deletes: the default, accepted for Mountpoint command lines.
-    #[arg(long, conflicts_with = "no_delete")]
+    #[arg(help_heading = "Permissions", long, conflicts_with = "no_delete")]
     allow_delete: bool,
     /// Allow changes to existing objects: the default, accepted for Mountpoint command
     /// lines.
-    #[arg(long, conflicts_with = "no_overwrite")]
+    #[arg(help_heading = "Permissions", long, conflicts_with = "no_overwrite")]
     allow_overwrite: bool,
     /// Mount only keys under this prefix, after the one in BUCKET/PREFIX (Mountpoint's
     /// spelling: `s3vfs mount BUCKET MNT --prefix data/`).
-    #[arg(long, value_name = "PREFIX", conflicts_with = "all_buckets")]
+    #[arg(
+        help_heading = "What to mount",
+        long,
+        value_name = "PREFIX",
+        conflicts_with = "all_buckets"
+    )]
     prefix: Option<String>,
     /// Never change an existing object: opening one for writing (overwrite, append,
     /// truncate), chmod/chown/touch of it and renaming over it fail with EPERM. New files
     /// can still be created.
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     no_overwrite: bool,
     /// Upload unconditionally: a file saved here replaces whatever another client wrote to
     /// the same key meanwhile. By default such an upload is refused (close/fsync fail with
     /// EIO) and the other client's version stays.
-    #[arg(long)]
+    #[arg(help_heading = "Writes", long)]
     last_writer_wins: bool,
     /// Storage class of new objects, e.g. STANDARD_IA or INTELLIGENT_TIERING (default: the
     /// bucket's default class).
-    #[arg(long, value_name = "CLASS")]
+    #[arg(help_heading = "Writes", long, value_name = "CLASS")]
     storage_class: Option<String>,
     /// Server-side encryption of new objects: aws:kms (SSE-KMS) or AES256 (SSE-S3).
     /// Default: the bucket's default encryption.
-    #[arg(long, value_name = "aws:kms|AES256")]
+    #[arg(help_heading = "Writes", long, value_name = "aws:kms|AES256")]
     sse: Option<SseType>,
     /// KMS key id or ARN for --sse aws:kms (default: the bucket's or the account's key).
-    #[arg(long, value_name = "ID", requires = "sse")]
+    #[arg(help_heading = "Writes", long, value_name = "ID", requires = "sse")]
     sse_kms_key_id: Option<String>,
     /// Size of one uploaded part, in bytes (suffixes K, M, G: powers of 1024), from 5M to
     /// 5G. Grown automatically for very large files, so that they fit in 10,000 parts.
-    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
+    #[arg(help_heading = "Writes", long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
         value_parser = parse_part_size)]
     part_size: ByteSize,
     /// Largest file, in bytes (suffixes K, M, G, T): writes and truncates past it fail with
     /// EFBIG. Default and upper bound: 5T, the largest object S3 holds.
-    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().max_file_size),
+    #[arg(help_heading = "Writes", long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().max_file_size),
         value_parser = parse_max_file_size)]
     max_file_size: ByteSize,
     /// On SIGTERM or SIGINT, how long to upload files with unsaved changes before
     /// unmounting (new opens and writes are refused meanwhile); what is not uploaded by
     /// then is kept in the recovery directory.
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(help_heading = "Writes", long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
     /// Where files that could not be uploaded are kept, with a manifest each, for
     /// `s3vfs recover` (default: s3vfs-recovery in the staging directory). Mode 0700.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Writes", long, value_name = "DIR")]
     recovery_dir: Option<PathBuf>,
     /// Parts uploaded at once per file.
-    #[arg(long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
+    #[arg(help_heading = "Writes", long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
         value_parser = parse_count)]
     upload_concurrency: usize,
     /// Directory for the staging files of files written out of order (random writes,
     /// appends, truncation) until they are uploaded (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Writes", long, value_name = "DIR")]
     staging_dir: Option<PathBuf>,
     /// Most bytes of staging files on disk at once, across all open files (suffixes K, M,
     /// G). Past it, new files written in order keep streaming to S3 without a local copy,
     /// and other writes fail with ENOSPC.
-    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().staging_cap))]
+    #[arg(help_heading = "Writes", long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().staging_cap))]
     staging_cap: ByteSize,
     /// Most bytes of read-ahead and upload buffers held at once across all open files
     /// (K/M/G suffixes); past it reads fetch only what is asked and writers wait.
-    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().memory_budget))]
+    #[arg(help_heading = "Caching and memory", long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().memory_budget))]
     memory_budget: ByteSize,
     /// Keep up to this many bytes of file data in memory (K/M/G suffixes), so re-reads
     /// of unchanged files cost no S3 request. Default: no memory cache.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(help_heading = "Caching and memory", long, value_name = "BYTES")]
     cache_memory: Option<ByteSize>,
     /// Keep file data in this (existing) directory, in its subdirectory s3vfs-cache-v1,
     /// which is emptied at mount. Default: no disk cache.
-    #[arg(long, value_name = "DIR", alias = "cache")]
+    #[arg(
+        help_heading = "Caching and memory",
+        long,
+        value_name = "DIR",
+        alias = "cache"
+    )]
     cache_dir: Option<PathBuf>,
     /// Most bytes of the disk cache (K/M/G suffixes); needs --cache-dir.
-    #[arg(long, value_name = "BYTES", requires = "cache_dir",
+    #[arg(help_heading = "Caching and memory", long, value_name = "BYTES", requires = "cache_dir",
         default_value_t = ByteSize(DataCacheConfig::default().disk_bytes))]
     cache_disk_size: ByteSize,
     /// Most MiB of the disk cache (Mountpoint's spelling of --cache-disk-size).
     #[arg(
+        help_heading = "Caching and memory",
         long,
         value_name = "MIB",
         requires = "cache_dir",
@@ -256,75 +275,80 @@ struct MountArgs {
     /// held in memory on top of --memory-budget; needs --cache-dir. Blocks are written
     /// behind the reads, so a first read is not slowed to the disk's speed; blocks read
     /// while the backlog is full are not cached.
-    #[arg(long, value_name = "BYTES", requires = "cache_dir",
+    #[arg(help_heading = "Caching and memory", long, value_name = "BYTES", requires = "cache_dir",
         default_value_t = ByteSize(DataCacheConfig::default().disk_write_backlog))]
     cache_write_backlog: ByteSize,
     /// Size of one cached block (K/M/G suffixes): a read of an uncached block fetches
     /// the whole block.
-    #[arg(long, value_name = "BYTES", value_parser = parse_block_size,
+    #[arg(help_heading = "Caching and memory", long, value_name = "BYTES", value_parser = parse_block_size,
         default_value_t = ByteSize(DataCacheConfig::default().block_size))]
     cache_block_size: ByteSize,
     /// Do not serve extended attributes: every xattr call fails with EOPNOTSUPP and the
     /// kernel stops sending them (no HEAD per file from tools copying `user.*` ones).
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     no_xattr: bool,
     /// Bypass the kernel's page cache for every open file (FUSE direct I/O): faster large
     /// sequential reads and no cached pages left behind, but every small read is a round
     /// trip and nothing is re-read from the page cache. Write-only opens always bypass it.
-    #[arg(long)]
+    #[arg(help_heading = "Caching and memory", long)]
     direct_io: bool,
     /// Threads reading requests from the kernel (Mountpoint's spelling). Each request is
     /// handed to the async runtime at once, so a few threads keep many requests in flight.
-    #[arg(long, value_name = "N", default_value_t = 2,
+    #[arg(help_heading = "FUSE and process", long, value_name = "N", default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=256))]
     max_threads: u16,
     /// Do not try, at mount, whether an --endpoint-url server honours conditional writes
     /// and keeps `dir/` markers (a few requests in a scratch prefix it removes again):
     /// trust it to, as for AWS. `s3vfs doctor` tells what it does.
-    #[arg(long)]
+    #[arg(help_heading = "S3 connection", long)]
     skip_server_checks: bool,
     /// Owner of every file and directory (default: the current user).
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     uid: Option<u32>,
     /// Group of every file and directory (default: the current group).
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     gid: Option<u32>,
     /// Permission bits of files, in octal.
-    #[arg(long, value_name = "OCTAL", default_value = "0644", value_parser = parse_mode)]
+    #[arg(help_heading = "Permissions", long, value_name = "OCTAL", default_value = "0644", value_parser = parse_mode)]
     file_mode: u16,
     /// Permission bits of directories, in octal.
-    #[arg(long, value_name = "OCTAL", default_value = "0755", value_parser = parse_mode)]
+    #[arg(help_heading = "Permissions", long, value_name = "OCTAL", default_value = "0755", value_parser = parse_mode)]
     dir_mode: u16,
     /// Let every user access the mount (needs user_allow_other in /etc/fuse.conf).
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     allow_other: bool,
     /// Let root access the mount besides its owner.
-    #[arg(long)]
+    #[arg(help_heading = "Permissions", long)]
     allow_root: bool,
     /// Unmount automatically when s3vfs exits, even if it is killed (implies
     /// --allow-root).
-    #[arg(long)]
+    #[arg(help_heading = "FUSE and process", long)]
     auto_unmount: bool,
     /// Stay in the foreground instead of going to the background once mounted.
-    #[arg(long, short = 'f')]
+    #[arg(help_heading = "FUSE and process", long, short = 'f')]
     foreground: bool,
     /// How long metadata and listings are trusted before S3 is asked again, in seconds
     /// (fractions allowed). Changes made elsewhere show up within this time.
     /// `indefinite` trusts them until the mount ends, `minimal` asks S3 every time.
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_ttl)]
+    #[arg(help_heading = "Caching and memory", long, value_name = "SECONDS", default_value = "1", value_parser = parse_ttl)]
     metadata_ttl: Duration,
     /// How long "no such file" is trusted, in seconds (default: --metadata-ttl).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_ttl)]
+    #[arg(help_heading = "Caching and memory", long, value_name = "SECONDS", value_parser = parse_ttl)]
     negative_metadata_ttl: Option<Duration>,
     /// Write logs to this file. Default: stderr with --foreground; in the background the
     /// system journal, else syslog (/dev/log, or the socket S3VFS_SYSLOG_SOCKET names),
     /// else $XDG_STATE_HOME/s3vfs/s3vfs.log (/var/log/s3vfs.log for root,
     /// ~/.local/state/s3vfs/s3vfs.log otherwise).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Logging", long, value_name = "PATH")]
     log_file: Option<PathBuf>,
     /// Write logs to a new file s3vfs-SECONDS-PID.log in this directory (Mountpoint's
     /// spelling).
-    #[arg(long, value_name = "DIR", conflicts_with = "log_file")]
+    #[arg(
+        help_heading = "Logging",
+        long,
+        value_name = "DIR",
+        conflicts_with = "log_file"
+    )]
     log_directory: Option<PathBuf>,
 }
 
@@ -1210,6 +1234,29 @@ mod tests {
             Cli::try_parse_from(["s3vfs", "--debug", "--log-level", "info", "doctor", "b"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn mount_help_is_grouped_by_topic_with_examples() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("mount")
+            .expect("a mount subcommand")
+            .render_long_help()
+            .to_string();
+        for heading in [
+            "What to mount:",
+            "S3 connection:",
+            "Permissions:",
+            "Writes:",
+            "Caching and memory:",
+            "FUSE and process:",
+            "Logging:",
+            "Examples:",
+        ] {
+            assert!(help.contains(heading), "{heading} missing from:\n{help}");
+        }
     }
 
     #[test]
