@@ -500,8 +500,7 @@ fn is_mounted(path: &Path) -> bool {
 #[test]
 fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
+    let mountpoint = new_mountpoint(&dir);
     let _cleanup = DetachOnDrop(&mountpoint);
 
     let demo = Binary::demo(&mountpoint);
@@ -640,6 +639,23 @@ fn background_mount(local: &LocalS3, mountpoint: &Path, syslog: &Path) -> Comman
     command
 }
 
+/// An empty directory `mnt` in `dir`, by its canonical path (as /proc/mounts shows it).
+fn new_mountpoint(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    mountpoint
+}
+
+/// `fusermount3 -u mountpoint`, which must succeed.
+fn unmount(mountpoint: &Path) {
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fusermount3 -u {}", mountpoint.display());
+}
+
 /// The next datagram on `socket` that contains `text`, within a minute.
 fn received(socket: &UnixDatagram, text: &str) -> String {
     socket
@@ -663,8 +679,7 @@ fn a_background_mount_logs_to_syslog_when_no_journal_is_used() {
     store.insert("file.txt", "data");
     let (runtime, local) = serve_bucket(&store);
     let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
+    let mountpoint = new_mountpoint(&dir);
     let _cleanup = DetachOnDrop(&mountpoint);
     let socket = dir.path().join("log");
     let syslog = UnixDatagram::bind(&socket).unwrap();
@@ -686,12 +701,7 @@ fn a_background_mount_logs_to_syslog_when_no_journal_is_used() {
     let serving = received(&syslog, "s3vfs is serving");
     assert!(serving.starts_with("<14>s3vfs["), "{serving}");
     // Lines logged after the daemon closed its stdio arrive too.
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    unmount(&mountpoint);
     received(&syslog, "unmounted from outside");
     runtime.block_on(local.stop());
 }
@@ -708,8 +718,7 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
     store.insert("file.txt", "data");
     let (runtime, local) = serve_bucket(&store);
     let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
+    let mountpoint = new_mountpoint(&dir);
     let _cleanup = DetachOnDrop(&mountpoint);
     let socket = dir.path().join("log");
     let syslog = UnixDatagram::bind(&socket).unwrap();
@@ -729,12 +738,7 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
     assert_eq!(store.keys(), vec!["file.txt".to_owned()]);
     fs::write(mountpoint.join("file.txt"), "changed").unwrap();
     assert_eq!(store.get_bytes("file.txt").unwrap(), "changed");
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    unmount(&mountpoint);
 
     // --skip-server-checks trusts the server: no probe, no notice.
     let keys_before = store.keys();
@@ -746,12 +750,7 @@ fn a_server_without_conditional_writes_makes_the_mount_say_it_is_last_writer_win
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("last-writer-wins"), "{stderr}");
     assert_eq!(store.keys(), keys_before);
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    unmount(&mountpoint);
     runtime.block_on(local.stop());
 }
 
@@ -765,8 +764,7 @@ fn ioctls_are_answered_without_a_warning() {
     store.insert("f.txt", "x");
     let (runtime, local) = serve_bucket(&store);
     let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
+    let mountpoint = new_mountpoint(&dir);
     let _cleanup = DetachOnDrop(&mountpoint);
     let mount = Binary::start(mount_command(&local, "bucket", &mountpoint).arg("--foreground"));
     wait_for(&mountpoint.join("f.txt"));
@@ -804,8 +802,7 @@ fn mount_fuse3_mounts_with_options() {
     store.insert("pre/file.txt", "data");
     let (runtime, local) = serve_bucket(&store);
     let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
+    let mountpoint = new_mountpoint(&dir);
     let _cleanup = DetachOnDrop(&mountpoint);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_s3vfs")).parent().unwrap();
     let path = format!(
@@ -837,12 +834,7 @@ fn mount_fuse3_mounts_with_options() {
     // `read_only` (underscore for dash) reached the mount.
     let err = fs::write(mountpoint.join("new.txt"), "x").unwrap_err();
     assert_eq!(errno(&err), libc::EROFS);
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    unmount(&mountpoint);
     runtime.block_on(local.stop());
 }
 

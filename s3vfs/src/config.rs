@@ -178,6 +178,24 @@ impl DataCacheConfig {
 /// The largest object Amazon S3 stores: 5 TiB.
 pub const MAX_S3_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 
+/// What to tell the user about `check` of what the store does, `[has, lacks]` in words
+/// ("honours conditional writes", "does not honour …"): `fallback` when it lacks it, that
+/// it was assumed when the check failed, nothing when it works.
+fn fallback_notice(
+    check: &probe::Check,
+    [has, lacks]: [&str; 2],
+    fallback: &str,
+) -> Option<String> {
+    match check.verdict {
+        Verdict::Works => None,
+        Verdict::Lacks => Some(format!("the server {lacks} ({}); {fallback}", check.detail)),
+        Verdict::Failed => Some(format!(
+            "could not check whether the server {has} ({}); assuming it does",
+            check.detail
+        )),
+    }
+}
+
 impl Default for FsConfig {
     fn default() -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
@@ -339,44 +357,27 @@ impl FsConfig {
         }
         if !self.last_writer_wins {
             let check = probe::conditional_writes(store, &self.prefix).await;
-            match check.verdict {
-                Verdict::Works => {}
-                Verdict::Lacks => {
-                    self.last_writer_wins = true;
-                    notices.push(format!(
-                        "the server does not honour conditional writes ({}); this mount is \
-                         last-writer-wins: when two machines change one file, the last upload \
-                         replaces the other's without an error",
-                        check.detail
-                    ));
-                }
-                Verdict::Failed => notices.push(format!(
-                    "could not check whether the server honours conditional writes ({}); \
-                     assuming it does",
-                    check.detail
-                )),
-            }
+            self.last_writer_wins = check.verdict == Verdict::Lacks;
+            notices.extend(fallback_notice(
+                &check,
+                [
+                    "honours conditional writes",
+                    "does not honour conditional writes",
+                ],
+                "this mount is last-writer-wins: when two machines change one file, the last \
+                 upload replaces the other's without an error",
+            ));
         }
         if self.directory_markers {
             let check = probe::directory_markers(store, &self.prefix).await;
-            match check.verdict {
-                Verdict::Works => {}
-                Verdict::Lacks => {
-                    self.directory_markers = false;
-                    notices.push(format!(
-                        "the server cannot keep directory markers ({}); this mount writes none: \
-                         mkdir makes a directory only this mount sees until a file is written \
-                         in it, empty directories last only while it runs, and directories' \
-                         modes, owners, times and xattrs cannot be changed",
-                        check.detail
-                    ));
-                }
-                Verdict::Failed => notices.push(format!(
-                    "could not check whether the server keeps directory markers ({}); \
-                     assuming it does",
-                    check.detail
-                )),
-            }
+            self.directory_markers = check.verdict != Verdict::Lacks;
+            notices.extend(fallback_notice(
+                &check,
+                ["keeps directory markers", "cannot keep directory markers"],
+                "this mount writes none: mkdir makes a directory only this mount sees until a \
+                 file is written in it, empty directories last only while it runs, and \
+                 directories' modes, owners, times and xattrs cannot be changed",
+            ));
         }
         notices
     }

@@ -18,7 +18,9 @@ use crate::meta::{MetaCache, Stat};
 use crate::name_locks::NameLocks;
 use crate::namespace::{FileName, FsPath, Namespace, MAX_KEY_LEN};
 use crate::recovery::{RecoveryDir, UploadRecord};
-use crate::store::{ETag, ObjectKey, ObjectStore, PutOptions, UploadId, WriteCondition};
+use crate::store::{
+    ETag, ListRequest, ObjectKey, ObjectStore, PutOptions, UploadId, WriteCondition,
+};
 use crate::sync::lock;
 use crate::vfs::{Entry, FileAttr, FileKind, Ino};
 use std::collections::HashSet;
@@ -210,6 +212,23 @@ impl Core {
     pub(crate) fn inode_path(&self, ino: Ino) -> VfsResult<(FsPath, FileKind)> {
         let info = self.inodes.info(ino)?;
         Ok((info.path, info.kind))
+    }
+
+    /// The LIST of directory `dir`'s entries (its keys and common prefixes, delimiter
+    /// `/`): `max_keys` of them, after continuation `token`.
+    pub(crate) fn dir_listing(
+        &self,
+        dir: &FsPath,
+        max_keys: u32,
+        token: Option<String>,
+    ) -> ListRequest {
+        ListRequest {
+            prefix: self.ns.dir_prefix(dir),
+            delimiter: Some("/".to_owned()),
+            continuation_token: token,
+            max_keys: Some(max_keys),
+            start_after: None,
+        }
     }
 
     /// The key of the `dir/` marker object of directory `dir` (not the root); `ENOTSUP`

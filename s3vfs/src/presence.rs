@@ -85,7 +85,12 @@ impl Presences {
 
     /// Directory `dir` was just made by this file system: it holds nothing.
     pub(crate) fn made_empty(&self, dir: &FsPath) {
-        self.insert(dir, Presence::new(Some(HashSet::new()), Instant::now()));
+        let mut dirs = lock(&self.dirs);
+        self.insert(
+            &mut dirs,
+            dir,
+            Presence::new(Some(HashSet::new()), Instant::now()),
+        );
     }
 
     /// What the presence of `path`'s directory says of it.
@@ -125,9 +130,7 @@ impl Presences {
         let dir = path.parent();
         let mut dirs = lock(&self.dirs);
         if !dirs.contains_key(&dir) {
-            drop(dirs);
-            self.insert(&dir, Presence::new(None, Instant::now()));
-            dirs = lock(&self.dirs);
+            self.insert(&mut dirs, &dir, Presence::new(None, Instant::now()));
         }
         let presence = dirs.get_mut(&dir)?;
         if presence.names.is_some() || presence.refreshing {
@@ -156,10 +159,9 @@ impl Presences {
             .into_iter()
             .filter(|(_, at)| *at >= asked)
             .collect();
-        drop(dirs);
         let mut presence = Presence::new(Some(names), asked);
         presence.touched = touched;
-        self.insert(dir, presence);
+        self.insert(&mut dirs, dir, presence);
     }
 
     /// The LIST to renew `dir`'s presence failed or did not fit one page: it has none.
@@ -174,6 +176,10 @@ impl Presences {
             return;
         };
         let mut dirs = lock(&self.dirs);
+        // Every lookup and upload comes here: nothing to find costs no path built.
+        if dirs.is_empty() {
+            return;
+        }
         if let Some(presence) = dirs.get_mut(&path.parent()) {
             presence.touched.insert(name.to_owned(), Instant::now());
         }
@@ -185,11 +191,12 @@ impl Presences {
         lock(&self.dirs).retain(|path, _| !path.is_within(dir));
     }
 
-    fn insert(&self, dir: &FsPath, presence: Presence) {
+    /// Keeps `presence` for `dir` in `dirs` (held locked by the caller), unless presences
+    /// are off or too many directories have one even after the expired ones are dropped.
+    fn insert(&self, dirs: &mut HashMap<FsPath, Presence>, dir: &FsPath, presence: Presence) {
         if self.ttl.is_zero() {
             return;
         }
-        let mut dirs = lock(&self.dirs);
         if dirs.len() >= MAX_DIRS {
             let ttl = self.ttl;
             dirs.retain(|_, p| p.refreshing || p.at.elapsed() < ttl);

@@ -12,7 +12,7 @@ use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FsPath, Namespace};
-use crate::store::{ListRequest, ListedObject, StoreErrorKind, WriteCondition};
+use crate::store::{ListedObject, StoreErrorKind, WriteCondition};
 use crate::vfs::{Entry, FileKind, Ino};
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -119,12 +119,7 @@ impl Ops<'_> {
         let page = self
             .core
             .store
-            .list(ListRequest {
-                prefix: prefix.clone(),
-                delimiter: Some("/".to_owned()),
-                max_keys: Some(2),
-                ..ListRequest::default()
-            })
+            .list(self.core.dir_listing(dir, 2, None))
             .await
             .map_err(|e| VfsError::from_store(dir.as_str(), e))?;
         let listed = page

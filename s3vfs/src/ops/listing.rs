@@ -178,13 +178,8 @@ impl Ops<'_> {
 
     /// The LIST request of the directory's page after `token` (`None`: the first).
     fn page_request(&self, stream: &DirStream, token: Option<String>) -> ListRequest {
-        ListRequest {
-            prefix: self.core.ns.dir_prefix(&stream.path),
-            delimiter: Some("/".to_owned()),
-            continuation_token: token,
-            max_keys: Some(self.core.config.list_page_size),
-            start_after: None,
-        }
+        self.core
+            .dir_listing(&stream.path, self.core.config.list_page_size, token)
     }
 
     /// One LIST page of the directory, as entries; the last page stores the whole listing

@@ -73,12 +73,7 @@ impl Ops<'_> {
         let core = Arc::clone(self.core);
         tokio::spawn(async move {
             let prefix = core.ns.dir_prefix(&dir);
-            let request = ListRequest {
-                prefix: prefix.clone(),
-                delimiter: Some("/".to_owned()),
-                max_keys: Some(MAX_PRESENCE_NAMES as u32),
-                ..ListRequest::default()
-            };
+            let request = core.dir_listing(&dir, MAX_PRESENCE_NAMES as u32, None);
             match core.store.list(request).await {
                 Ok(page) if !page.is_truncated => {
                     let files = page.objects.iter().map(|o| o.key.as_str());
