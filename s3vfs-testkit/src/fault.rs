@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
-    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, DeleteFailure, GetRequest,
-    GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions, PutResult,
-    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
+    GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
+    PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -218,10 +218,10 @@ macro_rules! forward_object_store {
                 key: &ObjectKey,
                 upload_id: &UploadId,
                 part_number: u32,
-                source: &ObjectKey,
+                source: &CopySource,
                 source_range: Option<ByteRange>,
             ) -> StoreResult<CompletedPart> {
-                self.before(Op::UploadPartCopy, &[key.as_str(), source.as_str()])
+                self.before(Op::UploadPartCopy, &[key.as_str(), source.key.as_str()])
                     .await?;
                 {
                     let $result = self
@@ -265,8 +265,11 @@ macro_rules! forward_object_store {
             }
 
             async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult> {
-                self.before(Op::Copy, &[request.source.as_str(), request.dest.as_str()])
-                    .await?;
+                self.before(
+                    Op::Copy,
+                    &[request.source.key.as_str(), request.dest.as_str()],
+                )
+                .await?;
                 {
                     let $result = self.inner.copy(request).await;
                     let $me = self;
@@ -958,8 +961,7 @@ mod tests {
         }
         assert!(faults.get(GetRequest::whole(key("good/x"))).await.is_ok());
         let copy = CopyRequest {
-            source: key("good/x"),
-            source_if_match: None,
+            source: CopySource::new(key("good/x")),
             dest: key("bad/y"),
             metadata: Default::default(),
             condition: WriteCondition::None,
@@ -1196,7 +1198,7 @@ mod tests {
             .await
             .unwrap();
         let p2 = counting
-            .upload_part_copy(&k, &id, 2, &key("src"), None)
+            .upload_part_copy(&k, &id, 2, &key("src").into(), None)
             .await
             .unwrap();
         counting
@@ -1209,8 +1211,7 @@ mod tests {
             .unwrap();
         counting.abort_multipart(&k, &id).await.unwrap();
         let copy = CopyRequest {
-            source: key("src"),
-            source_if_match: None,
+            source: CopySource::new(key("src")),
             dest: key("copy"),
             metadata: Default::default(),
             condition: WriteCondition::None,

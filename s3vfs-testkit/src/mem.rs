@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use s3vfs::store::{
-    storage_class, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest,
+    storage_class, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource,
     DeleteFailure, ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject,
     MetadataDirective, ObjectKey, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreError,
     StoreErrorKind, StoreResult, UploadId, WriteCondition,
@@ -59,7 +59,7 @@ use std::fmt;
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Size of the chunks a GET body stream yields, so that streaming readers see several.
@@ -172,6 +172,16 @@ struct State {
     next_upload: u64,
     capabilities: Capabilities,
     persist: Option<Persist>,
+    /// The bucket's name and its siblings, when it belongs to a [`MemBuckets`] (copies
+    /// may read from another bucket of the same "endpoint").
+    home: Option<Home>,
+}
+
+/// Where a bucket of a [`MemBuckets`] lives.
+#[derive(Clone, Debug)]
+struct Home {
+    name: String,
+    buckets: Weak<Mutex<BTreeMap<String, MemStore>>>,
 }
 
 impl State {
@@ -387,6 +397,45 @@ impl MemStore {
         keys
     }
 
+    /// Whether `source` names this bucket.
+    fn is_same_bucket(&self, source: &CopySource) -> bool {
+        match &source.bucket {
+            None => true,
+            Some(name) => self.lock().home.as_ref().is_some_and(|h| h.name == *name),
+        }
+    }
+
+    /// The object a copy reads, as it is now: in this bucket or in a sibling bucket of the
+    /// same [`MemBuckets`]; checked against the source's ETag pin and readability.
+    fn copy_source_object(&self, source: &CopySource) -> StoreResult<Object> {
+        let sibling = match &source.bucket {
+            Some(name) if !self.is_same_bucket(source) => {
+                let home = self.lock().home.clone();
+                let found = home.and_then(|h| h.buckets.upgrade()).and_then(|map| {
+                    map.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(name)
+                        .cloned()
+                });
+                Some(found.ok_or_else(|| no_such_bucket(name))?)
+            }
+            _ => None,
+        };
+        let state = sibling.as_ref().unwrap_or(self).lock();
+        let key = source.key.as_str();
+        let object = state
+            .objects
+            .get(key)
+            .ok_or_else(|| StoreError::not_found(key))?;
+        if let Some(tag) = &source.if_match {
+            check_etag(key, &object.etag, tag)?;
+        }
+        if object.is_unreadable() {
+            return Err(archived(key));
+        }
+        Ok(object.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another test thread must not hide this bucket's state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -528,24 +577,22 @@ impl ObjectStore for MemStore {
         key: &ObjectKey,
         upload_id: &UploadId,
         part_number: u32,
-        source: &ObjectKey,
+        source: &CopySource,
         source_range: Option<ByteRange>,
     ) -> StoreResult<CompletedPart> {
         let key = key.as_str();
+        {
+            let mut state = self.lock();
+            if !state.capabilities.upload_part_copy {
+                return Err(not_implemented(key, "UploadPartCopy"));
+            }
+            state.upload_mut(key, upload_id)?;
+            check_part_number(&state.capabilities, key, part_number)?;
+        }
+        let object = self.copy_source_object(source)?;
+        let source = &source.key;
         let mut state = self.lock();
         let capabilities = state.capabilities;
-        if !capabilities.upload_part_copy {
-            return Err(not_implemented(key, "UploadPartCopy"));
-        }
-        state.upload_mut(key, upload_id)?;
-        check_part_number(&capabilities, key, part_number)?;
-        let object = state
-            .objects
-            .get(source.as_str())
-            .ok_or_else(|| StoreError::not_found(source.as_str()))?;
-        if object.is_unreadable() {
-            return Err(archived(source.as_str()));
-        }
         let size = object.size();
         let range = source_range.unwrap_or(ByteRange::new(0, size));
         // x-amz-copy-source-range is inclusive on both ends: it cannot be empty or reach past
@@ -658,20 +705,12 @@ impl ObjectStore for MemStore {
     }
 
     async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult> {
-        let source = request.source.as_str();
+        let object = self.copy_source_object(&request.source)?;
+        let same_bucket = self.is_same_bucket(&request.source);
+        let source = request.source.key.as_str();
         let dest = request.dest.as_str();
         let mut state = self.lock();
         let capabilities = state.capabilities;
-        let object = state
-            .objects
-            .get(source)
-            .ok_or_else(|| StoreError::not_found(source))?;
-        if let Some(tag) = &request.source_if_match {
-            check_etag(source, &object.etag, tag)?;
-        }
-        if object.is_unreadable() {
-            return Err(archived(source));
-        }
         if object.size() > capabilities.max_single_put {
             return Err(store_error(
                 StoreErrorKind::InvalidRequest,
@@ -687,7 +726,7 @@ impl ObjectStore for MemStore {
         let etag = md5_etag(&object.body);
         let copied = match &request.metadata {
             MetadataDirective::Copy => {
-                if source == dest {
+                if same_bucket && source == dest {
                     return Err(store_error(
                         StoreErrorKind::InvalidRequest,
                         "InvalidRequest",
@@ -1160,7 +1199,17 @@ impl MemBuckets {
 
     /// Creates bucket `name` with S3's capabilities, or returns it if it exists.
     pub fn create_bucket(&self, name: &str) -> MemStore {
-        self.lock().entry(name.to_owned()).or_default().clone()
+        self.lock()
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let store = MemStore::new();
+                store.lock().home = Some(Home {
+                    name: name.to_owned(),
+                    buckets: Arc::downgrade(&self.buckets),
+                });
+                store
+            })
+            .clone()
     }
 
     /// Creates bucket `name` with `capabilities` (replacing those of an existing bucket of
@@ -1467,8 +1516,7 @@ mod tests {
         let listed = store.list(ListRequest::default()).await.unwrap();
         assert_eq!(listed.objects[0].storage_class.as_deref(), Some("GLACIER"));
         let copy = CopyRequest {
-            source: key("cold"),
-            source_if_match: None,
+            source: CopySource::new(key("cold")),
             dest: key("warm"),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::None,
@@ -1893,18 +1941,18 @@ mod tests {
             .await
             .unwrap();
         let p1 = store
-            .upload_part_copy(&k, &id, 1, &key("src"), Some(ByteRange::new(0, 5)))
+            .upload_part_copy(&k, &id, 1, &key("src").into(), Some(ByteRange::new(0, 5)))
             .await
             .unwrap();
         let p2 = store
-            .upload_part_copy(&k, &id, 2, &key("src"), None)
+            .upload_part_copy(&k, &id, 2, &key("src").into(), None)
             .await
             .unwrap();
         assert_eq!(p1.etag, md5_etag(b"01234"));
         for bad in [ByteRange::new(5, 11), ByteRange::new(3, 3)] {
             assert_error(
                 store
-                    .upload_part_copy(&k, &id, 3, &key("src"), Some(bad))
+                    .upload_part_copy(&k, &id, 3, &key("src").into(), Some(bad))
                     .await,
                 StoreErrorKind::InvalidRange,
                 "InvalidRange",
@@ -1912,7 +1960,7 @@ mod tests {
         }
         assert_error(
             store
-                .upload_part_copy(&k, &id, 3, &key("missing"), None)
+                .upload_part_copy(&k, &id, 3, &key("missing").into(), None)
                 .await,
             StoreErrorKind::NotFound,
             "NoSuchKey",
@@ -1932,7 +1980,9 @@ mod tests {
             .await
             .unwrap();
         assert_error(
-            store.upload_part_copy(&k, &id, 1, &key("src"), None).await,
+            store
+                .upload_part_copy(&k, &id, 1, &key("src").into(), None)
+                .await,
             StoreErrorKind::InvalidRequest,
             "NotImplemented",
         );
@@ -1940,8 +1990,7 @@ mod tests {
 
     fn copy_req(source: &str, dest: &str) -> CopyRequest {
         CopyRequest {
-            source: key(source),
-            source_if_match: None,
+            source: CopySource::new(key(source)),
             dest: key(dest),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::None,
@@ -1991,14 +2040,14 @@ mod tests {
         assert_eq!(missing.key.as_deref(), Some("missing"));
 
         let mut pinned = copy_req("src", "x");
-        pinned.source_if_match = Some(ETag::new("other"));
+        pinned.source.if_match = Some(ETag::new("other"));
         assert_error(
             store.copy(pinned).await,
             StoreErrorKind::PreconditionFailed,
             "PreconditionFailed",
         );
         let mut pinned = copy_req("src", "x");
-        pinned.source_if_match = Some(etag);
+        pinned.source.if_match = Some(etag);
         store.copy(pinned).await.unwrap();
 
         let mut exclusive = copy_req("src", "x");

@@ -31,10 +31,10 @@ use s3s::service::S3ServiceBuilder;
 use s3s::stream::RemainingLength;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use s3vfs::store::{
-    storage_class, BucketProvider, ByteRange, ByteStream, CompletedPart, CopyRequest, ETag,
-    GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
-    S3Buckets, S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials, StoreError,
-    StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    storage_class, BucketProvider, ByteRange, ByteStream, CompletedPart, CopyRequest, CopySource,
+    ETag, GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectMeta, ObjectStore,
+    PutOptions, S3Buckets, S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -520,6 +520,28 @@ struct Backend {
 }
 
 impl Backend {
+    /// The source of a copy into bucket `dest_bucket`: `x-amz-copy-source` (a bucket this
+    /// server has) and `x-amz-copy-source-if-match`.
+    fn copy_source(
+        &self,
+        dest_bucket: &str,
+        header: &dto::CopySource,
+        if_match: Option<dto::ETagCondition>,
+    ) -> S3Result<CopySource> {
+        let (bucket, key) = copy_source(header)?;
+        let source = if bucket == dest_bucket {
+            CopySource::new(key)
+        } else {
+            self.store(&bucket)?;
+            CopySource::in_bucket(bucket, key)
+        };
+        let pin = match if_match {
+            Some(dto::ETagCondition::ETag(tag)) => Some(ETag::new(tag.value())),
+            _ => None,
+        };
+        Ok(source.pinned(pin))
+    }
+
     fn store(&self, bucket: &str) -> S3Result<Arc<dyn ObjectStore>> {
         self.provider.bucket(bucket).map_err(|e| {
             if e.kind == StoreErrorKind::NotFound {
@@ -528,43 +550,6 @@ impl Backend {
                 s3_error(e)
             }
         })
-    }
-
-    /// Copies `request.source`, which lives in bucket `source_bucket`, to `request.dest`
-    /// in `dest_store` by reading and writing it whole (the store API copies within one
-    /// bucket only).
-    async fn copy_across(
-        &self,
-        source_bucket: &str,
-        request: CopyRequest,
-        dest_store: &dyn ObjectStore,
-    ) -> S3Result<Option<ETag>> {
-        let source_store = self.store(source_bucket)?;
-        let response = source_store
-            .get(GetRequest {
-                key: request.source,
-                range: None,
-                if_match: request.source_if_match,
-            })
-            .await
-            .map_err(s3_error)?;
-        let meta = response.meta.clone();
-        let body = response.collect().await.map_err(s3_error)?;
-        let mut options = match request.metadata {
-            MetadataDirective::Replace(options) => options,
-            MetadataDirective::Copy => PutOptions {
-                user_metadata: meta.user_metadata,
-                content_type: meta.content_type,
-                storage_class: meta.storage_class,
-                ..PutOptions::default()
-            },
-        };
-        options.condition = request.condition;
-        let result = dest_store
-            .put(&request.dest, body, options)
-            .await
-            .map_err(s3_error)?;
-        Ok(result.etag)
     }
 }
 
@@ -830,38 +815,20 @@ impl S3 for Backend {
         let key = ObjectKey::new(input.key);
         let upload_id = UploadId(input.upload_id);
         let part_number = part_number(input.part_number)?;
-        let (source_bucket, source) = copy_source(&input.copy_source)?;
+        let source = self.copy_source(
+            &input.bucket,
+            &input.copy_source,
+            input.copy_source_if_match,
+        )?;
         let range = input
             .copy_source_range
             .as_deref()
             .map(parse_copy_source_range)
             .transpose()?;
-        let source_if_match = match input.copy_source_if_match {
-            Some(dto::ETagCondition::ETag(tag)) => Some(ETag::new(tag.value())),
-            _ => None,
-        };
-        let part = if source_bucket == input.bucket && source_if_match.is_none() {
-            store
-                .upload_part_copy(&key, &upload_id, part_number, &source, range)
-                .await
-                .map_err(s3_error)?
-        } else {
-            // Across buckets, or pinned to the source's ETag: read the range, upload it.
-            let source_store = self.store(&source_bucket)?;
-            let response = source_store
-                .get(GetRequest {
-                    key: source,
-                    range,
-                    if_match: source_if_match,
-                })
-                .await
-                .map_err(s3_error)?;
-            let body = response.collect().await.map_err(s3_error)?;
-            store
-                .upload_part(&key, &upload_id, part_number, body)
-                .await
-                .map_err(s3_error)?
-        };
+        let part = store
+            .upload_part_copy(&key, &upload_id, part_number, &source, range)
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(dto::UploadPartCopyOutput {
             copy_part_result: Some(dto::CopyPartResult {
                 e_tag: Some(to_dto_etag(&part.etag)),
@@ -932,11 +899,11 @@ impl S3 for Backend {
         let input = req.input;
         let store = self.store(&input.bucket)?;
         let dest = ObjectKey::new(input.key);
-        let (source_bucket, source) = copy_source(&input.copy_source)?;
-        let source_if_match = match input.copy_source_if_match {
-            Some(dto::ETagCondition::ETag(tag)) => Some(ETag::new(tag.value())),
-            _ => None,
-        };
+        let source = self.copy_source(
+            &input.bucket,
+            &input.copy_source,
+            input.copy_source_if_match,
+        )?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| {
             d.as_str()
                 .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
@@ -955,17 +922,11 @@ impl S3 for Backend {
         let condition = write_condition(if_match, if_none_match)?;
         let request = CopyRequest {
             source,
-            source_if_match,
             dest,
             metadata,
             condition,
         };
-        let etag = if source_bucket == input.bucket {
-            store.copy(request).await.map_err(s3_error)?.etag
-        } else {
-            self.copy_across(&source_bucket, request, store.as_ref())
-                .await?
-        };
+        let etag = store.copy(request).await.map_err(s3_error)?.etag;
         Ok(S3Response::new(dto::CopyObjectOutput {
             copy_object_result: Some(dto::CopyObjectResult {
                 e_tag: etag.as_ref().map(to_dto_etag),

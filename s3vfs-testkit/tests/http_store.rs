@@ -7,9 +7,10 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
-    BucketProvider, ByteRange, CompletedPart, CopyRequest, ETag, GetRequest, ListRequest,
-    MetadataDirective, ObjectKey, ObjectStore, PayloadSigning, PutOptions, S3Store, S3StoreConfig,
-    ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, UploadId, WriteCondition,
+    BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource, ETag,
+    GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectStore, PayloadSigning, PutOptions,
+    S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind,
+    UploadId, WriteCondition,
 };
 use s3vfs::vfs::{Ino, Vfs};
 use s3vfs::{FsConfig, S3Fs};
@@ -515,8 +516,7 @@ async fn keys_with_special_characters() {
         let copy = format!("copies/{k}");
         f.store
             .copy(CopyRequest {
-                source: key(k),
-                source_if_match: None,
+                source: CopySource::new(key(k)),
                 dest: key(&copy),
                 metadata: MetadataDirective::Copy,
                 condition: WriteCondition::None,
@@ -677,7 +677,7 @@ async fn multipart_upload() {
     let copied = ByteRange::new(100, 100 + 5 * MIB as u64);
     let p2 = f
         .store
-        .upload_part_copy(&k, &id, 2, &key("source"), Some(copied))
+        .upload_part_copy(&k, &id, 2, &key("source").into(), Some(copied))
         .await
         .unwrap();
     assert_eq!(p2.part_number, 2);
@@ -975,8 +975,7 @@ async fn copy_with_metadata() {
     let copied = f
         .store
         .copy(CopyRequest {
-            source: key("src"),
-            source_if_match: Some(etag.clone()),
+            source: CopySource::new(key("src")).pinned(Some(etag.clone())),
             dest: key("dst1"),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::IfNoneMatch,
@@ -996,8 +995,7 @@ async fn copy_with_metadata() {
     };
     f.store
         .copy(CopyRequest {
-            source: key("src"),
-            source_if_match: None,
+            source: CopySource::new(key("src")),
             dest: key("dst2"),
             metadata: MetadataDirective::Replace(replaced.clone()),
             condition: WriteCondition::None,
@@ -1012,8 +1010,7 @@ async fn copy_with_metadata() {
     // Copy onto itself with REPLACE updates the metadata in place.
     f.store
         .copy(CopyRequest {
-            source: key("src"),
-            source_if_match: None,
+            source: CopySource::new(key("src")),
             dest: key("src"),
             metadata: MetadataDirective::Replace(replaced.clone()),
             condition: WriteCondition::None,
@@ -1029,8 +1026,8 @@ async fn copy_with_metadata() {
     let err = f
         .store
         .copy(CopyRequest {
-            source: key("src"),
-            source_if_match: Some(ETag::new("00000000000000000000000000000000")),
+            source: CopySource::new(key("src"))
+                .pinned(Some(ETag::new("00000000000000000000000000000000"))),
             dest: key("dst3"),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::None,
@@ -1041,8 +1038,7 @@ async fn copy_with_metadata() {
     let err = f
         .store
         .copy(CopyRequest {
-            source: key("src"),
-            source_if_match: None,
+            source: CopySource::new(key("src")),
             dest: key("dst1"),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::IfNoneMatch,
@@ -1053,8 +1049,7 @@ async fn copy_with_metadata() {
     let err = f
         .store
         .copy(CopyRequest {
-            source: key("missing"),
-            source_if_match: None,
+            source: CopySource::new(key("missing")),
             dest: key("dst4"),
             metadata: MetadataDirective::Copy,
             condition: WriteCondition::None,
@@ -1144,6 +1139,106 @@ async fn bucket_provider_over_http() {
         .unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::NotFound);
     assert_eq!(err.code.as_deref(), Some("NoSuchBucket"));
+}
+
+#[tokio::test]
+async fn copies_read_from_another_bucket_of_the_endpoint_and_honour_the_source_pin() {
+    let buckets = MemBuckets::new();
+    let small = Capabilities {
+        min_part_size: 4,
+        ..Capabilities::default()
+    };
+    let source_options = PutOptions {
+        user_metadata: BTreeMap::from([("mode".to_owned(), "0644".to_owned())]),
+        content_type: Some("video/mp4".to_owned()),
+        ..PutOptions::default()
+    };
+    let etag = buckets.create_bucket_with("videos", small).insert_with(
+        "in/a.mp4",
+        "0123456789",
+        source_options.clone(),
+    );
+    buckets.create_bucket_with("archive", small);
+    let server = S3Server::start(Arc::new(buckets.clone()), ServerCredentials::test())
+        .await
+        .unwrap();
+    let archive = server.connect("archive").await.unwrap();
+    let source = CopySource::in_bucket("videos", key("in/a.mp4"));
+
+    // CopyObject across buckets keeps the metadata; a stale pin is refused.
+    archive
+        .copy(CopyRequest {
+            source: source.clone().pinned(Some(etag.clone())),
+            dest: key("out/a.mp4"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap();
+    let meta = archive.head(&key("out/a.mp4")).await.unwrap();
+    assert_eq!(meta.user_metadata, source_options.user_metadata);
+    assert_eq!(meta.content_type, source_options.content_type);
+    assert_eq!(meta.etag, Some(etag.clone()));
+    let stale = archive
+        .copy(CopyRequest {
+            source: source.clone().pinned(Some(ETag::new("0000"))),
+            dest: key("out/b.mp4"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.kind, StoreErrorKind::PreconditionFailed);
+
+    // UploadPartCopy across buckets, pinned: the current version copies, a stale one fails.
+    let k = key("out/parts.mp4");
+    let id = archive
+        .create_multipart(&k, PutOptions::default())
+        .await
+        .unwrap();
+    let pinned = source.clone().pinned(Some(etag));
+    let one = archive
+        .upload_part_copy(&k, &id, 1, &pinned, Some(ByteRange::new(0, 5)))
+        .await
+        .unwrap();
+    let two = archive
+        .upload_part_copy(&k, &id, 2, &pinned, Some(ByteRange::new(5, 10)))
+        .await
+        .unwrap();
+    let stale = archive
+        .upload_part_copy(
+            &k,
+            &id,
+            3,
+            &source.clone().pinned(Some(ETag::new("0000"))),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stale.kind, StoreErrorKind::PreconditionFailed);
+    archive
+        .complete_multipart(&k, &id, vec![one, two], WriteCondition::None)
+        .await
+        .unwrap();
+    let copied = buckets
+        .get("archive")
+        .unwrap()
+        .get_bytes("out/parts.mp4")
+        .unwrap();
+    assert_eq!(copied, "0123456789");
+
+    // A source bucket the endpoint does not have.
+    let missing = archive
+        .copy(CopyRequest {
+            source: CopySource::in_bucket("nowhere", key("x")),
+            dest: key("y"),
+            metadata: MetadataDirective::Copy,
+            condition: WriteCondition::None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, StoreErrorKind::NotFound);
+    assert_eq!(missing.code.as_deref(), Some("NoSuchBucket"));
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@
 
 use super::{BlockId, DataCache};
 use crate::store::{
-    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, DeleteFailure, ETag,
-    GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
+    ETag, GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore,
+    PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -296,7 +296,7 @@ impl ObjectStore for CachingStore {
         key: &ObjectKey,
         upload_id: &UploadId,
         part_number: u32,
-        source: &ObjectKey,
+        source: &CopySource,
         source_range: Option<ByteRange>,
     ) -> StoreResult<CompletedPart> {
         self.shared

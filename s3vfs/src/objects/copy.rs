@@ -4,16 +4,17 @@
 //! CopyObject. Above it, a multipart upload whose parts are UploadPartCopy ranges of the
 //! source (parts of at least `min_part_size`, at most `max_parts` of them, copied
 //! `upload_concurrency` at a time), completed with the destination's write condition.
-//! UploadPartCopy cannot be pinned to a version, so the source is looked at (HEAD) before
-//! and again before completing: if it changed meanwhile the upload is aborted and the copy
-//! fails with a precondition failure — a copy never mixes two versions. Any failure aborts
-//! the upload, so no parts are left behind.
+//! The source is looked at (HEAD) before, every part is pinned to the ETag seen then
+//! (`x-amz-copy-source-if-match`), and the source is looked at again before completing, for
+//! servers that ignore the pin on UploadPartCopy: if it changed meanwhile the upload is
+//! aborted and the copy fails with a precondition failure — a copy never mixes two
+//! versions. Any failure aborts the upload, so no parts are left behind.
 
 use crate::core::Core;
 use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
-    ByteRange, CompletedPart, CopyRequest, ETag, MetadataDirective, ObjectKey, ObjectMeta,
-    PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, WriteCondition,
+    ByteRange, CompletedPart, CopyRequest, CopySource, ETag, MetadataDirective, ObjectKey,
+    ObjectMeta, PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, WriteCondition,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -63,8 +64,7 @@ impl Core {
             return self
                 .store
                 .copy(CopyRequest {
-                    source: copy.source,
-                    source_if_match: copy.source_etag,
+                    source: CopySource::new(copy.source).pinned(copy.source_etag),
                     dest: copy.dest,
                     metadata: copy.metadata,
                     condition: copy.condition,
@@ -83,7 +83,7 @@ impl Core {
             )
             .with_key(copy.source.as_str()));
         }
-        // Parts cannot be pinned to a version: pin the whole copy to the version seen now.
+        // Pin the whole copy to the version seen now.
         let head = self.store.head(&copy.source).await?;
         if copy.source_etag.is_some() && head.etag != copy.source_etag {
             return Err(source_changed(&copy.source));
@@ -120,7 +120,7 @@ impl Core {
                 upload.part(
                     n,
                     PartSource::Copy {
-                        source: source.clone(),
+                        source: CopySource::new(source.clone()).pinned(head.etag.clone()),
                         range,
                     },
                 )
@@ -128,8 +128,8 @@ impl Core {
             .buffer_unordered(self.config.upload_concurrency.max(1))
             .try_collect()
             .await;
-        // UploadPartCopy cannot be pinned to a version: the source must still be the
-        // version seen before the copy began.
+        // The source must still be the version seen before the copy began (some servers
+        // ignore the pin on UploadPartCopy).
         let unchanged = match copied {
             Ok(parts) => match self.store.head(source).await {
                 Ok(now) if now.etag == head.etag => Ok(parts),

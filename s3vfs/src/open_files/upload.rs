@@ -9,7 +9,8 @@ use crate::meta::Stat;
 use crate::ranges::RangeSet;
 use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
-    ByteRange, CompletedPart, ETag, ObjectKey, PutOptions, StoreErrorKind, WriteCondition,
+    ByteRange, CompletedPart, CopySource, ETag, ObjectKey, PutOptions, StoreErrorKind,
+    WriteCondition,
 };
 use crate::sync::lock;
 use futures::StreamExt;
@@ -206,7 +207,11 @@ impl OpenFiles {
         }
         // Server-side copies of old ranges are safe only when the completion is pinned to
         // the old version (If-Match): otherwise they could copy a newer object's bytes.
-        let may_copy = caps.upload_part_copy && matches!(condition, WriteCondition::IfMatch(_));
+        let old_version = match &condition {
+            WriteCondition::IfMatch(tag) if caps.upload_part_copy => Some(tag.clone()),
+            _ => None,
+        };
+        let may_copy = old_version.is_some();
         let upload = MultipartUpload::begin(Arc::clone(&self.core.store), key.clone(), options)
             .await
             .map_err(|e| VfsError::from_write(&path, e))?;
@@ -219,14 +224,14 @@ impl OpenFiles {
             .collect();
         let results: Vec<Result<CompletedPart, VfsError>> = futures::stream::iter(ranges)
             .map(|(number, start, end)| {
-                let (upload, key, path) = (&upload, &key, &path);
+                let (upload, key, path, old_version) = (&upload, &key, &path, &old_version);
                 async move {
                     let reusable =
                         may_copy && end <= state.base_len && !state.written.overlaps(start, end);
                     let _reservation;
                     let source = if reusable {
                         PartSource::Copy {
-                            source: key.clone(),
+                            source: CopySource::new(key.clone()).pinned(old_version.clone()),
                             range: ByteRange::new(start, end),
                         }
                     } else {

@@ -87,7 +87,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
         key: &ObjectKey,
         upload_id: &UploadId,
         part_number: u32,
-        source: &ObjectKey,
+        source: &CopySource,
         source_range: Option<ByteRange>,
     ) -> StoreResult<CompletedPart>;
 

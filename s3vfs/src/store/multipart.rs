@@ -15,8 +15,8 @@
 //! parts).
 
 use super::{
-    ByteRange, Capabilities, CompletedPart, ObjectKey, ObjectStore, PutOptions, PutResult,
-    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    ByteRange, Capabilities, CompletedPart, CopySource, ObjectKey, ObjectStore, PutOptions,
+    PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use bytes::Bytes;
 use std::future::Future;
@@ -57,10 +57,10 @@ pub fn stream_part_size(caps: &Capabilities, preferred: u64, number: u32) -> u64
 pub enum PartSource {
     /// The bytes themselves (UploadPart).
     Bytes(Bytes),
-    /// A range of an object in the same bucket, copied server-side (UploadPartCopy).
+    /// A range of an object, copied server-side (UploadPartCopy).
     Copy {
-        /// The object copied from.
-        source: ObjectKey,
+        /// The object copied from (in this bucket or another of the same endpoint).
+        source: CopySource,
         /// The bytes of it.
         range: ByteRange,
     },

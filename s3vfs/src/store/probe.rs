@@ -8,8 +8,8 @@
 
 use super::multipart::{MultipartUpload, PartSource};
 use super::{
-    ByteRange, CopyRequest, ETag, GetRequest, ListRequest, MetadataDirective, ObjectKey,
-    ObjectStore, PutOptions, StoreError, StoreErrorKind, StoreResult, WriteCondition,
+    ByteRange, CopyRequest, CopySource, ETag, GetRequest, ListRequest, MetadataDirective,
+    ObjectKey, ObjectStore, PutOptions, StoreError, StoreErrorKind, StoreResult, WriteCondition,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -497,8 +497,7 @@ async fn check_multipart(s: &Scratch) -> Check {
 async fn check_copy(s: &Scratch) -> Check {
     const NAME: &str = "server-side copy (CopyObject) keeps metadata";
     let request = CopyRequest {
-        source: s.key("object"),
-        source_if_match: None,
+        source: CopySource::new(s.key("object")),
         dest: s.key("copy"),
         metadata: MetadataDirective::Copy,
         condition: WriteCondition::None,
@@ -531,7 +530,7 @@ async fn check_part_copy(s: &Scratch) -> Check {
             MultipartUpload::begin(Arc::clone(&s.store), key.clone(), PutOptions::default())
                 .await?;
         let source = PartSource::Copy {
-            source: s.key("multipart"),
+            source: CopySource::new(s.key("multipart")),
             range: ByteRange::new(0, first),
         };
         let one = upload.part(1, source).await?;

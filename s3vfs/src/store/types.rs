@@ -326,13 +326,68 @@ pub enum MetadataDirective {
     Replace(PutOptions),
 }
 
+/// The object a server-side copy (CopyObject or UploadPartCopy) reads.
+///
+/// It lives in the destination's bucket unless `bucket` names another bucket of the same
+/// endpoint, reachable with the same credentials (`x-amz-copy-source: bucket/key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopySource {
+    /// The source's bucket, when it is not the destination's.
+    pub bucket: Option<String>,
+    /// The source's key in its bucket.
+    pub key: ObjectKey,
+    /// Only if the source still has this ETag (`x-amz-copy-source-if-match`), so a copy
+    /// never mixes two versions of its source.
+    pub if_match: Option<ETag>,
+}
+
+impl CopySource {
+    /// `key` in the destination's bucket, whatever its version.
+    pub fn new(key: ObjectKey) -> Self {
+        Self {
+            bucket: None,
+            key,
+            if_match: None,
+        }
+    }
+
+    /// `key` in bucket `bucket` of the same endpoint.
+    pub fn in_bucket(bucket: impl Into<String>, key: ObjectKey) -> Self {
+        Self {
+            bucket: Some(bucket.into()),
+            key,
+            if_match: None,
+        }
+    }
+
+    /// The same source, pinned to the version with ETag `etag` (none: any version).
+    #[must_use]
+    pub fn pinned(mut self, etag: Option<ETag>) -> Self {
+        self.if_match = etag;
+        self
+    }
+}
+
+impl From<ObjectKey> for CopySource {
+    fn from(key: ObjectKey) -> Self {
+        Self::new(key)
+    }
+}
+
+impl fmt::Display for CopySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.bucket {
+            Some(bucket) => write!(f, "{bucket}/{}", self.key),
+            None => write!(f, "{}", self.key),
+        }
+    }
+}
+
 /// A server-side copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyRequest {
-    /// Source key (same bucket).
-    pub source: ObjectKey,
-    /// Only if the source still has this ETag.
-    pub source_if_match: Option<ETag>,
+    /// The object copied, and the version it must be.
+    pub source: CopySource,
     /// Destination key.
     pub dest: ObjectKey,
     /// Metadata of the destination.

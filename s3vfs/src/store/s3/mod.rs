@@ -27,10 +27,10 @@ mod quirks;
 mod resume;
 
 use crate::store::{
-    BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, DeleteFailure, ETag,
-    GetRequest, GetResponse, ListPage, ListRequest, ListedObject, MetadataDirective, ObjectKey,
-    ObjectMeta, ObjectStore, PageCursor, PutOptions, PutResult, ServerSideEncryption, StoreError,
-    StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
+    ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject, MetadataDirective,
+    ObjectKey, ObjectMeta, ObjectStore, PageCursor, PutOptions, PutResult, ServerSideEncryption,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
@@ -176,6 +176,15 @@ impl S3Store {
             capabilities: self.capabilities,
             sign_payloads: self.sign_payloads,
         }
+    }
+
+    /// The `x-amz-copy-source` of `source`: its bucket (this one unless it names
+    /// another) and its key, encoded.
+    fn copy_source(&self, source: &CopySource) -> String {
+        copy_source(
+            source.bucket.as_deref().unwrap_or(&self.bucket),
+            &source.key,
+        )
     }
 
     /// Sends one GetObject (with the SDK's retries).
@@ -482,7 +491,7 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         upload_id: &UploadId,
         part_number: u32,
-        source: &ObjectKey,
+        source: &CopySource,
         source_range: Option<ByteRange>,
     ) -> StoreResult<CompletedPart> {
         debug!(op = "UploadPartCopy", key = %key, source = %source, part_number, "request");
@@ -504,7 +513,8 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .upload_id(&upload_id.0)
             .part_number(part_number_i32(key, part_number)?)
-            .copy_source(copy_source(&self.bucket, source))
+            .copy_source(self.copy_source(source))
+            .set_copy_source_if_match(source.if_match.as_ref().map(|t| t.as_str().to_owned()))
             .set_copy_source_range(range)
             .send()
             .await
@@ -587,10 +597,11 @@ impl ObjectStore for S3Store {
             .copy_object()
             .bucket(&self.bucket)
             .key(dest.as_str())
-            .copy_source(copy_source(&self.bucket, &request.source))
+            .copy_source(self.copy_source(&request.source))
             .set_copy_source_if_match(
                 request
-                    .source_if_match
+                    .source
+                    .if_match
                     .as_ref()
                     .map(|t| t.as_str().to_owned()),
             );
