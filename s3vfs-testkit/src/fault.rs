@@ -379,6 +379,8 @@ forward_object_store!(
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     counts: Arc<[AtomicU64; Op::ALL.len()]>,
+    /// Requests made and not yet answered, and the most there were at once.
+    in_flight: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl CountingStore {
@@ -387,7 +389,23 @@ impl CountingStore {
         Self {
             inner,
             counts: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Counts requests to `inner` separately, but requests in flight together with
+    /// `other`'s (so that a cap across several buckets can be checked).
+    pub fn sharing_in_flight(inner: Arc<dyn ObjectStore>, other: &CountingStore) -> Self {
+        Self {
+            in_flight: Arc::clone(&other.in_flight),
+            ..Self::new(inner)
+        }
+    }
+
+    /// The most requests that were in flight at once (made, not yet answered; a GET until
+    /// its response, not its whole body).
+    pub fn max_in_flight(&self) -> u64 {
+        self.in_flight.1.load(Ordering::SeqCst)
     }
 
     /// Requests of `op` so far.
@@ -414,11 +432,18 @@ impl CountingStore {
         for counter in self.counts.iter() {
             counter.store(0, Ordering::SeqCst);
         }
+        self.in_flight.1.store(0, Ordering::SeqCst);
     }
 
     async fn before(&self, op: Op, _keys: &[&str]) -> StoreResult<()> {
         self.counts[op.index()].fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.in_flight.1.fetch_max(now, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn answered(&self) {
+        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -431,11 +456,10 @@ impl fmt::Debug for CountingStore {
     }
 }
 
-forward_object_store!(
-    CountingStore,
-    |_this, response| response,
-    |_this, result| result
-);
+forward_object_store!(CountingStore, |_this, response| response, |this, result| {
+    this.answered();
+    result
+});
 
 /// A key predicate of [`FaultStore::fail_matching`].
 type KeyPredicate = Box<dyn Fn(Op, &str) -> bool + Send + Sync>;

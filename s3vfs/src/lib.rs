@@ -46,6 +46,7 @@ mod read;
 pub mod recovery;
 pub mod store;
 mod sync;
+pub mod transfer;
 pub mod vfs;
 mod zeros;
 

@@ -73,6 +73,8 @@ pub struct MultipartUpload {
     store: Arc<dyn ObjectStore>,
     key: ObjectKey,
     id: Option<UploadId>,
+    /// Whether dropping it unfinished aborts it (not when a journal keeps it for a resume).
+    abort_on_drop: bool,
 }
 
 impl MultipartUpload {
@@ -84,11 +86,30 @@ impl MultipartUpload {
         options: PutOptions,
     ) -> StoreResult<Self> {
         let id = store.create_multipart(&key, options).await?;
-        Ok(Self {
+        Ok(Self::resume(store, key, id))
+    }
+
+    /// The upload `id` of `key`, created earlier (by this process, or by one whose journal
+    /// recorded it).
+    pub fn resume(store: Arc<dyn ObjectStore>, key: ObjectKey, id: UploadId) -> Self {
+        Self {
             store,
             key,
             id: Some(id),
-        })
+            abort_on_drop: true,
+        }
+    }
+
+    /// Dropping the upload unfinished leaves it open (a journal records it, so that a later
+    /// run resumes it or aborts it).
+    pub fn keep_on_drop(&mut self) {
+        self.abort_on_drop = false;
+    }
+
+    /// Marks the upload completed by the caller (with its own CompleteMultipartUpload
+    /// request): dropping it aborts nothing.
+    pub fn completed(mut self) {
+        self.id = None;
     }
 
     /// The key uploaded to.
@@ -171,6 +192,9 @@ impl MultipartUpload {
 
 impl Drop for MultipartUpload {
     fn drop(&mut self) {
+        if !self.abort_on_drop {
+            return;
+        }
         if let Some(id) = self.id.take() {
             abort_in_background(&self.store, &self.key, id);
         }
