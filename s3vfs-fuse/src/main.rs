@@ -8,6 +8,7 @@
 //!
 //! SIGINT and SIGTERM unmount cleanly and exit with 0.
 
+mod cp;
 mod daemon;
 mod logging;
 mod mount_helper;
@@ -71,6 +72,12 @@ enum Command {
     /// multipart, copies, listings) in a scratch prefix of a bucket, emptied afterwards:
     /// the first thing to run when your S3 is not AWS.
     Doctor(DoctorArgs),
+    /// Copy objects between buckets: server-side on one endpoint (multipart above 5 GiB),
+    /// streamed between endpoints; resumable, verified, with a JSON-lines report.
+    Cp(Box<cp::CpArgs>),
+    /// Copy what differs from one prefix to another (size and ETag), optionally deleting
+    /// what the source lacks.
+    Sync(Box<cp::SyncArgs>),
 }
 
 /// How to reach S3: the flags `mount`, `doctor` and `recover` share. Each also comes
@@ -546,6 +553,14 @@ fn main() -> ExitCode {
         Command::Doctor(args) => {
             logging::init(level.as_deref(), logging::LogTarget::Stderr);
             runtime().and_then(|rt| rt.block_on(doctor(args)))
+        }
+        Command::Cp(args) => {
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
+            runtime().map(|rt| rt.block_on(cp::cp(*args)))
+        }
+        Command::Sync(args) => {
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
+            runtime().map(|rt| rt.block_on(cp::sync(*args)))
         }
     };
     match result {

@@ -283,7 +283,9 @@ pub struct ObjectReport {
 }
 
 impl ObjectReport {
-    fn new(job: &Job, result: Outcome) -> Self {
+    /// The report of `job` ending as `result` without a copy being made (skipped, planned,
+    /// deleted, or failed before it began).
+    pub fn unrun(job: &Job, result: Outcome) -> Self {
         Self {
             source: job.source.clone(),
             destination: job.dest.clone(),
@@ -351,6 +353,17 @@ impl Summary {
         }
     }
 
+    /// Adds the totals of `other`.
+    pub fn merge(&mut self, other: &Summary) {
+        self.copied += other.copied;
+        self.skipped += other.skipped;
+        self.deleted += other.deleted;
+        self.planned += other.planned;
+        self.failed += other.failed;
+        self.interrupted += other.interrupted;
+        self.bytes += other.bytes;
+    }
+
     /// Whether every object ended well.
     pub fn all_ok(&self) -> bool {
         self.failed == 0 && self.interrupted == 0
@@ -409,7 +422,7 @@ impl Transfer {
     /// Copies one object; the report says how it went (a failure is in it, not an `Err`).
     pub async fn copy(&self, job: &Job) -> ObjectReport {
         let started = Instant::now();
-        let mut report = ObjectReport::new(job, Outcome::Failed);
+        let mut report = ObjectReport::unrun(job, Outcome::Failed);
         let result = match self.config.deadline {
             Some(deadline) if Instant::now() >= deadline => Err(TransferError::Deadline),
             Some(deadline) => {
@@ -468,7 +481,7 @@ impl Transfer {
             source: ObjectUrl::new("", ""),
             dest: ObjectUrl::new("", ""),
         };
-        let mut report = ObjectReport::new(&nowhere, Outcome::Failed);
+        let mut report = ObjectReport::unrun(&nowhere, Outcome::Failed);
         report.error = Some(err.to_string());
         self.emit(&Event::Finished(report.clone()));
         report
