@@ -560,6 +560,8 @@ struct FaultState {
     truncations: Vec<(u64, u64)>,
     /// LIST pages still to break, and how.
     list_faults: Vec<(u64, ListFault)>,
+    /// Calls still to stall, and for how long.
+    stalls: Vec<(u64, Duration)>,
     injected: u64,
 }
 
@@ -658,10 +660,20 @@ impl FaultStore {
         }
     }
 
-    /// Removes every rule, pending truncation and pending LIST fault.
+    /// Holds the next `k` calls (of any op) for `duration` before passing them on, like a
+    /// server that accepts a request and then says nothing for a while: a client with a
+    /// shorter timeout gives up on them.
+    pub fn stall_next(&self, k: u64, duration: Duration) {
+        if k > 0 {
+            self.lock().stalls.push((k, duration));
+        }
+    }
+
+    /// Removes every rule, pending truncation, pending LIST fault and stall.
     pub fn clear(&self) {
         let mut state = self.lock();
         state.rules.clear();
+        state.stalls.clear();
         state.truncations.clear();
         state.list_faults.clear();
     }
@@ -681,6 +693,21 @@ impl FaultStore {
     }
 
     async fn before(&self, op: Op, keys: &[&str]) -> StoreResult<()> {
+        let stall = {
+            let mut state = self.lock();
+            let stall = state.stalls.first_mut().map(|(left, duration)| {
+                *left -= 1;
+                *duration
+            });
+            state.stalls.retain(|(left, _)| *left > 0);
+            if stall.is_some() {
+                state.injected += 1;
+            }
+            stall
+        };
+        if let Some(duration) = stall {
+            tokio::time::sleep(duration).await;
+        }
         let mut state = self.lock();
         let mut failure: Option<StoreError> = None;
         for rule in &mut state.rules {

@@ -9,9 +9,11 @@
 //! Shared helpers for tests live here so that no test copies them.
 
 pub mod fault;
+pub mod instrumented;
 pub mod mem;
 pub mod model;
 pub mod pace;
 pub mod server;
 
+pub use instrumented::InstrumentedBuckets;
 pub use mem::{MemBuckets, MemStore, SingleBucket};

@@ -2,15 +2,12 @@
 //! faults: server-side and streamed copies, the request cap, resume after a kill, retries,
 //! a source changed mid-copy, verification, sync.
 
-use async_trait::async_trait;
-use s3vfs::store::{
-    BucketProvider, Capabilities, ObjectStore, PutOptions, StoreError, StoreErrorKind, StoreResult,
-};
+use s3vfs::store::{Capabilities, PutOptions, StoreError, StoreErrorKind};
 use s3vfs::transfer::{
     plan::SyncAction, Job, Method, ObjectUrl, Outcome, Transfer, TransferConfig, Verified,
 };
-use s3vfs_testkit::fault::{CountingStore, FaultStore, LatencyStore, Op};
-use s3vfs_testkit::{MemBuckets, MemStore};
+use s3vfs_testkit::fault::Op;
+use s3vfs_testkit::InstrumentedBuckets;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,72 +15,23 @@ use std::time::{Duration, Instant};
 
 const KIB: usize = 1024;
 
-/// Buckets of one `MemBuckets` "endpoint", each seen through fault injection and a
-/// request counter.
-#[derive(Debug, Clone)]
-struct Endpoint {
-    buckets: MemBuckets,
-    faults: BTreeMap<String, FaultStore>,
-    counts: BTreeMap<String, CountingStore>,
-    stores: BTreeMap<String, Arc<dyn ObjectStore>>,
+/// Buckets `names` of one endpoint, with parts as small as 1 KiB so multipart copies stay
+/// small, each request delayed by `latency`.
+fn endpoint_with_latency(names: &[&str], latency: Duration) -> InstrumentedBuckets {
+    let caps = Capabilities {
+        min_part_size: KIB as u64,
+        max_single_put: 64 * KIB as u64,
+        ..Capabilities::default()
+    };
+    names
+        .iter()
+        .fold(InstrumentedBuckets::new(), |endpoint, name| {
+            endpoint.with_bucket(name, caps, latency)
+        })
 }
 
-impl Endpoint {
-    /// Buckets `names`, with parts as small as 1 KiB so multipart copies stay small.
-    fn new(names: &[&str]) -> Self {
-        Self::with_latency(names, Duration::ZERO)
-    }
-
-    fn with_latency(names: &[&str], latency: Duration) -> Self {
-        let buckets = MemBuckets::new();
-        let caps = Capabilities {
-            min_part_size: KIB as u64,
-            max_single_put: 64 * KIB as u64,
-            ..Capabilities::default()
-        };
-        let mut endpoint = Self {
-            buckets: buckets.clone(),
-            faults: BTreeMap::new(),
-            counts: BTreeMap::new(),
-            stores: BTreeMap::new(),
-        };
-        for name in names {
-            let mem = buckets.create_bucket_with(name, caps);
-            let slow: Arc<dyn ObjectStore> = if latency.is_zero() {
-                Arc::new(mem)
-            } else {
-                Arc::new(LatencyStore::new(Arc::new(mem), latency))
-            };
-            let faults = FaultStore::new(slow);
-            // Requests in flight are counted across every bucket of the endpoint.
-            let counts = match endpoint.counts.values().next() {
-                Some(first) => CountingStore::sharing_in_flight(Arc::new(faults.clone()), first),
-                None => CountingStore::new(Arc::new(faults.clone())),
-            };
-            endpoint.faults.insert(name.to_string(), faults);
-            endpoint.counts.insert(name.to_string(), counts.clone());
-            endpoint.stores.insert(name.to_string(), Arc::new(counts));
-        }
-        endpoint
-    }
-
-    fn mem(&self, name: &str) -> MemStore {
-        self.buckets.get(name).expect("bucket exists")
-    }
-}
-
-#[async_trait]
-impl BucketProvider for Endpoint {
-    async fn list_buckets(&self) -> StoreResult<Vec<String>> {
-        Ok(self.stores.keys().cloned().collect())
-    }
-
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
-        self.stores
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found(name).with_code("NoSuchBucket"))
-    }
+fn endpoint(names: &[&str]) -> InstrumentedBuckets {
+    endpoint_with_latency(names, Duration::ZERO)
 }
 
 fn config() -> TransferConfig {
@@ -97,7 +45,7 @@ fn config() -> TransferConfig {
     }
 }
 
-fn same_endpoint(endpoint: &Endpoint, config: TransferConfig) -> Transfer {
+fn same_endpoint(endpoint: &InstrumentedBuckets, config: TransferConfig) -> Transfer {
     let provider = Arc::new(endpoint.clone());
     Transfer::new(provider.clone(), provider, config)
 }
@@ -129,14 +77,16 @@ fn with_metadata() -> PutOptions {
 
 #[tokio::test]
 async fn server_side_copies_move_no_bytes_through_the_client_and_keep_metadata() {
-    let endpoint = Endpoint::new(&["videos", "archive"]);
+    let endpoint = endpoint(&["videos", "archive"]);
     let small = data(5 * KIB, 1);
     let big = data(30 * KIB + 17, 2);
     endpoint
-        .mem("videos")
+        .get("videos")
+        .mem
         .insert_with("s.mp4", small.clone(), with_metadata());
     endpoint
-        .mem("videos")
+        .get("videos")
+        .mem
         .insert_with("b.mp4", big.clone(), with_metadata());
     let transfer = same_endpoint(&endpoint, config());
 
@@ -156,7 +106,7 @@ async fn server_side_copies_move_no_bytes_through_the_client_and_keep_metadata()
     assert_eq!(parts.parts, 8, "30 KiB in 4 KiB parts");
     assert_eq!(parts.verified, Verified::SizeAndEtag);
 
-    let archive = endpoint.mem("archive");
+    let archive = &endpoint.get("archive").mem;
     assert_eq!(archive.get_bytes("s.mp4").unwrap(), small);
     assert_eq!(archive.get_bytes("in/b.mp4").unwrap(), big);
     for key in ["s.mp4", "in/b.mp4"] {
@@ -164,24 +114,25 @@ async fn server_side_copies_move_no_bytes_through_the_client_and_keep_metadata()
         assert_eq!(meta.user_metadata, with_metadata().user_metadata, "{key}");
         assert_eq!(meta.content_type, with_metadata().content_type, "{key}");
     }
-    let counts = &endpoint.counts["archive"];
+    let counts = &endpoint.get("archive").counts;
     assert_eq!(counts.count(Op::Copy), 1);
     assert_eq!(counts.count(Op::UploadPartCopy), 8);
     for op in [Op::Put, Op::UploadPart, Op::Get] {
         assert_eq!(counts.count(op), 0, "{op}");
     }
-    assert_eq!(endpoint.counts["videos"].count(Op::Get), 0);
+    assert_eq!(endpoint.get("videos").counts.count(Op::Get), 0);
     assert_eq!(archive.open_uploads(), 0);
 }
 
 #[tokio::test]
 async fn streamed_copies_between_endpoints_are_verified_part_by_part() {
-    let from = Endpoint::new(&["videos"]);
-    let to = Endpoint::new(&["archive"]);
+    let from = endpoint(&["videos"]);
+    let to = endpoint(&["archive"]);
     let big = data(21 * KIB, 3);
-    from.mem("videos")
+    from.get("videos")
+        .mem
         .insert_with("b.mp4", big.clone(), with_metadata());
-    from.mem("videos").insert("small", data(100, 4));
+    from.get("videos").mem.insert("small", data(100, 4));
     let config = TransferConfig {
         server_side: false,
         ..config()
@@ -195,8 +146,8 @@ async fn streamed_copies_between_endpoints_are_verified_part_by_part() {
     assert_eq!(report.parts, 6);
     assert_eq!(report.bytes_through_client, big.len() as u64);
     assert_eq!(report.verified, Verified::SizeAndEtag);
-    assert_eq!(to.mem("archive").get_bytes("b.mp4").unwrap(), big);
-    let meta = to.mem("archive").meta("b.mp4").unwrap();
+    assert_eq!(to.get("archive").mem.get_bytes("b.mp4").unwrap(), big);
+    let meta = to.get("archive").mem.meta("b.mp4").unwrap();
     assert_eq!(meta.user_metadata, with_metadata().user_metadata);
     let small = transfer
         .copy(&job("s3://videos/small", "s3://archive/small"))
@@ -208,15 +159,16 @@ async fn streamed_copies_between_endpoints_are_verified_part_by_part() {
     assert_eq!(small.verified, Verified::SizeAndEtag);
     // Every GET was a ranged one pinned to the source's version (the whole object once
     // for the small one).
-    assert_eq!(from.counts["videos"].count(Op::Get), 7);
+    assert_eq!(from.get("videos").counts.count(Op::Get), 7);
 }
 
 #[tokio::test]
 async fn a_thousand_objects_never_exceed_the_request_cap() {
-    let endpoint = Endpoint::with_latency(&["a", "b"], Duration::from_millis(2));
+    let endpoint = endpoint_with_latency(&["a", "b"], Duration::from_millis(2));
     for i in 0..1000 {
         endpoint
-            .mem("a")
+            .get("a")
+            .mem
             .insert(format!("small/{i:04}"), data(64, i as u8));
     }
     let cap = 8;
@@ -241,20 +193,20 @@ async fn a_thousand_objects_never_exceed_the_request_cap() {
         .await;
     assert_eq!(summary.copied, 1000, "{summary:?}");
     assert!(summary.all_ok());
-    assert_eq!(endpoint.mem("b").len(), 1000);
+    assert_eq!(endpoint.get("b").mem.len(), 1000);
     assert_eq!(
-        endpoint.mem("b").get_bytes("copy/0007").unwrap(),
+        endpoint.get("b").mem.get_bytes("copy/0007").unwrap(),
         data(64, 7)
     );
     // Requests in flight at both buckets together stayed within the cap, and reached it.
-    assert_eq!(endpoint.counts["b"].max_in_flight(), cap as u64);
+    assert_eq!(endpoint.get("b").counts.max_in_flight(), cap as u64);
 }
 
 #[tokio::test]
 async fn a_killed_copy_resumes_with_only_the_missing_parts() {
-    let endpoint = Endpoint::with_latency(&["a", "b"], Duration::from_millis(20));
+    let endpoint = endpoint_with_latency(&["a", "b"], Duration::from_millis(20));
     let big = data(40 * KIB, 5);
-    endpoint.mem("a").insert("v.mp4", big.clone());
+    endpoint.get("a").mem.insert("v.mp4", big.clone());
     let journals = tempfile::tempdir().unwrap();
     let config = TransferConfig {
         max_concurrent_requests: 2,
@@ -278,33 +230,33 @@ async fn a_killed_copy_resumes_with_only_the_missing_parts() {
     }
     running.abort(); // as a kill would: nothing runs after this point
     let _ = running.await;
-    let before = endpoint.counts["b"].count(Op::UploadPartCopy);
+    let before = endpoint.get("b").counts.count(Op::UploadPartCopy);
     assert!(
         (4..10).contains(&before),
         "{before} parts copied before the kill"
     );
     assert_eq!(
-        endpoint.mem("b").open_uploads(),
+        endpoint.get("b").mem.open_uploads(),
         1,
         "the upload is kept for a resume"
     );
-    assert!(endpoint.mem("b").get_bytes("v.mp4").is_none());
+    assert!(endpoint.get("b").mem.get_bytes("v.mp4").is_none());
 
-    endpoint.counts["b"].reset();
+    endpoint.get("b").counts.reset();
     let resumed = same_endpoint(&endpoint, config).copy(&the_job).await;
     assert_eq!(resumed.result, Outcome::Copied, "{resumed:?}");
     assert_eq!(resumed.parts, 10);
     let recorded = u64::from(resumed.resumed_parts);
     assert!(recorded >= 4, "{recorded} parts found in the journal");
-    let again = endpoint.counts["b"].count(Op::UploadPartCopy);
+    let again = endpoint.get("b").counts.count(Op::UploadPartCopy);
     assert_eq!(
         again,
         10 - recorded,
         "only the missing parts are copied again"
     );
-    assert_eq!(endpoint.counts["b"].count(Op::CreateMultipart), 0);
-    assert_eq!(endpoint.mem("b").get_bytes("v.mp4").unwrap(), big);
-    assert_eq!(endpoint.mem("b").open_uploads(), 0);
+    assert_eq!(endpoint.get("b").counts.count(Op::CreateMultipart), 0);
+    assert_eq!(endpoint.get("b").mem.get_bytes("v.mp4").unwrap(), big);
+    assert_eq!(endpoint.get("b").mem.open_uploads(), 0);
     assert_eq!(
         std::fs::read_dir(journals.path()).unwrap().count(),
         0,
@@ -314,8 +266,8 @@ async fn a_killed_copy_resumes_with_only_the_missing_parts() {
 
 #[tokio::test]
 async fn a_resume_after_the_source_changed_aborts_the_old_upload_and_starts_over() {
-    let endpoint = Endpoint::new(&["a", "b"]);
-    endpoint.mem("a").insert("v.mp4", data(20 * KIB, 6));
+    let endpoint = endpoint(&["a", "b"]);
+    endpoint.get("a").mem.insert("v.mp4", data(20 * KIB, 6));
     let journals = tempfile::tempdir().unwrap();
     let config = TransferConfig {
         max_attempts: 1,
@@ -323,7 +275,7 @@ async fn a_resume_after_the_source_changed_aborts_the_old_upload_and_starts_over
         ..config()
     };
     let the_job = job("s3://a/v.mp4", "s3://b/v.mp4");
-    endpoint.faults["b"].fail_nth(
+    endpoint.get("b").faults.fail_nth(
         Op::UploadPartCopy,
         3,
         StoreError::new(StoreErrorKind::Transient, "boom"),
@@ -333,19 +285,19 @@ async fn a_resume_after_the_source_changed_aborts_the_old_upload_and_starts_over
         .await;
     assert_eq!(failed.result, Outcome::Failed);
     assert_eq!(
-        endpoint.mem("b").open_uploads(),
+        endpoint.get("b").mem.open_uploads(),
         1,
         "kept: a retryable failure resumes"
     );
 
     let changed = data(20 * KIB, 7);
-    endpoint.mem("a").insert("v.mp4", changed.clone());
+    endpoint.get("a").mem.insert("v.mp4", changed.clone());
     let fresh = same_endpoint(&endpoint, config).copy(&the_job).await;
     assert_eq!(fresh.result, Outcome::Copied, "{fresh:?}");
     assert_eq!(fresh.resumed_parts, 0);
-    assert_eq!(endpoint.mem("b").get_bytes("v.mp4").unwrap(), changed);
+    assert_eq!(endpoint.get("b").mem.get_bytes("v.mp4").unwrap(), changed);
     assert_eq!(
-        endpoint.mem("b").open_uploads(),
+        endpoint.get("b").mem.open_uploads(),
         0,
         "the old upload was aborted"
     );
@@ -353,9 +305,9 @@ async fn a_resume_after_the_source_changed_aborts_the_old_upload_and_starts_over
 
 #[tokio::test]
 async fn slowdown_storms_timeouts_and_failed_parts_end_copied_or_reported() {
-    let endpoint = Endpoint::new(&["a", "b"]);
+    let endpoint = endpoint(&["a", "b"]);
     let big = data(24 * KIB, 8);
-    endpoint.mem("a").insert("v.mp4", big.clone());
+    endpoint.get("a").mem.insert("v.mp4", big.clone());
     let transfer = same_endpoint(
         &endpoint,
         TransferConfig {
@@ -364,14 +316,14 @@ async fn slowdown_storms_timeouts_and_failed_parts_end_copied_or_reported() {
         },
     );
     // A storm of SlowDown answers: retried with backoff, the copy finishes.
-    endpoint.faults["b"].throttle_next(10);
+    endpoint.get("b").faults.throttle_next(10);
     let report = transfer.copy(&job("s3://a/v.mp4", "s3://b/storm")).await;
     assert_eq!(report.result, Outcome::Copied, "{report:?}");
-    assert_eq!(endpoint.mem("b").get_bytes("storm").unwrap(), big);
+    assert_eq!(endpoint.get("b").mem.get_bytes("storm").unwrap(), big);
 
     // A part that fails for good: the copy is reported failed, its upload aborted, and
     // nothing appears at the destination.
-    endpoint.faults["b"].fail_nth(
+    endpoint.get("b").faults.fail_nth(
         Op::UploadPartCopy,
         2,
         StoreError::new(StoreErrorKind::AccessDenied, "denied"),
@@ -382,14 +334,30 @@ async fn slowdown_storms_timeouts_and_failed_parts_end_copied_or_reported() {
         report.error.as_deref().unwrap().contains("denied"),
         "{report:?}"
     );
-    assert!(endpoint.mem("b").get_bytes("denied").is_none());
-    assert_eq!(endpoint.mem("b").open_uploads(), 0);
+    assert!(endpoint.get("b").mem.get_bytes("denied").is_none());
+    assert_eq!(endpoint.get("b").mem.open_uploads(), 0);
+
+    // Requests the server holds without answering: abandoned at the timeout, tried again.
+    let timed = same_endpoint(
+        &endpoint,
+        TransferConfig {
+            request_timeout: Duration::from_millis(100),
+            ..config()
+        },
+    );
+    endpoint
+        .get("b")
+        .faults
+        .stall_next(3, Duration::from_secs(3600));
+    let report = timed.copy(&job("s3://a/v.mp4", "s3://b/stalled")).await;
+    assert_eq!(report.result, Outcome::Copied, "{report:?}");
+    assert_eq!(endpoint.get("b").mem.get_bytes("stalled").unwrap(), big);
 }
 
 #[tokio::test]
 async fn a_request_past_its_timeout_is_abandoned_and_retried() {
-    let endpoint = Endpoint::with_latency(&["a", "b"], Duration::from_millis(300));
-    endpoint.mem("a").insert("v", data(100, 10));
+    let endpoint = endpoint_with_latency(&["a", "b"], Duration::from_millis(300));
+    endpoint.get("a").mem.insert("v", data(100, 10));
     let transfer = same_endpoint(
         &endpoint,
         TransferConfig {
@@ -407,16 +375,16 @@ async fn a_request_past_its_timeout_is_abandoned_and_retried() {
         started.elapsed() < Duration::from_secs(2),
         "the timeout bounds the wait"
     );
-    assert_eq!(endpoint.counts["a"].count(Op::Head), 2, "tried twice");
+    assert_eq!(endpoint.get("a").counts.count(Op::Head), 2, "tried twice");
 }
 
 #[tokio::test]
 async fn a_source_changed_during_a_part_copy_fails_and_leaves_nothing() {
-    let endpoint = Endpoint::new(&["a", "b"]);
-    endpoint.mem("a").insert("v", data(20 * KIB, 11));
+    let endpoint = endpoint(&["a", "b"]);
+    endpoint.get("a").mem.insert("v", data(20 * KIB, 11));
     // The first part copy finds a new version of the source.
-    let mem = endpoint.mem("a");
-    endpoint.faults["b"].fail_matching(
+    let mem = endpoint.get("a").mem.clone();
+    endpoint.get("b").faults.fail_matching(
         move |op, _key| {
             if op == Op::UploadPartCopy && mem.len() == 1 {
                 mem.insert("v", data(20 * KIB, 12));
@@ -431,14 +399,14 @@ async fn a_source_changed_during_a_part_copy_fails_and_leaves_nothing() {
         .await;
     assert_eq!(report.result, Outcome::Failed, "{report:?}");
     assert!(report.error.unwrap().contains("precondition"));
-    assert!(endpoint.mem("b").get_bytes("v").is_none());
-    assert_eq!(endpoint.mem("b").open_uploads(), 0);
+    assert!(endpoint.get("b").mem.get_bytes("v").is_none());
+    assert_eq!(endpoint.get("b").mem.open_uploads(), 0);
 }
 
 #[tokio::test]
 async fn a_deadline_interrupts_and_the_copy_is_the_same_object_check() {
-    let endpoint = Endpoint::with_latency(&["a", "b"], Duration::from_millis(50));
-    endpoint.mem("a").insert("v", data(40 * KIB, 13));
+    let endpoint = endpoint_with_latency(&["a", "b"], Duration::from_millis(50));
+    endpoint.get("a").mem.insert("v", data(40 * KIB, 13));
     let transfer = same_endpoint(
         &endpoint,
         TransferConfig {
@@ -450,7 +418,7 @@ async fn a_deadline_interrupts_and_the_copy_is_the_same_object_check() {
     assert_eq!(report.result, Outcome::Interrupted, "{report:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        endpoint.mem("b").open_uploads(),
+        endpoint.get("b").mem.open_uploads(),
         0,
         "no journal: the upload is aborted"
     );
@@ -462,9 +430,9 @@ async fn a_deadline_interrupts_and_the_copy_is_the_same_object_check() {
 
 #[tokio::test]
 async fn sync_copies_what_differs_skips_what_is_the_same_and_deletes_on_request() {
-    let endpoint = Endpoint::new(&["a", "b"]);
-    let a = endpoint.mem("a");
-    let b = endpoint.mem("b");
+    let endpoint = endpoint(&["a", "b"]);
+    let a = &endpoint.get("a").mem;
+    let b = &endpoint.get("b").mem;
     a.insert("src/same", "same");
     a.insert("src/changed", "new!");
     a.insert("src/new", "n");

@@ -6,9 +6,11 @@
 //! [`BucketProvider`]s:
 //! - **server-side** (the two providers are one endpoint and one set of credentials,
 //!   [`TransferConfig::server_side`]): one CopyObject up to
-//!   [`TransferConfig::multipart_threshold`] (5 GiB, S3's limit for one CopyObject), above it
-//!   a multipart upload whose parts are UploadPartCopy ranges copied in parallel, the part
-//!   size grown so that 5 TiB fits in 10,000 parts. No byte passes through the machine.
+//!   [`TransferConfig::multipart_threshold`] (256 MiB; at most 5 GiB, S3's limit for one
+//!   CopyObject), above it a multipart upload whose parts are UploadPartCopy ranges copied
+//!   in parallel, the part size grown so that 5 TiB fits in 10,000 parts. No byte passes
+//!   through the machine. (One CopyObject of 2 GiB took 9.4 s on Garage, 64 MiB parts in
+//!   parallel 4.6 s: above a few hundred MiB, parts win.)
 //! - **streamed** (anything else): ranged GETs pinned to the source's ETag, each part
 //!   uploaded as it arrives; memory is bounded by `max_concurrent_requests × part_size`.
 //!
@@ -205,8 +207,8 @@ impl Default for TransferConfig {
             max_concurrent_requests: 16,
             max_concurrent_objects: 4,
             part_size: 16 * MIB,
-            copy_part_size: 256 * MIB,
-            multipart_threshold: 5 * 1024 * MIB,
+            copy_part_size: 64 * MIB,
+            multipart_threshold: 256 * MIB,
             max_attempts: 5,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(20),
