@@ -10,6 +10,9 @@
 //! - inode numbers and file handles pass through unchanged (`Ino(n)` is `INodeNo(n)`);
 //! - `flush` (sent on every close) answers only once the core's upload is over, so
 //!   close(2) returns the upload's error; `fsync` likewise;
+//! - `copy_file_range` is the core's (server-side for `cp` of a whole file within the
+//!   mount), any flag `EINVAL`; a reply carries at most [`vfs::MAX_COPY_REPLY`] bytes,
+//!   and the kernel calls again for the rest;
 //! - no open keeps the kernel's cached pages (`FOPEN_KEEP_CACHE`), so a file another
 //!   machine replaced is read afresh by the next open;
 //! - write-only handles bypass the page cache (`FOPEN_DIRECT_IO`), readable ones use it
@@ -22,10 +25,10 @@
 
 use bytes::Bytes;
 use fuser::{
-    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use s3vfs::error::{VfsError, VfsResult};
 use s3vfs::vfs::{self, DirEntry, Entry, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
@@ -574,6 +577,36 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
         let call = async move { vfs.write(Ino(ino.0), Handle(fh.0), offset, data).await };
         self.run("write", call, reply, |reply, written| {
             reply.written(written)
+        });
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // copy_file_range(2) defines no flags yet.
+        if flags.bits() != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        let vfs = self.vfs.clone();
+        let call = async move {
+            let (ino_in, fh_in) = (Ino(ino_in.0), Handle(fh_in.0));
+            let (ino_out, fh_out) = (Ino(ino_out.0), Handle(fh_out.0));
+            vfs.copy_file_range(ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len)
+                .await
+        };
+        self.run("copy_file_range", call, reply, |reply, copied| {
+            // The core reports at most MAX_COPY_REPLY bytes a call, which fits.
+            reply.written(u32::try_from(copied.min(vfs::MAX_COPY_REPLY)).unwrap_or(u32::MAX))
         });
     }
 

@@ -1,17 +1,19 @@
 //! Everyday tools on a writable mount, run as a user would run them: an editor's save,
-//! `sed -i`, `dd`, `cp -r` and `tar x` of a tree checked with `diff -r`, `rm -r` of a big
-//! tree, `mkdir -p`, `mv` of a directory, `ln -s`, `chmod`, `touch -d`, and
-//! `setfattr`/`getfattr`. What reached the bucket is checked in the store or through a
+//! `sed -i`, `dd`, `cp -r` and `tar x` of a tree checked with `diff -r`, `cp` within the
+//! mount (a server-side copy, or through the handles for a file still being written),
+//! `rm -r` of a big tree, `mkdir -p`, `mv` of a directory, `ln -s`, `chmod`, `touch -d`,
+//! and `setfattr`/`getfattr`. What reached the bucket is checked in the store or through a
 //! second, fresh mount. A missing tool fails the test (install it, see `.ci/run`).
 
 mod common;
 
 use common::{
-    assert_same_tree, close, errno, make_tree, run, run_status, run_stdout, snapshot, Node,
-    TestMount, MIB,
+    assert_same_tree, close, errno, make_tree, run, run_status, run_stdout, snapshot, write_config,
+    CacheSetting, Node, TestMount, MIB,
 };
 use s3vfs_fuse::local::pseudo_random;
 use s3vfs_fuse::{AdapterConfig, MountOptions};
+use s3vfs_testkit::fault::{CountingStore, Op};
 use s3vfs_testkit::MemStore;
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -106,6 +108,92 @@ fn cp_r_copies_a_tree_that_diff_r_finds_identical() {
         .arg("-r")
         .arg(&tree)
         .arg(fresh.path("tree")));
+}
+
+/// Runs `cp source dest` and asserts that it was one server-side copy: one CopyObject,
+/// no byte read or uploaded by the mount.
+fn cp_server_side(counting: &CountingStore, source: &Path, dest: &Path) {
+    counting.reset();
+    // cp (coreutils 9) copies with copy_file_range.
+    run(Command::new("cp").arg(source).arg(dest));
+    let counts = counting.counts();
+    assert_eq!(
+        counts.get(&Op::Copy),
+        Some(&1),
+        "one CopyObject: {counts:?}"
+    );
+    for op in [Op::Get, Op::Put, Op::CreateMultipart, Op::UploadPart] {
+        assert!(
+            !counts.contains_key(&op),
+            "no data moved by {op}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn cp_within_the_mount_copies_server_side() {
+    let store = MemStore::new();
+    let data = pseudo_random(6 * MIB as usize + 5, 31);
+    store.insert("in/data.bin", data.clone());
+    store.insert("in/other.bin", pseudo_random(100_000, 32));
+    let (mount, counting) = TestMount::counted(store, write_config(), CacheSetting::Off);
+    fs::create_dir(mount.path("out")).unwrap();
+    let (source, copy) = (mount.path("in/data.bin"), mount.path("out/data.bin"));
+    // The names looked up first, so that what is counted is the copy.
+    fs::metadata(&source).unwrap();
+    assert!(fs::metadata(&copy).is_err());
+    cp_server_side(&counting, &source, &copy);
+    assert!(
+        mount.object("out/data.bin") == data,
+        "the copy in the store differs"
+    );
+    assert_eq!(fs::metadata(&copy).unwrap().len(), data.len() as u64);
+    assert!(
+        fs::read(&copy).unwrap() == data,
+        "the copy read back differs"
+    );
+
+    // cp over an existing file (O_TRUNC): the copy replaces the version opened.
+    let other = mount.path("in/other.bin");
+    cp_server_side(&counting, &other, &copy);
+    assert!(mount.object("out/data.bin") == mount.object("in/other.bin"));
+    let fresh = mount.fresh_mount();
+    assert!(fs::read(fresh.path("out/data.bin")).unwrap() == fs::read(&other).unwrap());
+}
+
+#[test]
+fn cp_of_a_file_still_being_written_copies_its_current_bytes() {
+    let (mount, counting) = TestMount::counted(MemStore::new(), write_config(), CacheSetting::Off);
+    // Text, as it goes through a shell's printf.
+    let text: String = pseudo_random(100_000, 33)
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    let (path, copy) = (mount.path("growing.txt"), mount.path("snapshot.txt"));
+    // A shell writes the file to its standard output, and starts cp, which inherits that
+    // descriptor: nothing closes one before the copy (FUSE flushes, and so uploads, at
+    // every close of a descriptor, as the test's own would be at cp's exec), so the file
+    // has writes the store does not hold yet while cp copies it.
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec >"$1" && printf %s "$2" && cp "$1" "$3" && printf more"#)
+        .arg("sh")
+        .arg(&path)
+        .arg(&text)
+        .arg(&copy));
+    assert_eq!(
+        counting.count(Op::Copy),
+        0,
+        "not the object: the store had none"
+    );
+    assert!(
+        mount.object("snapshot.txt") == text.as_bytes(),
+        "the copy differs from what was written"
+    );
+    assert!(fs::read(&copy).unwrap() == text.as_bytes());
+    let mut written = text.into_bytes();
+    written.extend_from_slice(b"more");
+    assert!(mount.object("growing.txt") == written);
 }
 
 #[test]

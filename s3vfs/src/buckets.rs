@@ -412,6 +412,32 @@ impl Vfs for BucketsFs {
         fs.flush(local, Handle(split(handle.0).1)).await
     }
 
+    async fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Handle,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Handle,
+        offset_out: u64,
+        len: u64,
+    ) -> VfsResult<u64> {
+        let (bucket_in, fs, local_in) = self.route(ino_in)?;
+        let (bucket_out, _, local_out) = self.route(ino_out)?;
+        if bucket_in != bucket_out {
+            // Between buckets: through the handles, each on its own bucket.
+            return crate::vfs::copy_through_handles(
+                self, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
+            )
+            .await;
+        }
+        let (fh_in, fh_out) = (Handle(split(fh_in.0).1), Handle(split(fh_out.0).1));
+        fs.copy_file_range(
+            local_in, fh_in, offset_in, local_out, fh_out, offset_out, len,
+        )
+        .await
+    }
+
     async fn fsync(&self, ino: Ino, handle: Handle) -> VfsResult<()> {
         let (_, fs, local) = self.route(ino)?;
         fs.fsync(local, Handle(split(handle.0).1)).await

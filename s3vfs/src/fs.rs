@@ -18,7 +18,9 @@ use crate::namespace::FsPath;
 use crate::open_files::OpenFiles;
 use crate::ops::Ops;
 use crate::store::ObjectStore;
-use crate::vfs::{DirEntry, Entry, Handle, Ino, OpenFlags, SetAttr, ShutdownReport, StatFs, Vfs};
+use crate::vfs::{
+    self, DirEntry, Entry, Handle, Ino, OpenFlags, SetAttr, ShutdownReport, StatFs, Vfs,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -237,6 +239,31 @@ impl Vfs for S3Fs {
 
     async fn flush(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
         self.ops().flush(handle).await
+    }
+
+    async fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Handle,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Handle,
+        offset_out: u64,
+        len: u64,
+    ) -> VfsResult<u64> {
+        let server_side = self
+            .ops()
+            .copy_file_range(fh_in, offset_in, fh_out, offset_out, len)
+            .await?;
+        match server_side {
+            Some(copied) => Ok(copied),
+            None => {
+                vfs::copy_through_handles(
+                    self, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
+                )
+                .await
+            }
+        }
     }
 
     async fn fsync(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {

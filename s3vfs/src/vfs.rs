@@ -339,6 +339,30 @@ pub trait Vfs: Send + Sync + 'static {
     ) -> VfsResult<Vec<Bytes>> {
         Ok(vec![self.read(ino, handle, offset, size).await?])
     }
+    /// Copies up to `len` bytes at `offset_in` of the file open as `fh_in` to `offset_out`
+    /// of the file open as `fh_out`, as `copy_file_range(2)`: returns the bytes copied, 0
+    /// at the end of the source, never more than [`MAX_COPY_REPLY`] (callers loop, as for
+    /// `write`). `fh_in` must be open for reading and `fh_out` for writing, not appending
+    /// (`EBADF`).
+    ///
+    /// The default copies through the handles: at most [`COPY_CHUNK`] bytes read, then
+    /// written. [`S3Fs`](crate::S3Fs) copies a whole file into an empty one server-side.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Handle,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Handle,
+        offset_out: u64,
+        len: u64,
+    ) -> VfsResult<u64> {
+        copy_through_handles(
+            self, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
+        )
+        .await
+    }
     /// The inode of directory `path` without asking the store: for a file created under
     /// a prefix that has no object yet (the directory appears with the file, as in any
     /// object store). Fails if `path` is known to be something else. Counts one lookup.
@@ -392,6 +416,46 @@ pub trait Vfs: Send + Sync + 'static {
     /// uploaded, within `timeout` in all; what cannot be uploaded in time is kept in the
     /// recovery directory. Says what happened to each.
     async fn shutdown(&self, timeout: std::time::Duration) -> ShutdownReport;
+}
+
+/// The most bytes one [`Vfs::copy_file_range`] reports: what a FUSE reply can carry (its
+/// byte count is 32 bits), rounded down to 4 KiB so that the caller's next call starts
+/// page-aligned.
+pub const MAX_COPY_REPLY: u64 = u32::MAX as u64 & !(COPY_ALIGN - 1);
+
+/// The alignment of [`MAX_COPY_REPLY`], in bytes: a page.
+const COPY_ALIGN: u64 = 4096;
+
+/// The most bytes a [`Vfs::copy_file_range`] that is not server-side moves in one call:
+/// read into memory, then written. A few MiB, so that a copy through the handles never
+/// holds more, whatever length the caller asks for.
+pub const COPY_CHUNK: u32 = 4 * 1024 * 1024;
+
+/// [`Vfs::copy_file_range`] through the handles: one read of at most [`COPY_CHUNK`] bytes
+/// from `fh_in`, then one write of what it returned to `fh_out`; 0 at the end of the
+/// source. The handles' own checks apply (a write past the largest file is `EFBIG`, an
+/// offset that overflows too).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn copy_through_handles<V: Vfs + ?Sized>(
+    vfs: &V,
+    ino_in: Ino,
+    fh_in: Handle,
+    offset_in: u64,
+    ino_out: Ino,
+    fh_out: Handle,
+    offset_out: u64,
+    len: u64,
+) -> VfsResult<u64> {
+    let chunk = u32::try_from(len).map_or(COPY_CHUNK, |len| len.min(COPY_CHUNK));
+    if chunk == 0 {
+        return Ok(0);
+    }
+    let data = vfs.read(ino_in, fh_in, offset_in, chunk).await?;
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let written = vfs.write(ino_out, fh_out, offset_out, data).await?;
+    Ok(u64::from(written))
 }
 
 /// What [`Vfs::shutdown`] did with the unsaved files.

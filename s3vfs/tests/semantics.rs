@@ -203,6 +203,7 @@ checked_table!(operations, "| operation |", {
     "create" => create,
     "write" => write,
     "flush / fsync / close" => flush_fsync_close,
+    "copy_file_range" => copy_file_range,
     "truncate" => truncate,
     "mkdir" => mkdir,
     "unlink" => unlink,
@@ -1764,6 +1765,125 @@ async fn flush_fsync_close(seen: Errnos) {
         &store.get_bytes("old").unwrap()[..],
         b"changed by another machine"
     );
+}
+
+async fn copy_file_range(seen: Errnos) {
+    // As long as `cp` asks for.
+    const ALL: u64 = i64::MAX as u64;
+    let store = bucket();
+    let mut theirs = headers(&[("uid", "4242".to_owned())]);
+    theirs.content_type = Some("text/plain".to_owned());
+    store.insert_with("src", pattern(3 * PART as usize, 3), theirs.clone());
+    store.insert_with("old", "previous", theirs);
+    let m = Mount::new(&store, config().with_owner(1000, 100));
+    let (si, sh) = m.open("src", OpenFlags::read_only()).await;
+
+    // A new file: one CopyObject, visible when it returns, with a new file's attributes;
+    // the call at the end and the close ask nothing.
+    let (di, dh) = m.create("copy").await;
+    m.counter.reset();
+    let copied = m.fs.copy_file_range(si, sh, 0, di, dh, 0, ALL).await;
+    assert_eq!(copied.unwrap(), 3 * PART);
+    m.assert_requests(&[(Op::Copy, 1)]);
+    assert_eq!(store.get_bytes("copy"), store.get_bytes("src"));
+    assert_eq!(user_meta(&store, "copy", "uid").as_deref(), Some("1000"));
+    assert_eq!(
+        user_meta(&store, "copy", "mode").as_deref(),
+        Some("33188"),
+        "S_IFREG | 0644, as created"
+    );
+    let at_end =
+        m.fs.copy_file_range(si, sh, 3 * PART, di, dh, 3 * PART, ALL);
+    assert_eq!(at_end.await.unwrap(), 0);
+    m.close(di, dh).await.unwrap();
+    m.assert_requests(&[]);
+
+    // A replaced object (`O_TRUNC`): HEAD for its metadata, kept; the copy If-Match.
+    let (di, dh) = m.open("old", truncating()).await;
+    m.counter.reset();
+    let copied = m.fs.copy_file_range(si, sh, 0, di, dh, 0, ALL).await;
+    assert_eq!(copied.unwrap(), 3 * PART);
+    m.assert_requests(&[(Op::Head, 1), (Op::Copy, 1)]);
+    assert_eq!(store.get_bytes("old"), store.get_bytes("src"));
+    assert_eq!(user_meta(&store, "old", "uid").as_deref(), Some("4242"));
+    let content_type = store.meta("old").unwrap().content_type;
+    assert_eq!(content_type.as_deref(), Some("text/plain"));
+    m.close(di, dh).await.unwrap();
+    m.assert_requests(&[]);
+
+    // Another writer changed the destination since it was opened: nothing is copied.
+    let (di, dh) = m.open("old", truncating()).await;
+    store.insert("old", "another machine's");
+    seen.refuses(
+        m.fs.copy_file_range(si, sh, 0, di, dh, 0, ALL).await,
+        libc::EIO,
+    );
+    assert_eq!(&store.get_bytes("old").unwrap()[..], b"another machine's");
+    assert_eq!(m.fs.getattr(di).await.unwrap().attr.size, 0, "still empty");
+    m.fs.release(di, dh).await.unwrap();
+
+    // At another offset: through the handles, uploaded at close.
+    let (di, dh) = m.create("tail").await;
+    m.counter.reset();
+    let copied = m.fs.copy_file_range(si, sh, PART, di, dh, 0, ALL).await;
+    assert_eq!(copied.unwrap(), 2 * PART);
+    assert_eq!(m.counter.count(Op::Copy), 0);
+    m.close(di, dh).await.unwrap();
+    assert_eq!(
+        store.get_bytes("tail").unwrap(),
+        store.get_bytes("src").unwrap().slice(PART as usize..)
+    );
+
+    // Handles that cannot copy.
+    let (ri, rh) = m.open("src", OpenFlags::read_only()).await;
+    let (wi, wh) = m.open("copy", writing()).await;
+    m.counter.reset();
+    seen.refuses(
+        m.fs.copy_file_range(wi, wh, 0, ri, rh, 0, ALL).await,
+        libc::EBADF,
+    );
+    let (ai, ah) = m.open("copy", appending()).await;
+    seen.refuses(
+        m.fs.copy_file_range(si, sh, 0, ai, ah, 0, ALL).await,
+        libc::EBADF,
+    );
+    m.assert_requests(&[]);
+
+    for (ino, handle) in [(ri, rh), (wi, wh), (ai, ah), (si, sh)] {
+        m.close(ino, handle).await.unwrap();
+    }
+
+    // Above the single-request limit: a multipart copy, its parts copied server-side.
+    let big = MemStore::with_capabilities(Capabilities {
+        min_part_size: PART,
+        max_single_put: 2 * PART,
+        ..Capabilities::default()
+    });
+    big.insert("src", pattern(5 * PART as usize + 1, 4));
+    let m = Mount::new(&big, config());
+    let (si, sh) = m.open("src", OpenFlags::read_only()).await;
+    let (di, dh) = m.create("copy").await;
+    m.counter.reset();
+    let copied = m.fs.copy_file_range(si, sh, 0, di, dh, 0, ALL).await;
+    assert_eq!(copied.unwrap(), 5 * PART + 1);
+    m.assert_requests(&[
+        (Op::Head, 2),
+        (Op::CreateMultipart, 1),
+        (Op::UploadPartCopy, 6),
+        (Op::CompleteMultipart, 1),
+    ]);
+    assert_eq!(big.get_bytes("copy"), big.get_bytes("src"));
+    m.close(di, dh).await.unwrap();
+    m.assert_requests(&[]);
+    // The source replaced since it was opened: nothing is copied, never another version.
+    let (di, dh) = m.create("second").await;
+    big.insert("src", pattern(5 * PART as usize + 1, 5));
+    seen.refuses(
+        m.fs.copy_file_range(si, sh, 0, di, dh, 0, ALL).await,
+        libc::EIO,
+    );
+    assert!(big.get_bytes("second").is_none());
+    m.assert_no_open_upload().await;
 }
 
 async fn truncate(seen: Errnos) {

@@ -1,11 +1,12 @@
 //! The write path against the in-memory store: streaming and staged uploads, overwrite,
 //! append, random writes, truncation, read-after-write, conditional uploads between two
-//! file systems, and failures that must never leave a half object.
+//! file systems, failures that must never leave a half object, and copy_file_range
+//! (server-side for a whole file, through the handles otherwise).
 
 use bytes::Bytes;
-use s3vfs::store::{Capabilities, StoreError, StoreErrorKind};
-use s3vfs::vfs::{Handle, Ino, OpenFlags, SetAttr, Vfs};
-use s3vfs::{FsConfig, S3Fs, S3Vfs};
+use s3vfs::store::{Capabilities, PutOptions, StoreError, StoreErrorKind};
+use s3vfs::vfs::{Handle, Ino, OpenFlags, SetAttr, Vfs, COPY_CHUNK, MAX_COPY_REPLY};
+use s3vfs::{FsConfig, S3Fs, S3Vfs, VfsResult};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
 use s3vfs_testkit::server::{S3Server, ServerQuirks};
 use s3vfs_testkit::MemStore;
@@ -699,4 +700,455 @@ async fn uploads_succeed_when_the_answer_is_unparsable_or_lost_but_the_object_is
             assert!(server.quirks().dropped() >= 1, "{what}: a reply was lost");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// copy_file_range
+
+/// A length as large as `cp` asks for (it lets the kernel shorten it to the source).
+const CP_LEN: u64 = i64::MAX as u64;
+
+/// Copies as `cp` does: from the given offsets with a huge length, then on from where the
+/// copy stands, until a call copies nothing. Returns the bytes copied and the largest
+/// count one call reported.
+async fn copy_all(
+    fs: &S3Fs,
+    (ino_in, h_in): (Ino, Handle),
+    (ino_out, h_out): (Ino, Handle),
+    offset_in: u64,
+    offset_out: u64,
+) -> VfsResult<(u64, u64)> {
+    let (mut done, mut largest) = (0, 0);
+    loop {
+        let n = fs
+            .copy_file_range(
+                ino_in,
+                h_in,
+                offset_in + done,
+                ino_out,
+                h_out,
+                offset_out + done,
+                CP_LEN,
+            )
+            .await?;
+        if n == 0 {
+            return Ok((done, largest));
+        }
+        assert!(
+            n <= MAX_COPY_REPLY,
+            "one call reports at most MAX_COPY_REPLY"
+        );
+        largest = largest.max(n);
+        done += n;
+    }
+}
+
+/// A file's object inserted with the s3fs headers of another owner and mode, so that a
+/// copy taking the source's metadata shows.
+fn insert_foreign(store: &MemStore, key: &str, body: Bytes) {
+    let mut options = PutOptions::default();
+    for (name, value) in [("mode", "33152"), ("uid", "4242"), ("gid", "4343")] {
+        options
+            .user_metadata
+            .insert(name.to_owned(), value.to_owned());
+    }
+    options
+        .user_metadata
+        .insert("mtime".to_owned(), "1000".to_owned());
+    store.insert_with(key, body, options);
+}
+
+const KIB: u64 = 1024;
+
+/// A bucket that takes at most 256 KiB in one CopyObject, and parts from 64 KiB: a copy
+/// of a few hundred KiB is made of UploadPartCopy parts (with
+/// `config().with_write_part_size(64 * KIB)`).
+fn small_copies_store() -> MemStore {
+    MemStore::with_capabilities(Capabilities {
+        min_part_size: 64 * KIB,
+        max_single_put: 256 * KIB,
+        ..Capabilities::default()
+    })
+}
+
+/// The s3fs headers (mode, uid, gid) of `key`.
+fn owner_headers(store: &MemStore, key: &str) -> [Option<String>; 3] {
+    let meta = store.meta(key).expect("the object");
+    ["mode", "uid", "gid"].map(|name| meta.user_metadata.get(name).cloned())
+}
+
+#[tokio::test]
+async fn copy_file_range_of_a_whole_file_is_one_copy_object_and_close_uploads_nothing() {
+    let inner = MemStore::new();
+    let data = pattern(3 * MIB + 17, 4);
+    insert_foreign(&inner, "src.bin", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config().with_owner(1000, 100));
+    let source = open(&fs, "src.bin", OpenFlags::read_only()).await;
+    let dest = create(&fs, "dst.bin").await;
+    counting.reset();
+
+    let (copied, largest) = copy_all(&fs, source, dest, 0, 0).await.expect("copy");
+    assert_eq!((copied, largest), (data.len() as u64, data.len() as u64));
+    let counts = counting.counts();
+    assert_eq!(
+        counts,
+        [(Op::Copy, 1)].into_iter().collect(),
+        "one CopyObject, no data moved through the mount; the call at the end asks nothing"
+    );
+    assert_eq!(
+        inner.get_bytes("dst.bin").unwrap(),
+        data,
+        "visible when the copy returns"
+    );
+    assert_eq!(
+        fs.getattr(dest.0).await.unwrap().attr.size,
+        data.len() as u64
+    );
+    assert_eq!(
+        fs.read(dest.0, dest.1, MIB as u64, 5).await.unwrap(),
+        data.slice(MIB..MIB + 5),
+        "the destination reads the copy"
+    );
+    counting.reset();
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.fsync(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+    fs.release(source.0, source.1).await.unwrap();
+    assert_eq!(
+        counting.total(),
+        0,
+        "flush, fsync and close upload nothing more"
+    );
+    assert_eq!(inner.get_bytes("dst.bin").unwrap(), data);
+    // The destination's metadata is a new file's of this mount, not the source's.
+    assert_eq!(
+        owner_headers(&inner, "dst.bin"),
+        [
+            Some("33188".into()),
+            Some("1000".into()),
+            Some("100".into())
+        ]
+    );
+    let mtime: u64 = inner.meta("dst.bin").unwrap().user_metadata["mtime"]
+        .parse()
+        .unwrap();
+    assert!(mtime > 1000, "the copy's mtime is now");
+}
+
+#[tokio::test]
+async fn copy_file_range_of_a_large_file_copies_its_parts_server_side() {
+    let inner = small_copies_store();
+    let data = pattern(MIB + 123, 6);
+    inner.insert("big.bin", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config().with_write_part_size(64 * KIB));
+    let source = open(&fs, "big.bin", OpenFlags::read_only()).await;
+    let dest = create(&fs, "copy.bin").await;
+    counting.reset();
+
+    let (copied, _) = copy_all(&fs, source, dest, 0, 0).await.expect("copy");
+    assert_eq!(copied, data.len() as u64);
+    for op in [Op::Get, Op::Put, Op::UploadPart, Op::Copy] {
+        assert_eq!(counting.count(op), 0, "no {op}");
+    }
+    assert_eq!(counting.count(Op::CreateMultipart), 1);
+    assert_eq!(counting.count(Op::UploadPartCopy), 17, "parts of 64 KiB");
+    assert_eq!(counting.count(Op::CompleteMultipart), 1);
+    assert_eq!(counting.count(Op::Head), 2, "the source before and after");
+    assert_eq!(inner.get_bytes("copy.bin").unwrap(), data);
+    counting.reset();
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+    assert_eq!(counting.total(), 0, "close uploads nothing more");
+    assert_eq!(inner.open_uploads(), 0);
+    assert_eq!(
+        inner
+            .meta("copy.bin")
+            .unwrap()
+            .user_metadata
+            .get("mode")
+            .map(String::as_str),
+        Some("33188"),
+        "the destination's attributes are stated"
+    );
+}
+
+#[tokio::test]
+async fn copy_file_range_follow_up_calls_ask_nothing_until_the_destination_changes() {
+    let inner = MemStore::new();
+    let data = pattern(2 * MIB, 7);
+    inner.insert("src", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let (si, sh) = open(&fs, "src", OpenFlags::read_only()).await;
+    let (di, dh) = create(&fs, "dst").await;
+    let copied = fs
+        .copy_file_range(si, sh, 0, di, dh, 0, data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(copied, data.len() as u64);
+    counting.reset();
+    // What the caller's next call would be had one reply not held it all.
+    let again = fs
+        .copy_file_range(si, sh, MIB as u64, di, dh, MIB as u64, 10)
+        .await;
+    assert_eq!(again.unwrap(), 10);
+    assert_eq!(
+        fs.copy_file_range(si, sh, 5, di, dh, 5, CP_LEN)
+            .await
+            .unwrap(),
+        2 * MIB as u64 - 5
+    );
+    assert_eq!(counting.total(), 0, "answered from what the copy made");
+    // Once the destination is written to, the same call copies through the handles.
+    write_all(&fs, di, dh, 0, b"changed", 7).await;
+    let n = fs
+        .copy_file_range(si, sh, 0, di, dh, 0, CP_LEN)
+        .await
+        .unwrap();
+    assert!(n > 0 && n <= u64::from(COPY_CHUNK), "a bounded chunk: {n}");
+    assert_eq!(counting.count(Op::Copy), 0);
+    fs.flush(di, dh).await.unwrap();
+    fs.release(di, dh).await.unwrap();
+    assert_eq!(
+        inner.get_bytes("dst").unwrap(),
+        data,
+        "the bytes are the source's"
+    );
+}
+
+#[tokio::test]
+async fn copy_file_range_at_other_offsets_goes_through_the_handles() {
+    let inner = MemStore::new();
+    let source_data = pattern(9 * MIB + 3, 8);
+    let dest_data = pattern(MIB, 9);
+    inner.insert("src", source_data.clone());
+    inner.insert("dst", dest_data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let source = open(&fs, "src", OpenFlags::read_only()).await;
+    let dest = open(&fs, "dst", rw()).await;
+    let (offset_in, offset_out) = (1000, MIB as u64 / 2);
+    let (copied, largest) = copy_all(&fs, source, dest, offset_in, offset_out)
+        .await
+        .expect("copy");
+    assert_eq!(copied, source_data.len() as u64 - offset_in);
+    assert!(
+        largest <= u64::from(COPY_CHUNK),
+        "at most COPY_CHUNK a call: {largest}"
+    );
+    assert_eq!(counting.count(Op::Copy), 0);
+    // A length that would overflow any offset is bounded by the source.
+    let n = fs
+        .copy_file_range(
+            source.0,
+            source.1,
+            0,
+            dest.0,
+            dest.1,
+            u64::MAX - 10,
+            u64::MAX,
+        )
+        .await;
+    assert_eq!(n.expect_err("past the largest file").errno(), libc::EFBIG);
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+    let mut expected = dest_data[..offset_out as usize].to_vec();
+    expected.extend_from_slice(&source_data[offset_in as usize..]);
+    assert_eq!(inner.get_bytes("dst").unwrap(), expected);
+}
+
+#[tokio::test]
+async fn copy_file_range_of_a_file_with_unsaved_writes_copies_them() {
+    let inner = MemStore::new();
+    let data = pattern(6 * MIB + 1, 10);
+    inner.insert("src", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    // The source is being written: one byte changed, not flushed.
+    let (si, sh) = open(&fs, "src", rw()).await;
+    write_all(&fs, si, sh, 4 * MIB as u64, b"Z", 1).await;
+    let dest = create(&fs, "dst").await;
+    let (copied, largest) = copy_all(&fs, (si, sh), dest, 0, 0).await.expect("copy");
+    assert_eq!(copied, data.len() as u64);
+    assert!(largest <= u64::from(COPY_CHUNK));
+    assert_eq!(
+        counting.count(Op::Copy),
+        0,
+        "not the object: it lacks the write"
+    );
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+    let mut expected = data.to_vec();
+    expected[4 * MIB] = b'Z';
+    assert_eq!(inner.get_bytes("dst").unwrap(), expected);
+    assert_eq!(
+        inner.get_bytes("src").unwrap(),
+        data,
+        "the source is not flushed by it"
+    );
+    fs.release(si, sh).await.unwrap();
+}
+
+#[tokio::test]
+async fn copy_file_range_over_an_existing_file_is_conditional_on_the_version_opened() {
+    let inner = MemStore::new();
+    let data = pattern(MIB, 11);
+    inner.insert("src", data.clone());
+    insert_foreign(&inner, "dst", Bytes::from_static(b"old content"));
+    let counting = Arc::new(CountingStore::new(Arc::new(inner.clone())));
+    let fs = S3Fs::new(counting.clone(), config());
+    let truncating = OpenFlags {
+        truncate: true,
+        ..rw()
+    };
+    let source = open(&fs, "src", OpenFlags::read_only()).await;
+
+    // `cp` over an existing file: O_TRUNC, then the copy replaces the version opened.
+    let dest = open(&fs, "dst", truncating).await;
+    counting.reset();
+    let (copied, _) = copy_all(&fs, source, dest, 0, 0).await.expect("copy");
+    assert_eq!(copied, data.len() as u64);
+    assert_eq!(
+        counting.counts(),
+        [(Op::Head, 1), (Op::Copy, 1)].into_iter().collect(),
+        "the replaced object's metadata, then the copy"
+    );
+    assert_eq!(inner.get_bytes("dst").unwrap(), data);
+    assert_eq!(
+        owner_headers(&inner, "dst"),
+        [
+            Some("33152".into()),
+            Some("4242".into()),
+            Some("4343".into())
+        ],
+        "a replaced object keeps its own attributes, as a rewrite does"
+    );
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+
+    // Another writer replaces the destination after it was opened: the copy is refused,
+    // nothing is overwritten.
+    let dest = open(&fs, "dst", truncating).await;
+    inner.insert("dst", "the other writer's");
+    let err = copy_all(&fs, source, dest, 0, 0).await.expect_err("412");
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert_eq!(inner.get_bytes("dst").unwrap(), "the other writer's");
+    assert_eq!(
+        fs.getattr(dest.0).await.unwrap().attr.size,
+        0,
+        "still empty"
+    );
+    fs.release(dest.0, dest.1).await.unwrap();
+    fs.release(source.0, source.1).await.unwrap();
+}
+
+#[tokio::test]
+async fn copy_file_range_of_a_source_replaced_since_open_never_mixes_versions() {
+    let inner = small_copies_store();
+    let fs = S3Fs::new(
+        Arc::new(inner.clone()),
+        config().with_write_part_size(64 * KIB),
+    );
+    // One CopyObject, a copy in parts, and a copy through the handles.
+    for (what, size, offset) in [
+        ("CopyObject", 100 * KIB, 0),
+        ("UploadPartCopy", 600 * KIB, 0),
+        ("through the handles", 100 * KIB, 10),
+    ] {
+        let name = format!("src-{size}-{offset}");
+        inner.insert(name.as_str(), pattern(size as usize, 12));
+        let source = open(&fs, &name, OpenFlags::read_only()).await;
+        let dest_name = format!("{name}.copy");
+        let dest = create(&fs, &dest_name).await;
+        inner.insert(name.as_str(), pattern(size as usize, 13));
+        let err = fs
+            .copy_file_range(source.0, source.1, offset, dest.0, dest.1, offset, CP_LEN)
+            .await
+            .expect_err(what);
+        let expected = if offset == 0 { libc::EIO } else { libc::ESTALE };
+        assert_eq!(err.errno(), expected, "{what}: {err}");
+        assert!(
+            inner.get_bytes(&dest_name).is_none(),
+            "{what}: nothing copied"
+        );
+        assert_eq!(inner.open_uploads(), 0, "{what}: no upload left open");
+        assert_eq!(
+            fs.getattr(dest.0).await.unwrap().attr.size,
+            0,
+            "{what}: still empty"
+        );
+        // The destination is the empty file it was: its close stores that.
+        fs.flush(dest.0, dest.1).await.unwrap();
+        fs.release(dest.0, dest.1).await.unwrap();
+        assert_eq!(inner.get_bytes(&dest_name).unwrap().len(), 0, "{what}");
+        fs.release(source.0, source.1).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn copy_file_range_that_fails_leaves_the_destination_empty() {
+    let inner = small_copies_store();
+    let data = pattern(600 * KIB as usize, 14);
+    inner.insert("src", data.clone());
+    let faults = FaultStore::new(Arc::new(inner.clone()));
+    let fs = S3Fs::new(
+        Arc::new(faults.clone()),
+        config().with_write_part_size(64 * KIB),
+    );
+    let source = open(&fs, "src", OpenFlags::read_only()).await;
+    let dest = create(&fs, "dst").await;
+    faults.fail_nth(
+        Op::UploadPartCopy,
+        3,
+        StoreError::new(StoreErrorKind::Transient, "injected"),
+    );
+    let err = copy_all(&fs, source, dest, 0, 0)
+        .await
+        .expect_err("failed part");
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    tokio::task::yield_now().await;
+    assert_eq!(inner.open_uploads(), 0, "the multipart copy is aborted");
+    assert!(inner.get_bytes("dst").is_none());
+    assert_eq!(fs.getattr(dest.0).await.unwrap().attr.size, 0);
+    // Called again, the copy succeeds.
+    let (copied, _) = copy_all(&fs, source, dest, 0, 0).await.expect("retry");
+    assert_eq!(copied, data.len() as u64);
+    fs.flush(dest.0, dest.1).await.unwrap();
+    fs.release(dest.0, dest.1).await.unwrap();
+    assert_eq!(inner.get_bytes("dst").unwrap(), data);
+}
+
+#[tokio::test]
+async fn copy_file_range_checks_its_handles() {
+    let inner = MemStore::new();
+    inner.insert("src", "some bytes");
+    let fs = S3Fs::new(Arc::new(inner.clone()), config());
+    let write_only = OpenFlags {
+        write: true,
+        ..OpenFlags::default()
+    };
+    let appending = OpenFlags {
+        append: true,
+        ..write_only
+    };
+    let readable = open(&fs, "src", OpenFlags::read_only()).await;
+    let not_readable = open(&fs, "src", write_only).await;
+    let dest = create(&fs, "dst").await;
+    let read_only_dest = open(&fs, "src", OpenFlags::read_only()).await;
+    let appending_dest = open(&fs, "src", appending).await;
+    for (what, (si, sh), (di, dh)) in [
+        ("source not readable", not_readable, dest),
+        ("destination read-only", readable, read_only_dest),
+        ("destination appending", readable, appending_dest),
+        ("no such handle", (readable.0, Handle(999)), dest),
+    ] {
+        let err = fs
+            .copy_file_range(si, sh, 0, di, dh, 0, 10)
+            .await
+            .expect_err(what);
+        assert_eq!(err.errno(), libc::EBADF, "{what}: {err}");
+    }
+    assert!(inner.get_bytes("dst").is_none());
 }

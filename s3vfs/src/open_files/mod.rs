@@ -1,5 +1,6 @@
 //! Open files: the registry of open inodes and what every handle of one shares, and the
-//! write path (one file a job: `read`, `write`, `stream`, `upload`, `close`, `follow`).
+//! write path (one file a job: `read`, `write`, `stream`, `upload`, `copy`, `close`,
+//! `follow`).
 //!
 //! Every open inode has one [`OpenFile`], shared by all its handles, so a write through one
 //! handle is read back through another. Its content is a view over three sources: bytes
@@ -16,6 +17,8 @@
 //!   and uploaded by `flush`: unchanged ranges of the old object are reused with
 //!   UploadPartCopy, changed ones are assembled from the staging file, the old object and
 //!   zeros;
+//! - a whole object copied into an empty open file (`copy_file_range`) is copied
+//!   server-side at once, and the file then builds on the copy as after a flush;
 //! - the staging file holds every written byte while the staging cap allows, so a
 //!   streamed file can still fall back to staging (a random write, a read back). Past the
 //!   cap a stream keeps going without it, and only then are such writes refused.
@@ -44,13 +47,16 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 mod close;
+mod copy;
 mod follow;
 mod read;
 mod stream;
 mod upload;
 mod write;
 
+use copy::CopiedFrom;
 use stream::Stream;
+
 /// What became of unsaved changes that could not be uploaded.
 pub(crate) enum Kept {
     /// There were none (or they were uploaded).
@@ -129,6 +135,9 @@ struct FileState {
     stream: Option<Stream>,
     /// Streaming is off until the next upload (the file was not written sequentially).
     no_stream: bool,
+    /// The source of the server-side copy that made the version the file builds on, for
+    /// the copy's follow-up calls (see `copy`).
+    copied_from: Option<CopiedFrom>,
 }
 
 struct Staging {
@@ -192,6 +201,7 @@ impl FileState {
             staged_all: true,
             stream: None,
             no_stream: false,
+            copied_from: None,
         }
     }
 

@@ -6,6 +6,8 @@ use super::{Base, FileState, OpenFile, OpenFiles};
 use crate::attrs::PosixMeta;
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
+use crate::name_locks::NameGuard;
+use crate::namespace::FsPath;
 use crate::ranges::RangeSet;
 use crate::store::multipart::{self, MultipartUpload, PartSource};
 use crate::store::{
@@ -68,18 +70,76 @@ impl OpenFiles {
         })
     }
 
-    /// Makes the file's local changes durable in the store (flush, fsync, close).
-    pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
-        // The name is held before the state is locked (a rename holds names, then the
-        // state of the open files it moves), and looked at again once held: a rename that
-        // ran meanwhile gave the file another one.
-        let _name = loop {
+    /// Holds `file`'s name for an upload (see [`NameLocks`](crate::name_locks)). The name
+    /// is held before the state is locked (a rename holds names, then the state of the
+    /// open files it moves), and looked at again once held: a rename that ran meanwhile
+    /// gave the file another one.
+    pub(super) async fn hold_name(&self, file: &OpenFile) -> NameGuard<'_> {
+        loop {
             let path = file.path();
             let guard = self.core.names.for_upload(&path).await;
             if file.path() == path {
-                break guard;
+                return guard;
             }
+        }
+    }
+
+    /// The condition the next upload of `key` must meet: `If-Match` of the version the
+    /// file builds on, `If-None-Match: *` for a new file (see
+    /// [`Core::write_condition`](crate::core::Core::write_condition)); none when the
+    /// store gave the version no ETag.
+    pub(super) fn upload_condition(&self, key: &ObjectKey, state: &FileState) -> WriteCondition {
+        let expected = state.base.as_ref().and_then(|b| b.etag.clone());
+        if state.base.is_some() && expected.is_none() && !self.core.config.last_writer_wins {
+            tracing::warn!(key = %key, "the store gave no ETag: this overwrite cannot be conditional");
+        }
+        match (&state.base, &expected) {
+            (Some(_), None) => WriteCondition::None,
+            _ => self.core.write_condition(expected.as_ref()),
+        }
+    }
+
+    /// Records that `file`'s content (`state.size` bytes) is now the object version `etag`
+    /// in the store, after an upload or a server-side copy into it: clean, building on
+    /// that version, shown with its size. Returns the file's path.
+    pub(super) fn settle_uploaded(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        etag: Option<ETag>,
+    ) -> FsPath {
+        let path = file.path();
+        state.base = Some(Base { etag: etag.clone() });
+        state.base_len = state.size;
+        state.written = RangeSet::new();
+        state.staging = None;
+        state.staged_all = true;
+        state.dirty = false;
+        state.upload_failed = None;
+        // An empty file (e.g. flushed when a shell redirection or `dd` closed a duplicate
+        // of the descriptor before writing) may still stream: writes from offset 0
+        // replace it as a new sequential upload.
+        state.no_stream = state.size != 0;
+        state.attr_changes = PosixMeta::default();
+        state.copied_from = None;
+        let stat = Stat {
+            etag: etag.clone(),
+            ..self.stat_of_state(state)
         };
+        {
+            let mut shadow = lock(&file.shadow);
+            shadow.dirty_stat = None;
+            shadow.etag = etag;
+            shadow.size = state.size;
+        }
+        self.core.meta.put(&path, stat);
+        self.core.meta.forget_missing_ancestors(&path);
+        path
+    }
+
+    /// Makes the file's local changes durable in the store (flush, fsync, close).
+    pub(crate) async fn upload(&self, file: &Arc<OpenFile>) -> VfsResult<()> {
+        let _name = self.hold_name(file).await;
         let mut state = file.state.lock().await;
         state.check_poisoned(&file.key())?;
         if !state.dirty {
@@ -92,16 +152,8 @@ impl OpenFiles {
             state.dirty = false;
             return Ok(());
         }
-        let path = file.path();
         let key = file.key();
-        let expected = state.base.as_ref().and_then(|b| b.etag.clone());
-        if state.base.is_some() && expected.is_none() && !self.core.config.last_writer_wins {
-            tracing::warn!(key = %key, "the store gave no ETag: this overwrite cannot be conditional");
-        }
-        let condition = match (&state.base, &expected) {
-            (Some(_), None) => WriteCondition::None,
-            _ => self.core.write_condition(expected.as_ref()),
-        };
+        let condition = self.upload_condition(&key, &state);
         // Attributes changed after a streamed multipart upload began are not in its
         // metadata.
         let late_changes = state
@@ -122,30 +174,7 @@ impl OpenFiles {
         match result {
             Ok(etag) => {
                 tracing::debug!(key = %key, size = state.size, "uploaded");
-                state.base = Some(Base { etag: etag.clone() });
-                state.base_len = state.size;
-                state.written = RangeSet::new();
-                state.staging = None;
-                state.staged_all = true;
-                state.dirty = false;
-                state.upload_failed = None;
-                // An empty file (e.g. flushed when a shell redirection or `dd` closed a
-                // duplicate of the descriptor before writing) may still stream: writes
-                // from offset 0 replace it as a new sequential upload.
-                state.no_stream = state.size != 0;
-                state.attr_changes = PosixMeta::default();
-                let stat = Stat {
-                    etag: etag.clone(),
-                    ..self.stat_of_state(&state)
-                };
-                {
-                    let mut shadow = lock(&file.shadow);
-                    shadow.dirty_stat = None;
-                    shadow.etag = etag;
-                    shadow.size = state.size;
-                }
-                self.core.meta.put(&path, stat);
-                self.core.meta.forget_missing_ancestors(&path);
+                let path = self.settle_uploaded(file, &mut state, etag);
                 drop(state);
                 if let Some(changes) = late_changes {
                     // The multipart upload's metadata was fixed when it began; attributes

@@ -5,6 +5,8 @@
 //! - `lookup`: what a path is (caches, else HEAD and LIST at once), getattr, readlink;
 //! - `listing`: opendir and readdir(plus), listing caches;
 //! - `open`: open, create, flush, and the release of handles;
+//! - `copy_range`: copy_file_range, server-side when a whole file is copied into an empty
+//!   one;
 //! - `dir`: mkdir, rmdir, and `dir/` marker objects (reading their metadata, keeping a
 //!   directory alive when its last key goes);
 //! - `unlink`: unlink;
@@ -30,6 +32,7 @@
 //! pinned (`If-Match`) unless the mount chose last writer wins; a directory never vanishes
 //! as a side effect of removing or moving its last entry.
 
+mod copy_range;
 mod dir;
 mod listing;
 mod lookup;
