@@ -14,7 +14,7 @@
 //! file is complete before its manifest appears (written under a temporary name and
 //! renamed), so a listed entry is always whole.
 
-use crate::store::multipart::{part_size, MultipartUpload, PartSource};
+use crate::store::multipart::{self, part_size, MultipartUpload, PartSource};
 use crate::store::{
     ByteRange, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, PutResult, StoreError,
     StoreErrorKind, WriteCondition,
@@ -436,10 +436,8 @@ impl RecoveryDir {
         } else {
             let upload = MultipartUpload::begin(Arc::clone(&store), key.clone(), options).await?;
             let mut parts = Vec::new();
-            for (i, start) in (0..m.size).step_by(part as usize).enumerate() {
-                let end = (start + part).min(m.size);
-                let body = read_range(&rebuilt.0, &rebuilt.1, start, end)?;
-                let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            for (number, range) in multipart::part_ranges(m.size, part) {
+                let body = read_range(&rebuilt.0, &rebuilt.1, range.start, range.end)?;
                 // A failure drops (aborts) the upload.
                 parts.push(upload.part(number, PartSource::Bytes(body)).await?);
             }

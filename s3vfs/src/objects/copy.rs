@@ -108,11 +108,7 @@ impl Core {
         let part_size = multipart::part_size(&caps, self.config.write_part_size, head.size)?;
         let upload = MultipartUpload::begin(Arc::clone(&self.store), dest.clone(), options).await?;
         let _record = upload.id().and_then(|id| self.record_upload(dest, id));
-        let ranges: Vec<(u32, ByteRange)> = (0..head.size)
-            .step_by(usize::try_from(part_size).unwrap_or(usize::MAX))
-            .zip(1u32..)
-            .map(|(start, n)| (n, ByteRange::new(start, (start + part_size).min(head.size))))
-            .collect();
+        let ranges: Vec<(u32, ByteRange)> = multipart::part_ranges(head.size, part_size).collect();
         tracing::debug!(source = %source, dest = %dest, parts = ranges.len(), part_size,
             "copying in parts");
         let copied: StoreResult<Vec<CompletedPart>> = futures::stream::iter(ranges)

@@ -245,11 +245,8 @@ impl OpenFiles {
             .await
             .map_err(|e| VfsError::from_write(&path, e))?;
         let _record = upload.id().and_then(|id| self.core.record_upload(&key, id));
-        let ranges: Vec<(u32, u64, u64)> = (0..state.size.div_ceil(part_size))
-            .map(|i| {
-                let start = i * part_size;
-                ((i + 1) as u32, start, (start + part_size).min(state.size))
-            })
+        let ranges: Vec<(u32, u64, u64)> = multipart::part_ranges(state.size, part_size)
+            .map(|(number, range)| (number, range.start, range.end))
             .collect();
         let results: Vec<Result<CompletedPart, VfsError>> = futures::stream::iter(ranges)
             .map(|(number, start, end)| {

@@ -52,6 +52,17 @@ pub fn stream_part_size(caps: &Capabilities, preferred: u64, number: u32) -> u64
     (base << steps).min(caps.max_part_size)
 }
 
+/// The parts of an object of `size` bytes cut in parts of `part_size` (the last one
+/// shorter): each part's number (from 1) and byte range. No part for an empty object.
+pub fn part_ranges(size: u64, part_size: u64) -> impl Iterator<Item = (u32, ByteRange)> {
+    let part_size = part_size.max(1);
+    (0..size.div_ceil(part_size)).map(move |i| {
+        let start = i * part_size;
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        (number, ByteRange::new(start, (start + part_size).min(size)))
+    })
+}
+
 /// Where the bytes of one part come from.
 #[derive(Clone, Debug)]
 pub enum PartSource {
@@ -237,6 +248,21 @@ mod tests {
         let part = part_size(&caps, 8 * MIB, five_tib).unwrap();
         assert!(five_tib.div_ceil(part) <= 10_000 && part <= caps.max_part_size);
         assert!(part_size(&caps, 8 * MIB, 1 << 62).is_err());
+    }
+
+    #[test]
+    fn part_ranges_cover_the_object_once_in_order() {
+        let ranges: Vec<_> = part_ranges(10, 4).collect();
+        assert_eq!(
+            ranges,
+            [
+                (1, ByteRange::new(0, 4)),
+                (2, ByteRange::new(4, 8)),
+                (3, ByteRange::new(8, 10))
+            ]
+        );
+        assert_eq!(part_ranges(8, 4).count(), 2);
+        assert_eq!(part_ranges(0, 4).count(), 0);
     }
 
     #[test]

@@ -195,15 +195,7 @@ impl Transfer {
         };
         let part_size = multipart::part_size(&caps, preferred, ends.head.size)?;
         let size = ends.head.size;
-        let ranges: Vec<(u32, ByteRange)> = (0..size.div_ceil(part_size))
-            .map(|i| {
-                let start = i * part_size;
-                (
-                    i as u32 + 1,
-                    ByteRange::new(start, (start + part_size).min(size)),
-                )
-            })
-            .collect();
+        let ranges: Vec<(u32, ByteRange)> = multipart::part_ranges(size, part_size).collect();
         report.method = if server_side {
             Method::PartCopy
         } else {
