@@ -21,6 +21,7 @@ aws=$(command -v aws || true)
 
 mkdir -p "$out"
 server="$out/garage"
+rm -rf "$server"
 "$here/scripts/local-s3.sh" start garage "$server" >&2
 trap '"$here/scripts/local-s3.sh" stop "$server" >&2 || true' EXIT
 # shellcheck disable=SC1091

@@ -52,6 +52,8 @@ pub enum Op {
     AbortMultipart,
     /// [`ObjectStore::copy`].
     Copy,
+    /// [`ObjectStore::get_tags`].
+    GetTags,
     /// [`ObjectStore::delete`].
     Delete,
     /// [`ObjectStore::delete_many`].
@@ -60,7 +62,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::Head,
         Op::Get,
         Op::List,
@@ -71,6 +73,7 @@ impl Op {
         Op::CompleteMultipart,
         Op::AbortMultipart,
         Op::Copy,
+        Op::GetTags,
         Op::Delete,
         Op::DeleteMany,
     ];
@@ -88,6 +91,7 @@ impl Op {
             Op::CompleteMultipart => "CompleteMultipartUpload",
             Op::AbortMultipart => "AbortMultipartUpload",
             Op::Copy => "CopyObject",
+            Op::GetTags => "GetObjectTagging",
             Op::Delete => "DeleteObject",
             Op::DeleteMany => "DeleteObjects",
         }
@@ -272,6 +276,18 @@ macro_rules! forward_object_store {
                 .await?;
                 {
                     let $result = self.inner.copy(request).await;
+                    let $me = self;
+                    $after
+                }
+            }
+
+            async fn get_tags(
+                &self,
+                key: &ObjectKey,
+            ) -> StoreResult<std::collections::BTreeMap<String, String>> {
+                self.before(Op::GetTags, &[key.as_str()]).await?;
+                {
+                    let $result = self.inner.get_tags(key).await;
                     let $me = self;
                     $after
                 }

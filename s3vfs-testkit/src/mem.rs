@@ -38,6 +38,7 @@
 //! class <hex of the storage class>        (optional)
 //! restored 1                              (optional)
 //! meta <hex of the name> <hex of the value>   (one line per user metadata entry)
+//! tag <hex of the name> <hex of the value>    (one line per tag)
 //!
 //! <body bytes>
 //! ```
@@ -88,6 +89,7 @@ struct Object {
     /// `None` means STANDARD.
     storage_class: Option<String>,
     restored: bool,
+    tags: BTreeMap<String, String>,
 }
 
 impl Object {
@@ -101,6 +103,7 @@ impl Object {
             content_type: options.content_type.clone(),
             storage_class: normalize_class(options.storage_class.as_deref()),
             restored: false,
+            tags: options.tags.clone(),
         }
     }
 
@@ -744,10 +747,16 @@ impl ObjectStore for MemStore {
                     content_type: object.content_type.clone(),
                     storage_class: None,
                     restored: false,
+                    tags: object.tags.clone(),
                 }
             }
+            // Tags are copied unless new ones are given (x-amz-tagging-directive).
             MetadataDirective::Replace(options) => {
-                Object::new(object.body.clone(), etag.clone(), options)
+                let mut copied = Object::new(object.body.clone(), etag.clone(), options);
+                if options.tags.is_empty() {
+                    copied.tags = object.tags.clone();
+                }
+                copied
             }
         };
         check_condition(
@@ -758,6 +767,15 @@ impl ObjectStore for MemStore {
         )?;
         state.commit(dest, copied)?;
         Ok(PutResult { etag: Some(etag) })
+    }
+
+    async fn get_tags(&self, key: &ObjectKey) -> StoreResult<BTreeMap<String, String>> {
+        let state = self.lock();
+        let object = state
+            .objects
+            .get(key.as_str())
+            .ok_or_else(|| StoreError::not_found(key.as_str()))?;
+        Ok(object.tags.clone())
     }
 
     async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
@@ -1125,6 +1143,9 @@ fn encode_object(key: &str, object: &Object) -> Vec<u8> {
     for (name, value) in &object.user_metadata {
         header += &format!("meta {} {}\n", hex::encode(name), hex::encode(value));
     }
+    for (name, value) in &object.tags {
+        header += &format!("tag {} {}\n", hex::encode(name), hex::encode(value));
+    }
     header.push('\n');
     let mut data = header.into_bytes();
     data.extend_from_slice(&object.body);
@@ -1155,6 +1176,7 @@ fn decode_object(data: &[u8]) -> Result<(String, Object), String> {
         content_type: None,
         storage_class: None,
         restored: false,
+        tags: BTreeMap::new(),
     };
     for line in lines {
         let mut fields = line.split(' ');
@@ -1170,6 +1192,9 @@ fn decode_object(data: &[u8]) -> Result<(String, Object), String> {
             (Some("restored"), Some("1"), None) => object.restored = true,
             (Some("meta"), Some(name), Some(value)) => {
                 object.user_metadata.insert(unhex(name)?, unhex(value)?);
+            }
+            (Some("tag"), Some(name), Some(value)) => {
+                object.tags.insert(unhex(name)?, unhex(value)?);
             }
             _ => return Err(format!("unexpected header line {line:?}")),
         }

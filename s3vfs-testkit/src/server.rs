@@ -588,6 +588,28 @@ impl S3 for Backend {
         }))
     }
 
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<dto::GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        let input = req.input;
+        let store = self.store(&input.bucket)?;
+        let tags = store
+            .get_tags(&ObjectKey::new(input.key))
+            .await
+            .map_err(s3_error)?;
+        Ok(S3Response::new(dto::GetObjectTaggingOutput {
+            tag_set: tags
+                .into_iter()
+                .map(|(key, value)| dto::Tag {
+                    key: Some(key),
+                    value: Some(value),
+                })
+                .collect(),
+            version_id: None,
+        }))
+    }
+
     async fn head_object(
         &self,
         req: S3Request<dto::HeadObjectInput>,
@@ -751,6 +773,7 @@ impl S3 for Backend {
             input.server_side_encryption,
             input.ssekms_key_id,
         );
+        options.tags = parse_tagging(input.tagging.as_deref())?;
         options.condition = write_condition(input.if_match, input.if_none_match)?;
         let body = collect_body(input.body, input.content_length).await?;
         let result = store.put(&key, body, options).await.map_err(s3_error)?;
@@ -767,13 +790,14 @@ impl S3 for Backend {
         let input = req.input;
         let store = self.store(&input.bucket)?;
         let key = ObjectKey::new(input.key);
-        let options = put_options(
+        let mut options = put_options(
             input.metadata,
             input.content_type,
             input.storage_class,
             input.server_side_encryption,
             input.ssekms_key_id,
         );
+        options.tags = parse_tagging(input.tagging.as_deref())?;
         let upload_id = store
             .create_multipart(&key, options)
             .await
@@ -908,14 +932,22 @@ impl S3 for Backend {
             d.as_str()
                 .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
         });
+        let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| {
+            d.as_str()
+                .eq_ignore_ascii_case(dto::TaggingDirective::REPLACE)
+        });
         let metadata = if replace {
-            MetadataDirective::Replace(put_options(
+            let mut options = put_options(
                 input.metadata,
                 input.content_type,
                 input.storage_class,
                 input.server_side_encryption,
                 input.ssekms_key_id,
-            ))
+            );
+            if replace_tags {
+                options.tags = parse_tagging(input.tagging.as_deref())?;
+            }
+            MetadataDirective::Replace(options)
         } else {
             MetadataDirective::Copy
         };
@@ -1174,8 +1206,48 @@ fn put_options(
             .map(|c| c.as_str().to_owned())
             .filter(|c| c != "STANDARD"),
         sse,
+        tags: BTreeMap::new(),
         condition: WriteCondition::None,
     }
+}
+
+/// The tags of an `x-amz-tagging` header: `key=value` pairs joined by `&`, URL-encoded.
+fn parse_tagging(header: Option<&str>) -> S3Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for pair in header.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_decode(text)
+                .ok_or_else(|| s3s::s3_error!(InvalidArgument, "bad x-amz-tagging: {header:?}"))
+        };
+        tags.insert(decode(key)?, decode(value)?);
+    }
+    Ok(tags)
+}
+
+/// `%XX` escapes (and `+` as a space, as forms have it) decoded; `None` for a bad escape
+/// or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(text.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The write condition of `If-Match` / `If-None-Match` (S3 accepts only `*` for the

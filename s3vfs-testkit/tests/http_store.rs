@@ -575,6 +575,10 @@ async fn put_with_options_and_conditions() {
         sse: Some(ServerSideEncryption::Kms {
             key_id: Some("test-key".to_owned()),
         }),
+        tags: BTreeMap::from([
+            ("project".to_owned(), "a b&c=d".to_owned()),
+            ("kind".to_owned(), "vidéo".to_owned()),
+        ]),
         condition: WriteCondition::IfNoneMatch,
     };
     let first = f
@@ -588,6 +592,7 @@ async fn put_with_options_and_conditions() {
     assert_eq!(meta.user_metadata, options.user_metadata);
     assert_eq!(meta.content_type, options.content_type);
     assert_eq!(meta.storage_class, options.storage_class);
+    assert_eq!(f.store.get_tags(&key("k")).await.unwrap(), options.tags);
 
     // If-None-Match: * on an existing key.
     let err = f

@@ -453,6 +453,40 @@ impl<F: Vfs + 'static> S3Vfs<F> {
         self.fs.rmdir(parent.ino(), OsStr::new(&name)).await
     }
 
+    /// Copies file `from` to `to` (created, or truncated if it exists) and waits until the
+    /// copy is in the store, like `tokio::fs::copy`: returns the bytes copied. A whole file
+    /// of one bucket is copied server-side (CopyObject, or UploadPartCopy parts above the
+    /// single-request limit) — no byte passes through this process; other copies go
+    /// through the handles. `to` becomes visible only complete.
+    ///
+    /// Cancellation: dropping the future before it returns leaves `to` as it was, or
+    /// empty if it was created or truncated, or complete if the copy had finished.
+    pub async fn copy(&self, from: &str, to: &str) -> VfsResult<u64> {
+        let source = self.open(from).await?;
+        let dest = self.create(to).await?;
+        let mut copied = 0u64;
+        loop {
+            let n = self
+                .fs
+                .copy_file_range(
+                    source.ino,
+                    source.handle,
+                    copied,
+                    dest.ino,
+                    dest.handle,
+                    copied,
+                    source.size.saturating_sub(copied).max(1),
+                )
+                .await?;
+            if n == 0 {
+                break;
+            }
+            copied += n;
+        }
+        dest.close().await?;
+        Ok(copied)
+    }
+
     /// Renames `from` to `to`, replacing a file (or an empty directory) there.
     pub async fn rename(&self, from: &str, to: &str) -> VfsResult<()> {
         let (from_parent, from_name) = self.parent_of(from).await?;

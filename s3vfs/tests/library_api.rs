@@ -65,3 +65,32 @@ async fn a_whole_file_read_is_not_limited_to_one_read_call() {
     assert_eq!(read.len(), body.len());
     assert!(read == body);
 }
+
+#[tokio::test]
+async fn copy_is_server_side_for_whole_files_and_returns_the_bytes_copied() {
+    use s3vfs::store::Capabilities;
+    use s3vfs_testkit::fault::{CountingStore, Op};
+    let store = MemStore::with_capabilities(Capabilities {
+        min_part_size: 1024,
+        max_single_put: 8 * 1024,
+        ..Capabilities::default()
+    });
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    store.insert("src/big.bin", big.clone());
+    store.insert("src/small.txt", "small");
+    let counts = CountingStore::new(Arc::new(store.clone()));
+    let vfs = S3Vfs::new(Arc::new(counts.clone()), FsConfig::default());
+    assert_eq!(vfs.copy("src/small.txt", "dst/small.txt").await.unwrap(), 5);
+    assert_eq!(
+        vfs.copy("src/big.bin", "dst/big.bin").await.unwrap(),
+        big.len() as u64
+    );
+    assert_eq!(store.get_bytes("dst/small.txt").unwrap(), "small");
+    assert_eq!(store.get_bytes("dst/big.bin").unwrap(), big);
+    assert_eq!(counts.count(Op::Copy), 1);
+    assert!(counts.count(Op::UploadPartCopy) >= 1, "above the single-request limit");
+    for op in [Op::Get, Op::Put, Op::UploadPart] {
+        assert_eq!(counts.count(op), 0, "{op}: no byte through the client");
+    }
+    assert_eq!(errno(vfs.copy("src/missing", "dst/x").await), libc::ENOENT);
+}

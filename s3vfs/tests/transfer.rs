@@ -2,7 +2,7 @@
 //! faults: server-side and streamed copies, the request cap, resume after a kill, retries,
 //! a source changed mid-copy, verification, sync.
 
-use s3vfs::store::{Capabilities, PutOptions, StoreError, StoreErrorKind};
+use s3vfs::store::{Capabilities, ObjectKey, ObjectStore, PutOptions, StoreError, StoreErrorKind};
 use s3vfs::transfer::{
     plan::SyncAction, Job, Method, ObjectUrl, Outcome, Transfer, TransferConfig, Verified,
 };
@@ -71,6 +71,7 @@ fn with_metadata() -> PutOptions {
             ("mtime".to_owned(), "1700000000".to_owned()),
         ]),
         content_type: Some("video/mp4".to_owned()),
+        tags: BTreeMap::from([("show".to_owned(), "evening news".to_owned())]),
         ..PutOptions::default()
     }
 }
@@ -113,6 +114,8 @@ async fn server_side_copies_move_no_bytes_through_the_client_and_keep_metadata()
         let meta = archive.meta(key).unwrap();
         assert_eq!(meta.user_metadata, with_metadata().user_metadata, "{key}");
         assert_eq!(meta.content_type, with_metadata().content_type, "{key}");
+        let tags = archive.get_tags(&ObjectKey::new(key)).await.unwrap();
+        assert_eq!(tags, with_metadata().tags, "{key}");
     }
     let counts = &endpoint.get("archive").counts;
     assert_eq!(counts.count(Op::Copy), 1);
@@ -149,6 +152,12 @@ async fn streamed_copies_between_endpoints_are_verified_part_by_part() {
     assert_eq!(to.get("archive").mem.get_bytes("b.mp4").unwrap(), big);
     let meta = to.get("archive").mem.meta("b.mp4").unwrap();
     assert_eq!(meta.user_metadata, with_metadata().user_metadata);
+    let tags = to
+        .get("archive")
+        .mem
+        .get_tags(&ObjectKey::new("b.mp4"))
+        .await;
+    assert_eq!(tags.unwrap(), with_metadata().tags);
     let small = transfer
         .copy(&job("s3://videos/small", "s3://archive/small"))
         .await;

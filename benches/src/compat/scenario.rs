@@ -157,6 +157,7 @@ pub const OPERATIONS: &[(&str, &str, Operation)] = &[
     ("truncate", "truncate down and up", truncate),
     ("rename-file", "rename a file", rename_file),
     ("rename-dir", "rename a directory", rename_dir),
+    ("copy", "copy a multipart file (server-side)", copy_file),
     ("markers", "mkdir / rmdir (marker)", markers),
     ("list", "list a large directory", list_many),
     ("symlink", "symlink / readlink", symlink),
@@ -293,6 +294,18 @@ fn rename_file<'a>(
         Failure::check(!fresh.exists(&from).await?, || {
             format!("{from} still exists")
         })?;
+        Ok(String::new())
+    })
+}
+
+fn copy_file<'a>(ctx: &'a Ctx, s: &'a dyn Surface, dir: &'a str) -> BoxFuture<'a, Outcome<String>> {
+    Box::pin(async move {
+        let (from, to) = (format!("{dir}/original.bin"), format!("{dir}/copy.bin"));
+        let body = pattern(0, MULTIPART_SIZE);
+        s.write(&from, body.clone()).await?;
+        s.copy(&from, &to).await?;
+        ctx.expect_content(&to, &body).await?;
+        ctx.expect_content(&from, &body).await?;
         Ok(String::new())
     })
 }

@@ -53,6 +53,8 @@ pub trait Surface: Send + Sync {
     async fn mode(&self, path: &str) -> Outcome<u32>;
     /// `rename(2)`.
     async fn rename(&self, from: &str, to: &str) -> Outcome<()>;
+    /// Copies file `from` to `to` (`std::fs::copy`, which is `copy_file_range(2)`).
+    async fn copy(&self, from: &str, to: &str) -> Outcome<()>;
     /// `mkdir(2)`.
     async fn mkdir(&self, path: &str) -> Outcome<()>;
     /// `rmdir(2)`.
@@ -165,6 +167,11 @@ impl Surface for Library {
 
     async fn rename(&self, from: &str, to: &str) -> Outcome<()> {
         Ok(self.vfs.rename(from, to).await?)
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Outcome<()> {
+        self.vfs.copy(from, to).await?;
+        Ok(())
     }
 
     async fn mkdir(&self, path: &str) -> Outcome<()> {
@@ -347,6 +354,12 @@ impl Surface for Mount {
     async fn rename(&self, from: &str, to: &str) -> Outcome<()> {
         let to = self.root.join(to);
         self.with(from, move |p| std::fs::rename(p, to)).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Outcome<()> {
+        let to = self.root.join(to);
+        self.with(from, move |p| std::fs::copy(p, to).map(|_| ()))
+            .await
     }
 
     async fn mkdir(&self, path: &str) -> Outcome<()> {

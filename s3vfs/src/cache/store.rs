@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use lru::LruCache;
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -324,6 +325,10 @@ impl ObjectStore for CachingStore {
 
     async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult> {
         self.shared.inner.copy(request).await
+    }
+
+    async fn get_tags(&self, key: &ObjectKey) -> StoreResult<BTreeMap<String, String>> {
+        self.shared.inner.get_tags(key).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {

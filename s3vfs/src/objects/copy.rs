@@ -46,13 +46,15 @@ fn source_changed(source: &ObjectKey) -> StoreError {
 
 impl Core {
     /// Options that recreate `head`'s metadata on a copy: user metadata, content type and
-    /// storage class, with the mount's encryption.
+    /// storage class, with the mount's encryption (and no tags: a CopyObject keeps the
+    /// source's).
     pub(crate) fn kept_options(&self, head: &ObjectMeta) -> PutOptions {
         PutOptions {
             user_metadata: head.user_metadata.clone(),
             content_type: head.content_type.clone(),
             storage_class: head.storage_class.clone(),
             sse: self.config.sse.clone(),
+            tags: Default::default(),
             condition: WriteCondition::None,
         }
     }

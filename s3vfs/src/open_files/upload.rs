@@ -66,6 +66,7 @@ impl OpenFiles {
             content_type: head.content_type,
             storage_class,
             sse: self.core.config.sse.clone(),
+            tags: Default::default(),
             condition: WriteCondition::None,
         })
     }

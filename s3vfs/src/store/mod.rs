@@ -26,6 +26,7 @@ pub use types::*;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Result of a store operation.
@@ -105,6 +106,10 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// CopyObject (server-side, up to 5 GiB).
     async fn copy(&self, request: CopyRequest) -> StoreResult<PutResult>;
+
+    /// GetObjectTagging: the object's tags. A store without tags answers
+    /// [`StoreErrorKind::InvalidRequest`] with code `NotImplemented`.
+    async fn get_tags(&self, key: &ObjectKey) -> StoreResult<BTreeMap<String, String>>;
 
     /// DeleteObject. Deleting a missing key succeeds, as on S3.
     async fn delete(&self, key: &ObjectKey) -> StoreResult<()>;

@@ -296,6 +296,8 @@ pub struct PutOptions {
     pub storage_class: Option<String>,
     /// Server-side encryption.
     pub sse: Option<ServerSideEncryption>,
+    /// Object tags (`x-amz-tagging`). Empty on a copy: the source's tags are kept.
+    pub tags: BTreeMap<String, String>,
     /// Write condition (single PUT only; multipart takes it at completion).
     pub condition: WriteCondition,
 }

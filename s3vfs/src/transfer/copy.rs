@@ -93,9 +93,10 @@ impl Transfer {
     }
 
     /// The destination's metadata: the source's content type, user metadata and storage
-    /// class (or the one asked for), with the encryption asked for.
-    fn options(&self, head: &ObjectMeta) -> PutOptions {
+    /// class (or the one asked for), with the encryption asked for, and `tags`.
+    fn options(&self, head: &ObjectMeta, tags: BTreeMap<String, String>) -> PutOptions {
         PutOptions {
+            tags,
             user_metadata: head.user_metadata.clone(),
             content_type: head.content_type.clone(),
             storage_class: self
@@ -105,6 +106,32 @@ impl Transfer {
                 .or_else(|| head.storage_class.clone()),
             sse: self.config.sse.clone(),
             condition: WriteCondition::None,
+        }
+    }
+
+    /// The source's tags, for a copy that does not carry them over by itself (anything
+    /// but a CopyObject). A server without tags (or that refuses to show them) gives
+    /// none: logged once per transfer.
+    async fn source_tags(&self, ends: &Ends<'_>) -> BTreeMap<String, String> {
+        let key = &ends.source_key;
+        match self
+            .limit
+            .run("GetObjectTagging", key.as_str(), || {
+                ends.source.get_tags(key)
+            })
+            .await
+        {
+            Ok(tags) => tags,
+            Err(err) => {
+                if !self
+                    .tags_unavailable
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!(source = %ends.job.source, error = %err,
+                        "cannot read the source's tags; copies are made without tags");
+                }
+                BTreeMap::new()
+            }
         }
     }
 
@@ -120,8 +147,9 @@ impl Transfer {
         report: &mut ObjectReport,
     ) -> Result<(), TransferError> {
         let dest_key = ends.dest_key.as_str();
-        let options = self.options(&ends.head);
         let expected = if self.config.server_side {
+            // No tags given: CopyObject keeps the source's.
+            let options = self.options(&ends.head, BTreeMap::new());
             report.method = Method::CopyObject;
             let request = CopyRequest {
                 source: ends.copy_source(),
@@ -136,6 +164,7 @@ impl Transfer {
             ends.head.etag.clone().filter(|t| md5_of(t).is_some())
         } else {
             report.method = Method::StreamedPut;
+            let options = self.options(&ends.head, self.source_tags(ends).await);
             let body = {
                 let _buffer = self.limit.buffer().await?;
                 let body = self
@@ -345,7 +374,7 @@ impl Transfer {
                 None => {}
             }
         }
-        let options = self.options(&ends.head);
+        let options = self.options(&ends.head, self.source_tags(ends).await);
         let id = self
             .limit
             .run("CreateMultipartUpload", ends.dest_key.as_str(), || {

@@ -21,8 +21,9 @@
 //! - **retried**: a request that fails with a 5xx, SlowDown/throttling or a timeout
 //!   ([`TransferConfig::request_timeout`]) is tried again with exponential backoff and
 //!   jitter, up to [`TransferConfig::max_attempts`] times;
-//! - **faithful**: content type, user metadata (s3fs's mode/uid/gid/mtime included) and
-//!   storage class are carried over; storage class and encryption can be asked for;
+//! - **faithful**: content type, user metadata (s3fs's mode/uid/gid/mtime included),
+//!   storage class and tags (where the server has them) are carried over; storage class
+//!   and encryption can be asked for;
 //! - **one version**: every read of the source (GET range, CopyObject, UploadPartCopy) is
 //!   pinned to the ETag seen when the copy began, so a source changed meanwhile fails the
 //!   copy instead of mixing two versions;
@@ -51,6 +52,7 @@ use limit::RequestLimit;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -382,6 +384,8 @@ pub struct Transfer {
     config: TransferConfig,
     limit: Arc<RequestLimit>,
     events: Option<EventSink>,
+    /// Whether reading a source's tags failed once (logged once).
+    tags_unavailable: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Transfer {
@@ -406,6 +410,7 @@ impl Transfer {
             config,
             limit,
             events: None,
+            tags_unavailable: Arc::default(),
         }
     }
 

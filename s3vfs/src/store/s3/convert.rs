@@ -73,12 +73,32 @@ pub(super) fn copy_source(bucket: &str, key: &ObjectKey) -> String {
     let mut out = String::with_capacity(bucket.len() + 1 + key.as_str().len() * 3);
     out.push_str(bucket);
     out.push('/');
-    for &b in key.as_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+    percent_encode(&mut out, key.as_str(), b"/");
+    out
+}
+
+/// `text` appended to `out` with every byte but unreserved ones and `keep` as `%XX`.
+fn percent_encode(out: &mut String, text: &str, keep: &[u8]) {
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b)
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
+    }
+}
+
+/// The `x-amz-tagging` header of `tags`: `key=value` pairs joined by `&`, URL-encoded.
+pub(super) fn tagging_header(tags: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode(&mut out, key, b"");
+        out.push('=');
+        percent_encode(&mut out, value, b"");
     }
     out
 }
@@ -109,6 +129,15 @@ mod tests {
         ));
         assert!(!restore_completed(r#"ongoing-request="true""#));
         assert!(!restore_completed(""));
+    }
+
+    #[test]
+    fn tags_are_url_encoded_pairs() {
+        let tags = std::collections::BTreeMap::from([
+            ("project".to_owned(), "a b&c".to_owned()),
+            ("kind".to_owned(), "vidéo".to_owned()),
+        ]);
+        assert_eq!(tagging_header(&tags), "kind=vid%C3%A9o&project=a%20b%26c");
     }
 
     #[test]

@@ -46,12 +46,12 @@ pub use config::{
 };
 use convert::{
     copy_source, non_negative, parse_content_range, part_number_i32, restore_completed,
-    storage_class_name, system_time, user_metadata,
+    storage_class_name, system_time, tagging_header, user_metadata,
 };
 use errors::{build_error, is_missing_key, map_sdk_error, missing_field};
 use futures::StreamExt;
 use resume::ResumableBody;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -75,6 +75,9 @@ macro_rules! apply_put_options {
         }
         if let Some(class) = &options.storage_class {
             $req = $req.storage_class(types::StorageClass::from(class.as_str()));
+        }
+        if !options.tags.is_empty() {
+            $req = $req.tagging(tagging_header(&options.tags));
         }
         match &options.sse {
             None => {}
@@ -612,6 +615,9 @@ impl ObjectStore for S3Store {
             MetadataDirective::Replace(options) => {
                 req = req.metadata_directive(types::MetadataDirective::Replace);
                 apply_put_options!(req, options);
+                if !options.tags.is_empty() {
+                    req = req.tagging_directive(types::TaggingDirective::Replace);
+                }
             }
         }
         match &request.condition {
@@ -629,6 +635,23 @@ impl ObjectStore for S3Store {
                 .and_then(|r| r.e_tag())
                 .map(ETag::new),
         })
+    }
+
+    async fn get_tags(&self, key: &ObjectKey) -> StoreResult<BTreeMap<String, String>> {
+        debug!(op = "GetObjectTagging", key = %key, "request");
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("GetObjectTagging", key.as_str(), e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
     }
 
     async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
