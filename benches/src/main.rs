@@ -30,6 +30,7 @@ mod seqwrite;
 mod summary;
 mod tools;
 mod tree;
+mod untar;
 mod upload;
 mod walk;
 
@@ -104,6 +105,12 @@ struct Args {
     /// Size of each file of item 7. Default 256M (64M with --quick).
     #[arg(long, value_parser = parse_size)]
     rss_file_size: Option<u64>,
+    /// Archive extracted in item 9 (default: one made from cargo's registry sources).
+    #[arg(long, value_name = "FILE")]
+    tarball: Option<PathBuf>,
+    /// Files of the archive made for item 9 when --tarball is not given.
+    #[arg(long, default_value_t = 5000)]
+    tar_files: usize,
     /// Keys of the tree walked with find in item 8. Default 1000000 (20000 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     walk_keys: Option<u32>,
@@ -178,6 +185,8 @@ pub enum Item {
     Rss,
     /// 8: RSS of the mount's process after `find` over a large tree.
     Walk,
+    /// 9: `tar x` of a real source tree, until every file is in S3.
+    Tar,
 }
 
 /// The options, with every default resolved.
@@ -195,6 +204,8 @@ pub struct Plan {
     pub rss_files: usize,
     pub rss_file_size: u64,
     pub walk_keys: usize,
+    pub tarball: Option<PathBuf>,
+    pub tar_files: usize,
     /// Measure s3fs and rclone where installed.
     pub others: bool,
     /// Measure through FUSE at all.
@@ -240,6 +251,8 @@ impl Plan {
                 .rss_file_size
                 .unwrap_or(if quick { 64 << 20 } else { 256 << 20 }),
             walk_keys: pick(args.walk_keys, 1_000_000, 20_000) as usize,
+            tarball: args.tarball.clone(),
+            tar_files: args.tar_files,
             others: !args.no_others,
             fuse: !args.no_fuse,
             no_small_reads: args.no_small_reads,
@@ -579,6 +592,13 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
         ) {
             Some(row) => row,
             None => walk::run(&ctx).await,
+        };
+        report.summary.rows.push(row);
+    }
+    if plan.wants(Item::Tar) {
+        let row = match needs_fuse(Item::Tar, "tar x of a source tree", Unit::Seconds) {
+            Some(row) => row,
+            None => untar::run(&ctx, plan.tarball.as_deref(), plan.tar_files).await,
         };
         report.summary.rows.push(row);
     }

@@ -324,6 +324,8 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
     }
     // The reference: the listing alone, every page, through the same SDK.
     let reference = Cell::from_result(raw_list(ctx, &format!("{dir}/"), m).await);
+    // What `ls -l` itself costs here, with no file system to wait for.
+    let floor = local_ls(m).await;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for (tool, samples) in tools(ctx) {
@@ -359,13 +361,36 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
             .note(format!(
                 "{first_note}; seconds per sample: {}",
                 per_tool_list(results)
-            ));
+            ))
+            .note(match &floor {
+                Ok(seconds) => format!(
+                    "ls -l of {m} empty files in a local tmpfs directory (ls's own work, which \
+                     any mount adds to the listing): {seconds:.3} s (median of 3)"
+                ),
+                Err(err) => format!("local ls -l floor not measured: {err:#}"),
+            });
         for note in &s3vfs.notes {
             row = row.note(format!("s3vfs: {note}"));
         }
         rows.push(row);
     }
     rows
+}
+
+/// Seconds `ls -l` takes over a local tmpfs (or temporary) directory of `m` empty files,
+/// median of 3: the part of a mount's `ls -l` that is `ls` itself.
+async fn local_ls(m: usize) -> Result<f64> {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };
+    let dir = tempfile::tempdir_in(base).context("local directory for the ls floor")?;
+    for i in 0..m {
+        std::fs::File::create(dir.path().join(format!("f{i:05}")))?;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        samples.push(timed_ls(dir.path(), m).await?);
+    }
+    crate::report::median(&samples).context("no samples")
 }
 
 /// `samples` fresh mounts of `tool`, each timing a cold and a warm `ls -l` of `dir`.

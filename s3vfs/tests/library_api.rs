@@ -88,7 +88,10 @@ async fn copy_is_server_side_for_whole_files_and_returns_the_bytes_copied() {
     assert_eq!(store.get_bytes("dst/small.txt").unwrap(), "small");
     assert_eq!(store.get_bytes("dst/big.bin").unwrap(), big);
     assert_eq!(counts.count(Op::Copy), 1);
-    assert!(counts.count(Op::UploadPartCopy) >= 1, "above the single-request limit");
+    assert!(
+        counts.count(Op::UploadPartCopy) >= 1,
+        "above the single-request limit"
+    );
     for op in [Op::Get, Op::Put, Op::UploadPart] {
         assert_eq!(counts.count(op), 0, "{op}: no byte through the client");
     }
