@@ -1284,6 +1284,7 @@ mod tests {
             condition: WriteCondition::None,
         };
         counting.copy(copy).await.unwrap();
+        counting.get_tags(&key("copy")).await.unwrap();
         counting.delete(&k).await.unwrap();
         counting.delete_many(vec![key("copy")]).await.unwrap();
         for op in Op::ALL {
@@ -1326,7 +1327,7 @@ mod tests {
 
     #[test]
     fn op_names_are_s3_api_names() {
-        assert_eq!(Op::ALL.len(), 12);
+        assert_eq!(Op::ALL.len(), 13);
         assert_eq!(Op::CompleteMultipart.to_string(), "CompleteMultipartUpload");
         for (i, op) in Op::ALL.iter().enumerate() {
             assert_eq!(op.index(), i);
