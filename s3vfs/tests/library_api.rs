@@ -104,7 +104,7 @@ async fn read_dir_is_a_stream_of_entries() {
     use futures::{StreamExt, TryStreamExt};
     let store = MemStore::new();
     for i in 0..2500 {
-        store.insert(&format!("many/f{i:04}"), "");
+        store.insert(format!("many/f{i:04}"), "");
     }
     store.insert("d/a", "");
     store.insert("d/b", "");
@@ -138,7 +138,7 @@ async fn a_dropped_next_entry_loses_no_entry() {
     use std::time::Duration;
     let store = MemStore::new();
     for name in ["a", "b", "c"] {
-        store.insert(&format!("d/{name}"), "");
+        store.insert(format!("d/{name}"), "");
     }
     let slow = LatencyStore::new(Arc::new(store.clone()), Duration::ZERO)
         .with_op_delay(Op::List, Duration::from_millis(100));
