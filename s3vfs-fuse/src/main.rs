@@ -1239,6 +1239,16 @@ fn open_store(data_dir: Option<&std::path::Path>) -> anyhow::Result<MemStore> {
 mod tests {
     use super::*;
 
+    /// The arguments of `s3vfs mount TARGET /mnt EXTRA…`.
+    fn parse_mount(target: &str, extra: &[&str]) -> anyhow::Result<MountArgs> {
+        let mut args = vec!["s3vfs", "mount", target, "/mnt"];
+        args.extend_from_slice(extra);
+        let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
+            bail!("not a mount command");
+        };
+        Ok(*args)
+    }
+
     fn plan(args: &[&str]) -> anyhow::Result<MountPlan> {
         let cli = Cli::try_parse_from(args)?;
         let Command::Mount(args) = cli.command else {
@@ -1249,14 +1259,7 @@ mod tests {
 
     #[test]
     fn mountpoint_s3_spellings_mean_what_they_mean_there() {
-        let mount_args = |extra: &[&str]| -> anyhow::Result<MountArgs> {
-            let mut args = vec!["s3vfs", "mount", "b/base", "/mnt"];
-            args.extend_from_slice(extra);
-            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
-                bail!("not a mount command");
-            };
-            Ok(*args)
-        };
+        let mount_args = |extra: &[&str]| parse_mount("b/base", extra);
         let args =
             mount_args(&["--prefix", "more/", "--allow-delete", "--allow-overwrite"]).unwrap();
         let plan = MountPlan::from_args(&args).unwrap();
@@ -1304,14 +1307,7 @@ mod tests {
 
     #[test]
     fn access_flags_reach_the_store_config() {
-        let mount_args = |extra: &[&str]| -> anyhow::Result<MountArgs> {
-            let mut args = vec!["s3vfs", "mount", "b", "/mnt"];
-            args.extend_from_slice(extra);
-            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
-                bail!("not a mount command");
-            };
-            Ok(*args)
-        };
+        let mount_args = |extra: &[&str]| parse_mount("b", extra);
         let config = mount_args(&[]).unwrap().store_config("b");
         assert!(!config.anonymous && !config.requester_pays);
         assert_eq!(config.expected_bucket_owner, None);
@@ -1371,14 +1367,7 @@ mod tests {
 
     #[test]
     fn max_threads_is_checked() {
-        let threads = |extra: &[&str]| -> anyhow::Result<u16> {
-            let mut args = vec!["s3vfs", "mount", "b", "/mnt"];
-            args.extend_from_slice(extra);
-            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
-                bail!("not a mount command");
-            };
-            Ok(args.max_threads)
-        };
+        let threads = |extra: &[&str]| parse_mount("b", extra).map(|args| args.max_threads);
         assert_eq!(threads(&[]).unwrap(), 2);
         assert_eq!(threads(&["--max-threads", "8"]).unwrap(), 8);
         assert!(threads(&["--max-threads", "0"]).is_err());

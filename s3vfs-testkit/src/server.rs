@@ -708,6 +708,16 @@ impl Backend {
         Ok(source.pinned(pin))
     }
 
+    /// `NoSuchBucket` unless the provider lists `bucket`.
+    async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
+        let names = self.provider.list_buckets().await.map_err(s3_error)?;
+        if names.iter().any(|name| name == bucket) {
+            Ok(())
+        } else {
+            Err(S3Error::new(S3ErrorCode::NoSuchBucket))
+        }
+    }
+
     fn store(&self, bucket: &str) -> S3Result<Arc<dyn ObjectStore>> {
         self.provider.bucket(bucket).map_err(|e| {
             if e.kind == StoreErrorKind::NotFound {
@@ -744,10 +754,7 @@ impl S3 for Backend {
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        let names = self.provider.list_buckets().await.map_err(s3_error)?;
-        if !names.contains(&req.input.bucket) {
-            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
-        }
+        self.require_bucket(&req.input.bucket).await?;
         let hidden = self.quirks.lock().hide_bucket_region;
         Ok(S3Response::new(dto::HeadBucketOutput {
             bucket_region: (!hidden).then(|| self.settings.region()),
@@ -759,10 +766,7 @@ impl S3 for Backend {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        let names = self.provider.list_buckets().await.map_err(s3_error)?;
-        if !names.contains(&req.input.bucket) {
-            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
-        }
+        self.require_bucket(&req.input.bucket).await?;
         // As S3: no constraint for us-east-1.
         let region = self.settings.region();
         Ok(S3Response::new(dto::GetBucketLocationOutput {

@@ -14,7 +14,7 @@ use s3vfs::store::{
 };
 use s3vfs::vfs::{Ino, Vfs};
 use s3vfs::{FsConfig, S3Fs};
-use s3vfs_testkit::fault::{CountingStore, FaultStore, ListFault, Op};
+use s3vfs_testkit::fault::{call_every_op, CountingStore, FaultStore, ListFault, Op};
 use s3vfs_testkit::server::{S3Server, ServerCredentials, UploadPayloads};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::collections::BTreeMap;
@@ -1518,67 +1518,6 @@ async fn a_store_over_a_client_built_elsewhere() {
     assert_eq!(store.head(&key("k")).await.unwrap().size, 1);
 }
 
-/// One request of every kind an `S3Store` sends, through `f`: each `ObjectStore` method.
-/// Returns the S3 operations they are.
-async fn one_request_of_each_kind(f: &Fixture) -> Vec<&'static str> {
-    let store = &f.store;
-    store
-        .put(&key("a"), data(10), PutOptions::default())
-        .await
-        .unwrap();
-    store.head(&key("a")).await.unwrap();
-    get_range(store, "a", Some(ByteRange::new(0, 4)))
-        .await
-        .unwrap();
-    store.list(ListRequest::default()).await.unwrap();
-    store.get_tags(&key("a")).await.unwrap();
-    store
-        .copy(CopyRequest {
-            source: key("a").into(),
-            dest: key("b"),
-            metadata: MetadataDirective::Copy,
-            condition: WriteCondition::None,
-        })
-        .await
-        .unwrap();
-    let k = key("mp");
-    let id = store
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
-    let p1 = store.upload_part(&k, &id, 1, data(5 * MIB)).await.unwrap();
-    let p2 = store
-        .upload_part_copy(&k, &id, 2, &key("a").into(), None)
-        .await
-        .unwrap();
-    store
-        .complete_multipart(&k, &id, vec![p1, p2], WriteCondition::None)
-        .await
-        .unwrap();
-    let id = store
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
-    store.abort_multipart(&k, &id).await.unwrap();
-    store.delete(&key("b")).await.unwrap();
-    store.delete_many(vec![key("a"), key("mp")]).await.unwrap();
-    vec![
-        "PutObject",
-        "HeadObject",
-        "GetObject",
-        "ListObjectsV2",
-        "GetObjectTagging",
-        "CopyObject",
-        "CreateMultipartUpload",
-        "UploadPart",
-        "UploadPartCopy",
-        "CompleteMultipartUpload",
-        "AbortMultipartUpload",
-        "DeleteObject",
-        "DeleteObjects",
-    ]
-}
-
 /// `--requester-pays` and `--expected-bucket-owner`: `x-amz-request-payer` and
 /// `x-amz-expected-bucket-owner` on every request (copies: the source's owner too, the
 /// source being in the same bucket); neither without them.
@@ -1587,9 +1526,9 @@ async fn requester_pays_and_the_expected_owner_reach_every_request() {
     const OWNER: &str = "111122223333";
     let f = fixture_with(|c| c.requester_pays(true).expected_bucket_owner(OWNER)).await;
     f.server.record_requests(true);
-    let kinds = one_request_of_each_kind(&f).await;
+    call_every_op(&f.store, 5 * MIB).await.unwrap();
     let recorded = f.server.recorded_requests();
-    for kind in kinds {
+    for kind in Op::ALL.map(Op::name) {
         assert!(
             recorded.iter().any(|r| r.operation == kind),
             "no {kind} among {:?}",
@@ -1619,7 +1558,7 @@ async fn requester_pays_and_the_expected_owner_reach_every_request() {
 
     let f = fixture().await;
     f.server.record_requests(true);
-    one_request_of_each_kind(&f).await;
+    call_every_op(&f.store, 5 * MIB).await.unwrap();
     for request in f.server.recorded_requests() {
         for header in [
             "x-amz-request-payer",
