@@ -4,7 +4,7 @@
 //! - [`adapter`]: [`FuseAdapter`], the `fuser::Filesystem` implementation. It owns no file
 //!   system logic and no S3 knowledge: each callback spawns the core call on a tokio runtime
 //!   and replies from the task, so a FUSE thread never waits on the network;
-//! - [`mount`]: [`mount()`] with [`MountOptions`], the checks of the mountpoint that turn
+//! - [`mount`](mod@mount): [`mount()`] with [`MountOptions`], the checks of the mountpoint that turn
 //!   the usual mistakes (a dead previous mount, a file, a non-empty directory) into clear
 //!   errors, and the [`MountGuard`] that unmounts on drop;
 //! - [`local`]: a loopback S3 endpoint over in-memory buckets and a real `S3Store` client for

@@ -100,6 +100,13 @@ impl LocalS3 {
         &self.bucket
     }
 
+    /// The endpoint itself, to change what it allows and names or to see what it received
+    /// ([`S3Server::allow_anonymous`], [`S3Server::set_region`],
+    /// [`S3Server::record_requests`]).
+    pub fn server(&self) -> &S3Server {
+        &self.server
+    }
+
     /// The bucket's contents, to change behind the file system's back.
     pub fn store(&self) -> &MemStore {
         &self.store

@@ -95,7 +95,8 @@ struct ConnectionArgs {
     /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
     #[arg(help_heading = "S3 connection", long)]
     force_path_style: bool,
-    /// AWS region of the bucket (default: from the profile).
+    /// AWS region of the bucket (default: from the profile, else the region the bucket
+    /// names when asked, as Mountpoint does).
     #[arg(help_heading = "S3 connection", long, env = "AWS_REGION")]
     region: Option<String>,
     /// Named profile of ~/.aws/config and ~/.aws/credentials.
@@ -115,6 +116,44 @@ impl ConnectionArgs {
     }
 }
 
+/// Who signs and who pays: the flags `mount`, `doctor` and `recover` share besides
+/// [`ConnectionArgs`] (Mountpoint's and the AWS CLI's spellings).
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// Send requests unsigned, without looking up any credentials: for buckets anyone may
+    /// read.
+    #[arg(help_heading = "S3 connection", long)]
+    no_sign_request: bool,
+    /// Pay for the requests and data transfer of a requester-pays bucket (sends
+    /// x-amz-request-payer: requester with every request).
+    #[arg(help_heading = "S3 connection", long)]
+    requester_pays: bool,
+    /// The account that must own the bucket (12 digits): S3 refuses every request to a
+    /// bucket of that name owned by another (x-amz-expected-bucket-owner).
+    #[arg(help_heading = "S3 connection", long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+    expected_bucket_owner: Option<String>,
+}
+
+impl AccessArgs {
+    /// `config` with these flags.
+    fn apply(&self, config: S3StoreConfig) -> S3StoreConfig {
+        let mut config = config
+            .anonymous(self.no_sign_request)
+            .requester_pays(self.requester_pays);
+        config.expected_bucket_owner = self.expected_bucket_owner.clone();
+        config
+    }
+}
+
+/// An AWS account id: 12 digits.
+fn parse_account_id(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not an AWS account id (12 digits)"))
+    }
+}
+
 #[derive(Debug, Args)]
 struct DoctorArgs {
     /// BUCKET[/PREFIX]: the scratch prefix is made under PREFIX.
@@ -122,6 +161,8 @@ struct DoctorArgs {
     target: String,
     #[command(flatten)]
     s3: ConnectionArgs,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +190,8 @@ struct RecoverArgs {
     bucket: Option<String>,
     #[command(flatten)]
     s3: ConnectionArgs,
+    #[command(flatten)]
+    access: AccessArgs,
     /// Size of one uploaded part, in bytes (suffixes K, M, G).
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
         value_parser = parse_part_size)]
@@ -168,6 +211,8 @@ struct MountArgs {
     all_buckets: bool,
     #[command(flatten)]
     s3: ConnectionArgs,
+    #[command(flatten)]
+    access: AccessArgs,
     /// When upload bodies are covered by the request signature (one SHA-256 pass over every
     /// byte written): auto signs them only over plain HTTP to another host, since HTTPS and
     /// loopback connections already keep them intact. A CRC32 checksum is sent either way.
@@ -357,6 +402,15 @@ struct MountArgs {
         conflicts_with = "log_file"
     )]
     log_directory: Option<PathBuf>,
+}
+
+impl MountArgs {
+    /// The S3 client configuration for `bucket` these flags describe.
+    fn store_config(&self, bucket: &str) -> S3StoreConfig {
+        let mut config = self.access.apply(self.s3.store_config(bucket));
+        config.payload_signing = self.payload_signing;
+        config
+    }
 }
 
 #[cfg(feature = "demo")]
@@ -584,7 +638,7 @@ async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         bail!("the bucket name in {target:?} is empty");
     }
     let prefix = FsConfig::default().with_prefix(prefix).prefix;
-    let config = args.s3.store_config(bucket);
+    let config = args.access.apply(args.s3.store_config(bucket));
     let store: Arc<dyn ObjectStore> = Arc::new(
         S3Store::new(config)
             .await
@@ -743,7 +797,7 @@ impl<'a> Stores<'a> {
         if let Some(store) = self.by_bucket.get(bucket) {
             return Ok(Some(Arc::clone(store)));
         }
-        let config = self.args.s3.store_config(bucket);
+        let config = self.args.access.apply(self.args.s3.store_config(bucket));
         let store: Arc<dyn ObjectStore> = Arc::new(
             S3Store::new(config)
                 .await
@@ -985,10 +1039,7 @@ async fn mount_bucket(
     s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
     let mut fs_config = plan.fs_config(args)?;
     let mut notices = Vec::new();
-    let mut store_config = args
-        .s3
-        .store_config(plan.bucket.as_deref().unwrap_or_default());
-    store_config.payload_signing = args.payload_signing;
+    let store_config = args.store_config(plan.bucket.as_deref().unwrap_or_default());
     let vfs: Arc<dyn Vfs> = match &plan.bucket {
         Some(bucket) => {
             let store = S3Store::new(store_config)
@@ -1188,6 +1239,16 @@ fn open_store(data_dir: Option<&std::path::Path>) -> anyhow::Result<MemStore> {
 mod tests {
     use super::*;
 
+    /// The arguments of `s3vfs mount TARGET /mnt EXTRA…`.
+    fn parse_mount(target: &str, extra: &[&str]) -> anyhow::Result<MountArgs> {
+        let mut args = vec!["s3vfs", "mount", target, "/mnt"];
+        args.extend_from_slice(extra);
+        let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
+            bail!("not a mount command");
+        };
+        Ok(*args)
+    }
+
     fn plan(args: &[&str]) -> anyhow::Result<MountPlan> {
         let cli = Cli::try_parse_from(args)?;
         let Command::Mount(args) = cli.command else {
@@ -1198,14 +1259,7 @@ mod tests {
 
     #[test]
     fn mountpoint_s3_spellings_mean_what_they_mean_there() {
-        let mount_args = |extra: &[&str]| -> anyhow::Result<MountArgs> {
-            let mut args = vec!["s3vfs", "mount", "b/base", "/mnt"];
-            args.extend_from_slice(extra);
-            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
-                bail!("not a mount command");
-            };
-            Ok(*args)
-        };
+        let mount_args = |extra: &[&str]| parse_mount("b/base", extra);
         let args =
             mount_args(&["--prefix", "more/", "--allow-delete", "--allow-overwrite"]).unwrap();
         let plan = MountPlan::from_args(&args).unwrap();
@@ -1252,6 +1306,43 @@ mod tests {
     }
 
     #[test]
+    fn access_flags_reach_the_store_config() {
+        let mount_args = |extra: &[&str]| parse_mount("b", extra);
+        let config = mount_args(&[]).unwrap().store_config("b");
+        assert!(!config.anonymous && !config.requester_pays);
+        assert_eq!(config.expected_bucket_owner, None);
+        let config = mount_args(&[
+            "--no-sign-request",
+            "--requester-pays",
+            "--expected-bucket-owner",
+            "111122223333",
+            "--payload-signing",
+            "always",
+        ])
+        .unwrap()
+        .store_config("b");
+        assert!(config.anonymous && config.requester_pays);
+        assert_eq!(
+            config.expected_bucket_owner.as_deref(),
+            Some("111122223333")
+        );
+        assert_eq!(config.payload_signing, PayloadSigning::Always);
+        assert!(mount_args(&["--expected-bucket-owner", "me"]).is_err());
+
+        // doctor and recover take them too.
+        let cli = Cli::try_parse_from(["s3vfs", "doctor", "b", "--requester-pays"]).unwrap();
+        let Command::Doctor(args) = cli.command else {
+            panic!("not a doctor command");
+        };
+        assert!(args.access.apply(args.s3.store_config("b")).requester_pays);
+        let cli = Cli::try_parse_from(["s3vfs", "recover", "--no-sign-request"]).unwrap();
+        let Command::Recover(args) = cli.command else {
+            panic!("not a recover command");
+        };
+        assert!(args.access.apply(args.s3.store_config("b")).anonymous);
+    }
+
+    #[test]
     fn mount_help_is_grouped_by_topic_with_examples() {
         use clap::CommandFactory;
         let mut cli = Cli::command();
@@ -1276,14 +1367,7 @@ mod tests {
 
     #[test]
     fn max_threads_is_checked() {
-        let threads = |extra: &[&str]| -> anyhow::Result<u16> {
-            let mut args = vec!["s3vfs", "mount", "b", "/mnt"];
-            args.extend_from_slice(extra);
-            let Command::Mount(args) = Cli::try_parse_from(args)?.command else {
-                bail!("not a mount command");
-            };
-            Ok(args.max_threads)
-        };
+        let threads = |extra: &[&str]| parse_mount("b", extra).map(|args| args.max_threads);
         assert_eq!(threads(&[]).unwrap(), 2);
         assert_eq!(threads(&["--max-threads", "8"]).unwrap(), 8);
         assert!(threads(&["--max-threads", "0"]).is_err());

@@ -48,6 +48,15 @@ const S3FS_NAMES: &[(&str, &str)] = &[
     ("allow_other", "allow-other"),
 ];
 
+/// Options that stand for a flag of another name as a whole, value included (`None`: the
+/// default, no flag).
+const WHOLE_OPTIONS: &[(&str, Option<&str>)] = &[
+    ("ro", Some("--read-only")),
+    // s3fs's anonymous access; `=0` is its default.
+    ("public_bucket=1", Some("--no-sign-request")),
+    ("public_bucket=0", None),
+];
+
 /// Prefixes of options that belong to someone else (systemd, mount(8)).
 const IGNORED_PREFIXES: &[&str] = &["x-", "comment=", "helper="];
 
@@ -97,8 +106,8 @@ fn options(list: &str) -> Vec<String> {
         if IGNORED.contains(&option) || IGNORED_PREFIXES.iter().any(|p| option.starts_with(p)) {
             continue;
         }
-        if option == "ro" {
-            flags.push("--read-only".to_owned());
+        if let Some((_, flag)) = WHOLE_OPTIONS.iter().find(|(o, _)| *o == option) {
+            flags.extend(flag.map(str::to_owned));
             continue;
         }
         let (name, value) = match option.split_once('=') {
@@ -175,7 +184,7 @@ mod tests {
                 "b",
                 "/m",
                 "-o",
-                "use_path_request_style,url=http://127.0.0.1:9000,endpoint=eu-west-1,allow_other"
+                "use_path_request_style,url=http://127.0.0.1:9000,endpoint=eu-west-1,allow_other,public_bucket=1,requester_pays"
             ])
             .unwrap(),
             [
@@ -188,7 +197,9 @@ mod tests {
                 "http://127.0.0.1:9000",
                 "--region",
                 "eu-west-1",
-                "--allow-other"
+                "--allow-other",
+                "--no-sign-request",
+                "--requester-pays"
             ]
         );
     }

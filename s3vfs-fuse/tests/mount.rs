@@ -838,6 +838,84 @@ fn mount_fuse3_mounts_with_options() {
     runtime.block_on(local.stop());
 }
 
+/// `--no-sign-request`, `--requester-pays` and `--expected-bucket-owner` reach every
+/// request of a mount; without a region anywhere (flag, environment, profile) the bucket is
+/// asked for its own, which the log names.
+#[test]
+fn access_flags_reach_every_request_and_the_region_is_the_buckets() {
+    const OWNER: &str = "111122223333";
+    let store = MemStore::new();
+    store.insert("public.txt", "anyone may read this");
+    let (runtime, local) = serve_bucket(&store);
+    local.server().allow_anonymous(true);
+    local.server().set_region("eu-test-1");
+    local.server().record_requests(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let log = dir.path().join("mount.log");
+    let nowhere = dir.path().join("no-such-file");
+
+    let mount = Binary::start(
+        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .args(["mount", "bucket"])
+            .arg(&mountpoint)
+            .args(["--foreground", "--force-path-style", "--log-level", "info"])
+            .args(["--endpoint-url", &local.endpoint_url()])
+            .args(["--no-sign-request", "--requester-pays"])
+            .args(["--expected-bucket-owner", OWNER])
+            .arg("--log-file")
+            .arg(&log)
+            // No credentials, region or profile from this machine.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", &nowhere)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY"),
+    );
+    wait_for(&mountpoint.join("public.txt"));
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("public.txt")).unwrap(),
+        "anyone may read this"
+    );
+    fs::write(mountpoint.join("new.txt"), "written anonymously").unwrap();
+    assert_eq!(store.get_bytes("new.txt").unwrap(), "written anonymously");
+    mount.signal(libc::SIGINT);
+    let out = mount.wait();
+    assert!(out.status.success(), "exit after SIGINT: {out:?}");
+
+    let recorded = local.server().recorded_requests();
+    for op in ["HeadBucket", "ListObjectsV2", "GetObject", "PutObject"] {
+        assert!(recorded.iter().any(|r| r.operation == op), "no {op}");
+    }
+    for request in &recorded {
+        let op = &request.operation;
+        assert!(!request.signed, "{op}");
+        assert_eq!(request.header("authorization"), None, "{op}");
+        assert_eq!(
+            request.header("x-amz-expected-bucket-owner"),
+            Some(OWNER),
+            "{op}"
+        );
+        if op != "HeadBucket" {
+            assert_eq!(
+                request.header("x-amz-request-payer"),
+                Some("requester"),
+                "{op}"
+            );
+        }
+    }
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("region=eu-test-1") && logged.contains("no region configured"),
+        "{logged}"
+    );
+    runtime.block_on(local.stop());
+}
+
 /// `s3vfs doctor` prints one row per capability, names what the server lacks, leaves
 /// nothing in the bucket, and fails only when a check cannot be made.
 #[test]

@@ -20,8 +20,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
     ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
-    GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    GetRequest, GetResponse, ListPage, ListRequest, MetadataDirective, ObjectKey, ObjectMeta,
+    ObjectStore, PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId,
+    WriteCondition,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -107,6 +108,47 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Calls every [`ObjectStore`] method of `store` once ([`Op::CreateMultipart`] twice: one
+/// upload completed, one aborted), on keys under `every-op/` that it removes again: for
+/// tests of what each kind of request does or carries. The completed upload's first part
+/// is `first_part` bytes long (at least the store's smallest part).
+pub async fn call_every_op(store: &dyn ObjectStore, first_part: usize) -> StoreResult<()> {
+    let (src, dst) = (
+        ObjectKey::new("every-op/src"),
+        ObjectKey::new("every-op/dst"),
+    );
+    let options = PutOptions::default;
+    store
+        .put(&src, Bytes::from_static(b"data"), options())
+        .await?;
+    store.head(&src).await?;
+    store
+        .get(GetRequest::whole(src.clone()))
+        .await?
+        .collect()
+        .await?;
+    store.list(ListRequest::default()).await?;
+    store.get_tags(&src).await?;
+    let copy = CopyRequest {
+        source: CopySource::new(src.clone()),
+        dest: dst.clone(),
+        metadata: MetadataDirective::Copy,
+        condition: WriteCondition::None,
+    };
+    store.copy(copy).await?;
+    let id = store.create_multipart(&dst, options()).await?;
+    let first = Bytes::from(vec![b'x'; first_part]);
+    let p1 = store.upload_part(&dst, &id, 1, first).await?;
+    let source = CopySource::new(src.clone());
+    let p2 = store.upload_part_copy(&dst, &id, 2, &source, None).await?;
+    (store.complete_multipart(&dst, &id, vec![p1, p2], WriteCondition::None)).await?;
+    let id = store.create_multipart(&dst, options()).await?;
+    store.abort_multipart(&dst, &id).await?;
+    store.delete(&dst).await?;
+    store.delete_many(vec![src]).await?;
+    Ok(())
 }
 
 /// Forwards every [`ObjectStore`] method to `self.inner` after `self.before(op, keys)`.
@@ -1246,50 +1288,13 @@ mod tests {
             min_part_size: 1,
             ..Capabilities::default()
         });
-        mem.insert("src", "data");
-        let counting = CountingStore::new(Arc::new(mem));
-        let k = key("dst");
-        counting.head(&k).await.ok();
-        counting.get(GetRequest::whole(key("src"))).await.unwrap();
-        counting.list(ListRequest::default()).await.unwrap();
-        counting
-            .put(&k, Bytes::new(), PutOptions::default())
-            .await
-            .unwrap();
-        let id = counting
-            .create_multipart(&k, PutOptions::default())
-            .await
-            .unwrap();
-        let p1 = counting
-            .upload_part(&k, &id, 1, Bytes::from_static(b"x"))
-            .await
-            .unwrap();
-        let p2 = counting
-            .upload_part_copy(&k, &id, 2, &key("src").into(), None)
-            .await
-            .unwrap();
-        counting
-            .complete_multipart(&k, &id, vec![p1, p2], WriteCondition::None)
-            .await
-            .unwrap();
-        let id = counting
-            .create_multipart(&k, PutOptions::default())
-            .await
-            .unwrap();
-        counting.abort_multipart(&k, &id).await.unwrap();
-        let copy = CopyRequest {
-            source: CopySource::new(key("src")),
-            dest: key("copy"),
-            metadata: Default::default(),
-            condition: WriteCondition::None,
-        };
-        counting.copy(copy).await.unwrap();
-        counting.delete(&k).await.unwrap();
-        counting.delete_many(vec![key("copy")]).await.unwrap();
+        let counting = CountingStore::new(Arc::new(mem.clone()));
+        call_every_op(&counting, 1).await.unwrap();
         for op in Op::ALL {
             let expected = if op == Op::CreateMultipart { 2 } else { 1 };
             assert_eq!(counting.count(op), expected, "{op}");
         }
+        assert!(mem.keys().is_empty());
     }
 
     #[tokio::test]
@@ -1326,7 +1331,7 @@ mod tests {
 
     #[test]
     fn op_names_are_s3_api_names() {
-        assert_eq!(Op::ALL.len(), 12);
+        assert_eq!(Op::ALL.len(), 13);
         assert_eq!(Op::CompleteMultipart.to_string(), "CompleteMultipartUpload");
         for (i, op) in Op::ALL.iter().enumerate() {
             assert_eq!(op.index(), i);

@@ -4,7 +4,14 @@
 //!   conditional writes, multipart limits, archived objects), optionally persisted to a
 //!   directory; [`MemBuckets`] and [`SingleBucket`] serve stores by bucket name;
 //! - [`fault`]: wrappers that count requests, inject failures and throttling, cut GET
-//!   bodies short and add latency, composable around any store.
+//!   bodies short and add latency, composable around any store;
+//! - [`model`]: the reference model the property tests compare the file system with;
+//! - `server` (feature `server`, on by default): `S3Server`, any store served as an S3
+//!   endpoint over HTTP on loopback, for the real `S3Store` client and other S3 tools.
+//!
+//! Features: `server` (the HTTP endpoint: `s3s`, `hyper`) and `proptest` (the
+//! `model::strategies`), both on by default; without them the fakes and wrappers build
+//! with neither.
 //!
 //! Shared helpers for tests live here so that no test copies them.
 
@@ -13,6 +20,7 @@ pub mod instrumented;
 pub mod mem;
 pub mod model;
 pub mod pace;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub use instrumented::InstrumentedBuckets;

@@ -683,7 +683,8 @@ pub async fn apply_to_vfs(
     }
 }
 
-/// proptest strategies for paths, keys and operations.
+/// proptest strategies for paths, keys and operations (feature `proptest`).
+#[cfg(feature = "proptest")]
 pub mod strategies {
     use super::FsOp;
     use bytes::Bytes;

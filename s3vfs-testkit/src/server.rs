@@ -7,10 +7,17 @@
 //! sees what it would see from S3; GET bodies are streamed, and a body stream that fails
 //! mid-way aborts the connection, like a dropped connection would.
 //!
-//! Supported: ListBuckets, HeadBucket, HeadObject, GetObject (Range, If-Match),
+//! Supported: ListBuckets, HeadBucket, GetBucketLocation, HeadObject, GetObject (Range,
+//! If-Match),
 //! ListObjectsV2 (with `encoding-type=url`), PutObject, CreateMultipartUpload, UploadPart,
 //! UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, CopyObject (also across
-//! buckets), DeleteObject, DeleteObjects. Everything else answers `NotImplemented`.
+//! buckets), GetObjectTagging, DeleteObject, DeleteObjects. Everything else answers
+//! `NotImplemented`. Requests signed for any region are accepted; HeadBucket and
+//! GetBucketLocation name the one [`S3Server::set_region`] sets. Unsigned requests are
+//! refused unless [`S3Server::allow_anonymous`] lets them through, as a public bucket does.
+//!
+//! [`S3Server::record_requests`] keeps every request's operation and headers, so that a
+//! test can check what a client sends.
 //!
 //! [`ServerQuirks`] makes the server answer some requests the way other S3-compatible
 //! servers do (a misnamed XML root, as moto and `rclone serve s3`) or not at all after
@@ -25,6 +32,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
 use s3s::dto;
 use s3s::service::S3ServiceBuilder;
@@ -41,7 +49,7 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -57,6 +65,9 @@ pub const TEST_REGION: &str = "us-east-1";
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
+
+/// Most requests [`S3Server::record_requests`] keeps; later ones are not recorded.
+pub const MAX_RECORDED_REQUESTS: usize = 100_000;
 
 /// The key pair the server accepts. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -119,6 +130,111 @@ pub struct S3Server {
     task: Option<JoinHandle<()>>,
     payloads: Arc<PayloadCounters>,
     quirks: ServerQuirks,
+    settings: Arc<Settings>,
+}
+
+/// One request as the server received it (see [`S3Server::record_requests`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// The S3 operation, as S3 names it (`GetObject`, `UploadPartCopy`, …).
+    pub operation: String,
+    /// Whether it was signed (with any key pair the server accepted); `false` for an
+    /// anonymous request.
+    pub signed: bool,
+    /// Its headers, names in lower case; a repeated header's values joined by `,`.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl RecordedRequest {
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The region of the signature's credential scope (`Credential=KEY/DATE/REGION/s3/…`
+    /// in `Authorization`); `None` unsigned.
+    pub fn signing_region(&self) -> Option<&str> {
+        let authorization = self.header("authorization")?;
+        let scope = authorization.split("Credential=").nth(1)?;
+        scope.split(['/', ',']).nth(2)
+    }
+}
+
+/// What the server lets through, names and records; changeable while it runs.
+#[derive(Debug)]
+struct Settings {
+    /// Whether unsigned requests are served.
+    anonymous: AtomicBool,
+    /// Whether requests are recorded.
+    recording: AtomicBool,
+    recorded: Mutex<Vec<RecordedRequest>>,
+    /// The region HeadBucket and GetBucketLocation name.
+    region: Mutex<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            anonymous: AtomicBool::new(false),
+            recording: AtomicBool::new(false),
+            recorded: Mutex::default(),
+            region: Mutex::new(TEST_REGION.to_owned()),
+        }
+    }
+}
+
+impl Settings {
+    fn region(&self) -> String {
+        self.region
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Vec<RecordedRequest>> {
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The server's access check, which `s3s` runs before every operation: records the
+/// request, and refuses it unsigned unless anonymous access is on.
+struct Access {
+    settings: Arc<Settings>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let signed = cx.credentials().is_some();
+        if self.settings.recording.load(Ordering::Relaxed) {
+            let mut headers = BTreeMap::<String, String>::new();
+            for (name, value) in cx.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
+                        v.push(',');
+                        v.push_str(&value);
+                    })
+                    .or_insert_with(|| value.into_owned());
+            }
+            let mut recorded = self.settings.recorded();
+            if recorded.len() < MAX_RECORDED_REQUESTS {
+                recorded.push(RecordedRequest {
+                    operation: cx.s3_op().name().to_owned(),
+                    signed,
+                    headers,
+                });
+            }
+        }
+        if signed || self.settings.anonymous.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(AccessDenied, "Signature is required"))
+        }
+    }
 }
 
 /// How the bodies of the uploads (PutObject, UploadPart) a server received were signed.
@@ -213,15 +329,21 @@ impl S3Server {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let payloads = Arc::new(PayloadCounters::default());
+        let quirks = ServerQuirks::default();
+        let settings = Arc::new(Settings::default());
         let mut builder = S3ServiceBuilder::new(Backend {
             provider,
             payloads: Arc::clone(&payloads),
+            quirks: quirks.clone(),
+            settings: Arc::clone(&settings),
         });
         builder.set_auth(SimpleAuth::from_single(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.clone(),
         ));
-        let quirks = ServerQuirks::default();
+        builder.set_access(Access {
+            settings: Arc::clone(&settings),
+        });
         let service = QuirkService {
             inner: builder.build(),
             quirks: quirks.clone(),
@@ -267,7 +389,40 @@ impl S3Server {
             task: Some(task),
             payloads,
             quirks,
+            settings,
         })
+    }
+
+    /// Serve unsigned requests too (`true`), as a bucket anyone may read does, or refuse
+    /// them with `AccessDenied` (`false`, the default). Signed ones must always be signed
+    /// with the server's key pair.
+    pub fn allow_anonymous(&self, on: bool) {
+        self.settings.anonymous.store(on, Ordering::Relaxed);
+    }
+
+    /// Start (`true`) or stop recording every request the server receives (its operation
+    /// and headers, up to [`MAX_RECORDED_REQUESTS`]); off at first. Starting drops what
+    /// was recorded before.
+    pub fn record_requests(&self, on: bool) {
+        if on {
+            self.settings.recorded().clear();
+        }
+        self.settings.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// The requests recorded so far, in the order the server received them.
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        self.settings.recorded().clone()
+    }
+
+    /// The region HeadBucket (`x-amz-bucket-region`) and GetBucketLocation name for every
+    /// bucket ([`TEST_REGION`] at first).
+    pub fn set_region(&self, region: &str) {
+        *self
+            .settings
+            .region
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = region.to_owned();
     }
 
     /// The answers this server gets wrong on purpose (none at first).
@@ -365,6 +520,8 @@ struct QuirkRules {
     drops: BTreeMap<Op, u64>,
     /// Replies dropped so far.
     dropped: u64,
+    /// Whether HeadBucket leaves out `x-amz-bucket-region`.
+    hide_bucket_region: bool,
 }
 
 impl ServerQuirks {
@@ -382,6 +539,12 @@ impl ServerQuirks {
         self.lock().drops.insert(op, k);
     }
 
+    /// HeadBucket answers without `x-amz-bucket-region`, as some S3-compatible servers
+    /// do, so that a client looking for the region has to ask GetBucketLocation.
+    pub fn hide_bucket_region(&self) {
+        self.lock().hide_bucket_region = true;
+    }
+
     /// How many replies were dropped so far.
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
@@ -392,6 +555,7 @@ impl ServerQuirks {
         let mut rules = self.lock();
         rules.roots.clear();
         rules.drops.clear();
+        rules.hide_bucket_region = false;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QuirkRules> {
@@ -517,6 +681,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for QuirkSer
 struct Backend {
     provider: Arc<dyn BucketProvider>,
     payloads: Arc<PayloadCounters>,
+    quirks: ServerQuirks,
+    settings: Arc<Settings>,
 }
 
 impl Backend {
@@ -540,6 +706,16 @@ impl Backend {
             _ => None,
         };
         Ok(source.pinned(pin))
+    }
+
+    /// `NoSuchBucket` unless the provider lists `bucket`.
+    async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
+        let names = self.provider.list_buckets().await.map_err(s3_error)?;
+        if names.iter().any(|name| name == bucket) {
+            Ok(())
+        } else {
+            Err(S3Error::new(S3ErrorCode::NoSuchBucket))
+        }
     }
 
     fn store(&self, bucket: &str) -> S3Result<Arc<dyn ObjectStore>> {
@@ -578,13 +754,24 @@ impl S3 for Backend {
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        let names = self.provider.list_buckets().await.map_err(s3_error)?;
-        if !names.contains(&req.input.bucket) {
-            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
-        }
+        self.require_bucket(&req.input.bucket).await?;
+        let hidden = self.quirks.lock().hide_bucket_region;
         Ok(S3Response::new(dto::HeadBucketOutput {
-            bucket_region: Some(TEST_REGION.to_owned()),
+            bucket_region: (!hidden).then(|| self.settings.region()),
             ..Default::default()
+        }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        self.require_bucket(&req.input.bucket).await?;
+        // As S3: no constraint for us-east-1.
+        let region = self.settings.region();
+        Ok(S3Response::new(dto::GetBucketLocationOutput {
+            location_constraint: (region != "us-east-1")
+                .then(|| dto::BucketLocationConstraint::from(region)),
         }))
     }
 

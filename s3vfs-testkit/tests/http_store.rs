@@ -14,7 +14,7 @@ use s3vfs::store::{
 };
 use s3vfs::vfs::{Ino, Vfs};
 use s3vfs::{FsConfig, S3Fs};
-use s3vfs_testkit::fault::{CountingStore, FaultStore, ListFault, Op};
+use s3vfs_testkit::fault::{call_every_op, CountingStore, FaultStore, ListFault, Op};
 use s3vfs_testkit::server::{S3Server, ServerCredentials, UploadPayloads};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::collections::BTreeMap;
@@ -1516,4 +1516,151 @@ async fn a_store_over_a_client_built_elsewhere() {
         .unwrap();
     assert_eq!(mem.get_bytes("k").unwrap(), "v");
     assert_eq!(store.head(&key("k")).await.unwrap().size, 1);
+}
+
+/// `--requester-pays` and `--expected-bucket-owner`: `x-amz-request-payer` and
+/// `x-amz-expected-bucket-owner` on every request (copies: the source's owner too, the
+/// source being in the same bucket); neither without them.
+#[tokio::test]
+async fn requester_pays_and_the_expected_owner_reach_every_request() {
+    const OWNER: &str = "111122223333";
+    let f = fixture_with(|c| c.requester_pays(true).expected_bucket_owner(OWNER)).await;
+    f.server.record_requests(true);
+    call_every_op(&f.store, 5 * MIB).await.unwrap();
+    let recorded = f.server.recorded_requests();
+    for kind in Op::ALL.map(Op::name) {
+        assert!(
+            recorded.iter().any(|r| r.operation == kind),
+            "no {kind} among {:?}",
+            recorded.iter().map(|r| &r.operation).collect::<Vec<_>>()
+        );
+    }
+    for request in &recorded {
+        let op = &request.operation;
+        assert_eq!(
+            request.header("x-amz-request-payer"),
+            Some("requester"),
+            "{op}"
+        );
+        assert_eq!(
+            request.header("x-amz-expected-bucket-owner"),
+            Some(OWNER),
+            "{op}"
+        );
+        if op == "CopyObject" || op == "UploadPartCopy" {
+            assert_eq!(
+                request.header("x-amz-source-expected-bucket-owner"),
+                Some(OWNER),
+                "{op}"
+            );
+        }
+    }
+
+    let f = fixture().await;
+    f.server.record_requests(true);
+    call_every_op(&f.store, 5 * MIB).await.unwrap();
+    for request in f.server.recorded_requests() {
+        for header in [
+            "x-amz-request-payer",
+            "x-amz-expected-bucket-owner",
+            "x-amz-source-expected-bucket-owner",
+        ] {
+            assert_eq!(request.header(header), None, "{}", request.operation);
+        }
+    }
+}
+
+/// `--no-sign-request`: no credentials, no `Authorization` header, also when static
+/// credentials are configured; a server that wants signatures refuses such requests.
+#[tokio::test]
+async fn an_anonymous_store_signs_nothing() {
+    let f = fixture().await;
+    f.mem.insert("public.txt", "anyone may read this");
+    let anonymous = S3Store::new(f.server.store_config(BUCKET).anonymous(true))
+        .await
+        .unwrap();
+    f.server.record_requests(true);
+    let err = anonymous.head(&key("public.txt")).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::AccessDenied, "{err}");
+
+    f.server.allow_anonymous(true);
+    assert_eq!(anonymous.head(&key("public.txt")).await.unwrap().size, 20);
+    assert_eq!(
+        get_range(&anonymous, "public.txt", None).await.unwrap(),
+        "anyone may read this"
+    );
+    let page = anonymous.list(ListRequest::default()).await.unwrap();
+    assert_eq!(page.objects.len(), 1);
+    anonymous
+        .put(&key("upload"), data(100), PutOptions::default())
+        .await
+        .unwrap();
+    let recorded = f.server.recorded_requests();
+    assert!(recorded.len() >= 5, "{recorded:?}");
+    for request in &recorded {
+        assert!(!request.signed, "{request:?}");
+        assert_eq!(request.header("authorization"), None, "{request:?}");
+    }
+
+    // The signed store next to it still signs.
+    f.server.record_requests(true);
+    f.store.head(&key("public.txt")).await.unwrap();
+    let recorded = f.server.recorded_requests();
+    assert!(recorded
+        .iter()
+        .all(|r| r.signed && r.header("authorization").is_some()));
+}
+
+/// Without a region, the store asks the bucket (HeadBucket's `x-amz-bucket-region`, else
+/// GetBucketLocation) and signs for the one it names; with a region, it asks nothing.
+#[tokio::test]
+async fn the_region_is_asked_of_the_bucket_when_none_is_set() {
+    let f = fixture().await;
+    f.mem.insert("k", "v");
+    f.server.set_region("eu-test-1");
+    let mut config = f
+        .server
+        .store_config(BUCKET)
+        .expected_bucket_owner("111122223333");
+    config.region = None;
+
+    f.server.record_requests(true);
+    let store = S3Store::new(config.clone()).await.unwrap();
+    assert_eq!(store.region(), Some("eu-test-1"));
+    store.head(&key("k")).await.unwrap();
+    let recorded = f.server.recorded_requests();
+    let ops: Vec<&str> = recorded.iter().map(|r| r.operation.as_str()).collect();
+    assert_eq!(ops, ["HeadBucket", "HeadObject"]);
+    // The question takes the owner's header (HeadBucket has no requester-pays one).
+    assert_eq!(
+        recorded[0].header("x-amz-expected-bucket-owner"),
+        Some("111122223333")
+    );
+    assert_eq!(recorded[1].signing_region(), Some("eu-test-1"));
+
+    // A server whose HeadBucket names no region: GetBucketLocation.
+    f.server.quirks().hide_bucket_region();
+    f.server.record_requests(true);
+    let store = S3Store::new(config.clone()).await.unwrap();
+    assert_eq!(store.region(), Some("eu-test-1"));
+    let ops: Vec<String> = f
+        .server
+        .recorded_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(ops, ["HeadBucket", "GetBucketLocation"]);
+    // Its empty answer means us-east-1.
+    f.server.set_region("us-east-1");
+    let store = S3Store::new(config.clone()).await.unwrap();
+    assert_eq!(store.region(), Some("us-east-1"));
+
+    // A configured region is used as it is: no question.
+    f.server.record_requests(true);
+    let store = S3Store::new(config.region("ap-test-2")).await.unwrap();
+    assert_eq!(store.region(), Some("ap-test-2"));
+    store.head(&key("k")).await.unwrap();
+    let recorded = f.server.recorded_requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].signing_region(), Some("ap-test-2"));
 }

@@ -22,9 +22,10 @@ use crate::store::ObjectStore;
 use crate::vfs::{DirEntry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, Stream};
 use std::collections::VecDeque;
 use std::ffi::OsStr;
+use std::future::Future;
 use std::io::SeekFrom;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -263,16 +264,24 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Attributes of `path`.
-    pub async fn metadata(&self, path: &str) -> VfsResult<Metadata> {
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn metadata(&self, path: impl AsRef<str>) -> VfsResult<Metadata> {
         Ok(Metadata {
-            attr: self.resolve(path).await?.attr,
+            attr: self.resolve(path.as_ref()).await?.attr,
         })
     }
 
     /// Whether `path` exists: `Ok(false)` when it does not, an error when that cannot be
     /// told (the store failed, a parent is a file), like `tokio::fs::try_exists`.
-    pub async fn try_exists(&self, path: &str) -> VfsResult<bool> {
-        match self.resolve(path).await {
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn try_exists(&self, path: impl AsRef<str>) -> VfsResult<bool> {
+        match self.resolve(path.as_ref()).await {
             Ok(_) => Ok(true),
             Err(VfsError::NotFound(_)) => Ok(false),
             Err(err) => Err(err),
@@ -280,8 +289,12 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Lists directory `path`, one LIST page at a time.
-    pub async fn read_dir(&self, path: &str) -> VfsResult<ReadDir> {
-        let dir = self.resolve(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn read_dir(&self, path: impl AsRef<str>) -> VfsResult<ReadDir> {
+        let dir = self.resolve(path.as_ref()).await?;
         let handle = self.fs.opendir(dir.ino()).await?;
         Ok(ReadDir {
             fs: Arc::clone(&self.shared),
@@ -289,17 +302,29 @@ impl<F: Vfs + 'static> S3Vfs<F> {
             handle,
             offset: 0,
             buffered: VecDeque::new(),
+            pending: None,
             done: false,
         })
     }
 
     /// Opens `path` for reading.
-    pub async fn open(&self, path: &str) -> VfsResult<File> {
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn open(&self, path: impl AsRef<str>) -> VfsResult<File> {
         self.open_with(path, OpenOptions::new().read(true)).await
     }
 
     /// Opens `path` with `options` (like `std::fs::OpenOptions::open`).
-    pub async fn open_with(&self, path: &str, options: &OpenOptions) -> VfsResult<File> {
+    ///
+    /// # Cancellation
+    ///
+    /// Nothing reaches S3 before the [`File`] is completed, closed or dropped, so dropping
+    /// this future stores nothing: a file it was creating or truncating is, in S3, as it
+    /// was.
+    pub async fn open_with(&self, path: impl AsRef<str>, options: &OpenOptions) -> VfsResult<File> {
+        let path = path.as_ref();
         let flags = options.flags();
         let (ino, handle, size) = match self.resolve(path).await {
             Ok(_) if options.create_new => return Err(VfsError::Exists(path.to_owned())),
@@ -356,7 +381,11 @@ impl<F: Vfs + 'static> S3Vfs<F> {
 
     /// Creates (or truncates) `path` and opens it for writing. Missing parent directories
     /// are implied by the new object's key, as in any object store.
-    pub async fn create(&self, path: &str) -> VfsResult<File> {
+    ///
+    /// # Cancellation
+    ///
+    /// As [`open_with`](Self::open_with): dropping the future stores nothing.
+    pub async fn create(&self, path: impl AsRef<str>) -> VfsResult<File> {
         self.open_with(
             path,
             OpenOptions::new().write(true).create(true).truncate(true),
@@ -365,9 +394,22 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Writes `data` as the whole content of `path` and waits until it is in the store.
-    pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> VfsResult<()> {
+    ///
+    /// # Cancellation
+    ///
+    /// The write runs to its end on a task of its own, as `tokio::fs::write` does on a
+    /// blocking thread: dropping the future does not stop it. `path` then holds all of
+    /// `data`, or (when the upload fails) is as it was, the data kept in the recovery
+    /// directory; never part of it. (A write stopped half-way would leave its file to
+    /// the background close of a dropped [`File`], which stores what was written.)
+    pub async fn write(&self, path: impl AsRef<str>, data: impl Into<Bytes>) -> VfsResult<()> {
+        let (this, path, data) = (self.clone(), path.as_ref().to_owned(), data.into());
+        to_the_end(async move { this.write_whole(&path, data).await }).await
+    }
+
+    /// [`write`](Self::write), on the caller's task.
+    async fn write_whole(&self, path: &str, data: Bytes) -> VfsResult<()> {
         let file = self.create(path).await?;
-        let data: Bytes = data.into();
         let mut at = 0usize;
         let written = loop {
             if at >= data.len() {
@@ -413,8 +455,13 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Creates directory `path` (its parent must exist), mode 0755.
-    pub async fn create_dir(&self, path: &str) -> VfsResult<()> {
-        let (parent, name) = self.parent_of(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the directory created or not (a request already sent
+    /// may still land), and nothing else.
+    pub async fn create_dir(&self, path: impl AsRef<str>) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path.as_ref()).await?;
         let entry = self
             .fs
             .mkdir(parent.ino(), OsStr::new(&name), 0o755)
@@ -424,8 +471,12 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Creates directory `path` and every missing parent.
-    pub async fn create_dir_all(&self, path: &str) -> VfsResult<()> {
-        let parsed = FsPath::parse(path)?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future keeps the directories created so far, outermost first.
+    pub async fn create_dir_all(&self, path: impl AsRef<str>) -> VfsResult<()> {
+        let parsed = FsPath::parse(path.as_ref())?;
         let mut at = String::new();
         for part in parsed.as_str().split('/').filter(|p| !p.is_empty()) {
             if !at.is_empty() {
@@ -442,14 +493,24 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Removes file (or symbolic link) `path`.
-    pub async fn remove_file(&self, path: &str) -> VfsResult<()> {
-        let (parent, name) = self.parent_of(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the file removed or not (a DELETE already sent may
+    /// still land); its directory stays either way.
+    pub async fn remove_file(&self, path: impl AsRef<str>) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path.as_ref()).await?;
         self.fs.unlink(parent.ino(), OsStr::new(&name)).await
     }
 
     /// Removes empty directory `path`.
-    pub async fn remove_dir(&self, path: &str) -> VfsResult<()> {
-        let (parent, name) = self.parent_of(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the directory removed or not (a DELETE already sent
+    /// may still land); its parent stays either way.
+    pub async fn remove_dir(&self, path: impl AsRef<str>) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(path.as_ref()).await?;
         self.fs.rmdir(parent.ino(), OsStr::new(&name)).await
     }
 
@@ -459,9 +520,20 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     /// single-request limit) — no byte passes through this process; other copies go
     /// through the handles. `to` becomes visible only complete.
     ///
-    /// Cancellation: dropping the future before it returns leaves `to` as it was, or
-    /// empty if it was created or truncated, or complete if the copy had finished.
-    pub async fn copy(&self, from: &str, to: &str) -> VfsResult<u64> {
+    /// # Cancellation
+    ///
+    /// The copy runs to its end on a task of its own, as `tokio::fs::copy` does on a
+    /// blocking thread: dropping the future does not stop it, and `to` ends complete, or
+    /// as it was when the copy fails. (A copy stopped half-way would leave `to` to the
+    /// background close of its dropped handle, which stores it empty or partly copied.)
+    pub async fn copy(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> VfsResult<u64> {
+        let this = self.clone();
+        let (from, to) = (from.as_ref().to_owned(), to.as_ref().to_owned());
+        to_the_end(async move { this.copy_whole(&from, &to).await }).await
+    }
+
+    /// [`copy`](Self::copy), on the caller's task.
+    async fn copy_whole(&self, from: &str, to: &str) -> VfsResult<u64> {
         let source = self.open(from).await?;
         let dest = self.create(to).await?;
         let mut copied = 0u64;
@@ -488,9 +560,16 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Renames `from` to `to`, replacing a file (or an empty directory) there.
-    pub async fn rename(&self, from: &str, to: &str) -> VfsResult<()> {
-        let (from_parent, from_name) = self.parent_of(from).await?;
-        let (to_parent, to_name) = self.parent_of(to).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// A file is renamed by a copy, then a delete of the old name: dropping the future
+    /// leaves it under the old name, under both (copied, not yet deleted), or under the
+    /// new one, never under neither. A directory's entries move one by one: some may have
+    /// moved and the others not.
+    pub async fn rename(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> VfsResult<()> {
+        let (from_parent, from_name) = self.parent_of(from.as_ref()).await?;
+        let (to_parent, to_name) = self.parent_of(to.as_ref()).await?;
         self.fs
             .rename(
                 from_parent.ino(),
@@ -503,17 +582,50 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Creates symbolic link `link` pointing at `target`.
-    pub async fn symlink(&self, target: &str, link: &str) -> VfsResult<()> {
-        let (parent, name) = self.parent_of(link).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the link created or not (a request already sent may
+    /// still land), and nothing else.
+    pub async fn symlink(&self, target: impl AsRef<str>, link: impl AsRef<str>) -> VfsResult<()> {
+        let (parent, name) = self.parent_of(link.as_ref()).await?;
         let entry = (self.fs)
-            .symlink(parent.ino(), OsStr::new(&name), OsStr::new(target))
+            .symlink(parent.ino(), OsStr::new(&name), OsStr::new(target.as_ref()))
             .await?;
         drop(self.hold(entry.attr.ino));
         Ok(())
     }
 
+    /// Would make `link` a second name of the file `original`, like
+    /// `tokio::fs::hard_link`, but always fails with `ENOTSUP`
+    /// ([`VfsError::Unsupported`]): in the plain layout of one object per key a file is
+    /// its object, and a second key would be a second object, which a write through one
+    /// name does not change. [`copy`](Self::copy) or [`symlink`](Self::symlink) instead.
+    /// (The FUSE binding answers `link(2)` with `EPERM`, that call's errno for a file
+    /// system without hard links.)
+    ///
+    /// # Cancellation
+    ///
+    /// It makes no request: dropping the future leaves nothing behind.
+    pub async fn hard_link(
+        &self,
+        original: impl AsRef<str>,
+        link: impl AsRef<str>,
+    ) -> VfsResult<()> {
+        Err(VfsError::Unsupported(format!(
+            "hard link {} to {}: one object per key has no second name",
+            link.as_ref(),
+            original.as_ref()
+        )))
+    }
+
     /// The target of symbolic link `path`.
-    pub async fn read_link(&self, path: &str) -> VfsResult<String> {
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn read_link(&self, path: impl AsRef<str>) -> VfsResult<String> {
+        let path = path.as_ref();
         let link = self.resolve(path).await?;
         let target = self.fs.readlink(link.ino()).await?;
         String::from_utf8(target.to_vec())
@@ -521,8 +633,13 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Sets the size of file `path` (truncating or extending with zeros), durably.
-    pub async fn set_len(&self, path: &str, size: u64) -> VfsResult<()> {
-        let file = self.resolve(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// The file is rewritten by one upload: dropping the future leaves it at its old size
+    /// or at the new one (a request already sent may still land), never between.
+    pub async fn set_len(&self, path: impl AsRef<str>, size: u64) -> VfsResult<()> {
+        let file = self.resolve(path.as_ref()).await?;
         let changes = SetAttr {
             size: Some(size),
             ..SetAttr::default()
@@ -531,8 +648,13 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Sets the permission bits of `path` (stored as `x-amz-meta-mode`).
-    pub async fn set_permissions(&self, path: &str, mode: u32) -> VfsResult<()> {
-        let found = self.resolve(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the old bits or the new ones (a request already sent
+    /// may still land).
+    pub async fn set_permissions(&self, path: impl AsRef<str>, mode: u32) -> VfsResult<()> {
+        let found = self.resolve(path.as_ref()).await?;
         let changes = SetAttr {
             mode: Some(mode & 0o7777),
             ..SetAttr::default()
@@ -544,16 +666,30 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// The extended attribute `name` (a `user.` one) of `path`.
-    pub async fn get_xattr(&self, path: &str, name: &str) -> VfsResult<Bytes> {
-        let found = self.resolve(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
+    pub async fn get_xattr(&self, path: impl AsRef<str>, name: &str) -> VfsResult<Bytes> {
+        let found = self.resolve(path.as_ref()).await?;
         self.fs
             .getxattr(found.ino(), std::ffi::OsStr::new(name))
             .await
     }
 
     /// Sets the extended attribute `name` (a `user.` one) of `path` to `value`.
-    pub async fn set_xattr(&self, path: &str, name: &str, value: &[u8]) -> VfsResult<()> {
-        let found = self.resolve(path).await?;
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the old value or the new one (a request already sent
+    /// may still land).
+    pub async fn set_xattr(
+        &self,
+        path: impl AsRef<str>,
+        name: &str,
+        value: &[u8],
+    ) -> VfsResult<()> {
+        let found = self.resolve(path.as_ref()).await?;
         let value = Bytes::copy_from_slice(value);
         self.fs
             .setxattr(found.ino(), std::ffi::OsStr::new(name), value)
@@ -562,7 +698,12 @@ impl<F: Vfs + 'static> S3Vfs<F> {
 
     /// Reads the whole file at `path` (of any size that fits in memory), as it is when
     /// opened: a file replaced meanwhile fails with `ESTALE` rather than mixing versions.
-    pub async fn read(&self, path: &str) -> VfsResult<Bytes> {
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future drops what was read and closes the file.
+    pub async fn read(&self, path: impl AsRef<str>) -> VfsResult<Bytes> {
+        let path = path.as_ref();
         let file = self.open(path).await?;
         let size = usize::try_from(file.size).map_err(|_| {
             VfsError::InvalidArgument(format!("{path} is too large to read into memory"))
@@ -586,7 +727,12 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 
     /// Reads the whole file at `path` as UTF-8 text; `EINVAL` when it is not.
-    pub async fn read_to_string(&self, path: &str) -> VfsResult<String> {
+    ///
+    /// # Cancellation
+    ///
+    /// As [`read`](Self::read): it changes nothing.
+    pub async fn read_to_string(&self, path: impl AsRef<str>) -> VfsResult<String> {
+        let path = path.as_ref();
         let bytes = self.read(path).await?;
         String::from_utf8(bytes.to_vec())
             .map_err(|e| VfsError::InvalidArgument(format!("{path} is not UTF-8: {e}")))
@@ -595,9 +741,14 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     /// Removes directory `path` and everything below it, like `tokio::fs::remove_dir_all`:
     /// files and links one by one, then each directory once empty. Stops at the first
     /// failure (what was removed stays removed).
-    pub async fn remove_dir_all(&self, path: &str) -> VfsResult<()> {
-        let root = FsPath::parse(path)?;
-        if !self.metadata(path).await?.is_dir() {
+    ///
+    /// # Cancellation
+    ///
+    /// As after a failure: dropping the future stops the removal where it is; what was
+    /// removed stays removed, the rest stays.
+    pub async fn remove_dir_all(&self, path: impl AsRef<str>) -> VfsResult<()> {
+        let root = FsPath::parse(path.as_ref())?;
+        if !self.metadata(root.as_str()).await?.is_dir() {
             return Err(VfsError::NotADirectory(root.to_string()));
         }
         // Depth first, without recursion: directories are removed after their contents.
@@ -626,13 +777,49 @@ impl<F: Vfs + 'static> S3Vfs<F> {
     }
 }
 
+/// Runs `work` on a task of its own and waits for it: dropping the returned future does
+/// not stop the work, as `tokio::fs`'s operations go on on their blocking thread. For the
+/// operations that a stop half-way would leave worse than either end (a file written or
+/// copied in part).
+async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = VfsResult<T>> + Send + 'static,
+) -> VfsResult<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(VfsError::ShuttingDown(
+            "the async runtime stopped the operation".to_owned(),
+        )),
+    }
+}
+
 /// A directory being listed. Entries come without `.` and `..`.
+///
+/// Read it with [`next_entry`](Self::next_entry), or as a [`Stream`] of entries, like
+/// `tokio_stream::wrappers::ReadDirStream`:
+///
+/// ```no_run
+/// # async fn example(vfs: s3vfs::S3Vfs) -> s3vfs::VfsResult<()> {
+/// use futures::TryStreamExt;
+///
+/// let names: Vec<String> = vfs
+///     .read_dir("datasets")
+///     .await?
+///     .map_ok(|entry| entry.name)
+///     .try_collect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// An error does not end the stream: the next poll asks again for the same entries.
 pub struct ReadDir {
     fs: Arc<dyn Vfs>,
     ino: Ino,
     handle: Handle,
     offset: u64,
     buffered: VecDeque<DirEntry>,
+    /// The batch being fetched, kept across polls (and across dropped calls).
+    pending: Option<BoxFuture<'static, VfsResult<Vec<DirEntry>>>>,
     done: bool,
 }
 
@@ -646,34 +833,65 @@ impl std::fmt::Debug for ReadDir {
 
 impl ReadDir {
     /// The next entry, or `None` at the end.
+    ///
+    /// # Cancellation
+    ///
+    /// Cancel-safe: no entry is lost. A batch being fetched when the future is dropped
+    /// is kept, and the next call (or poll of the stream) goes on with it.
     pub async fn next_entry(&mut self) -> VfsResult<Option<DirEntry>> {
-        loop {
-            if let Some(entry) = self.buffered.pop_front() {
-                self.offset = entry.next_offset;
-                if entry.name == "." || entry.name == ".." {
-                    continue;
-                }
-                return Ok(Some(entry));
-            }
-            if self.done {
-                return Ok(None);
-            }
-            let batch = self
-                .fs
-                .readdir(self.ino, self.handle, self.offset, DIR_BATCH)
-                .await?;
-            self.done = batch.is_empty();
-            self.buffered.extend(batch);
-        }
+        std::future::poll_fn(|cx| self.poll_next_entry(cx)).await
     }
 
     /// All remaining entries.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future drops this `ReadDir` and the entries gathered so far; nothing
+    /// else.
     pub async fn collect(mut self) -> VfsResult<Vec<DirEntry>> {
         let mut out = Vec::new();
         while let Some(entry) = self.next_entry().await? {
             out.push(entry);
         }
         Ok(out)
+    }
+
+    /// The next entry once it is there, fetching a batch when none is buffered.
+    fn poll_next_entry(&mut self, cx: &mut Context<'_>) -> Poll<VfsResult<Option<DirEntry>>> {
+        loop {
+            if let Some(entry) = self.buffered.pop_front() {
+                self.offset = entry.next_offset;
+                if entry.name == "." || entry.name == ".." {
+                    continue;
+                }
+                return Poll::Ready(Ok(Some(entry)));
+            }
+            if self.done {
+                return Poll::Ready(Ok(None));
+            }
+            let pending = self.pending.get_or_insert_with(|| {
+                let fs = Arc::clone(&self.fs);
+                let (ino, handle, offset) = (self.ino, self.handle, self.offset);
+                async move { fs.readdir(ino, handle, offset, DIR_BATCH).await }.boxed()
+            });
+            let batch = match pending.poll_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(batch) => batch,
+            };
+            self.pending = None;
+            let batch = batch?;
+            self.done = batch.is_empty();
+            self.buffered.extend(batch);
+        }
+    }
+}
+
+/// The entries, as `tokio_stream::wrappers::ReadDirStream` gives `tokio::fs`'s.
+impl Stream for ReadDir {
+    type Item = VfsResult<DirEntry>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_entry(cx).map(Result::transpose)
     }
 }
 
@@ -720,8 +938,16 @@ impl File {
     }
 
     /// Uploads what was written and waits until the object is complete in the store:
-    /// the result of the upload. Writes are durable only after this (or `shutdown()`)
-    /// succeeded; a file dropped without it discards unsaved writes.
+    /// the result of the upload. Writes are durable only after this (or `shutdown()`, or
+    /// [`close`](Self::close)) succeeded; a `File` dropped without it is closed in the
+    /// background, which uploads them (or keeps them in the recovery directory) with
+    /// nobody to tell the outcome.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the changes with the `File` (a request already sent
+    /// may still land): the next `complete` or `close`, or dropping the `File`, uploads
+    /// them.
     pub async fn complete(&mut self) -> VfsResult<()> {
         self.fs.flush(self.ino, self.handle).await
     }
@@ -730,16 +956,29 @@ impl File {
     /// close to finish: when this returns, the file is in the store, or (on an error) it
     /// is not and its data was kept in the recovery directory. Dropping a `File` closes
     /// it in the background instead.
+    ///
+    /// # Cancellation
+    ///
+    /// No change is lost: dropping the future closes the file in the background, as
+    /// dropping a `File` does, which uploads what is not uploaded yet (or keeps it in the
+    /// recovery directory).
     pub async fn close(mut self) -> VfsResult<()> {
         let completed = self.complete().await;
-        // The handle is released here; the drop that follows finds nothing to close.
-        let released = self.fs.release(self.ino, self.handle).await;
+        // The handle is released here (the drop that follows finds nothing to close), on
+        // a task of its own: a release stopped half-way would neither upload nor keep.
+        let (fs, ino, handle) = (Arc::clone(&self.fs), self.ino, self.handle);
+        let released = to_the_end(async move { fs.release(ino, handle).await }).await;
         completed.and(released)
     }
 
     /// Sets the size of the file through this handle (like `ftruncate`): bytes past it
     /// are dropped, bytes up to it never written read as zeros. Stored by the next
     /// [`complete`](Self::complete) or [`close`](Self::close).
+    ///
+    /// # Cancellation
+    ///
+    /// A change of this open file only, which S3 sees at the next `complete` or `close`:
+    /// dropping the future leaves the size changed or not.
     pub async fn set_len(&self, size: u64) -> VfsResult<()> {
         let changes = SetAttr {
             size: Some(size),
@@ -752,6 +991,12 @@ impl File {
     }
 
     /// Writes `data` at `offset` without moving the position (like `pwrite`).
+    ///
+    /// # Cancellation
+    ///
+    /// A write is not in S3 before the next `complete` or `close` (or the drop of the
+    /// `File`): dropping the future leaves all, some or none of `data` written at
+    /// `offset`, to be uploaded then.
     pub async fn write_at(&self, offset: u64, data: impl Into<Bytes>) -> VfsResult<u32> {
         self.fs
             .write(self.ino, self.handle, offset, data.into())
@@ -759,6 +1004,10 @@ impl File {
     }
 
     /// Reads up to `len` bytes at `offset` without moving the position (like `pread`).
+    ///
+    /// # Cancellation
+    ///
+    /// It changes nothing: dropping the future leaves nothing behind.
     pub async fn read_at(&self, offset: u64, len: u32) -> VfsResult<Bytes> {
         self.fs.read(self.ino, self.handle, offset, len).await
     }
@@ -819,6 +1068,11 @@ impl File {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancellation
+    ///
+    /// Cancel-safe: bytes being fetched when the future is dropped are kept, and the next
+    /// read returns them; nothing is skipped.
     pub async fn read_bytes(&mut self, max: usize) -> std::io::Result<Bytes> {
         if max == 0 {
             return Ok(Bytes::new());

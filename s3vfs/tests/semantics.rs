@@ -2677,6 +2677,13 @@ async fn link(seen: Errnos) {
         Err::<(), _>(VfsError::NotPermitted("link".into())),
         libc::EPERM,
     );
+    // The library asks nothing either.
+    let store = filled(&["f"]);
+    let m = Mount::new(&store, FsConfig::default());
+    m.counter.reset();
+    let vfs = s3vfs::S3Vfs::from_fs(Arc::clone(&m.fs));
+    seen.refuses(vfs.hard_link("f", "g").await, libc::ENOTSUP);
+    m.assert_requests(&[]);
 }
 
 async fn read_only_mount(seen: Errnos) {

@@ -1,16 +1,21 @@
-//! Configuration of the S3 backend: credentials, endpoint, retries and timeouts, and
-//! building the one SDK client a store (or every bucket of an account) uses.
+//! Configuration of the S3 backend: credentials (or none), endpoint, region, retries and
+//! timeouts, and building the one SDK client a store (or every bucket of an account) uses,
+//! in the bucket's own region when none is configured.
 
+use super::access::{BucketAccess, WithBucketAccess};
 use crate::store::{Capabilities, PayloadSigning, StoreError, StoreErrorKind, StoreResult};
 use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    BehaviorVersion, Builder, Credentials, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation,
 };
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::{debug, info};
 
 /// Region used when static credentials are given without a region (S3-compatible stores
 /// usually ignore it, but SigV4 needs one).
@@ -96,8 +101,12 @@ impl fmt::Debug for StaticCredentials {
 pub struct S3StoreConfig {
     /// Bucket name. Ignored by [`S3Buckets`](super::S3Buckets), which serves every bucket.
     pub bucket: String,
-    /// AWS region. `None`: [`DEFAULT_REGION`] with static credentials, otherwise the
-    /// default region chain (environment, profile, instance metadata).
+    /// AWS region. `None`: without static credentials, the default region chain
+    /// (environment, profile, instance metadata); when that has none either (or with
+    /// static credentials), the bucket is asked for its region, as Mountpoint does
+    /// (HeadBucket's `x-amz-bucket-region`, else GetBucketLocation). When the bucket does
+    /// not tell, [`DEFAULT_REGION`] with static credentials or an
+    /// [`endpoint_url`](Self::endpoint_url), otherwise building the store fails.
     pub region: Option<String>,
     /// Endpoint of an S3-compatible store (e.g. `http://127.0.0.1:9000`); `None` for AWS.
     pub endpoint_url: Option<String>,
@@ -110,6 +119,19 @@ pub struct S3StoreConfig {
     /// web identity, ECS, instance metadata). With static credentials no other provider
     /// (and in particular no instance-metadata endpoint) is ever consulted.
     pub credentials: Option<StaticCredentials>,
+    /// Send every request unsigned, without looking up any credentials (the AWS CLI's and
+    /// Mountpoint's `--no-sign-request`), for buckets that anyone may read. Takes
+    /// precedence over [`credentials`](Self::credentials).
+    pub anonymous: bool,
+    /// Send `x-amz-request-payer: requester` with every request that takes it (GET,
+    /// HEAD, LIST, PUT, multipart, copies, deletes, tags): this account pays for the
+    /// requests and the data transfer of a requester-pays bucket, which refuses requests
+    /// without it (403).
+    pub requester_pays: bool,
+    /// The account id (12 digits) that must own the bucket: sent as
+    /// `x-amz-expected-bucket-owner` with every request that takes it, so that S3 refuses
+    /// (403) any request to a bucket of the same name owned by someone else.
+    pub expected_bucket_owner: Option<String>,
     /// Most attempts per request, first one included (SDK retries), and most consecutive
     /// attempts without progress when resuming a GET body.
     pub max_attempts: u32,
@@ -147,6 +169,9 @@ impl Default for S3StoreConfig {
             force_path_style: false,
             profile: None,
             credentials: None,
+            anonymous: false,
+            requester_pays: false,
+            expected_bucket_owner: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
@@ -247,6 +272,24 @@ impl S3StoreConfig {
         self
     }
 
+    /// Sets [`anonymous`](Self::anonymous).
+    pub fn anonymous(mut self, on: bool) -> Self {
+        self.anonymous = on;
+        self
+    }
+
+    /// Sets [`requester_pays`](Self::requester_pays).
+    pub fn requester_pays(mut self, on: bool) -> Self {
+        self.requester_pays = on;
+        self
+    }
+
+    /// Sets [`expected_bucket_owner`](Self::expected_bucket_owner).
+    pub fn expected_bucket_owner(mut self, account_id: impl Into<String>) -> Self {
+        self.expected_bucket_owner = Some(account_id.into());
+        self
+    }
+
     /// Sets [`max_attempts`](Self::max_attempts) (at least 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -343,46 +386,13 @@ pub(super) fn next_retry_partition() -> RetryPartition {
     RetryPartition::new(format!("s3vfs-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
-/// Builds the one SDK client of a store (or of an [`S3Buckets`]).
-pub(super) async fn build_client(config: &S3StoreConfig) -> StoreResult<Client> {
-    let mut builder = match &config.credentials {
-        Some(creds) => {
-            // Built by hand rather than through aws-config, so that no default provider
-            // (environment, profile, instance metadata) is consulted at all.
-            let region = config
-                .region
-                .clone()
-                .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-            aws_sdk_s3::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(region))
-                .credentials_provider(Credentials::new(
-                    creds.access_key_id.clone(),
-                    creds.secret_access_key.clone(),
-                    creds.session_token.clone(),
-                    None,
-                    "s3vfs-static",
-                ))
-        }
-        None => {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(profile) = &config.profile {
-                loader = loader.profile_name(profile);
-            }
-            if let Some(region) = &config.region {
-                loader = loader.region(Region::new(region.clone()));
-            }
-            let sdk_config = loader.load().await;
-            if sdk_config.region().is_none() {
-                return Err(StoreError::new(
-                    StoreErrorKind::InvalidRequest,
-                    "no AWS region configured (set one in the store config, AWS_REGION or the profile)",
-                ));
-            }
-            aws_sdk_s3::config::Builder::from(&sdk_config)
-        }
-    };
-
+/// Builds the one SDK client of a store (or of an [`S3Buckets`], `bucket` `None`). Without
+/// a configured region, `bucket` is asked for its own (see [`S3StoreConfig::region`]).
+pub(super) async fn build_client(
+    config: &S3StoreConfig,
+    bucket: Option<&str>,
+) -> StoreResult<Client> {
+    let (mut builder, region) = credentials_and_region(config).await;
     let retry = RetryConfig::standard()
         .with_max_attempts(config.max_attempts.max(1))
         .with_initial_backoff(config.initial_backoff)
@@ -410,7 +420,131 @@ pub(super) async fn build_client(config: &S3StoreConfig) -> StoreResult<Client> 
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
-    Ok(Client::from_conf(builder.build()))
+    let region = match region {
+        Some(region) => region,
+        None => detected_region(&builder, config, bucket).await?,
+    };
+    Ok(Client::from_conf(builder.region(region).build()))
+}
+
+/// The SDK configuration with its credentials, and the region if one is configured.
+async fn credentials_and_region(config: &S3StoreConfig) -> (Builder, Option<Region>) {
+    let configured = config.region.clone().map(Region::new);
+    match &config.credentials {
+        Some(creds) if !config.anonymous => {
+            // Built by hand rather than through aws-config, so that no default provider
+            // (environment, profile, instance metadata) is consulted at all.
+            let builder = aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(Credentials::new(
+                    creds.access_key_id.clone(),
+                    creds.secret_access_key.clone(),
+                    creds.session_token.clone(),
+                    None,
+                    "s3vfs-static",
+                ));
+            (builder, configured)
+        }
+        _ => {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
+            if config.anonymous {
+                // No credentials provider at all: requests go unsigned.
+                loader = loader.no_credentials();
+            }
+            if let Some(profile) = &config.profile {
+                loader = loader.profile_name(profile);
+            }
+            if let Some(region) = configured {
+                loader = loader.region(region);
+            }
+            let sdk_config = loader.load().await;
+            let region = sdk_config.region().cloned();
+            (Builder::from(&sdk_config), region)
+        }
+    }
+}
+
+/// The region `bucket` says it is in, asked through a client for [`DEFAULT_REGION`] (S3
+/// names the right region also when it refuses or redirects a request); when it does not
+/// tell, [`DEFAULT_REGION`] for static credentials or an endpoint of an S3-compatible
+/// store, which mostly ignore it, and an error otherwise.
+async fn detected_region(
+    builder: &Builder,
+    config: &S3StoreConfig,
+    bucket: Option<&str>,
+) -> StoreResult<Region> {
+    let why = match bucket.filter(|b| !b.is_empty()) {
+        Some(bucket) => {
+            let client =
+                Client::from_conf(builder.clone().region(Region::new(DEFAULT_REGION)).build());
+            match ask_bucket_region(&client, bucket, &BucketAccess::new(config)).await {
+                Ok(region) => {
+                    info!(bucket, region = %region, "no region configured: using the bucket's");
+                    return Ok(Region::new(region));
+                }
+                Err(why) => why,
+            }
+        }
+        None => "no bucket to ask".to_owned(),
+    };
+    if config.credentials.is_some() || config.endpoint_url.is_some() {
+        debug!("no region configured and none detected ({why}): using {DEFAULT_REGION}");
+        return Ok(Region::new(DEFAULT_REGION));
+    }
+    Err(StoreError::new(
+        StoreErrorKind::InvalidRequest,
+        format!(
+            "no AWS region configured (set one in the store config, AWS_REGION or the profile), \
+             and none detected: {why}"
+        ),
+    ))
+}
+
+/// The header of S3's answers to HeadBucket (also of its refusals and redirects) that
+/// names the bucket's region.
+const BUCKET_REGION_HEADER: &str = "x-amz-bucket-region";
+
+/// `bucket`'s region: HeadBucket's `x-amz-bucket-region`, else GetBucketLocation (whose
+/// empty answer means us-east-1, and `EU` eu-west-1). `Err` says why neither told.
+async fn ask_bucket_region(
+    client: &Client,
+    bucket: &str,
+    access: &BucketAccess,
+) -> Result<String, String> {
+    let head = client
+        .head_bucket()
+        .bucket(bucket)
+        .with_access(access)
+        .send()
+        .await;
+    let named = match &head {
+        Ok(out) => out.bucket_region().map(str::to_owned),
+        Err(e) => e
+            .raw_response()
+            .and_then(|r| r.headers().get(BUCKET_REGION_HEADER))
+            .map(str::to_owned),
+    };
+    if let Some(region) = named.filter(|r| !r.is_empty()) {
+        return Ok(region);
+    }
+    let location = client
+        .get_bucket_location()
+        .bucket(bucket)
+        .with_access(access)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "HeadBucket named no region and GetBucketLocation failed: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(match location.location_constraint().map(|c| c.as_str()) {
+        None | Some("") => "us-east-1",
+        Some("EU") => "eu-west-1",
+        Some(other) => other,
+    }
+    .to_owned())
 }
 
 #[cfg(test)]

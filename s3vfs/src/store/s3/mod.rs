@@ -16,10 +16,12 @@
 //! - answers that are not what S3 would send (a misnamed XML root, a lost reply whose retry
 //!   fails because the first attempt succeeded) are handled in one place, `quirks`.
 //!
-//! One concern a file: `config` (settings, credentials, the SDK client), `errors` (SDK
+//! One concern a file: `config` (settings, credentials, the SDK client), `access` (the
+//! requester-pays and bucket-owner headers every request carries), `errors` (SDK
 //! errors to store errors), `resume` (the resuming GET body), `convert` (the store's types
 //! to the SDK's and back), `quirks`; this file holds the store and its requests.
 
+mod access;
 mod config;
 mod convert;
 mod errors;
@@ -32,6 +34,7 @@ use crate::store::{
     ObjectKey, ObjectMeta, ObjectStore, PageCursor, PutOptions, PutResult, ServerSideEncryption,
     StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
+use access::{BucketAccess, WithBucketAccess};
 use async_trait::async_trait;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
@@ -104,6 +107,8 @@ pub struct S3Store {
     capabilities: Capabilities,
     /// Whether PutObject and UploadPart bodies are signed (SHA-256 of the body).
     sign_payloads: bool,
+    /// The requester-pays and bucket-owner headers of every request.
+    access: BucketAccess,
     /// Whether the server answered a HEAD of a key it does not list with a 5xx (logged once).
     head_5xx_seen: Arc<AtomicBool>,
 }
@@ -119,7 +124,9 @@ impl fmt::Debug for S3Store {
 }
 
 impl S3Store {
-    /// Builds the client for `config.bucket`. Makes no request.
+    /// Builds the client for `config.bucket`. Makes no request, unless no region is
+    /// configured: then the bucket is asked for its region (see
+    /// [`S3StoreConfig::region`]), and the answer logged at info level.
     pub async fn new(config: S3StoreConfig) -> StoreResult<S3Store> {
         if config.bucket.is_empty() {
             return Err(StoreError::new(
@@ -127,13 +134,14 @@ impl S3Store {
                 "S3StoreConfig::bucket is empty",
             ));
         }
-        let client = build_client(&config).await?;
+        let client = build_client(&config, Some(&config.bucket)).await?;
         Ok(Self::with_client(client, config.bucket.clone(), &config))
     }
 
     /// A store over an SDK client built elsewhere (its endpoint, region, credentials and
     /// retries are the client's), for `config.bucket`; the rest of `config` (resumption of
-    /// GET bodies, capabilities, payload signing) applies as in [`new`](Self::new).
+    /// GET bodies, capabilities, payload signing, requester pays, the expected bucket
+    /// owner) applies as in [`new`](Self::new).
     pub fn from_client(client: Client, config: &S3StoreConfig) -> StoreResult<S3Store> {
         if config.bucket.is_empty() {
             return Err(StoreError::new(
@@ -157,6 +165,7 @@ impl S3Store {
             sign_payloads: config
                 .payload_signing
                 .signs_uploads_to(config.endpoint_url.as_deref()),
+            access: BucketAccess::new(config),
             head_5xx_seen: Arc::default(),
         }
     }
@@ -164,6 +173,12 @@ impl S3Store {
     /// The bucket's name.
     pub fn bucket_name(&self) -> &str {
         &self.bucket
+    }
+
+    /// The region requests are signed for: the configured one, or the one the bucket
+    /// named when none was.
+    pub fn region(&self) -> Option<&str> {
+        self.client.config().region().map(|r| r.as_ref())
     }
 
     /// The underlying SDK client, for requests this trait does not cover.
@@ -178,16 +193,25 @@ impl S3Store {
             policy: self.policy,
             capabilities: self.capabilities,
             sign_payloads: self.sign_payloads,
+            access: self.access.clone(),
         }
     }
 
     /// The `x-amz-copy-source` of `source`: its bucket (this one unless it names
     /// another) and its key, encoded.
     fn copy_source(&self, source: &CopySource) -> String {
-        copy_source(
-            source.bucket.as_deref().unwrap_or(&self.bucket),
-            &source.key,
-        )
+        copy_source(self.source_bucket(source), &source.key)
+    }
+
+    /// The bucket `source` is in.
+    fn source_bucket<'a>(&'a self, source: &'a CopySource) -> &'a str {
+        source.bucket.as_deref().unwrap_or(&self.bucket)
+    }
+
+    /// The `x-amz-source-expected-bucket-owner` of a copy from `source`.
+    fn source_owner(&self, source: &CopySource) -> Option<String> {
+        self.access
+            .source_owner(self.source_bucket(source) == self.bucket)
     }
 
     /// Sends one GetObject (with the SDK's retries).
@@ -205,6 +229,7 @@ impl S3Store {
         });
         self.client
             .get_object()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .set_range(range_header)
@@ -230,6 +255,7 @@ impl ObjectStore for S3Store {
         let out = self
             .client
             .head_object()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .send()
@@ -347,6 +373,7 @@ impl ObjectStore for S3Store {
         let out = self
             .client
             .list_objects_v2()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .set_prefix((!request.prefix.is_empty()).then(|| request.prefix.clone()))
             .set_delimiter(request.delimiter.clone())
@@ -402,6 +429,7 @@ impl ObjectStore for S3Store {
         let mut req = self
             .client
             .put_object()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(length)
@@ -439,6 +467,7 @@ impl ObjectStore for S3Store {
         let mut req = self
             .client
             .create_multipart_upload()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str());
         apply_put_options!(req, options);
@@ -468,6 +497,7 @@ impl ObjectStore for S3Store {
         let req = self
             .client
             .upload_part()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(&upload_id.0)
@@ -512,11 +542,13 @@ impl ObjectStore for S3Store {
         let out = self
             .client
             .upload_part_copy()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(&upload_id.0)
             .part_number(part_number_i32(key, part_number)?)
             .copy_source(self.copy_source(source))
+            .set_expected_source_bucket_owner(self.source_owner(source))
             .set_copy_source_if_match(source.if_match.as_ref().map(|t| t.as_str().to_owned()))
             .set_copy_source_range(range)
             .send()
@@ -553,6 +585,7 @@ impl ObjectStore for S3Store {
         let mut req = self
             .client
             .complete_multipart_upload()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(&upload_id.0)
@@ -583,6 +616,7 @@ impl ObjectStore for S3Store {
         debug!(op = "AbortMultipartUpload", key = %key, "request");
         self.client
             .abort_multipart_upload()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(&upload_id.0)
@@ -598,9 +632,11 @@ impl ObjectStore for S3Store {
         let mut req = self
             .client
             .copy_object()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(dest.as_str())
             .copy_source(self.copy_source(&request.source))
+            .set_expected_source_bucket_owner(self.source_owner(&request.source))
             .set_copy_source_if_match(
                 request
                     .source
@@ -642,6 +678,7 @@ impl ObjectStore for S3Store {
         let out = self
             .client
             .get_object_tagging()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .send()
@@ -659,6 +696,7 @@ impl ObjectStore for S3Store {
         let result = self
             .client
             .delete_object()
+            .with_access(&self.access)
             .bucket(&self.bucket)
             .key(key.as_str())
             .send()
@@ -693,6 +731,7 @@ impl ObjectStore for S3Store {
             let out = self
                 .client
                 .delete_objects()
+                .with_access(&self.access)
                 .bucket(&self.bucket)
                 .delete(delete)
                 .send()
@@ -729,6 +768,7 @@ pub struct S3Buckets {
     policy: ResumePolicy,
     capabilities: Capabilities,
     sign_payloads: bool,
+    access: BucketAccess,
 }
 
 impl fmt::Debug for S3Buckets {
@@ -742,7 +782,7 @@ impl fmt::Debug for S3Buckets {
 impl S3Buckets {
     /// Builds the client; `config.bucket` is ignored. Makes no request.
     pub async fn new(config: S3StoreConfig) -> StoreResult<S3Buckets> {
-        let client = build_client(&config).await?;
+        let client = build_client(&config, None).await?;
         let store = S3Store::with_client(client, String::new(), &config);
         Ok(store.buckets())
     }
@@ -755,6 +795,7 @@ impl S3Buckets {
             policy: self.policy,
             capabilities: self.capabilities,
             sign_payloads: self.sign_payloads,
+            access: self.access.clone(),
             head_5xx_seen: Arc::default(),
         }
     }
