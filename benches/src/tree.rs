@@ -381,7 +381,11 @@ pub async fn ls(ctx: &Ctx, body: Bytes) -> Vec<Row> {
 /// median of 3: the part of a mount's `ls -l` that is `ls` itself.
 async fn local_ls(m: usize) -> Result<f64> {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
     let dir = tempfile::tempdir_in(base).context("local directory for the ls floor")?;
     for i in 0..m {
         std::fs::File::create(dir.path().join(format!("f{i:05}")))?;

@@ -5,7 +5,7 @@
 //! or were stopped by the deadline (the report says which; a re-run resumes), 2 when the
 //! copy could not start (bad arguments, no listing, no client).
 
-use crate::ConnectionArgs;
+use crate::{AccessArgs, ConnectionArgs};
 use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
@@ -33,6 +33,9 @@ const COULD_NOT_START: u8 = 2;
 pub(crate) struct TransferArgs {
     #[command(flatten)]
     s3: ConnectionArgs,
+    /// Unsigned requests, requester pays, expected owner (of the destination's bucket).
+    #[command(flatten)]
+    access: AccessArgs,
     /// The source's S3 endpoint, when it is not the destination's (the copy is then
     /// streamed through this machine).
     #[arg(help_heading = "Source connection", long, value_name = "URL")]
@@ -344,7 +347,7 @@ impl TransferArgs {
     /// The engine: one client for both ends, or one each.
     async fn transfer(&self, source_bucket: &str, dest_bucket: &str) -> anyhow::Result<Transfer> {
         let config = self.config()?;
-        let dest = S3Store::new(self.s3.store_config(dest_bucket))
+        let dest = S3Store::new(self.access.apply(self.s3.store_config(dest_bucket)))
             .await
             .context("cannot set up the S3 client")?
             .buckets();
@@ -359,8 +362,11 @@ impl TransferArgs {
                 region: self.source_region.clone().or(self.s3.region.clone()),
                 profile: self.source_profile.clone().or(self.s3.profile.clone()),
             };
+            let config = connection
+                .store_config(source_bucket)
+                .requester_pays(self.access.requester_pays);
             Arc::new(
-                S3Store::new(connection.store_config(source_bucket))
+                S3Store::new(config)
                     .await
                     .context("cannot set up the S3 client of the source")?
                     .buckets(),

@@ -36,6 +36,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often a mount's process gives freed memory back to the kernel.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Smallest part S3 accepts in a multipart upload (every part but the last), in bytes.
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -991,6 +994,9 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
         eprintln!("s3vfs: {notice}");
     }
     logging::init(log_level, target);
+    if let Err(err) = s3vfs_fuse::malloc::trim_periodically(MEMORY_TRIM_INTERVAL) {
+        tracing::warn!(error = %err, "cannot start the thread that returns freed memory");
+    }
     let outcome = runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, readiness)));
     outcome.map(|()| ExitCode::SUCCESS)
 }

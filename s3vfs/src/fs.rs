@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The file system over one bucket.
 ///
@@ -100,6 +101,7 @@ impl S3Fs {
             None => store,
         };
         let core = Arc::new(Core::new(store, config));
+        sweep_metadata_while_alive(&core);
         Arc::new(Self {
             open_files: Arc::new(OpenFiles::new(Arc::clone(&core))),
             core,
@@ -363,4 +365,31 @@ impl Vfs for S3Fs {
     async fn statfs(&self) -> VfsResult<StatFs> {
         Ok(StatFs::unlimited(self.core.config.block_size))
     }
+}
+
+/// How often the metadata caches are swept of expired entries when nothing else sweeps
+/// them (see [`MetaCache::sweep_expired`](crate::meta::MetaCache::sweep_expired)).
+const METADATA_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Sweeps `core`'s metadata caches every [`METADATA_SWEEP_INTERVAL`] (or TTL, if longer)
+/// on the current tokio runtime, until the file system is dropped. Without a runtime the
+/// caches are swept only as they grow.
+fn sweep_metadata_while_alive(core: &Arc<Core>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = METADATA_SWEEP_INTERVAL.max(core.config.metadata_ttl);
+    let core = Arc::downgrade(core);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(core) = core.upgrade() else {
+                return;
+            };
+            core.meta.sweep_expired();
+        }
+    });
 }

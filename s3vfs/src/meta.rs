@@ -62,17 +62,23 @@ impl<V> Swept<V> {
     /// has doubled since the last sweep.
     fn insert_sweeping(&mut self, path: &FsPath, value: V, keep: impl Fn(&V) -> bool) {
         if self.map.len() >= self.sweep_at {
-            self.map.retain(|_, v| keep(v));
-            if self.map.len() >= MAX_ENTRIES {
-                self.map.clear();
-            }
-            let len = self.map.len();
-            if self.map.capacity() > 4 * len.max(SWEEP_FLOOR) {
-                self.map.shrink_to(2 * len);
-            }
-            self.sweep_at = (2 * len).clamp(SWEEP_FLOOR, MAX_ENTRIES);
+            self.sweep(keep);
         }
         self.map.insert(path.clone(), value);
+    }
+
+    /// Keeps only the entries `keep` wants (all of them dropped past [`MAX_ENTRIES`]) and
+    /// gives back the room of the others.
+    fn sweep(&mut self, keep: impl Fn(&V) -> bool) {
+        self.map.retain(|_, v| keep(v));
+        if self.map.len() >= MAX_ENTRIES {
+            self.map.clear();
+        }
+        let len = self.map.len();
+        if self.map.capacity() > 4 * len.max(SWEEP_FLOOR) {
+            self.map.shrink_to(2 * len);
+        }
+        self.sweep_at = (2 * len).clamp(SWEEP_FLOOR, MAX_ENTRIES);
     }
 }
 
@@ -241,6 +247,22 @@ impl MetaCache {
         listings.insert(dir.clone(), (Arc::new(entries), Instant::now()));
     }
 
+    /// Drops every entry no longer worth keeping — expired stats (but those read by HEAD),
+    /// "no such file" answers, listings and presences — and the room they took. Inserts
+    /// sweep as the maps grow; this is for when they stop growing (after a walk over
+    /// millions of names, nothing else would give that memory back).
+    pub(crate) fn sweep_expired(&self) {
+        let (ttl, negative_ttl) = (self.ttl, self.negative_ttl);
+        lock(&self.stats).sweep(|(stat, at)| stat.from_head || at.elapsed() < ttl);
+        lock(&self.missing).sweep(|at| at.elapsed() < negative_ttl);
+        {
+            let mut listings = lock(&self.listings);
+            listings.retain(|_, (_, at)| at.elapsed() < ttl);
+            listings.shrink_to_fit();
+        }
+        self.presence.sweep_expired();
+    }
+
     /// Drops the cached listing of the directory holding `path`: it changed.
     fn listing_changed(&self, path: &FsPath) {
         if path.is_root() {
@@ -391,6 +413,30 @@ mod tests {
         // A chmod (same kind, size and version too) drops it.
         cache.put_changed(&path, stat);
         assert!(cache.listing(&dir).is_none());
+    }
+
+    #[test]
+    fn a_sweep_gives_back_what_expired_after_the_maps_stopped_growing() {
+        let cache = MetaCache::new(Duration::from_millis(20), Duration::from_millis(20));
+        let stat = Stat::directory(SystemTime::UNIX_EPOCH);
+        let mut from_head = stat.clone();
+        from_head.from_head = true;
+        for i in 0..3000 {
+            let dir = FsPath::parse(&format!("d{i}")).unwrap();
+            cache.put(&FsPath::parse(&format!("d{i}/f")).unwrap(), stat.clone());
+            cache.put_missing(&FsPath::parse(&format!("d{i}/gone")).unwrap());
+            cache.put_listing(&dir, vec![("f".to_owned(), stat.clone())]);
+            cache.presence.made_empty(&dir);
+        }
+        let kept = FsPath::parse("headed").unwrap();
+        cache.put(&kept, from_head);
+        std::thread::sleep(Duration::from_millis(40));
+        cache.sweep_expired();
+        assert_eq!(lock(&cache.stats).len(), 1, "only what a HEAD read is kept");
+        assert!(lock(&cache.missing).is_empty());
+        assert!(lock(&cache.listings).is_empty());
+        assert!(cache.get_any(&kept).is_some());
+        assert_eq!(cache.presence.len(), 0);
     }
 
     #[test]

@@ -185,6 +185,20 @@ impl Presences {
         }
     }
 
+    /// Directories with a presence.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.dirs).len()
+    }
+
+    /// Drops the expired presences (but those being renewed) and the room they took.
+    pub(crate) fn sweep_expired(&self) {
+        let ttl = self.ttl;
+        let mut dirs = lock(&self.dirs);
+        dirs.retain(|_, p| p.refreshing || p.at.elapsed() < ttl);
+        dirs.shrink_to_fit();
+    }
+
     /// Drops the presences of `dir` and every directory below it (a tree moved or changed
     /// wholesale).
     pub(crate) fn forget_tree(&self, dir: &FsPath) {
