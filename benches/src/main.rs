@@ -695,7 +695,7 @@ mod tests {
         assert_eq!(plan.size, 64 << 20);
         assert_eq!((plan.files, plan.ls_entries, plan.runs), (7, 1000, 1));
         let plan = Plan::from_args(&Args::parse_from(["s3vfs-bench", "--size", "2G"]));
-        assert_eq!(plan.items.len(), 8);
+        assert_eq!(plan.items.len(), 9);
         assert_eq!(plan.walk_keys, 1_000_000);
         assert_eq!(
             (plan.size, plan.files, plan.ls_entries),
