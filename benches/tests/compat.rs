@@ -26,7 +26,7 @@ fn every_operation_passes_against_the_in_memory_server() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| operation"))
         .collect();
-    assert_eq!(rows.len(), 16, "{stdout}");
+    assert_eq!(rows.len(), 17, "{stdout}");
     for row in rows {
         let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
         assert_eq!(cells.len(), 3, "{row}");
