@@ -390,6 +390,15 @@ fn sweep_metadata_while_alive(core: &Arc<Core>) {
                 return;
             };
             core.meta.sweep_expired();
+            let (stats, missing, listed, presences) = core.meta.sizes();
+            tracing::debug!(
+                inodes = core.inodes.len(),
+                stats,
+                missing,
+                listed,
+                presences,
+                "metadata caches swept"
+            );
         }
     });
 }

@@ -263,6 +263,18 @@ impl MetaCache {
         self.presence.sweep_expired();
     }
 
+    /// Entries held: stats, "no such file" answers, listing entries, directories with a
+    /// presence (for the debug log of the sweeps).
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
+        let listed = lock(&self.listings).values().map(|(l, _)| l.len()).sum();
+        (
+            lock(&self.stats).len(),
+            lock(&self.missing).len(),
+            listed,
+            self.presence.len(),
+        )
+    }
+
     /// Drops the cached listing of the directory holding `path`: it changed.
     fn listing_changed(&self, path: &FsPath) {
         if path.is_root() {

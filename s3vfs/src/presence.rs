@@ -186,7 +186,6 @@ impl Presences {
     }
 
     /// Directories with a presence.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.dirs).len()
     }
