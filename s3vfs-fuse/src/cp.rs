@@ -533,20 +533,20 @@ pub(crate) async fn sync(args: SyncArgs) -> ExitCode {
         match action {
             SyncAction::Copy(job) if args.dry_run => {
                 println!("(dry run) copy {} -> {}", job.source, job.dest);
-                let line = planned(&job, Outcome::WouldCopy);
+                let line = ObjectReport::unrun(&job, Outcome::WouldCopy);
                 summary.add(&line);
                 report.line(&line);
             }
             SyncAction::Copy(job) => copies.push(job),
             SyncAction::Skip(job, why) => {
                 tracing::debug!(source = %job.source, why, "the same at the destination");
-                let line = planned(&job, Outcome::Skipped);
+                let line = ObjectReport::unrun(&job, Outcome::Skipped);
                 summary.add(&line);
                 report.line(&line);
             }
             SyncAction::Delete(url) if args.dry_run => {
                 println!("(dry run) delete {url}");
-                let line = planned(
+                let line = ObjectReport::unrun(
                     &Job {
                         source: url.clone(),
                         dest: url,
@@ -575,7 +575,7 @@ pub(crate) async fn sync(args: SyncArgs) -> ExitCode {
                         source: url.clone(),
                         dest: url.clone(),
                     };
-                    let mut line = planned(&job, Outcome::Deleted);
+                    let mut line = ObjectReport::unrun(&job, Outcome::Deleted);
                     if let Err(err) = transfer.delete(&url).await {
                         line.result = Outcome::Failed;
                         line.error = Some(err.to_string());
@@ -599,9 +599,4 @@ pub(crate) async fn sync(args: SyncArgs) -> ExitCode {
     progress.finish();
     summary_line(&summary, started.elapsed().as_secs_f64());
     exit_code(&summary)
-}
-
-/// The report line of a job that was not copied (skipped, planned, deleted).
-fn planned(job: &Job, result: Outcome) -> ObjectReport {
-    ObjectReport::unrun(job, result)
 }

@@ -165,7 +165,7 @@ impl Transfer {
         } else {
             report.method = Method::StreamedPut;
             let options = self.options(&ends.head, self.source_tags(ends).await);
-            let body = {
+            let md5 = {
                 let _buffer = self.limit.buffer().await?;
                 let body = self
                     .limit
@@ -190,7 +190,7 @@ impl Transfer {
                 report.bytes_through_client = body.len() as u64;
                 md5
             };
-            Some(body)
+            Some(md5)
         };
         self.emit(&Event::Copied(ends.head.size));
         self.verify(ends, report, expected.filter(|_| self.etags_are_md5()))
