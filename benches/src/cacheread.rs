@@ -21,7 +21,7 @@ use crate::upload::TestObject;
 use crate::Ctx;
 use anyhow::{Context, Result};
 use s3vfs::config::DataCacheConfig;
-use s3vfs::store::ObjectStore;
+use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
 use s3vfs_testkit::fault::Op;
 use std::fmt;
@@ -55,7 +55,7 @@ impl fmt::Display for Kind {
 /// when dropped).
 fn cached_vfs(
     ctx: &Ctx,
-    store: &Arc<dyn ObjectStore>,
+    store: &Arc<dyn Backend>,
     config: &FsConfig,
     kind: Kind,
     cap: u64,
@@ -98,7 +98,7 @@ async fn timed_read(ctx: &Ctx, vfs: &S3Vfs, object: &TestObject) -> Result<(f64,
 pub async fn run(
     ctx: &Ctx,
     report: &mut Report,
-    store: &Arc<dyn ObjectStore>,
+    store: &Arc<dyn Backend>,
     config: &FsConfig,
     object: &TestObject,
     reference: Cell,

@@ -10,7 +10,7 @@
 use crate::loopback::is_loopback_url;
 use anyhow::{bail, Context, Result};
 use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
-use s3vfs::store::ObjectStore;
+use s3vfs::store::Backend;
 use s3vfs_testkit::fault::{CountingStore, LatencyStore};
 use s3vfs_testkit::server::{S3Server, ServerCredentials, TEST_REGION};
 use s3vfs_testkit::{MemStore, SingleBucket};
@@ -95,7 +95,7 @@ impl Endpoint {
             .context("cannot start the local server's runtime")?;
         let mem = MemStore::new();
         let server_requests = CountingStore::new(Arc::new(mem.clone()));
-        let store: Arc<dyn ObjectStore> = match profile {
+        let store: Arc<dyn Backend> = match profile {
             Some(profile) => Arc::new(LatencyStore::new(
                 Arc::new(server_requests.clone()),
                 profile.first_byte,

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
-use s3vfs::store::ObjectStore;
+use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Vfs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -198,7 +198,7 @@ pub async fn raw_ttfb(client: &Client, object: &TestObject) -> Result<Duration> 
 /// Time from `open` on a fresh [`S3Vfs`] (no cached metadata; the store's connections are
 /// warm) to the first `read` of [`TTFB_READ`] bytes returning data.
 pub async fn library_ttfb(
-    store: &Arc<dyn ObjectStore>,
+    store: &Arc<dyn Backend>,
     config: &FsConfig,
     object: &TestObject,
 ) -> Result<Duration> {

@@ -18,7 +18,7 @@ use crate::tools::{Settings, Tool, ToolMount};
 use crate::upload::TestObject;
 use crate::{interruptible, unmount, Ctx};
 use anyhow::{bail, Context, Result};
-use s3vfs::store::ObjectStore;
+use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
 use s3vfs_fuse::MountOptions;
 use s3vfs_testkit::fault::Op;
@@ -52,7 +52,7 @@ enum Reader {
 /// Everything the readers need, set up once.
 struct Setup<'a> {
     ctx: &'a Ctx,
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Backend>,
     vfs: S3Vfs,
     fs_config: FsConfig,
     object: TestObject,
@@ -133,7 +133,7 @@ async fn with_object(
         fs_config.max_read_window = max;
     }
     report.set_read_ahead(&fs_config);
-    let store: Arc<dyn ObjectStore> = Arc::new(ctx.library.clone());
+    let store: Arc<dyn Backend> = Arc::new(ctx.library.clone());
     let vfs = S3Vfs::new(Arc::clone(&store), fs_config.clone());
     let mountdir = tempfile::Builder::new()
         .prefix("s3vfs-bench-mnt")

@@ -10,7 +10,7 @@
 
 use crate::mount::{mount, MountError, MountGuard, MountOptions};
 use bytes::Bytes;
-use s3vfs::store::{ObjectStore, S3Store};
+use s3vfs::store::{Backend, S3Store};
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_testkit::server::{S3Server, ServerCredentials};
 use s3vfs_testkit::{MemStore, SingleBucket};
@@ -72,7 +72,7 @@ impl LocalS3 {
     pub async fn start_serving(
         bucket: &str,
         store: MemStore,
-        served: Arc<dyn ObjectStore>,
+        served: Arc<dyn Backend>,
         port: u16,
     ) -> io::Result<LocalS3> {
         let provider = SingleBucket::new(bucket, served);
@@ -130,7 +130,7 @@ impl LocalS3 {
     /// When the client cannot be built.
     /// The client takes the served bucket's limits (a test bucket may accept parts
     /// smaller than S3's 5 MiB, so that multipart shapes stay small and fast).
-    pub async fn connect(&self) -> Result<Arc<dyn ObjectStore>, LocalError> {
+    pub async fn connect(&self) -> Result<Arc<dyn Backend>, LocalError> {
         let config = self
             .server
             .store_config(&self.bucket)

@@ -19,7 +19,7 @@ use s3vfs::config::DataCacheConfig;
 use s3vfs::recovery::RecoveryDir;
 use s3vfs::store::s3::{S3Buckets, S3Store, S3StoreConfig};
 use s3vfs::store::PayloadSigning;
-use s3vfs::store::{BucketProvider, ListRequest, ObjectStore, ServerSideEncryption};
+use s3vfs::store::{Backend, BucketProvider, ListRequest, ServerSideEncryption};
 use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs};
 #[cfg(feature = "demo")]
@@ -642,7 +642,7 @@ async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     let prefix = FsConfig::default().with_prefix(prefix).prefix;
     let config = args.access.apply(args.s3.store_config(bucket));
-    let store: Arc<dyn ObjectStore> = Arc::new(
+    let store: Arc<dyn Backend> = Arc::new(
         S3Store::new(config)
             .await
             .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
@@ -778,7 +778,7 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
 /// One S3 client per bucket, for `s3vfs recover`.
 struct Stores<'a> {
     args: &'a RecoverArgs,
-    by_bucket: BTreeMap<String, Arc<dyn ObjectStore>>,
+    by_bucket: BTreeMap<String, Arc<dyn Backend>>,
 }
 
 impl<'a> Stores<'a> {
@@ -790,10 +790,7 @@ impl<'a> Stores<'a> {
     }
 
     /// The client of `--bucket`, else of `recorded`; `None` without either.
-    async fn get(
-        &mut self,
-        recorded: Option<&str>,
-    ) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
+    async fn get(&mut self, recorded: Option<&str>) -> anyhow::Result<Option<Arc<dyn Backend>>> {
         let Some(bucket) = self.args.bucket.as_deref().or(recorded) else {
             return Ok(None);
         };
@@ -801,7 +798,7 @@ impl<'a> Stores<'a> {
             return Ok(Some(Arc::clone(store)));
         }
         let config = self.args.access.apply(self.args.s3.store_config(bucket));
-        let store: Arc<dyn ObjectStore> = Arc::new(
+        let store: Arc<dyn Backend> = Arc::new(
             S3Store::new(config)
                 .await
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
@@ -1051,7 +1048,7 @@ async fn mount_bucket(
             let store = S3Store::new(store_config)
                 .await
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
-            let store: Arc<dyn ObjectStore> = Arc::new(store);
+            let store: Arc<dyn Backend> = Arc::new(store);
             check_bucket(&store, bucket, &fs_config.prefix).await?;
             // AWS honours If-None-Match and If-Match and keeps `dir/` markers; other
             // servers are asked (Garage and `rclone serve s3` ignore conditions, rclone
@@ -1093,11 +1090,7 @@ async fn mount_bucket(
 
 /// One LIST of the prefix, so that a wrong bucket, region or credentials fail the mount
 /// with the store's reason instead of every later file access failing.
-async fn check_bucket(
-    store: &Arc<dyn ObjectStore>,
-    bucket: &str,
-    prefix: &str,
-) -> anyhow::Result<()> {
+async fn check_bucket(store: &Arc<dyn Backend>, bucket: &str, prefix: &str) -> anyhow::Result<()> {
     let request = ListRequest {
         prefix: prefix.to_owned(),
         delimiter: Some("/".to_owned()),

@@ -1,6 +1,6 @@
-//! Composable [`ObjectStore`] wrappers that count, fail, throttle and slow down requests.
+//! Composable [`Backend`] wrappers that count, fail, throttle and slow down requests.
 //!
-//! Each wrapper holds an `Arc<dyn ObjectStore>` and is itself an [`ObjectStore`], so they
+//! Each wrapper holds an `Arc<dyn Backend>` and is itself an [`Backend`], so they
 //! stack: `CountingStore::new(Arc::new(FaultStore::new(Arc::new(mem.clone()))))` counts every
 //! request the code under test makes, including the ones the fault layer fails.
 //!
@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
-    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
-    GetRequest, GetResponse, ListPage, ListRequest, MetadataDirective, ObjectKey, ObjectMeta,
-    ObjectStore, PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId,
+    Backend, ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource,
+    DeleteFailure, GetRequest, GetResponse, ListPage, ListRequest, MetadataDirective, ObjectKey,
+    ObjectMeta, PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId,
     WriteCondition,
 };
 use std::collections::BTreeMap;
@@ -30,34 +30,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// One operation of the [`ObjectStore`] trait.
+/// One operation of the [`Backend`] trait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
-    /// [`ObjectStore::head`].
+    /// [`Backend::head`].
     Head,
-    /// [`ObjectStore::get`].
+    /// [`Backend::get`].
     Get,
-    /// [`ObjectStore::list`].
+    /// [`Backend::list`].
     List,
-    /// [`ObjectStore::put`].
+    /// [`Backend::put`].
     Put,
-    /// [`ObjectStore::create_multipart`].
+    /// [`Backend::create_multipart`].
     CreateMultipart,
-    /// [`ObjectStore::upload_part`].
+    /// [`Backend::upload_part`].
     UploadPart,
-    /// [`ObjectStore::upload_part_copy`].
+    /// [`Backend::upload_part_copy`].
     UploadPartCopy,
-    /// [`ObjectStore::complete_multipart`].
+    /// [`Backend::complete_multipart`].
     CompleteMultipart,
-    /// [`ObjectStore::abort_multipart`].
+    /// [`Backend::abort_multipart`].
     AbortMultipart,
-    /// [`ObjectStore::copy`].
+    /// [`Backend::copy`].
     Copy,
-    /// [`ObjectStore::get_tags`].
+    /// [`Backend::get_tags`].
     GetTags,
-    /// [`ObjectStore::delete`].
+    /// [`Backend::delete`].
     Delete,
-    /// [`ObjectStore::delete_many`].
+    /// [`Backend::delete_many`].
     DeleteMany,
 }
 
@@ -110,11 +110,11 @@ impl fmt::Display for Op {
     }
 }
 
-/// Calls every [`ObjectStore`] method of `store` once ([`Op::CreateMultipart`] twice: one
+/// Calls every [`Backend`] method of `store` once ([`Op::CreateMultipart`] twice: one
 /// upload completed, one aborted), on keys under `every-op/` that it removes again: for
 /// tests of what each kind of request does or carries. The completed upload's first part
 /// is `first_part` bytes long (at least the store's smallest part).
-pub async fn call_every_op(store: &dyn ObjectStore, first_part: usize) -> StoreResult<()> {
+pub async fn call_every_op(store: &dyn Backend, first_part: usize) -> StoreResult<()> {
     let (src, dst) = (
         ObjectKey::new("every-op/src"),
         ObjectKey::new("every-op/dst"),
@@ -151,7 +151,7 @@ pub async fn call_every_op(store: &dyn ObjectStore, first_part: usize) -> StoreR
     Ok(())
 }
 
-/// Forwards every [`ObjectStore`] method to `self.inner` after `self.before(op, keys)`.
+/// Forwards every [`Backend`] method to `self.inner` after `self.before(op, keys)`.
 ///
 /// `before` returns `StoreResult<()>` (an `Err` is returned instead of calling the inner
 /// store); `$get_body` post-processes a successful GET response, `$list_body` a successful
@@ -173,7 +173,7 @@ macro_rules! forward_object_store {
         |$list_this:ident, $asked:ident, $page:ident| $list_body:expr
     ) => {
         #[async_trait]
-        impl ObjectStore for $ty {
+        impl Backend for $ty {
             fn capabilities(&self) -> Capabilities {
                 self.inner.capabilities()
             }
@@ -362,7 +362,7 @@ macro_rules! forward_object_store {
 /// kept.
 ///
 /// ```
-/// use s3vfs::store::{ObjectKey, ObjectStore};
+/// use s3vfs::store::{ObjectKey, Backend};
 /// use s3vfs_testkit::fault::LastErrorStore;
 /// use s3vfs_testkit::MemStore;
 /// use std::sync::Arc;
@@ -375,13 +375,13 @@ macro_rules! forward_object_store {
 /// ```
 #[derive(Clone)]
 pub struct LastErrorStore {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Backend>,
     last: Arc<Mutex<Option<StoreError>>>,
 }
 
 impl LastErrorStore {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
             last: Arc::default(),
@@ -435,7 +435,7 @@ forward_object_store!(
 /// ```
 #[derive(Clone)]
 pub struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Backend>,
     counts: Arc<[AtomicU64; Op::ALL.len()]>,
     /// Requests made and not yet answered, and the most there were at once.
     in_flight: Arc<(AtomicU64, AtomicU64)>,
@@ -443,7 +443,7 @@ pub struct CountingStore {
 
 impl CountingStore {
     /// Counts the requests made of `inner`.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
             counts: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
@@ -453,7 +453,7 @@ impl CountingStore {
 
     /// Counts requests to `inner` separately, but requests in flight together with
     /// `other`'s (so that a cap across several buckets can be checked).
-    pub fn sharing_in_flight(inner: Arc<dyn ObjectStore>, other: &CountingStore) -> Self {
+    pub fn sharing_in_flight(inner: Arc<dyn Backend>, other: &CountingStore) -> Self {
         Self {
             in_flight: Arc::clone(&other.in_flight),
             ..Self::new(inner)
@@ -630,7 +630,7 @@ struct FaultState {
 /// reaches the wrapped store.
 ///
 /// ```
-/// use s3vfs::store::{ObjectKey, ObjectStore, StoreError, StoreErrorKind};
+/// use s3vfs::store::{ObjectKey, Backend, StoreError, StoreErrorKind};
 /// use s3vfs_testkit::fault::{FaultStore, Op};
 /// use s3vfs_testkit::MemStore;
 /// use std::sync::Arc;
@@ -644,13 +644,13 @@ struct FaultState {
 /// ```
 #[derive(Clone)]
 pub struct FaultStore {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Backend>,
     state: Arc<Mutex<FaultState>>,
 }
 
 impl FaultStore {
     /// Wraps `inner`, failing nothing until told to.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
             state: Arc::new(Mutex::new(FaultState::default())),
@@ -902,7 +902,7 @@ fn truncate_stream(body: ByteStream, left: u64, key: String) -> ByteStream {
 /// The delay is paid before the request (for a GET: before the first byte).
 #[derive(Clone)]
 pub struct LatencyStore {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Backend>,
     delay: Duration,
     jitter: Duration,
     per_op: [Option<Duration>; Op::ALL.len()],
@@ -911,7 +911,7 @@ pub struct LatencyStore {
 
 impl LatencyStore {
     /// Delays every request to `inner` by `delay`.
-    pub fn new(inner: Arc<dyn ObjectStore>, delay: Duration) -> Self {
+    pub fn new(inner: Arc<dyn Backend>, delay: Duration) -> Self {
         Self {
             inner,
             delay,
@@ -1262,7 +1262,7 @@ mod tests {
         let mem = mem_with(&["a"]);
         let faults = FaultStore::new(Arc::new(mem));
         let counting = CountingStore::new(Arc::new(faults.clone()));
-        let shared: Arc<dyn ObjectStore> = Arc::new(counting.clone());
+        let shared: Arc<dyn Backend> = Arc::new(counting.clone());
         faults.fail_nth(Op::Get, 1, boom());
         assert!(shared.get(GetRequest::whole(key("a"))).await.is_err());
         assert!(shared.get(GetRequest::whole(key("a"))).await.is_ok());

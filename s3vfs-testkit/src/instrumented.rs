@@ -9,7 +9,7 @@
 use crate::fault::{CountingStore, FaultStore, LatencyStore};
 use crate::mem::{MemBuckets, MemStore};
 use async_trait::async_trait;
-use s3vfs::store::{BucketProvider, Capabilities, ObjectStore, StoreError, StoreResult};
+use s3vfs::store::{Backend, BucketProvider, Capabilities, StoreError, StoreResult};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct Instruments {
 pub struct InstrumentedBuckets {
     buckets: MemBuckets,
     instruments: BTreeMap<String, Instruments>,
-    stores: BTreeMap<String, Arc<dyn ObjectStore>>,
+    stores: BTreeMap<String, Arc<dyn Backend>>,
 }
 
 impl InstrumentedBuckets {
@@ -50,7 +50,7 @@ impl InstrumentedBuckets {
         latency: Duration,
     ) -> Self {
         let mem = self.buckets.create_bucket_with(name, capabilities);
-        let inner: Arc<dyn ObjectStore> = if latency.is_zero() {
+        let inner: Arc<dyn Backend> = if latency.is_zero() {
             Arc::new(mem.clone())
         } else {
             Arc::new(LatencyStore::new(Arc::new(mem.clone()), latency))
@@ -108,7 +108,7 @@ impl BucketProvider for InstrumentedBuckets {
         Ok(self.stores.keys().cloned().collect())
     }
 
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn Backend>> {
         self.stores.get(name).cloned().ok_or_else(|| {
             StoreError::new(
                 s3vfs::store::StoreErrorKind::NotFound,

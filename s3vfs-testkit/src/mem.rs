@@ -50,10 +50,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use s3vfs::store::{
-    storage_class, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource,
-    DeleteFailure, ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject,
-    MetadataDirective, ObjectKey, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreError,
-    StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    storage_class, Backend, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest,
+    CopySource, DeleteFailure, ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject,
+    MetadataDirective, ObjectKey, ObjectMeta, PutOptions, PutResult, StoreError, StoreErrorKind,
+    StoreResult, UploadId, WriteCondition,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -229,7 +229,7 @@ impl State {
     }
 }
 
-/// An in-memory S3 bucket implementing [`ObjectStore`] with S3's rules.
+/// An in-memory S3 bucket implementing [`Backend`] with S3's rules.
 ///
 /// Clones share the same bucket. The synchronous helpers ([`insert`](Self::insert),
 /// [`get_bytes`](Self::get_bytes), [`keys`](Self::keys), …) let tests set up and inspect the
@@ -446,7 +446,7 @@ impl MemStore {
 }
 
 #[async_trait]
-impl ObjectStore for MemStore {
+impl Backend for MemStore {
     fn capabilities(&self) -> Capabilities {
         self.lock().capabilities
     }
@@ -1271,7 +1271,7 @@ impl BucketProvider for MemBuckets {
         Ok(self.names())
     }
 
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn Backend>> {
         match self.get(name) {
             Some(store) => Ok(Arc::new(store)),
             None => Err(no_such_bucket(name)),
@@ -1286,12 +1286,12 @@ pub struct SingleBucket {
     /// The bucket's name, the only one listed.
     pub name: String,
     /// The store behind it.
-    pub store: Arc<dyn ObjectStore>,
+    pub store: Arc<dyn Backend>,
 }
 
 impl SingleBucket {
     /// Serves `store` as bucket `name`.
-    pub fn new(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(name: impl Into<String>, store: Arc<dyn Backend>) -> Self {
         Self {
             name: name.into(),
             store,
@@ -1305,7 +1305,7 @@ impl BucketProvider for SingleBucket {
         Ok(vec![self.name.clone()])
     }
 
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn Backend>> {
         if name == self.name {
             Ok(Arc::clone(&self.store))
         } else {

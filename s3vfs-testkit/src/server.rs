@@ -1,7 +1,7 @@
 //! A real S3 HTTP endpoint on loopback, serving any [`BucketProvider`].
 //!
 //! [`S3Server`] binds `127.0.0.1:<port>`, checks SigV4 signatures against one key pair
-//! ([`ServerCredentials`]) and translates each S3 request into [`ObjectStore`] calls, using
+//! ([`ServerCredentials`]) and translates each S3 request into [`Backend`] calls, using
 //! the `s3s` crate for HTTP parsing, signatures and XML. Errors go back as the S3 error code
 //! and status of their [`StoreErrorKind`], so a client (the real [`S3Store`] in particular)
 //! sees what it would see from S3; GET bodies are streamed, and a body stream that fails
@@ -39,8 +39,8 @@ use s3s::service::S3ServiceBuilder;
 use s3s::stream::RemainingLength;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use s3vfs::store::{
-    storage_class, BucketProvider, ByteRange, ByteStream, CompletedPart, CopyRequest, CopySource,
-    ETag, GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectMeta, ObjectStore,
+    storage_class, Backend, BucketProvider, ByteRange, ByteStream, CompletedPart, CopyRequest,
+    CopySource, ETag, GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectMeta,
     PutOptions, S3Buckets, S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials,
     StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
@@ -110,7 +110,7 @@ impl fmt::Debug for ServerCredentials {
 /// A running loopback S3 endpoint. Stops on [`shutdown`](Self::shutdown) or drop.
 ///
 /// ```
-/// use s3vfs::store::{ObjectKey, ObjectStore};
+/// use s3vfs::store::{ObjectKey, Backend};
 /// use s3vfs_testkit::server::{S3Server, ServerCredentials};
 /// use s3vfs_testkit::MemBuckets;
 /// use std::sync::Arc;
@@ -293,7 +293,7 @@ impl S3Server {
     }
 
     /// Serves one store as bucket `bucket` (see [`SingleBucket`]), with the test key pair.
-    pub async fn serve_store(bucket: &str, store: Arc<dyn ObjectStore>) -> io::Result<S3Server> {
+    pub async fn serve_store(bucket: &str, store: Arc<dyn Backend>) -> io::Result<S3Server> {
         Self::start(
             Arc::new(SingleBucket::new(bucket, store)),
             ServerCredentials::test(),
@@ -331,7 +331,7 @@ impl S3Server {
         let payloads = Arc::new(PayloadCounters::default());
         let quirks = ServerQuirks::default();
         let settings = Arc::new(Settings::default());
-        let mut builder = S3ServiceBuilder::new(Backend {
+        let mut builder = S3ServiceBuilder::new(StoreService {
             provider,
             payloads: Arc::clone(&payloads),
             quirks: quirks.clone(),
@@ -678,14 +678,14 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for QuirkSer
 }
 
 /// The `s3s` service: every S3 operation becomes calls on the provider's stores.
-struct Backend {
+struct StoreService {
     provider: Arc<dyn BucketProvider>,
     payloads: Arc<PayloadCounters>,
     quirks: ServerQuirks,
     settings: Arc<Settings>,
 }
 
-impl Backend {
+impl StoreService {
     /// The source of a copy into bucket `dest_bucket`: `x-amz-copy-source` (a bucket this
     /// server has) and `x-amz-copy-source-if-match`.
     fn copy_source(
@@ -718,7 +718,7 @@ impl Backend {
         }
     }
 
-    fn store(&self, bucket: &str) -> S3Result<Arc<dyn ObjectStore>> {
+    fn store(&self, bucket: &str) -> S3Result<Arc<dyn Backend>> {
         self.provider.bucket(bucket).map_err(|e| {
             if e.kind == StoreErrorKind::NotFound {
                 s3_error(e.with_code("NoSuchBucket"))
@@ -730,7 +730,7 @@ impl Backend {
 }
 
 #[async_trait::async_trait]
-impl S3 for Backend {
+impl S3 for StoreService {
     async fn list_buckets(
         &self,
         _req: S3Request<dto::ListBucketsInput>,

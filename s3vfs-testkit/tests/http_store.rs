@@ -7,10 +7,10 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use s3vfs::store::{
-    BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource, ETag,
-    GetRequest, ListRequest, MetadataDirective, ObjectKey, ObjectStore, PayloadSigning, PutOptions,
-    S3Store, S3StoreConfig, ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind,
-    UploadId, WriteCondition,
+    Backend, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource, ETag,
+    GetRequest, ListRequest, MetadataDirective, ObjectKey, PayloadSigning, PutOptions, S3Store,
+    S3StoreConfig, ServerSideEncryption, StaticCredentials, StoreError, StoreErrorKind, UploadId,
+    WriteCondition,
 };
 use s3vfs::vfs::{Ino, Vfs};
 use s3vfs::{FsConfig, S3Fs};

@@ -18,7 +18,7 @@ use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
 use crate::fs::S3Fs;
 use crate::namespace::FsPath;
-use crate::store::ObjectStore;
+use crate::store::Backend;
 use crate::vfs::{DirEntry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr, Vfs};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -201,14 +201,14 @@ impl OpenOptions {
 
 impl S3Vfs {
     /// A file system over `store`.
-    pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Self {
+    pub fn new(store: Arc<dyn Backend>, config: FsConfig) -> Self {
         Self::over(S3Fs::new(store, config))
     }
 
     /// A file system over `store` whose reads are cached in `data_cache` (see
     /// [`S3Fs::with_data_cache`]).
     pub fn with_data_cache(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         config: FsConfig,
         data_cache: Arc<dyn crate::cache::DataCache>,
     ) -> Self {

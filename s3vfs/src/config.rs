@@ -1,7 +1,7 @@
 //! Configuration of the file system: one struct, documented field by field.
 
 use crate::store::probe::{self, Verdict};
-use crate::store::{ObjectStore, ServerSideEncryption};
+use crate::store::{Backend, ServerSideEncryption};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -350,7 +350,7 @@ impl FsConfig {
     ///
     /// A check that cannot be made (access denied, network) leaves its setting as it is
     /// and returns a notice too.
-    pub async fn fit_to_store(&mut self, store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    pub async fn fit_to_store(&mut self, store: &Arc<dyn Backend>) -> Vec<String> {
         let mut notices = Vec::new();
         if self.read_only {
             return notices;

@@ -18,9 +18,7 @@ use crate::meta::{MetaCache, Stat};
 use crate::name_locks::NameLocks;
 use crate::namespace::{FileName, FsPath, Namespace, MAX_KEY_LEN};
 use crate::recovery::{RecoveryDir, UploadRecord};
-use crate::store::{
-    ETag, ListRequest, ObjectKey, ObjectStore, PutOptions, UploadId, WriteCondition,
-};
+use crate::store::{Backend, ETag, ListRequest, ObjectKey, PutOptions, UploadId, WriteCondition};
 use crate::sync::lock;
 use crate::vfs::{Entry, FileAttr, FileKind, Ino};
 use std::collections::HashSet;
@@ -35,7 +33,7 @@ const MAX_HIDDEN_WARNINGS: usize = 10_000;
 /// What the components of one file system share.
 pub(crate) struct Core {
     /// The bucket (through the data cache, when one is on).
-    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn Backend>,
     pub(crate) config: FsConfig,
 
     /// Paths to keys, under the mount's prefix.
@@ -64,7 +62,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// The parts of a file system over `store` with `config`.
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Self {
+    pub(crate) fn new(store: Arc<dyn Backend>, config: FsConfig) -> Self {
         Self {
             store,
             ns: Namespace::new(&config.prefix),

@@ -17,7 +17,7 @@ use crate::handles::HandleTable;
 use crate::namespace::FsPath;
 use crate::open_files::OpenFiles;
 use crate::ops::Ops;
-use crate::store::ObjectStore;
+use crate::store::Backend;
 use crate::vfs::{
     self, DirEntry, Entry, Handle, Ino, OpenFlags, SetAttr, ShutdownReport, StatFs, Vfs,
 };
@@ -52,7 +52,7 @@ impl S3Fs {
     /// A file system over `store`, rooted at `config.prefix`, with the data cache
     /// `config.data_cache` asks for. A disk cache that cannot be set up is logged and left
     /// out; use [`try_new`](Self::try_new) to fail instead.
-    pub fn new(store: Arc<dyn ObjectStore>, config: FsConfig) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Backend>, config: FsConfig) -> Arc<Self> {
         match cache::from_config(&config.data_cache) {
             Ok(data_cache) => Self::build(store, config, data_cache, ""),
             Err(err) => {
@@ -65,7 +65,7 @@ impl S3Fs {
     /// Like [`new`](Self::new), but fails if the data cache cannot be set up (e.g. its
     /// directory is not writable).
     pub fn try_new(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         config: FsConfig,
     ) -> Result<Arc<Self>, cache::CacheError> {
         let data_cache = cache::from_config(&config.data_cache)?;
@@ -76,7 +76,7 @@ impl S3Fs {
     /// implementation, in blocks of `config.data_cache.block_size` bytes), whatever the
     /// sizes in `config.data_cache` say.
     pub fn with_data_cache(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         config: FsConfig,
         data_cache: Arc<dyn DataCache>,
     ) -> Arc<Self> {
@@ -86,12 +86,12 @@ impl S3Fs {
     /// A file system over `store`, its pinned reads cached in `data_cache` (if any) under
     /// `scope` (what tells this store's keys from those of other stores sharing the cache).
     pub(crate) fn build(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         config: FsConfig,
         data_cache: Option<Arc<dyn DataCache>>,
         scope: &str,
     ) -> Arc<Self> {
-        let store: Arc<dyn ObjectStore> = match &data_cache {
+        let store: Arc<dyn Backend> = match &data_cache {
             Some(data_cache) => Arc::new(CachingStore::new(
                 store,
                 Arc::clone(data_cache),
@@ -116,7 +116,7 @@ impl S3Fs {
     }
 
     /// The store underneath (wrapped in a [`CachingStore`] when a data cache is on).
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+    pub fn store(&self) -> &Arc<dyn Backend> {
         &self.core.store
     }
 

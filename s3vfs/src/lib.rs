@@ -6,7 +6,7 @@
 //! - [`S3Fs`] (one bucket) and [`BucketsFs`] (every bucket as a directory): the
 //!   inode-based [`Vfs`](vfs::Vfs) trait the FUSE binding calls, with its types in [`vfs`];
 //! - [`FsConfig`] (and [`config`]), [`VfsError`];
-//! - [`store`]: the [`ObjectStore`](store::ObjectStore) trait (one bucket) and its
+//! - [`store`]: the [`Backend`](store::Backend) trait (one bucket) and its
 //!   `aws-sdk-s3` implementation [`S3Store`](store::s3::S3Store); [`cache`], the optional
 //!   data cache; [`namespace`], validated paths; [`recovery`], where files that could not
 //!   be uploaded are kept, and how they are re-uploaded.

@@ -13,9 +13,7 @@
 use crate::budget::{MemoryBudget, Reservation};
 use crate::config::FsConfig;
 use crate::error::{VfsError, VfsResult};
-use crate::store::{
-    ByteRange, ETag, GetRequest, ObjectKey, ObjectStore, StoreError, StoreErrorKind,
-};
+use crate::store::{Backend, ByteRange, ETag, GetRequest, ObjectKey, StoreError, StoreErrorKind};
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::VecDeque;
@@ -81,7 +79,7 @@ pub(crate) fn join(mut pieces: Vec<Bytes>) -> Bytes {
 
 /// Reads a GET body into its chunks; fails if it is shorter than `expected`.
 async fn fetch_chunks(
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Backend>,
     request: GetRequest,
     expected: u64,
 ) -> Result<PartData, StoreError> {
@@ -148,7 +146,7 @@ struct Window {
 
 /// Reads one object version with read-ahead. Cheap to share between tasks.
 pub(crate) struct Prefetcher {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Backend>,
     key: ObjectKey,
     path: String,
     etag: Option<ETag>,
@@ -172,7 +170,7 @@ impl std::fmt::Debug for Prefetcher {
 impl Prefetcher {
     /// A reader of `key` (shown as `path` in errors), `size` bytes, pinned to `etag`.
     pub(crate) fn new(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         key: ObjectKey,
         path: String,
         etag: Option<ETag>,

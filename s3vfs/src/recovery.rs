@@ -16,7 +16,7 @@
 
 use crate::store::multipart::{self, part_size, MultipartUpload, PartSource};
 use crate::store::{
-    ByteRange, ETag, GetRequest, ObjectKey, ObjectStore, PutOptions, PutResult, StoreError,
+    Backend, ByteRange, ETag, GetRequest, ObjectKey, PutOptions, PutResult, StoreError,
     StoreErrorKind, WriteCondition,
 };
 use bytes::Bytes;
@@ -331,7 +331,7 @@ impl RecoveryDir {
     /// longer knows is forgotten too).
     pub async fn abort_stale(
         &self,
-        store: &dyn ObjectStore,
+        store: &dyn Backend,
         upload: &StaleUpload,
     ) -> Result<(), RecoveryError> {
         let key = ObjectKey::new(upload.key.clone());
@@ -390,7 +390,7 @@ impl RecoveryDir {
     /// is discarded.
     pub async fn reupload(
         &self,
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         file: &RecoveredFile,
         preferred_part_size: u64,
     ) -> Result<PutResult, RecoveryError> {
@@ -453,7 +453,7 @@ impl RecoveryDir {
     /// version's bytes (pinned to its ETag) below `base_len`, zeros after.
     async fn rebuild(
         &self,
-        store: &dyn ObjectStore,
+        store: &dyn Backend,
         file: &RecoveredFile,
         key: &ObjectKey,
         base: Option<&ETag>,

@@ -5,9 +5,7 @@
 use bytes::Bytes;
 use s3vfs::cache::{CachingStore, DataCache, DiskCache, MemoryCache};
 use s3vfs::config::DataCacheConfig;
-use s3vfs::store::{
-    ByteRange, ETag, GetRequest, ObjectKey, ObjectStore, StoreError, StoreErrorKind,
-};
+use s3vfs::store::{Backend, ByteRange, ETag, GetRequest, ObjectKey, StoreError, StoreErrorKind};
 use s3vfs::{FsConfig, S3Vfs};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
 use s3vfs_testkit::MemStore;
@@ -39,10 +37,7 @@ fn pinned(key: &str, etag: &ETag, range: Option<(u64, u64)>) -> GetRequest {
     }
 }
 
-async fn get(
-    store: &dyn ObjectStore,
-    request: GetRequest,
-) -> Result<(ByteRange, Bytes), StoreError> {
+async fn get(store: &dyn Backend, request: GetRequest) -> Result<(ByteRange, Bytes), StoreError> {
     let response = store.get(request).await?;
     let range = response.range;
     let size = response.meta.size;

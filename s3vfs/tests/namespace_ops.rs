@@ -4,7 +4,7 @@
 //! operation costs in requests.
 
 use bytes::Bytes;
-use s3vfs::store::{Capabilities, ObjectStore, PutOptions, StoreError, StoreErrorKind};
+use s3vfs::store::{Backend, Capabilities, PutOptions, StoreError, StoreErrorKind};
 use s3vfs::vfs::{Entry, FileKind, Ino, SetAttr, Vfs};
 use s3vfs::{FsConfig, S3Fs, VfsResult};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
@@ -21,7 +21,7 @@ fn rw() -> FsConfig {
     FsConfig::default().with_read_only(false)
 }
 
-fn mount_with(store: Arc<dyn ObjectStore>, config: FsConfig) -> Arc<S3Fs> {
+fn mount_with(store: Arc<dyn Backend>, config: FsConfig) -> Arc<S3Fs> {
     S3Fs::new(store, config)
 }
 

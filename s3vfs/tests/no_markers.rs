@@ -3,7 +3,7 @@
 //! `FsConfig::directory_markers` off no marker is ever written, directories made by mkdir
 //! or emptied live in this file system only, and `fit_to_store` finds such a store.
 
-use s3vfs::store::{Capabilities, ObjectStore, StoreError, StoreErrorKind};
+use s3vfs::store::{Backend, Capabilities, StoreError, StoreErrorKind};
 use s3vfs::{FsConfig, S3Vfs};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
 use s3vfs_testkit::MemStore;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// A store whose every marker PUT fails, as `rclone serve s3`'s does when the directory
 /// holds files: a test fails if the file system writes one.
-fn marker_refusing(mem: &MemStore) -> Arc<dyn ObjectStore> {
+fn marker_refusing(mem: &MemStore) -> Arc<dyn Backend> {
     let faults = FaultStore::new(Arc::new(mem.clone()));
     faults.fail_matching(
         |op, key| matches!(op, Op::Put | Op::Copy | Op::CreateMultipart) && key.ends_with('/'),
@@ -131,13 +131,13 @@ async fn fit_to_store_turns_off_what_the_store_cannot_do_and_says_so() {
     let mem = MemStore::new();
     let mut config = FsConfig::default();
     assert!(config
-        .fit_to_store(&(Arc::new(mem.clone()) as Arc<dyn ObjectStore>))
+        .fit_to_store(&(Arc::new(mem.clone()) as Arc<dyn Backend>))
         .await
         .is_empty());
     assert!(!config.last_writer_wins && config.directory_markers);
     let counting = CountingStore::new(Arc::new(mem));
     let mut config = FsConfig::default().with_read_only(true);
-    let counted: Arc<dyn ObjectStore> = Arc::new(counting.clone());
+    let counted: Arc<dyn Backend> = Arc::new(counting.clone());
     assert!(config.fit_to_store(&counted).await.is_empty());
     assert_eq!(counting.total(), 0);
 }

@@ -3,7 +3,7 @@
 //! nothing behind.
 
 use s3vfs::store::probe::{self, Verdict, CONDITIONAL_WRITES};
-use s3vfs::store::{Capabilities, ObjectStore, S3Store, StoreError, StoreErrorKind};
+use s3vfs::store::{Backend, Capabilities, S3Store, StoreError, StoreErrorKind};
 use s3vfs_testkit::fault::{FaultStore, Op};
 use s3vfs_testkit::server::S3Server;
 use s3vfs_testkit::MemStore;
@@ -25,7 +25,7 @@ fn verdicts(checks: &[probe::Check]) -> Vec<(&'static str, Verdict)> {
 async fn every_check_works_on_a_store_that_does_what_s3_does_and_nothing_is_left() {
     let mem = MemStore::with_capabilities(small_parts());
     mem.insert("data/kept", "a user's object");
-    let store: Arc<dyn ObjectStore> = Arc::new(mem.clone());
+    let store: Arc<dyn Backend> = Arc::new(mem.clone());
     let checks = probe::run(&store, "data/").await;
     assert_eq!(checks.len(), 10, "{checks:#?}");
     for check in &checks {
@@ -44,7 +44,7 @@ async fn every_check_works_through_the_s3_client_over_http() {
     let config = server
         .store_config("probe-bucket")
         .capabilities(small_parts());
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(config).await.expect("client"));
+    let store: Arc<dyn Backend> = Arc::new(S3Store::new(config).await.expect("client"));
     let checks = probe::run(&store, "").await;
     for check in &checks {
         assert_eq!(check.verdict, Verdict::Works, "{check:#?}");
@@ -59,7 +59,7 @@ async fn a_store_that_ignores_write_conditions_lacks_conditional_writes() {
         conditional_writes: false,
         ..small_parts()
     });
-    let store: Arc<dyn ObjectStore> = Arc::new(mem.clone());
+    let store: Arc<dyn Backend> = Arc::new(mem.clone());
     let check = probe::conditional_writes(&store, "").await;
     assert_eq!(check.name, CONDITIONAL_WRITES);
     assert_eq!(check.verdict, Verdict::Lacks, "{check:#?}");
@@ -81,7 +81,7 @@ async fn a_store_that_ignores_write_conditions_lacks_conditional_writes() {
 
 #[tokio::test]
 async fn a_store_that_honours_conditions_passes_the_mount_check() {
-    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+    let store: Arc<dyn Backend> = Arc::new(MemStore::new());
     let check = probe::conditional_writes(&store, "p/").await;
     assert_eq!(check.verdict, Verdict::Works, "{check:#?}");
 }
@@ -95,7 +95,7 @@ async fn refused_markers_and_denied_access_are_told_apart() {
         |op, key| op == Op::Put && key.ends_with("/dir/"),
         StoreError::new(StoreErrorKind::Other, "cannot store a dir").with_code("InternalError"),
     );
-    let store: Arc<dyn ObjectStore> = Arc::new(faults.clone());
+    let store: Arc<dyn Backend> = Arc::new(faults.clone());
     let checks = probe::run(&store, "").await;
     let markers = checks
         .iter()

@@ -2,7 +2,7 @@
 //! faults: server-side and streamed copies, the request cap, resume after a kill, retries,
 //! a source changed mid-copy, verification, sync.
 
-use s3vfs::store::{Capabilities, ObjectKey, ObjectStore, PutOptions, StoreError, StoreErrorKind};
+use s3vfs::store::{Backend, Capabilities, ObjectKey, PutOptions, StoreError, StoreErrorKind};
 use s3vfs::transfer::{
     plan::SyncAction, Job, Method, ObjectUrl, Outcome, Transfer, TransferConfig, Verified,
 };

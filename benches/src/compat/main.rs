@@ -22,7 +22,7 @@ mod loopback;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use outcome::Failure;
-use s3vfs::store::{ObjectStore, PutOptions, S3Store, S3StoreConfig, StaticCredentials};
+use s3vfs::store::{Backend, PutOptions, S3Store, S3StoreConfig, StaticCredentials};
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
 use s3vfs_fuse::{MountGuard, MountOptions};
 use s3vfs_testkit::fault::LastErrorStore;
@@ -189,7 +189,7 @@ async fn run(args: Args) -> Result<bool> {
         .with_prefix(&format!("s3vfs-compat-{run_id}/"))
         .with_write_part_size(PART_SIZE)
         .with_last_writer_wins(args.no_conditional_writes);
-    let store: Arc<dyn ObjectStore> = Arc::new(endpoint.store.clone());
+    let store: Arc<dyn Backend> = Arc::new(endpoint.store.clone());
     // As `s3vfs mount` does for an endpoint other than AWS.
     let notices = config.fit_to_store(&store).await;
     let ctx = Ctx {

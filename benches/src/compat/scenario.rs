@@ -10,7 +10,7 @@ use crate::outcome::{Failure, Outcome};
 use crate::surface::{Library, Surface};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use s3vfs::store::{ObjectKey, ObjectStore, PutOptions, StoreErrorKind};
+use s3vfs::store::{Backend, ObjectKey, PutOptions, StoreErrorKind};
 use s3vfs::{FsConfig, S3Vfs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ const TTL_MARGIN: Duration = Duration::from_millis(500);
 /// What every operation needs besides its surface.
 pub struct Ctx {
     /// The bucket, for checks and for changes behind the file system's back.
-    pub store: Arc<dyn ObjectStore>,
+    pub store: Arc<dyn Backend>,
     /// Configuration of every file system of the run (its prefix is the run's).
     pub config: FsConfig,
     /// Size of the streaming object, in bytes.

@@ -15,7 +15,7 @@
 #![allow(dead_code)]
 
 use s3vfs::config::DataCacheConfig;
-use s3vfs::store::ObjectStore;
+use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{MountGuard, MountOptions};
@@ -207,7 +207,7 @@ impl TestMount {
     /// it), with `config` and `options`.
     pub fn serving(
         store: MemStore,
-        served: Arc<dyn ObjectStore>,
+        served: Arc<dyn Backend>,
         config: FsConfig,
         options: MountOptions,
     ) -> Self {
@@ -217,7 +217,7 @@ impl TestMount {
     /// [`serving`](Self::serving) with the data cache `cache`.
     fn start(
         store: MemStore,
-        served: Arc<dyn ObjectStore>,
+        served: Arc<dyn Backend>,
         config: FsConfig,
         options: MountOptions,
         cache: CacheSetting,

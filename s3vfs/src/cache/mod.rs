@@ -14,7 +14,7 @@
 //! - [`DiskCache`]: one checksummed file per block in a directory, with a byte cap,
 //!   written behind the reader by one writer thread (`write_behind`);
 //! - [`TieredCache`]: memory in front of disk;
-//! - [`CachingStore`]: the [`ObjectStore`](crate::store::ObjectStore) decorator that
+//! - [`CachingStore`]: the [`Backend`](crate::store::Backend) decorator that
 //!   splits pinned GETs into blocks, serves the cached ones and fetches the rest.
 //!
 //! A cache never fails a read: a block it cannot store, or finds damaged, is a miss.

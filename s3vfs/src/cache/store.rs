@@ -1,4 +1,4 @@
-//! [`CachingStore`]: an [`ObjectStore`] that answers pinned GETs from a [`DataCache`].
+//! [`CachingStore`]: an [`Backend`] that answers pinned GETs from a [`DataCache`].
 //!
 //! Only a GET with `If-Match` is cached: its key and ETag name one immutable version, so
 //! its blocks can be reused for as long as they are kept. For such a GET of a range, the
@@ -15,8 +15,8 @@
 
 use super::{BlockId, DataCache};
 use crate::store::{
-    ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
-    ETag, GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta, ObjectStore,
+    Backend, ByteRange, ByteStream, Capabilities, CompletedPart, CopyRequest, CopySource,
+    DeleteFailure, ETag, GetRequest, GetResponse, ListPage, ListRequest, ObjectKey, ObjectMeta,
     PutOptions, PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use async_trait::async_trait;
@@ -40,7 +40,7 @@ pub struct CachingStore {
 }
 
 struct Shared {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Backend>,
     cache: Arc<dyn DataCache>,
     block_size: u64,
     scope: Arc<str>,
@@ -63,7 +63,7 @@ impl CachingStore {
     /// 1). `scope` tells the keys of this store apart from those of other stores sharing
     /// the cache (e.g. the bucket name; `""` when the cache serves one store).
     pub fn new(
-        inner: Arc<dyn ObjectStore>,
+        inner: Arc<dyn Backend>,
         cache: Arc<dyn DataCache>,
         block_size: u64,
         scope: &str,
@@ -91,7 +91,7 @@ impl CachingStore {
     }
 
     /// The store underneath.
-    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
+    pub fn inner(&self) -> &Arc<dyn Backend> {
         &self.shared.inner
     }
 }
@@ -164,7 +164,7 @@ impl Shared {
 }
 
 #[async_trait]
-impl ObjectStore for CachingStore {
+impl Backend for CachingStore {
     fn capabilities(&self) -> Capabilities {
         self.shared.inner.capabilities()
     }

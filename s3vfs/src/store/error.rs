@@ -49,7 +49,7 @@ impl fmt::Display for StoreErrorKind {
     }
 }
 
-/// An error from an [`ObjectStore`](super::ObjectStore): its kind, the key it concerns, the
+/// An error from an [`Backend`](super::Backend): its kind, the key it concerns, the
 /// S3 error code and a message. Never contains credentials or signed URLs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct StoreError {

@@ -1,6 +1,6 @@
 //! The pluggable object-store backend.
 //!
-//! [`ObjectStore`] is everything the file system needs from one S3 bucket: HEAD, ranged GET,
+//! [`Backend`] is everything the file system needs from one S3 bucket: HEAD, ranged GET,
 //! one LIST page, single PUT, multipart upload, copy and delete. The real implementation is
 //! [`s3::S3Store`] on `aws-sdk-s3`; `s3vfs-testkit` provides an in-memory one with S3's rules.
 //!
@@ -32,13 +32,17 @@ use std::sync::Arc;
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What one bucket of an S3-compatible store can do for a file system.
+/// What one bucket of an S3-compatible store can do for a file system: the backend
+/// every layer of s3vfs sits on.
+///
+/// (Named `Backend` rather than `ObjectStore` so that it does not read as the
+/// `object_store` crate's trait.)
 ///
 /// Every method is one request (or one logical request with retries inside the
 /// implementation). Implementations must be cheap to share: the file system holds an
-/// `Arc<dyn ObjectStore>` and calls it from many tasks at once.
+/// `Arc<dyn Backend>` and calls it from many tasks at once.
 #[async_trait]
-pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Which optional features the store supports natively.
     fn capabilities(&self) -> Capabilities;
 
@@ -125,5 +129,5 @@ pub trait BucketProvider: Send + Sync + std::fmt::Debug + 'static {
     async fn list_buckets(&self) -> StoreResult<Vec<String>>;
 
     /// A store for one bucket.
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>>;
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn Backend>>;
 }

@@ -15,8 +15,8 @@
 //! parts).
 
 use super::{
-    ByteRange, Capabilities, CompletedPart, CopySource, ObjectKey, ObjectStore, PutOptions,
-    PutResult, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    Backend, ByteRange, Capabilities, CompletedPart, CopySource, ObjectKey, PutOptions, PutResult,
+    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use bytes::Bytes;
 use std::future::Future;
@@ -81,7 +81,7 @@ pub enum PartSource {
 /// it in the background.
 #[derive(Debug)]
 pub struct MultipartUpload {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Backend>,
     key: ObjectKey,
     id: Option<UploadId>,
     /// Whether dropping it unfinished aborts it (not when a journal keeps it for a resume).
@@ -92,7 +92,7 @@ impl MultipartUpload {
     /// CreateMultipartUpload of `key` with `options` (their condition is ignored: the
     /// completion takes it).
     pub async fn begin(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Backend>,
         key: ObjectKey,
         options: PutOptions,
     ) -> StoreResult<Self> {
@@ -102,7 +102,7 @@ impl MultipartUpload {
 
     /// The upload `id` of `key`, created earlier (by this process, or by one whose journal
     /// recorded it).
-    pub fn resume(store: Arc<dyn ObjectStore>, key: ObjectKey, id: UploadId) -> Self {
+    pub fn resume(store: Arc<dyn Backend>, key: ObjectKey, id: UploadId) -> Self {
         Self {
             store,
             key,
@@ -214,7 +214,7 @@ impl Drop for MultipartUpload {
 
 /// Aborts upload `id` of `key` on the current runtime, without waiting (for `Drop`s); a
 /// failure is logged, and so is the lack of a runtime.
-fn abort_in_background(store: &Arc<dyn ObjectStore>, key: &ObjectKey, id: UploadId) {
+fn abort_in_background(store: &Arc<dyn Backend>, key: &ObjectKey, id: UploadId) {
     let store = Arc::clone(store);
     let key = key.clone();
     match tokio::runtime::Handle::try_current() {

@@ -8,8 +8,8 @@
 
 use super::multipart::{MultipartUpload, PartSource};
 use super::{
-    ByteRange, CopyRequest, CopySource, ETag, GetRequest, ListRequest, MetadataDirective,
-    ObjectKey, ObjectStore, PutOptions, StoreError, StoreErrorKind, StoreResult, WriteCondition,
+    Backend, ByteRange, CopyRequest, CopySource, ETag, GetRequest, ListRequest, MetadataDirective,
+    ObjectKey, PutOptions, StoreError, StoreErrorKind, StoreResult, WriteCondition,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -86,7 +86,7 @@ pub const DIRECTORY_MARKERS: &str = "directory markers (`dir/` objects)";
 /// Whether `store` honours write conditions, tried under `prefix` (a key prefix, empty
 /// or ending in `/`). [`Verdict::Lacks`] means it ignores or refuses them: a mount over it
 /// must be last-writer-wins.
-pub async fn conditional_writes(store: &Arc<dyn ObjectStore>, prefix: &str) -> Check {
+pub async fn conditional_writes(store: &Arc<dyn Backend>, prefix: &str) -> Check {
     let scratch = Scratch::new(store, prefix);
     let check = check_conditional(&scratch).await;
     scratch.clean().await;
@@ -96,7 +96,7 @@ pub async fn conditional_writes(store: &Arc<dyn ObjectStore>, prefix: &str) -> C
 /// Whether `store` keeps a `dir/` marker as S3 does (listed as a directory, HEAD works),
 /// tried under `prefix`. [`Verdict::Lacks`] means a file system over it must not write
 /// markers.
-pub async fn directory_markers(store: &Arc<dyn ObjectStore>, prefix: &str) -> Check {
+pub async fn directory_markers(store: &Arc<dyn Backend>, prefix: &str) -> Check {
     let scratch = Scratch::new(store, prefix);
     let check = check_markers(&scratch).await;
     scratch.clean().await;
@@ -106,7 +106,7 @@ pub async fn directory_markers(store: &Arc<dyn ObjectStore>, prefix: &str) -> Ch
 /// Every check, in order: listing, single PUT/GET with metadata, HEAD of a missing key,
 /// conditional writes, `dir/` markers, ETags in listings, multipart upload, CopyObject,
 /// UploadPartCopy, DeleteObjects. The scratch prefix is emptied afterwards.
-pub async fn run(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Check> {
+pub async fn run(store: &Arc<dyn Backend>, prefix: &str) -> Vec<Check> {
     let scratch = Scratch::new(store, prefix);
     let mut checks = vec![check_list(&scratch).await];
     if checks[0].verdict == Verdict::Failed {
@@ -127,12 +127,12 @@ pub async fn run(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Check> {
 
 /// The probe's own corner of the bucket.
 struct Scratch {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Backend>,
     base: String,
 }
 
 impl Scratch {
-    fn new(store: &Arc<dyn ObjectStore>, prefix: &str) -> Self {
+    fn new(store: &Arc<dyn Backend>, prefix: &str) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -440,7 +440,7 @@ async fn check_list_etags(s: &Scratch) -> Check {
 }
 
 /// Size of the multipart probe's first part: the smallest the store takes.
-fn first_part_len(store: &Arc<dyn ObjectStore>) -> usize {
+fn first_part_len(store: &Arc<dyn Backend>) -> usize {
     usize::try_from(store.capabilities().min_part_size.max(1)).unwrap_or(5 << 20)
 }
 

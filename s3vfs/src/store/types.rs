@@ -1,4 +1,4 @@
-//! Plain data types exchanged with an [`ObjectStore`](super::ObjectStore).
+//! Plain data types exchanged with an [`Backend`](super::Backend).
 
 use super::StoreError;
 use bytes::Bytes;

@@ -6,8 +6,8 @@ use super::verify::{self, md5_of};
 use super::{Event, Job, Method, ObjectReport, Transfer, TransferError};
 use crate::store::multipart::{self, MultipartUpload};
 use crate::store::{
-    ByteRange, CompletedPart, CopyRequest, CopySource, ETag, GetRequest, MetadataDirective,
-    ObjectKey, ObjectMeta, ObjectStore, PutOptions, ServerSideEncryption, StoreError,
+    Backend, ByteRange, CompletedPart, CopyRequest, CopySource, ETag, GetRequest,
+    MetadataDirective, ObjectKey, ObjectMeta, PutOptions, ServerSideEncryption, StoreError,
     StoreErrorKind, UploadId, WriteCondition,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -18,8 +18,8 @@ use std::sync::Arc;
 /// The two ends of one copy.
 struct Ends<'a> {
     job: &'a Job,
-    source: Arc<dyn ObjectStore>,
-    dest: Arc<dyn ObjectStore>,
+    source: Arc<dyn Backend>,
+    dest: Arc<dyn Backend>,
     source_key: ObjectKey,
     dest_key: ObjectKey,
     head: ObjectMeta,

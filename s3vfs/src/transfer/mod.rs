@@ -46,7 +46,7 @@ pub mod limit;
 pub mod plan;
 mod verify;
 
-use crate::store::{BucketProvider, ObjectStore, ServerSideEncryption, StoreError};
+use crate::store::{Backend, BucketProvider, ServerSideEncryption, StoreError};
 use futures::{Stream, StreamExt};
 use limit::RequestLimit;
 use serde::Serialize;
@@ -500,11 +500,11 @@ impl Transfer {
         }
     }
 
-    fn source_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, TransferError> {
+    fn source_store(&self, bucket: &str) -> Result<Arc<dyn Backend>, TransferError> {
         Ok(self.source.bucket(bucket)?)
     }
 
-    fn dest_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, TransferError> {
+    fn dest_store(&self, bucket: &str) -> Result<Arc<dyn Backend>, TransferError> {
         Ok(self.dest.bucket(bucket)?)
     }
 }

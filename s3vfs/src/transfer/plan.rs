@@ -4,7 +4,7 @@
 use super::verify::md5_of;
 use super::{Job, ObjectUrl, Transfer, TransferError};
 use crate::store::PageCursor;
-use crate::store::{ListRequest, ListedObject, ObjectStore, StoreResult};
+use crate::store::{Backend, ListRequest, ListedObject, StoreResult};
 use futures::Stream;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ pub fn single_dest(source: &ObjectUrl, dest: &ObjectUrl) -> ObjectUrl {
 /// Every object of `store` under `prefix`, page by page.
 async fn list_all(
     limit: &super::limit::RequestLimit,
-    store: &Arc<dyn ObjectStore>,
+    store: &Arc<dyn Backend>,
     prefix: &str,
     mut each: impl FnMut(ListedObject),
 ) -> StoreResult<()> {

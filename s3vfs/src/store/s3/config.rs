@@ -155,7 +155,7 @@ pub struct S3StoreConfig {
     /// When upload bodies are covered by the signature (see [`PayloadSigning`]); by
     /// default only over plain HTTP to another host.
     pub payload_signing: PayloadSigning,
-    /// What [`ObjectStore::capabilities`](crate::store::ObjectStore::capabilities) reports: lower it for stores that lack a
+    /// What [`Backend::capabilities`](crate::store::Backend::capabilities) reports: lower it for stores that lack a
     /// feature (e.g. `conditional_writes: false` for Garage, which ignores the headers).
     pub capabilities: Capabilities,
 }

@@ -1,7 +1,7 @@
 //! The real backend: [`S3Store`] on `aws-sdk-s3`.
 //!
 //! This module owns the one SDK client a mount uses (connection pool, retry quota, timeouts)
-//! and the translation between [`ObjectStore`] calls and S3 requests. Invariants:
+//! and the translation between [`Backend`] calls and S3 requests. Invariants:
 //! - every request goes through one shared [`aws_sdk_s3::Client`]; [`S3Buckets`] hands out
 //!   stores that share it, so connections are reused across buckets;
 //! - request-level failures (5xx, SlowDown/throttling, timeouts, dropped connections before
@@ -29,10 +29,10 @@ mod quirks;
 mod resume;
 
 use crate::store::{
-    BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource, DeleteFailure,
-    ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject, MetadataDirective,
-    ObjectKey, ObjectMeta, ObjectStore, PageCursor, PutOptions, PutResult, ServerSideEncryption,
-    StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
+    Backend, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest, CopySource,
+    DeleteFailure, ETag, GetRequest, GetResponse, ListPage, ListRequest, ListedObject,
+    MetadataDirective, ObjectKey, ObjectMeta, PageCursor, PutOptions, PutResult,
+    ServerSideEncryption, StoreError, StoreErrorKind, StoreResult, UploadId, WriteCondition,
 };
 use access::{BucketAccess, WithBucketAccess};
 use async_trait::async_trait;
@@ -96,7 +96,7 @@ macro_rules! apply_put_options {
     }};
 }
 
-/// One bucket of S3 (or of an S3-compatible store) as an [`ObjectStore`].
+/// One bucket of S3 (or of an S3-compatible store) as an [`Backend`].
 ///
 /// Cheap to clone: clones share the SDK client and its connection pool.
 #[derive(Clone)]
@@ -241,7 +241,7 @@ impl S3Store {
 }
 
 #[async_trait]
-impl ObjectStore for S3Store {
+impl Backend for S3Store {
     fn capabilities(&self) -> Capabilities {
         self.capabilities
     }
@@ -831,7 +831,7 @@ impl BucketProvider for S3Buckets {
         Ok(names)
     }
 
-    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+    fn bucket(&self, name: &str) -> StoreResult<Arc<dyn Backend>> {
         if name.is_empty() {
             return Err(StoreError::new(
                 StoreErrorKind::InvalidRequest,

@@ -38,7 +38,7 @@
 
 use super::{map_sdk_error, S3Store};
 use crate::store::{
-    CompletedPart, ETag, ListRequest, ObjectKey, ObjectMeta, ObjectStore, PutResult, StoreError,
+    Backend, CompletedPart, ETag, ListRequest, ObjectKey, ObjectMeta, PutResult, StoreError,
     StoreErrorKind, StoreResult,
 };
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
