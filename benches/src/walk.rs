@@ -2,8 +2,8 @@
 //!
 //! The tree has `--walk-keys` empty objects (default 1,000,000), 100 to a directory, 100
 //! directories to a parent (`PREFIX/d12/d34/f56`), seeded straight into the store. Empty,
-//! so that listings need no HEAD to tell symbolic links from small files: what is measured
-//! is the walk, not a million HEADs. The mount is the `s3vfs` binary in its own process
+//! so that seeding a million costs no data; each still costs a HEAD in the listing (an
+//! empty object may be a fifo or a device, told only by its metadata), as in s3fs. The mount is the `s3vfs` binary in its own process
 //! (the in-process server holds every object in this one). `find PATH -type f` walks the
 //! tree (its output lines counted); the figure is the serving process's VmRSS right after.
 //!

@@ -150,6 +150,14 @@ impl S3Fs {
         self.core.inodes.len()
     }
 
+    /// Entries the metadata caches hold: attributes, "no such file" answers, names of
+    /// cached listings and directories whose contents are known. For monitoring and
+    /// tests; expired entries go at the next periodic sweep (every 30 s).
+    pub fn cached_metadata_entries(&self) -> usize {
+        let (stats, missing, listed, presences) = self.core.meta.sizes();
+        stats + missing + listed + presences
+    }
+
     /// The path of `ino`, for callers that resolved it.
     pub fn path_of(&self, ino: Ino) -> Option<FsPath> {
         self.core.inodes.get(ino).map(|info| info.path)
@@ -389,7 +397,8 @@ fn sweep_metadata_while_alive(core: &Arc<Core>) {
             let Some(core) = core.upgrade() else {
                 return;
             };
-            core.meta.sweep_expired();
+            core.meta
+                .sweep_expired(|path| core.inodes.find(path).is_some());
             let (stats, missing, listed, presences) = core.meta.sizes();
             tracing::debug!(
                 inodes = core.inodes.len(),

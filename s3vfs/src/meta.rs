@@ -70,7 +70,12 @@ impl<V> Swept<V> {
     /// Keeps only the entries `keep` wants (all of them dropped past [`MAX_ENTRIES`]) and
     /// gives back the room of the others.
     fn sweep(&mut self, keep: impl Fn(&V) -> bool) {
-        self.map.retain(|_, v| keep(v));
+        self.sweep_paths(|_, v| keep(v));
+    }
+
+    /// Like [`sweep`](Self::sweep), for a `keep` that looks at the path as well.
+    fn sweep_paths(&mut self, keep: impl Fn(&FsPath, &V) -> bool) {
+        self.map.retain(|path, v| keep(path, v));
         if self.map.len() >= MAX_ENTRIES {
             self.map.clear();
         }
@@ -247,13 +252,19 @@ impl MetaCache {
         listings.insert(dir.clone(), (Arc::new(entries), Instant::now()));
     }
 
-    /// Drops every entry no longer worth keeping — expired stats (but those read by HEAD),
-    /// "no such file" answers, listings and presences — and the room they took. Inserts
-    /// sweep as the maps grow; this is for when they stop growing (after a walk over
-    /// millions of names, nothing else would give that memory back).
-    pub(crate) fn sweep_expired(&self) {
+    /// Drops every entry no longer worth keeping — expired stats (but those read by HEAD
+    /// of a path that `in_use` still names), "no such file" answers, listings and
+    /// presences — and the room they took. Inserts sweep as the maps grow; this is for
+    /// when they stop growing (after a walk over millions of names, nothing else would
+    /// give that memory back).
+    ///
+    /// What HEAD told is kept past its TTL so that the next listing of the directory need
+    /// not ask again for the same object version; once the path is no longer in use (the
+    /// kernel forgot it), that saving is not worth ~250 bytes per name of a walk.
+    pub(crate) fn sweep_expired(&self, in_use: impl Fn(&FsPath) -> bool) {
         let (ttl, negative_ttl) = (self.ttl, self.negative_ttl);
-        lock(&self.stats).sweep(|(stat, at)| stat.from_head || at.elapsed() < ttl);
+        lock(&self.stats)
+            .sweep_paths(|path, (stat, at)| at.elapsed() < ttl || (stat.from_head && in_use(path)));
         lock(&self.missing).sweep(|at| at.elapsed() < negative_ttl);
         {
             let mut listings = lock(&self.listings);
@@ -441,13 +452,20 @@ mod tests {
             cache.presence.made_empty(&dir);
         }
         let kept = FsPath::parse("headed").unwrap();
-        cache.put(&kept, from_head);
+        let forgotten = FsPath::parse("headed-and-forgotten").unwrap();
+        cache.put(&kept, from_head.clone());
+        cache.put(&forgotten, from_head);
         std::thread::sleep(Duration::from_millis(40));
-        cache.sweep_expired();
-        assert_eq!(lock(&cache.stats).len(), 1, "only what a HEAD read is kept");
+        cache.sweep_expired(|path| *path == kept);
+        assert_eq!(
+            lock(&cache.stats).len(),
+            1,
+            "only what a HEAD read of a path in use is kept"
+        );
         assert!(lock(&cache.missing).is_empty());
         assert!(lock(&cache.listings).is_empty());
         assert!(cache.get_any(&kept).is_some());
+        assert!(cache.get_any(&forgotten).is_none());
         assert_eq!(cache.presence.len(), 0);
     }
 

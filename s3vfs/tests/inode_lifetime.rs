@@ -8,6 +8,7 @@ use s3vfs::{BucketsFs, FsConfig, S3Fs, S3Vfs, VfsResult};
 use s3vfs_testkit::{MemBuckets, MemStore};
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn rw() -> FsConfig {
     FsConfig::default().with_read_only(false)
@@ -258,4 +259,59 @@ async fn the_library_gives_back_what_it_looks_up() {
     assert_eq!(vfs.read("n/link").await.unwrap_err().errno(), libc::EINVAL);
     vfs.remove_file("n/link").await.unwrap();
     assert_eq!(vfs.fs().inode_count(), 1, "nothing held after the calls");
+}
+
+/// A walk the kernel forgot leaves nothing behind in the metadata caches either: what HEAD
+/// told of each small object is kept past its TTL only while the path is in use, and goes
+/// at the next periodic sweep once the kernel forgets the inode.
+#[tokio::test(start_paused = true)]
+async fn a_forgotten_walk_leaves_no_metadata_behind() {
+    let store = MemStore::new();
+    for i in 0..300 {
+        // Empty objects: a listing looks at each with HEAD (it could be a fifo).
+        store.insert(format!("d/f{i}"), Bytes::new());
+    }
+    let config = rw().with_metadata_ttl(Duration::from_millis(5));
+    let fs = S3Fs::new(Arc::new(store.clone()), config);
+    let d = lookup(&fs, Ino::ROOT, "d").await;
+    let h = fs.opendir(d).await.unwrap();
+    let mut files = Vec::new();
+    let mut offset = 0;
+    loop {
+        let entries = fs.readdirplus(d, h, offset, 64).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        files.extend(
+            entries
+                .iter()
+                .filter(|e| e.kind == FileKind::File)
+                .map(|e| e.ino),
+        );
+    }
+    fs.releasedir(d, h).await.unwrap();
+    assert_eq!(files.len(), 300);
+    let (held, forgotten) = files.split_at(100);
+    for &ino in forgotten {
+        fs.forget(ino, 1);
+    }
+    // Past the TTL (the caches' clock is the real one), then one periodic sweep (tokio's,
+    // paused here).
+    std::thread::sleep(Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        fs.cached_metadata_entries(),
+        held.len(),
+        "what HEAD told of the files still looked up, and nothing else"
+    );
+    for &ino in held {
+        fs.forget(ino, 1);
+    }
+    fs.forget(d, 1);
+    assert_eq!(fs.inode_count(), 1);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        fs.cached_metadata_entries(),
+        0,
+        "the walk left nothing behind"
+    );
 }
