@@ -4,9 +4,9 @@
 //! Invariant: an entry is served only while younger than its TTL, so a change made by
 //! another machine is seen at most one TTL later. Both maps are bounded: each time one has
 //! doubled since its last sweep, entries no longer worth keeping are swept out (expired
-//! "no such file" answers, and expired stats except those read by HEAD, which hold what a
-//! LIST cannot tell and are reused for the same object version), so a walk over millions
-//! of names keeps about one TTL's worth; past [`MAX_ENTRIES`] the whole map is dropped
+//! "no such file" answers, and expired stats except up to [`MAX_KEPT_HEADS`] read by HEAD,
+//! which hold what a LIST cannot tell and are reused for the same object version), so a
+//! walk over millions of names keeps about one TTL's worth; past [`MAX_ENTRIES`] the whole map is dropped
 //! (the cost is extra requests, never a wrong answer).
 
 use crate::attrs::PosixMeta;
@@ -24,6 +24,29 @@ const MAX_ENTRIES: usize = 1 << 20;
 
 /// A map is not swept before it holds this many entries.
 const SWEEP_FLOOR: usize = 4096;
+
+/// Most stats read by HEAD kept past their TTL (s3fs's stat cache holds as many): each
+/// spares the next listing of its directory a HEAD, for ~250 bytes. Past it the others go
+/// at the next sweep, so a walk of millions of small objects keeps only these; the cost is
+/// HEADs, never a wrong answer.
+const MAX_KEPT_HEADS: usize = 100_000;
+
+/// Which cached stats (each with when it was stored) a sweep keeps: the fresh ones, and of
+/// the expired ones, those read by HEAD of a path `in_use` names, up to [`MAX_KEPT_HEADS`].
+fn stats_worth_keeping(
+    ttl: Duration,
+    in_use: impl Fn(&FsPath) -> bool,
+) -> impl FnMut(&FsPath, &(Stat, Instant)) -> bool {
+    let mut kept = 0;
+    move |path, (stat, at)| {
+        if at.elapsed() < ttl {
+            return true;
+        }
+        let keep = stat.from_head && kept < MAX_KEPT_HEADS && in_use(path);
+        kept += usize::from(keep);
+        keep
+    }
+}
 
 /// A map of entries by path, swept each time it has doubled since its last sweep: an
 /// amortized constant cost per insert, and never more than about twice the entries worth
@@ -60,7 +83,7 @@ impl<V> std::ops::DerefMut for Swept<V> {
 impl<V> Swept<V> {
     /// Inserts `value` for `path`, first keeping only the entries `keep` wants if the map
     /// has doubled since the last sweep.
-    fn insert_sweeping(&mut self, path: &FsPath, value: V, keep: impl Fn(&V) -> bool) {
+    fn insert_sweeping(&mut self, path: &FsPath, value: V, keep: impl FnMut(&FsPath, &V) -> bool) {
         if self.map.len() >= self.sweep_at {
             self.sweep(keep);
         }
@@ -69,12 +92,7 @@ impl<V> Swept<V> {
 
     /// Keeps only the entries `keep` wants (all of them dropped past [`MAX_ENTRIES`]) and
     /// gives back the room of the others.
-    fn sweep(&mut self, keep: impl Fn(&V) -> bool) {
-        self.sweep_paths(|_, v| keep(v));
-    }
-
-    /// Like [`sweep`](Self::sweep), for a `keep` that looks at the path as well.
-    fn sweep_paths(&mut self, keep: impl Fn(&FsPath, &V) -> bool) {
+    fn sweep(&mut self, mut keep: impl FnMut(&FsPath, &V) -> bool) {
         self.map.retain(|path, v| keep(path, v));
         if self.map.len() >= MAX_ENTRIES {
             self.map.clear();
@@ -261,11 +279,11 @@ impl MetaCache {
     /// What HEAD told is kept past its TTL so that the next listing of the directory need
     /// not ask again for the same object version; once the path is no longer in use (the
     /// kernel forgot it), that saving is not worth ~250 bytes per name of a walk.
+    /// [`MAX_KEPT_HEADS`] bounds them when the kernel holds millions.
     pub(crate) fn sweep_expired(&self, in_use: impl Fn(&FsPath) -> bool) {
         let (ttl, negative_ttl) = (self.ttl, self.negative_ttl);
-        lock(&self.stats)
-            .sweep_paths(|path, (stat, at)| at.elapsed() < ttl || (stat.from_head && in_use(path)));
-        lock(&self.missing).sweep(|at| at.elapsed() < negative_ttl);
+        lock(&self.stats).sweep(stats_worth_keeping(ttl, in_use));
+        lock(&self.missing).sweep(|_, at| at.elapsed() < negative_ttl);
         {
             let mut listings = lock(&self.listings);
             listings.retain(|_, (_, at)| at.elapsed() < ttl);
@@ -334,9 +352,11 @@ impl MetaCache {
             return;
         }
         let ttl = self.ttl;
-        lock(&self.stats).insert_sweeping(path, (stat, Instant::now()), |(stat, at)| {
-            stat.from_head || at.elapsed() < ttl
-        });
+        lock(&self.stats).insert_sweeping(
+            path,
+            (stat, Instant::now()),
+            stats_worth_keeping(ttl, |_| true),
+        );
     }
 
     /// Whether `path` is freshly known not to exist.
@@ -356,7 +376,7 @@ impl MetaCache {
             return;
         }
         let ttl = self.negative_ttl;
-        lock(&self.missing).insert_sweeping(path, Instant::now(), |at| at.elapsed() < ttl);
+        lock(&self.missing).insert_sweeping(path, Instant::now(), |_, at| at.elapsed() < ttl);
     }
 
     /// Something now exists at `path`, whose ancestors may be new (implied) directories:
@@ -467,6 +487,20 @@ mod tests {
         assert!(cache.get_any(&kept).is_some());
         assert!(cache.get_any(&forgotten).is_none());
         assert_eq!(cache.presence.len(), 0);
+    }
+
+    #[test]
+    fn stats_read_by_head_are_kept_past_their_ttl_only_up_to_a_bound() {
+        let cache = MetaCache::new(Duration::from_millis(20), Duration::from_millis(20));
+        let mut stat = Stat::directory(SystemTime::UNIX_EPOCH);
+        stat.kind = FileKind::File;
+        stat.from_head = true;
+        for i in 0..MAX_KEPT_HEADS + 500 {
+            cache.put(&FsPath::parse(&format!("f{i}")).unwrap(), stat.clone());
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        cache.sweep_expired(|_| true);
+        assert_eq!(lock(&cache.stats).len(), MAX_KEPT_HEADS);
     }
 
     #[test]

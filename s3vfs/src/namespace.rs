@@ -11,6 +11,7 @@ use crate::error::{VfsError, VfsResult};
 use crate::store::ObjectKey;
 use std::ffi::OsStr;
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest file name in bytes, as on Linux.
 pub const MAX_NAME_LEN: usize = 255;
@@ -95,13 +96,17 @@ impl fmt::Display for FileName {
 }
 
 /// A path inside the mount: valid components joined by `/`; the root is empty.
+///
+/// Shared, not copied, when cloned: the inode table, the metadata caches and the open
+/// files each hold the paths they know, often the same one, so a walk of millions of
+/// names keeps each name once.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FsPath(String);
+pub struct FsPath(Arc<str>);
 
 impl FsPath {
     /// The root.
     pub fn root() -> Self {
-        Self(String::new())
+        Self(Arc::from(""))
     }
 
     /// Parses a `/`-separated path such as `/a/b` or `a/b/`; `.` components are skipped,
@@ -117,15 +122,15 @@ impl FsPath {
 
     /// A path built from a valid path by replacing a valid prefix (renames).
     pub(crate) fn from_trusted(path: String) -> Self {
-        Self(path)
+        Self(Arc::from(path))
     }
 
     /// The child `name` of this path.
     pub fn join(&self, name: &FileName) -> Self {
         if self.0.is_empty() {
-            Self(name.0.clone())
+            Self(Arc::from(name.0.as_str()))
         } else {
-            Self(format!("{}/{}", self.0, name.0))
+            Self(Arc::from(format!("{}/{}", self.0, name.0)))
         }
     }
 
@@ -153,7 +158,7 @@ impl FsPath {
     pub fn parent(&self) -> FsPath {
         match self.0.rsplit_once('/') {
             // Every prefix of a path at a `/` is itself a path of valid names.
-            Some((parent, _)) => FsPath(parent.to_owned()),
+            Some((parent, _)) => FsPath(Arc::from(parent)),
             None => FsPath::root(),
         }
     }
