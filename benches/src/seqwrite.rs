@@ -35,7 +35,7 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// Longest wait for a written object to show up in the store.
 const DURABLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Target of a mount's durable write, as a fraction of the reference.
-const MOUNT_TARGET: f64 = 0.90;
+const MOUNT_TARGET: f64 = 1.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Writer {

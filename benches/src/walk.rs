@@ -15,7 +15,7 @@
 //! the kernel forgot.
 
 use crate::report::mib;
-use crate::summary::{Cell, Row, Unit};
+use crate::summary::{Cell, Row, Target, Unit};
 use crate::tools::{self, Settings, Tool, ToolMount};
 use crate::Ctx;
 use anyhow::{bail, Context, Result};
@@ -50,7 +50,9 @@ fn key(prefix: &str, i: usize) -> String {
 /// Runs item 8.
 pub async fn run(ctx: &Ctx) -> Row {
     let keys = ctx.plan.walk_keys;
-    let what = format!("RSS, s3vfs process, after find over {keys} keys");
+    let what = format!("peak RSS, s3vfs process, find over {keys} keys");
+    // The mount's default memory budget: the issue asks for the peak within it.
+    let budget = s3vfs::FsConfig::default().memory_budget;
     let prefix = format!("s3vfs-bench-walk-{:08x}", rand::random::<u32>());
     let result = crate::interruptible(measure(ctx, &prefix, keys)).await;
     eprintln!("deleting the {keys} keys of the walk ...");
@@ -59,16 +61,18 @@ pub async fn run(ctx: &Ctx) -> Row {
     }
     match result {
         Ok(found) => {
-            let mut row = Row::new(8, what, ctx.tag, Unit::Mib, Cell::Value(mib(found.rss)))
+            let mut row = Row::new(8, what, ctx.tag, Unit::Mib, Cell::Value(mib(found.peak)))
+                .target(Target::AtMost(mib(budget)))
                 .note(format!(
                     "{} objects of 0 bytes, {FAN_OUT} per directory; find listed {} files in \
                      {:.1} s",
                     keys, found.files, found.seconds
                 ))
                 .note(format!(
-                    "VmRSS after mounting {:.0} MiB; VmHWM after the walk {:.0} MiB",
+                    "VmRSS after mounting {:.0} MiB, right after the walk {:.0} MiB (the kernel \
+                     holding every name); target: the peak within the default memory budget",
                     mib(found.baseline),
-                    mib(found.peak)
+                    mib(found.rss)
                 ));
             row = row.note(match found.forgotten {
                 Ok(rss) => format!(
