@@ -1,6 +1,6 @@
 //! The two ways a program uses s3vfs, behind one interface so that every scenario is
 //! written once: [`Library`] (the path-based [`S3Vfs`] API) and [`Mount`] (plain `std::fs`
-//! calls into a FUSE mount of another [`S3Fs`]).
+//! calls into a FUSE mount of another `S3Fs`).
 //!
 //! Every write is made durable before the call returns (`complete` for the library,
 //! `fsync` for the mount), so a failed upload is an error of the call that wrote, not a
