@@ -127,8 +127,9 @@ impl OpenFiles {
                 let Some(staging) = &state.staging else {
                     return Ok(());
                 };
+                let staged = lock(&staging.file);
                 for &(s, e) in &written {
-                    crate::recovery::copy_range(&staging.file, out, s, e, &dir)
+                    crate::recovery::copy_range(&staged, out, s, e, &dir)
                         .map_err(|e| std::io::Error::other(e.to_string()))?;
                 }
                 Ok(())

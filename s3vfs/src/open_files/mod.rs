@@ -141,7 +141,11 @@ struct FileState {
 }
 
 struct Staging {
-    file: std::fs::File,
+    /// The local copy. Behind a mutex because a streamed write copies into it on the
+    /// blocking pool while it copies into the stream (see `write_file`): every other user
+    /// locks it, so none can read it (or write over it) before that copy has landed, even
+    /// if the write's caller stopped waiting for it.
+    file: Arc<Mutex<std::fs::File>>,
     /// Bytes charged to the staging cap.
     charged: u64,
     used: Arc<AtomicU64>,

@@ -148,7 +148,7 @@ impl OpenFiles {
             if let Some(staging) = &state.staging {
                 let mut buf = vec![0u8; (e - s) as usize];
                 // Reads of the local staging file are page-cache copies: done in place.
-                staging.file.read_exact_at(&mut buf, s).map_err(|err| {
+                lock(&staging.file).read_exact_at(&mut buf, s).map_err(|err| {
                     tracing::error!(path = %file.path(), error = %err, "staging file read failed");
                     VfsError::Io(StoreError::new(
                         StoreErrorKind::Other,

@@ -5,11 +5,12 @@ use super::{FileState, OpenFile, OpenFiles, Staging};
 use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::FsPath;
+use crate::sync::lock;
 use crate::vfs::{Ino, OpenFlags};
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 impl OpenFiles {
@@ -56,14 +57,39 @@ impl OpenFiles {
             }
             state.no_stream = true;
         }
-        self.stage(file, &mut state, offset, &data)?;
+        let staging = self.staging_for(file, &mut state, offset, len)?;
         if streams {
-            if let Err(err) = self.feed_stream(file, &mut state, data).await {
+            // The local copy and the stream's copy of the same bytes are independent, and
+            // the first (a page-cache write) costs as much as the second: made at once.
+            let copy = staging.map(|staging| {
+                let (data, path) = (data.clone(), file.path());
+                tokio::task::spawn_blocking(move || write_staging(&staging, &path, offset, &data))
+            });
+            let fed = self.feed_stream(file, &mut state, data).await;
+            let copied = match copy {
+                Some(task) => task.await.unwrap_or_else(|join| {
+                    Err(VfsError::NoSpace(format!(
+                        "{}: staging write did not finish: {join}",
+                        file.path()
+                    )))
+                }),
+                None => Ok(()),
+            };
+            if let Err(err) = fed {
                 // The stream lost a part (or the bytes handed to it): it can never be
                 // completed as written, and the writer must not be told otherwise later.
                 state.poison(&file.key(), format!("a part of the upload failed: {err}"));
                 return Err(err);
             }
+            if let Err(err) = copied {
+                // The bytes are in the stream: go on as past the staging cap.
+                tracing::error!(path = %file.path(), error = %err,
+                    "the local copy of a file written in order failed; streaming on without one");
+                state.staging = None;
+                state.staged_all = false;
+            }
+        } else if let Some(staging) = staging {
+            write_staging(&staging, &file.path(), offset, &data)?;
         }
         state.written.insert(offset, end);
         state.size = state.size.max(end);
@@ -75,18 +101,20 @@ impl OpenFiles {
         Ok(count)
     }
 
-    /// Copies written bytes into the staging file while the cap allows.
-    pub(super) fn stage(
+    /// The staging file that `len` bytes written at `offset` go to, created if needed and
+    /// charged to the staging cap; `None` if they are not staged (a file streamed past
+    /// the cap). Past the cap a sequential writer goes on without staging; others fail.
+    fn staging_for(
         &self,
         file: &OpenFile,
         state: &mut FileState,
         offset: u64,
-        data: &[u8],
-    ) -> VfsResult<()> {
+        len: u64,
+    ) -> VfsResult<Option<Arc<Mutex<std::fs::File>>>> {
         if !state.staged_all {
-            return Ok(());
+            return Ok(None);
         }
-        let end = offset + data.len() as u64;
+        let end = offset + len;
         if state.staging.is_none() {
             let dir = self
                 .core
@@ -99,13 +127,13 @@ impl OpenFiles {
                 VfsError::NoSpace(format!("staging file in {}: {err}", dir.display()))
             })?;
             state.staging = Some(Staging {
-                file,
+                file: Arc::new(Mutex::new(file)),
                 charged: 0,
                 used: Arc::clone(&self.staging_used),
             });
         }
         let Some(staging) = state.staging.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if end > staging.charged {
             let more = end - staging.charged;
@@ -117,7 +145,7 @@ impl OpenFiles {
                     tracing::info!(path = %file.path(), "staging cap reached; streaming without a local copy");
                     state.staging = None;
                     state.staged_all = false;
-                    return Ok(());
+                    return Ok(None);
                 }
                 tracing::error!(path = %file.path(), cap = self.core.config.staging_cap, "staging cap reached");
                 return Err(VfsError::NoSpace(format!(
@@ -128,11 +156,7 @@ impl OpenFiles {
             }
             staging.charged = end;
         }
-        // Writes to the local staging file are page-cache copies: done in place.
-        staging.file.write_all_at(data, offset).map_err(|err| {
-            tracing::error!(path = %file.path(), error = %err, "staging file write failed");
-            VfsError::NoSpace(format!("{}: staging write: {err}", file.path()))
-        })
+        Ok(Some(Arc::clone(&staging.file)))
     }
 
     /// Refuses (`EFBIG`) a size past the mount's `max_file_size` or what the store can
@@ -191,4 +215,17 @@ impl OpenFiles {
         }
         result
     }
+}
+
+/// Writes `data` at `offset` of the staging file of `path`.
+fn write_staging(
+    staging: &Mutex<std::fs::File>,
+    path: &FsPath,
+    offset: u64,
+    data: &[u8],
+) -> VfsResult<()> {
+    lock(staging).write_all_at(data, offset).map_err(|err| {
+        tracing::error!(path = %path, error = %err, "staging file write failed");
+        VfsError::NoSpace(format!("{path}: staging write: {err}"))
+    })
 }
