@@ -15,6 +15,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tracing::{Level, Metadata};
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -46,6 +47,9 @@ pub(crate) enum LogTarget {
     Stderr,
     /// A file opened for appending.
     File(File),
+    /// Daily files in a directory (`--log-directory`), the oldest removed past
+    /// [`KEPT_LOG_FILES`].
+    Rolling(RollingFileAppender),
     /// The systemd journal.
     Journal(tracing_journald::Layer),
     /// A syslog socket.
@@ -103,16 +107,35 @@ pub(crate) fn fallback_log_file(
     absolute(home).map(|home| home.join(".local/state/s3vfs/s3vfs.log"))
 }
 
-/// Decides where log lines go: `--log-file` if given, else stderr in the foreground, else
-/// the first of `places` that can be opened. Returns the target and, for a background
-/// process without `--log-file`, a sentence for stderr saying where the lines go.
+/// Daily log files kept in a `--log-directory`: two weeks of a mount that runs around
+/// the clock, then the oldest goes.
+pub(crate) const KEPT_LOG_FILES: usize = 14;
+
+/// Logs to `dir` (created `0700` if needed: log lines name keys and paths of the bucket),
+/// one file a day, `s3vfs.YYYY-MM-DD.log`, at most [`KEPT_LOG_FILES`] kept. Opens today's
+/// file at once, so that an unusable directory is reported before the mount starts.
+pub(crate) fn rolling_directory(dir: &Path) -> io::Result<RollingFileAppender> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(IDENTIFIER)
+        .filename_suffix("log")
+        .max_log_files(KEPT_LOG_FILES)
+        .build(dir)
+        .map_err(io::Error::other)
+}
+
+/// Decides where log lines go: the place given (`--log-file`, `--log-directory`) if any,
+/// else stderr in the foreground, else the first of `places` that can be opened. Returns
+/// the target and, for a background process without a given place, a sentence for
+/// stderr saying where the lines go.
 pub(crate) fn choose_target(
-    log_file: Option<File>,
+    given: Option<LogTarget>,
     background: bool,
     places: &LogPlaces,
 ) -> (LogTarget, Option<String>) {
-    if let Some(file) = log_file {
-        return (LogTarget::File(file), None);
+    if let Some(target) = given {
+        return (target, None);
     }
     if !background {
         return (LogTarget::Stderr, None);
@@ -186,6 +209,7 @@ pub(crate) fn init(level: Option<&str>, target: LogTarget) {
             .with_env_filter(filter)
             .with_writer(Mutex::new(file))
             .init(),
+        LogTarget::Rolling(files) => fmt().with_env_filter(filter).with_writer(files).init(),
         LogTarget::Journal(journal) => tracing_subscriber::registry()
             .with(filter)
             .with(journal)
@@ -337,10 +361,38 @@ mod tests {
     fn a_log_file_or_the_foreground_needs_no_choice() {
         let dir = tempfile::tempdir().unwrap();
         let file = File::create(dir.path().join("given.log")).unwrap();
-        let (target, notice) = choose_target(Some(file), true, &places(dir.path()));
+        let (target, notice) =
+            choose_target(Some(LogTarget::File(file)), true, &places(dir.path()));
         assert!(matches!(target, LogTarget::File(_)) && notice.is_none());
         let (target, notice) = choose_target(None, false, &places(dir.path()));
         assert!(matches!(target, LogTarget::Stderr) && notice.is_none());
+    }
+
+    #[test]
+    fn a_log_directory_gets_dated_files_only_its_owner_can_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let mut files = rolling_directory(&logs).unwrap();
+        files.write_all(b"a line\n").unwrap();
+        assert_eq!(mode(&logs) & 0o777, 0o700);
+        let names: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1);
+        let date = names[0]
+            .strip_prefix("s3vfs.")
+            .and_then(|n| n.strip_suffix(".log"))
+            .unwrap_or_else(|| panic!("{names:?}"));
+        let digits: String = date.chars().filter(|c| *c != '-').collect();
+        assert!(date.len() == 10 && digits.len() == 8, "{date}");
+        assert!(digits.chars().all(|c| c.is_ascii_digit()), "{date}");
+        let text = std::fs::read_to_string(logs.join(&names[0])).unwrap();
+        assert_eq!(text, "a line\n");
+        // Not a directory: said before anything starts.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(rolling_directory(&file).is_err());
     }
 
     #[test]

@@ -396,8 +396,8 @@ struct MountArgs {
     /// ~/.local/state/s3vfs/s3vfs.log otherwise).
     #[arg(help_heading = "Logging", long, value_name = "PATH")]
     log_file: Option<PathBuf>,
-    /// Write logs to a new file s3vfs-SECONDS-PID.log in this directory (Mountpoint's
-    /// spelling).
+    /// Write logs to this directory (Mountpoint's spelling), one file a day
+    /// (s3vfs.YYYY-MM-DD.log), the last 14 kept; created mode 0700 if missing.
     #[arg(
         help_heading = "Logging",
         long,
@@ -956,24 +956,21 @@ impl MountPlan {
 
 fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
     let plan = MountPlan::from_args(&args)?;
-    let log_path = args.log_file.clone().or_else(|| {
-        args.log_directory.as_ref().map(|dir| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            dir.join(format!("s3vfs-{secs}-{}.log", std::process::id()))
-        })
-    });
-    let log_file = match &log_path {
-        Some(path) => Some(
+    let log_target = if let Some(dir) = &args.log_directory {
+        Some(logging::LogTarget::Rolling(
+            logging::rolling_directory(dir)
+                .with_context(|| format!("cannot log to directory {}", dir.display()))?,
+        ))
+    } else if let Some(path) = &args.log_file {
+        Some(logging::LogTarget::File(
             File::options()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?,
-        ),
-        None => None,
+        ))
+    } else {
+        None
     };
     let readiness = if args.foreground {
         None
@@ -985,7 +982,7 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
         }
     };
     let places = logging::LogPlaces::from_env();
-    let (target, notice) = logging::choose_target(log_file, readiness.is_some(), &places);
+    let (target, notice) = logging::choose_target(log_target, readiness.is_some(), &places);
     if let Some(notice) = notice {
         // Still on the terminal: the background process detaches once the mount is up.
         eprintln!("s3vfs: {notice}");

@@ -616,11 +616,14 @@ fn the_mount_binary_passes_its_write_flags_on() {
     let out = mount.wait();
     assert!(out.status.success(), "exit after SIGINT: {out:?}");
     assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
-    // --log-directory: a new log file there.
+    // --log-directory: today's log file there.
     let logs: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("s3vfs-"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("s3vfs.") && name.ends_with(".log")
+        })
         .collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
     let logged = fs::read_to_string(logs[0].path()).unwrap();

@@ -1,12 +1,12 @@
 //! A set of disjoint byte ranges: which parts of a file were written locally.
-
-use std::collections::BTreeMap;
+//!
+//! The interval arithmetic is the `rangemap` crate's; this type keeps the few questions
+//! the write path asks, in byte offsets.
 
 /// Disjoint, non-adjacent half-open ranges `[start, end)`, kept merged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RangeSet {
-    /// start → end.
-    ranges: BTreeMap<u64, u64>,
+    ranges: rangemap::RangeSet<u64>,
 }
 
 impl RangeSet {
@@ -16,66 +16,31 @@ impl RangeSet {
     }
 
     /// Adds `[start, end)`, merging with overlapping or adjacent ranges.
-    pub(crate) fn insert(&mut self, mut start: u64, mut end: u64) {
-        if start >= end {
-            return;
+    pub(crate) fn insert(&mut self, start: u64, end: u64) {
+        if start < end {
+            self.ranges.insert(start..end);
         }
-        // A range starting before `start` that reaches it.
-        if let Some((&s, &e)) = self.ranges.range(..=start).next_back() {
-            if e >= start {
-                start = s;
-                end = end.max(e);
-                self.ranges.remove(&s);
-            }
-        }
-        // Ranges starting inside `[start, end]`.
-        let inside: Vec<(u64, u64)> = self
-            .ranges
-            .range(start..=end)
-            .map(|(&s, &e)| (s, e))
-            .collect();
-        for (s, e) in inside {
-            end = end.max(e);
-            self.ranges.remove(&s);
-        }
-        self.ranges.insert(start, end);
     }
 
     /// Removes everything at or after `len`.
     pub(crate) fn truncate(&mut self, len: u64) {
-        let starts: Vec<u64> = self.ranges.range(len..).map(|(&s, _)| s).collect();
-        for s in starts {
-            self.ranges.remove(&s);
-        }
-        if let Some((&s, e)) = self.ranges.range_mut(..len).next_back() {
-            if *e > len {
-                *e = len;
-            }
-            if s >= *e {
-                self.ranges.remove(&s);
-            }
+        if len < u64::MAX {
+            self.ranges.remove(len..u64::MAX);
         }
     }
 
     /// Whether any byte of `[start, end)` is in the set.
     pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
-        if start >= end {
-            return false;
-        }
-        if let Some((_, &e)) = self.ranges.range(..=start).next_back() {
-            if e > start {
-                return true;
-            }
-        }
-        self.ranges.range(start..end).next().is_some()
+        start < end && self.ranges.overlaps(&(start..end))
     }
 
     /// Whether the set is exactly `[0, len)` (or empty when `len` is 0).
     #[cfg(test)]
     pub(crate) fn is_prefix(&self, len: u64) -> bool {
-        match (len, self.ranges.len()) {
-            (0, 0) => true,
-            (_, 1) => self.ranges.get(&0) == Some(&len),
+        let mut ranges = self.ranges.iter();
+        match (len, ranges.next()) {
+            (0, None) => true,
+            (_, Some(first)) => *first == (0..len) && ranges.next().is_none(),
             _ => false,
         }
     }
@@ -84,29 +49,16 @@ impl RangeSet {
     pub(crate) fn split(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
         let mut out = Vec::new();
         if start >= end {
-            // Nothing to cut (an empty file); `range(start + 1..end)` below would panic.
             return out;
         }
         let mut at = start;
-        let first = self
-            .ranges
-            .range(..=start)
-            .next_back()
-            .map(|(&s, &e)| (s, e));
-        let rest = self
-            .ranges
-            .range(start.saturating_add(1)..end)
-            .map(|(&s, &e)| (s, e));
-        for (s, e) in first.into_iter().chain(rest) {
-            if e <= at || s >= end {
-                continue;
-            }
+        for range in self.ranges.overlapping(&(start..end)) {
+            let (s, e) = (range.start.max(start), range.end.min(end));
             if s > at {
                 out.push((at, s, false));
             }
-            let stop = e.min(end);
-            out.push((at.max(s), stop, true));
-            at = stop;
+            out.push((s, e, true));
+            at = e;
         }
         if at < end {
             out.push((at, end, false));

@@ -19,11 +19,11 @@ use crate::error::{VfsError, VfsResult};
 use crate::namespace::FsPath;
 use crate::store::{ObjectKey, ObjectMeta};
 use crate::vfs::{FileKind, Ino};
-use bytes::Bytes;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 
