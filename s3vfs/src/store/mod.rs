@@ -10,6 +10,7 @@
 //! - errors are [`StoreError`]s whose [`StoreErrorKind`] lets the caller decide (retry, map
 //!   to an errno, report a conflict) without parsing messages.
 
+pub(crate) mod backoff;
 pub mod error;
 pub mod multipart;
 mod paging;

@@ -6,6 +6,7 @@
 //! requests the buckets see at once never exceeds the cap.
 
 use super::TransferConfig;
+use crate::store::backoff::Backoff;
 use crate::store::{StoreError, StoreErrorKind, StoreResult};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,17 +78,19 @@ impl RequestLimit {
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let mut backoff = self.initial_backoff;
+        let backoff = Backoff {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+        };
         for number in 1.. {
             let result = self.once(operation, key, attempt()).await;
             match result {
                 Err(err) if err.is_retryable() && number < self.max_attempts => {
                     self.retries.fetch_add(1, Ordering::SeqCst);
-                    let wait = jittered(backoff);
+                    let wait = backoff.delay(number);
                     tracing::debug!(operation, key, attempt = number, error = %err,
                         wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
                 }
                 done => return done,
             }
@@ -120,12 +123,6 @@ impl RequestLimit {
             .with_key(key))
         })
     }
-}
-
-/// `backoff` scaled by a random factor in [0.5, 1.0), so retries from many tasks spread.
-fn jittered(backoff: Duration) -> Duration {
-    let factor = 0.5 + rand::random::<f64>() / 2.0;
-    backoff.mul_f64(factor)
 }
 
 #[cfg(test)]

@@ -366,16 +366,13 @@ pub(super) struct ResumePolicy {
 }
 
 impl ResumePolicy {
-    /// Exponential backoff with full jitter before retry number `retry` (1-based).
+    /// The wait before retry number `retry` (1-based).
     pub(super) fn backoff(&self, retry: u32) -> Duration {
-        let exp = retry.saturating_sub(1).min(30);
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
-        let ceiling_us = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
-        let jittered = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling_us);
-        Duration::from_micros(jittered)
+        crate::store::backoff::Backoff {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+        }
+        .delay(retry)
     }
 }
 
@@ -604,19 +601,6 @@ mod tests {
         let config = S3StoreConfig::from_vars("b", env(&[("AWS_REGION", "")]));
         assert_eq!((config.region, config.endpoint_url), (None, None));
         assert!(!config.force_path_style);
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        let policy = ResumePolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(40),
-        };
-        for retry in 1..40 {
-            assert!(policy.backoff(retry) <= Duration::from_millis(40));
-        }
-        assert!(policy.backoff(1) <= Duration::from_millis(10));
     }
 
     #[test]
