@@ -454,8 +454,9 @@ enum SseType {
     S3,
 }
 
-/// A number of bytes on the command line: digits with an optional K, M or G suffix (powers
-/// of 1024; `KiB`, `MB` and lower case are accepted alike).
+/// A number of bytes on the command line, read by the `parse-size` crate: a number with
+/// an optional K, M, G or T suffix, powers of 1024 (`KiB`, `MB`, lower case and decimals
+/// such as `1.5G` are accepted alike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ByteSize(u64);
 
@@ -463,25 +464,11 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(trimmed.len());
-        let (digits, suffix) = trimmed.split_at(split);
-        let unit: u64 = match suffix.trim().to_ascii_uppercase().as_str() {
-            "" | "B" => 1,
-            "K" | "KB" | "KIB" => 1 << 10,
-            "M" | "MB" | "MIB" => 1 << 20,
-            "G" | "GB" | "GIB" => 1 << 30,
-            "T" | "TB" | "TIB" => 1 << 40,
-            _ => return Err(format!("{text:?} is not a size such as 8M, 512K or 1G")),
-        };
-        digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit))
+        parse_size::Config::new()
+            .with_binary()
+            .parse_size(text.trim())
             .map(ByteSize)
-            .ok_or_else(|| format!("{text:?} is not a size such as 8M, 512K or 1G"))
+            .map_err(|err| format!("{text:?} is not a size such as 8M, 512K or 1G ({err})"))
     }
 }
 
@@ -1437,7 +1424,8 @@ mod tests {
         assert_eq!(size("2g"), Ok(2 << 30));
         assert!(size("").is_err());
         assert!(size("M").is_err());
-        assert!(size("1.5G").is_err());
+        assert_eq!(size("1.5G"), Ok(3 << 29));
+        assert_eq!(size("1 GiB"), Ok(1 << 30));
         assert!(size("8X").is_err());
         assert!(size("99999999999T").is_err());
         assert_eq!(ByteSize(8 << 20).to_string(), "8M");
