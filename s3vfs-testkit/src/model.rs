@@ -74,6 +74,14 @@ pub fn expected_tree<'a>(
     tree
 }
 
+/// The names in directory `dir` as `vfs` lists them, sorted.
+pub async fn names(vfs: &S3Vfs, dir: &str) -> VfsResult<Vec<String>> {
+    let entries = vfs.read_dir(dir).await?.collect().await?;
+    let mut names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Reads the whole tree below the root through `vfs`, file contents included.
 pub async fn walk(vfs: &S3Vfs) -> VfsResult<BTreeMap<String, Node>> {
     let mut tree = BTreeMap::new();
