@@ -39,19 +39,27 @@ fn cases() -> u32 {
 #[derive(Clone, Copy, Debug)]
 enum Cache {
     None,
+    #[cfg(feature = "data-cache")]
     Memory,
+    #[cfg(feature = "data-cache")]
     Disk,
+    #[cfg(feature = "data-cache")]
     Both,
 }
 
 /// Tiny blocks (model contents are up to 24 bytes) and caps of a few blocks.
+#[cfg_attr(not(feature = "data-cache"), allow(unused_variables))]
 fn cache_config(cache: Cache, dir: &std::path::Path) -> DataCacheConfig {
-    let base = DataCacheConfig::default().with_block_size(5);
+    #[cfg(feature = "data-cache")]
+    let tiny = || DataCacheConfig::default().with_block_size(5);
     match cache {
         Cache::None => DataCacheConfig::default(),
-        Cache::Memory => base.with_memory(40),
-        Cache::Disk => base.with_disk(dir, 600),
-        Cache::Both => base.with_memory(20).with_disk(dir, 400),
+        #[cfg(feature = "data-cache")]
+        Cache::Memory => tiny().with_memory(40),
+        #[cfg(feature = "data-cache")]
+        Cache::Disk => tiny().with_disk(dir, 600),
+        #[cfg(feature = "data-cache")]
+        Cache::Both => tiny().with_memory(20).with_disk(dir, 400),
     }
 }
 
@@ -72,6 +80,7 @@ enum Bucket {
 /// upload is left open.
 type OpenUploads = Box<dyn Fn() -> usize>;
 
+#[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
 fn bucket(
     kind: Bucket,
     dir: &std::path::Path,
@@ -210,10 +219,12 @@ proptest! {
     }
 }
 
+#[cfg(feature = "data-cache")]
 fn any_cache() -> impl Strategy<Value = Cache> {
     prop_oneof![Just(Cache::Memory), Just(Cache::Disk), Just(Cache::Both)]
 }
 
+#[cfg(feature = "data-cache")]
 proptest! {
     #![proptest_config(ProptestConfig::with_cases((cases() / 5).max(1)))]
 
