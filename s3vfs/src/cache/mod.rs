@@ -8,12 +8,12 @@
 //! asked for again (they age out of the LRU). A changed object is therefore never served
 //! stale beyond the metadata TTL, which decides when the file system sees the new ETag.
 //!
-//! Parts, one job each:
+//! Parts, one job each (the three caches with the `data-cache` feature):
 //! - [`DataCache`]: the pluggable trait, with [`CacheStats`];
-//! - [`MemoryCache`]: an LRU in memory with a byte cap;
-//! - [`DiskCache`]: one checksummed file per block in a directory, with a byte cap,
+//! - `MemoryCache`: an LRU in memory with a byte cap;
+//! - `DiskCache`: one checksummed file per block in a directory, with a byte cap,
 //!   written behind the reader by one writer thread (`write_behind`);
-//! - [`TieredCache`]: memory in front of disk;
+//! - `TieredCache`: memory in front of disk;
 //! - [`CachingStore`]: the [`Backend`](crate::store::Backend) decorator that
 //!   splits pinned GETs into blocks, serves the cached ones and fetches the rest.
 //!
