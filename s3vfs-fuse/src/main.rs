@@ -212,6 +212,19 @@ struct MountArgs {
     /// Show every bucket the credentials can list as a directory at the root.
     #[arg(help_heading = "What to mount", long)]
     all_buckets: bool,
+    /// Mount this `object_store` URL instead of an S3 bucket (then give only MOUNTPOINT):
+    /// `file:///DIR`, an existing local directory. Files keep no modes, owners or times
+    /// there (defaults are shown; chmod and symbolic links fail with ENOTSUP),
+    /// directories exist through their files (as over S3 without markers), and the last
+    /// writer wins (object_store completes no upload under a condition).
+    #[cfg(feature = "object-store")]
+    #[arg(
+        help_heading = "What to mount",
+        long,
+        value_name = "URL",
+        conflicts_with = "all_buckets"
+    )]
+    object_store_url: Option<String>,
     #[command(flatten)]
     s3: ConnectionArgs,
     #[command(flatten)]
@@ -806,8 +819,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// What `s3vfs mount` will mount, resolved from the command line before anything starts.
 #[derive(Debug)]
 struct MountPlan {
-    /// `None` with `--all-buckets`.
+    /// `None` with `--all-buckets` or `--object-store-url`.
     bucket: Option<String>,
+    /// `--object-store-url`.
+    object_store_url: Option<String>,
     prefix: String,
     mountpoint: PathBuf,
     read_only: bool,
@@ -815,13 +830,21 @@ struct MountPlan {
 
 impl MountPlan {
     fn from_args(args: &MountArgs) -> anyhow::Result<Self> {
-        let (target, mountpoint) = match (args.targets.as_slice(), args.all_buckets) {
+        #[cfg(feature = "object-store")]
+        let object_store_url = args.object_store_url.clone();
+        #[cfg(not(feature = "object-store"))]
+        let object_store_url: Option<String> = None;
+        let whole_store = args.all_buckets || object_store_url.is_some();
+        let (target, mountpoint) = match (args.targets.as_slice(), whole_store) {
             ([target, mountpoint], false) => (Some(target.as_str()), mountpoint),
             ([mountpoint], true) => (None, mountpoint),
             ([_], false) => {
                 bail!("give BUCKET[/PREFIX] and MOUNTPOINT, or --all-buckets MOUNTPOINT")
             }
-            (_, true) => bail!("--all-buckets takes only MOUNTPOINT, no bucket"),
+            (_, true) if args.all_buckets => {
+                bail!("--all-buckets takes only MOUNTPOINT, no bucket")
+            }
+            (_, true) => bail!("--object-store-url takes only MOUNTPOINT, no bucket"),
             _ => bail!("expected [BUCKET[/PREFIX]] MOUNTPOINT"),
         };
         let (bucket, prefix) = match target {
@@ -845,6 +868,7 @@ impl MountPlan {
             .with_context(|| format!("invalid mountpoint {mountpoint:?}"))?;
         Ok(Self {
             bucket,
+            object_store_url,
             prefix,
             mountpoint,
             read_only: args.read_only,
@@ -933,6 +957,9 @@ impl MountPlan {
     }
 
     fn fs_name(&self) -> String {
+        if let Some(url) = &self.object_store_url {
+            return format!("s3vfs:{url}");
+        }
         match &self.bucket {
             Some(bucket) if self.prefix.is_empty() => format!("s3vfs:{bucket}"),
             Some(bucket) => format!("s3vfs:{bucket}/{}", self.prefix),
@@ -1027,8 +1054,16 @@ async fn mount_bucket(
     let mut fs_config = plan.fs_config(args)?;
     let mut notices = Vec::new();
     let store_config = args.store_config(plan.bucket.as_deref().unwrap_or_default());
-    let vfs: Arc<dyn Vfs> = match &plan.bucket {
-        Some(bucket) => {
+    let vfs: Arc<dyn Vfs> = match (&plan.bucket, &plan.object_store_url) {
+        (_, Some(url)) => {
+            let store = object_store_backend(url)?;
+            check_bucket(&store, url, &fs_config.prefix).await?;
+            // No object_store path holds a `dir/` marker (the adapter refuses them); its
+            // capabilities already make the mount last-writer-wins.
+            fs_config.directory_markers = false;
+            S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
+        }
+        (Some(bucket), None) => {
             let store = S3Store::new(store_config)
                 .await
                 .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
@@ -1042,7 +1077,7 @@ async fn mount_bucket(
             }
             S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
         }
-        None => {
+        (None, None) => {
             let buckets = S3Buckets::new(store_config)
                 .await
                 .context("cannot set up the S3 client")?;
@@ -1067,9 +1102,23 @@ async fn mount_bucket(
     let guard = tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
         .await
         .context("the mount task failed")??;
-    tracing::info!(mountpoint = %plan.mountpoint.display(), bucket = plan.bucket.as_deref().unwrap_or("*"),
+    tracing::info!(mountpoint = %plan.mountpoint.display(),
+        bucket = plan.bucket.as_deref().or(plan.object_store_url.as_deref()).unwrap_or("*"),
         prefix = %plan.prefix, "s3vfs is serving; unmount with `fusermount3 -u {}`", plan.mountpoint.display());
     Ok((guard, notices))
+}
+
+/// The backend of `--object-store-url`.
+#[cfg(feature = "object-store")]
+fn object_store_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    let store = s3vfs::store::object_store::ObjectStoreBackend::from_url(url)
+        .with_context(|| format!("cannot open {url}"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn object_store_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!("cannot open {url}: this s3vfs is built without the object-store feature")
 }
 
 /// One LIST of the prefix, so that a wrong bucket, region or credentials fail the mount

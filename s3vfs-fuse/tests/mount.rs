@@ -545,6 +545,75 @@ fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     assert!(!is_mounted(&mountpoint));
 }
 
+/// `s3vfs mount --object-store-url file:///DIR MNT`: a local directory through the
+/// `object_store` adapter. What is written, renamed and removed through the mount is
+/// what the directory holds, and the other way round.
+#[cfg(feature = "object-store")]
+#[test]
+fn the_mount_binary_mounts_a_local_directory_through_object_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let data = dir.path().canonicalize().unwrap().join("data");
+    fs::create_dir_all(data.join("existing")).unwrap();
+    fs::write(data.join("existing/old.txt"), "already here").unwrap();
+    let _cleanup = DetachOnDrop(&mountpoint);
+
+    let mount = Binary::start(
+        Command::new(env!("CARGO_BIN_EXE_s3vfs"))
+            .args(["mount", "--foreground", "--object-store-url"])
+            .arg(format!("file://{}", data.display()))
+            .arg(&mountpoint)
+            .args(["--part-size", "5M"])
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    wait_for(&mountpoint.join("existing/old.txt"));
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("existing/old.txt")).unwrap(),
+        "already here"
+    );
+
+    // Small and multipart (three parts of 5 MiB) files, written and read back.
+    fs::create_dir(mountpoint.join("new")).unwrap();
+    fs::write(mountpoint.join("new/small.txt"), "written through s3vfs").unwrap();
+    let big = pseudo_random(12 * MIB as usize, 16);
+    fs::write(mountpoint.join("new/big.bin"), &big).unwrap();
+    assert!(fs::read(mountpoint.join("new/big.bin")).unwrap() == big);
+    assert!(fs::read(data.join("new/big.bin")).unwrap() == big);
+    assert_eq!(
+        fs::read_to_string(data.join("new/small.txt")).unwrap(),
+        "written through s3vfs"
+    );
+
+    // Rename (of a file and of a directory), ls, rm.
+    fs::rename(
+        mountpoint.join("new/small.txt"),
+        mountpoint.join("small.txt"),
+    )
+    .unwrap();
+    fs::rename(mountpoint.join("existing"), mountpoint.join("kept")).unwrap();
+    assert_eq!(
+        sorted(names(&mountpoint)),
+        set(&["kept", "new", "small.txt"])
+    );
+    assert_eq!(sorted(names(&mountpoint.join("new"))), set(&["big.bin"]));
+    assert_eq!(sorted(names(&data.join("kept"))), set(&["old.txt"]));
+    assert!(!data.join("existing").exists() && !data.join("new/small.txt").exists());
+    assert_eq!(
+        fs::read_to_string(data.join("small.txt")).unwrap(),
+        "written through s3vfs"
+    );
+    fs::remove_file(mountpoint.join("new/big.bin")).unwrap();
+    assert!(!data.join("new/big.bin").exists());
+    // What the backend cannot keep is refused, not lost.
+    let err = std::os::unix::fs::symlink("small.txt", mountpoint.join("link")).unwrap_err();
+    assert_eq!(errno(&err), libc::ENOTSUP);
+
+    mount.signal(libc::SIGINT);
+    let out = mount.wait();
+    assert!(out.status.success(), "exit after SIGINT: {out:?}");
+    assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
+}
+
 /// A loopback S3 endpoint serving `store` as the bucket `bucket`, on a runtime of its own
 /// (which the caller keeps for as long as the endpoint serves).
 fn serve_bucket(store: &MemStore) -> (tokio::runtime::Runtime, LocalS3) {

@@ -74,6 +74,14 @@ pub fn expected_tree<'a>(
     tree
 }
 
+/// The names in directory `dir` as `vfs` lists them, sorted.
+pub async fn names(vfs: &S3Vfs, dir: &str) -> VfsResult<Vec<String>> {
+    let entries = vfs.read_dir(dir).await?.collect().await?;
+    let mut names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Reads the whole tree below the root through `vfs`, file contents included.
 pub async fn walk(vfs: &S3Vfs) -> VfsResult<BTreeMap<String, Node>> {
     let mut tree = BTreeMap::new();
@@ -552,10 +560,11 @@ impl ModelFs {
 }
 
 /// Applies `op` to the file system under test (`vfs`) or, for the other client's
-/// operations, to its bucket `store`; the errno on failure.
+/// operations, to its bucket `store` (any backend: the other client's PUT and DELETE are
+/// plain requests to it); the errno on failure.
 pub async fn apply_to_vfs(
     vfs: &S3Vfs,
-    store: &crate::MemStore,
+    store: &dyn s3vfs::store::Backend,
     faults: &crate::fault::FaultStore,
     op: &FsOp,
 ) -> Result<(), i32> {
@@ -672,12 +681,22 @@ pub async fn apply_to_vfs(
         FsOp::Rename { from, to } => vfs.rename(from, to).await.map_err(errno),
         FsOp::Symlink { path, target } => vfs.symlink(target, path).await.map_err(errno),
         FsOp::Chmod { path, mode } => vfs.set_permissions(path, *mode).await.map_err(errno),
+        // The other client's requests must go through: a failure is the test's, not an errno.
         FsOp::RemotePut { key, data } => {
-            store.insert(key.clone(), data.clone());
+            let key = s3vfs::store::ObjectKey::new(key.as_str());
+            let options = s3vfs::store::PutOptions::default();
+            if let Err(e) = store.put(&key, data.clone(), options).await {
+                panic!("the other client's PUT of {key} failed: {e}");
+            }
             Ok(())
         }
         FsOp::RemoteDelete(key) => {
-            store.remove(key);
+            if let Err(e) = store
+                .delete(&s3vfs::store::ObjectKey::new(key.as_str()))
+                .await
+            {
+                panic!("the other client's DELETE of {key} failed: {e}");
+            }
             Ok(())
         }
     }

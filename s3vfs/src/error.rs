@@ -138,6 +138,11 @@ impl VfsError {
                 path: path.to_owned(),
                 storage_class: "an archive class".to_owned(),
             },
+            // A feature the store lacks (a backend without metadata asked to keep a
+            // symbolic link): the operation is not supported there, nothing broke.
+            StoreErrorKind::InvalidRequest if err.code.as_deref() == Some("NotImplemented") => {
+                Self::Unsupported(format!("{path}: {err}"))
+            }
             _ => Self::Io(err),
         }
     }

@@ -6,6 +6,7 @@
 use s3vfs::store::{Backend, Capabilities, StoreError, StoreErrorKind};
 use s3vfs::{FsConfig, S3Vfs};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs_testkit::model;
 use s3vfs_testkit::MemStore;
 use std::sync::Arc;
 
@@ -25,18 +26,9 @@ fn no_markers() -> FsConfig {
 }
 
 async fn names(vfs: &S3Vfs, dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = vfs
-        .read_dir(dir)
+    model::names(vfs, dir)
         .await
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .collect()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]
@@ -94,6 +86,21 @@ async fn renames_move_directories_only_this_file_system_knows() {
     vfs.rename("p/q", "q").await.unwrap();
     assert_eq!(names(&vfs, "p").await, Vec::<String>::new());
     assert_eq!(mem.keys(), ["q/f", "w/file"]);
+}
+
+#[tokio::test]
+async fn moving_the_only_file_out_of_a_nested_directory_keeps_every_directory_above_it() {
+    let mem = MemStore::new();
+    let vfs = S3Vfs::new(marker_refusing(&mem), no_markers());
+    vfs.write("c/c/b", "").await.unwrap();
+    vfs.rename("c/c/b", "a").await.unwrap();
+    assert_eq!(mem.keys(), ["a"]);
+    assert_eq!(names(&vfs, "").await, ["a", "c"]);
+    assert_eq!(names(&vfs, "c").await, ["c"]);
+    assert_eq!(names(&vfs, "c/c").await, Vec::<String>::new());
+    vfs.remove_dir("c/c").await.unwrap();
+    vfs.remove_dir("c").await.unwrap();
+    assert_eq!(names(&vfs, "").await, ["a"]);
 }
 
 #[tokio::test]

@@ -8,27 +8,39 @@
 //! asked for again (they age out of the LRU). A changed object is therefore never served
 //! stale beyond the metadata TTL, which decides when the file system sees the new ETag.
 //!
-//! Parts, one job each:
+//! Parts, one job each (the three caches with the `data-cache` feature):
 //! - [`DataCache`]: the pluggable trait, with [`CacheStats`];
-//! - [`MemoryCache`]: an LRU in memory with a byte cap;
-//! - [`DiskCache`]: one checksummed file per block in a directory, with a byte cap,
+//! - `MemoryCache`: an LRU in memory with a byte cap;
+//! - `DiskCache`: one checksummed file per block in a directory, with a byte cap,
 //!   written behind the reader by one writer thread (`write_behind`);
-//! - [`TieredCache`]: memory in front of disk;
+//! - `TieredCache`: memory in front of disk;
 //! - [`CachingStore`]: the [`Backend`](crate::store::Backend) decorator that
 //!   splits pinned GETs into blocks, serves the cached ones and fetches the rest.
 //!
 //! A cache never fails a read: a block it cannot store, or finds damaged, is a miss.
+//!
+//! The memory, disk and tiered caches are built with the `data-cache` feature (on in the
+//! `s3vfs` binary); without it [`from_config`] refuses a configuration that asks for one,
+//! and the trait and the decorator stay, for a cache of the program's own.
 
+#[cfg(feature = "data-cache")]
 mod block_file;
+#[cfg(feature = "data-cache")]
 mod disk;
+#[cfg(feature = "data-cache")]
 mod memory;
 mod store;
+#[cfg(feature = "data-cache")]
 mod tiered;
+#[cfg(feature = "data-cache")]
 mod write_behind;
 
+#[cfg(feature = "data-cache")]
 pub use disk::DiskCache;
+#[cfg(feature = "data-cache")]
 pub use memory::MemoryCache;
 pub use store::CachingStore;
+#[cfg(feature = "data-cache")]
 pub use tiered::TieredCache;
 
 use crate::config::DataCacheConfig;
@@ -36,6 +48,7 @@ use crate::store::{ETag, ObjectKey};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::PathBuf;
+#[cfg(feature = "data-cache")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -96,7 +109,7 @@ pub trait DataCache: Send + Sync + std::fmt::Debug + 'static {
 
     /// Waits until every block given to [`put`](Self::put) before this call is stored
     /// (or has failed to be). For a cache that stores in `put` itself, the default, this
-    /// returns at once; a [`DiskCache`] writes blocks behind the reader and waits here.
+    /// returns at once; a disk cache writes blocks behind the reader and waits here.
     async fn flush(&self) {}
 }
 
@@ -115,6 +128,10 @@ pub enum CacheError {
     /// The disk cache's writer thread could not be started.
     #[error("cannot start the data cache's writer thread: {0}")]
     Writer(#[source] std::io::Error),
+    /// The configuration asks for a cache, and this build has none (the `data-cache`
+    /// feature is off).
+    #[error("a data cache is configured, but s3vfs is built without its `data-cache` feature")]
+    NotBuilt,
 }
 
 /// The cache `config` asks for: `None` when it enables none.
@@ -122,6 +139,18 @@ pub enum CacheError {
 /// With both a memory and a disk size, memory is kept in front of disk. A disk cache
 /// empties its own subdirectory of `disk_dir` now, so nothing survives a restart.
 pub fn from_config(config: &DataCacheConfig) -> Result<Option<Arc<dyn DataCache>>, CacheError> {
+    #[cfg(not(feature = "data-cache"))]
+    return match config.is_enabled() {
+        true => Err(CacheError::NotBuilt),
+        false => Ok(None),
+    };
+    #[cfg(feature = "data-cache")]
+    built(config)
+}
+
+/// The cache of [`from_config`], built.
+#[cfg(feature = "data-cache")]
+fn built(config: &DataCacheConfig) -> Result<Option<Arc<dyn DataCache>>, CacheError> {
     let memory = (config.memory_bytes > 0).then(|| MemoryCache::new(config.memory_bytes));
     let disk = match &config.disk_dir {
         Some(dir) if config.disk_bytes > 0 => Some(DiskCache::with_write_backlog(
@@ -154,6 +183,7 @@ pub fn from_config(config: &DataCacheConfig) -> Result<Option<Arc<dyn DataCache>
 
 /// Shared counters behind [`CacheStats`] (the `bytes` and `blocks` gauges are kept by
 /// each cache under its own lock).
+#[cfg(feature = "data-cache")]
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     hits: AtomicU64,
@@ -165,6 +195,7 @@ pub(crate) struct Counters {
     dropped: AtomicU64,
 }
 
+#[cfg(feature = "data-cache")]
 impl Counters {
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +240,7 @@ impl Counters {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "data-cache"))]
 pub(crate) fn test_id(key: &str, index: u64) -> BlockId {
     BlockId {
         scope: Arc::from(""),
@@ -221,7 +252,7 @@ pub(crate) fn test_id(key: &str, index: u64) -> BlockId {
 
 /// Drops `value` on another thread and fails the test if that takes more than 10 s (a
 /// drop that waits for a thread which never ends would hang the test run instead).
-#[cfg(test)]
+#[cfg(all(test, feature = "data-cache"))]
 pub(crate) fn drop_without_hanging<T: Send + 'static>(value: T) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -230,4 +261,22 @@ pub(crate) fn drop_without_hanging<T: Send + 'static>(value: T) {
     });
     rx.recv_timeout(std::time::Duration::from_secs(10))
         .expect("the drop hangs");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the `data-cache` feature a configured cache is refused, never quietly
+    /// dropped; with it, the configuration builds one.
+    #[test]
+    fn a_configured_cache_is_built_or_refused() {
+        assert!(matches!(from_config(&DataCacheConfig::default()), Ok(None)));
+        let memory = DataCacheConfig::default().with_memory(1 << 20);
+        let built = from_config(&memory);
+        #[cfg(feature = "data-cache")]
+        assert!(matches!(built, Ok(Some(_))), "{built:?}");
+        #[cfg(not(feature = "data-cache"))]
+        assert!(matches!(built, Err(CacheError::NotBuilt)), "{built:?}");
+    }
 }

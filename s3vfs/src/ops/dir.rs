@@ -153,15 +153,19 @@ impl Ops<'_> {
             return Ok(());
         }
         if !self.core.config.directory_markers {
-            // Kept in this file system only (see `local_dirs`).
-            if self.core.local_dirs.get(dir).is_none() {
+            // Kept in this file system only (see `local_dirs`), with every directory above
+            // it: a marker would imply them, a recorded directory does not (`mv a/b/f g`
+            // of the only key below `a` must leave `a` and `a/b`).
+            let mut kept = dir.clone();
+            while !kept.is_root() && self.core.local_dirs.get(&kept).is_none() {
                 let stat = self
                     .core
                     .meta
-                    .get_any(dir)
+                    .get_any(&kept)
                     .filter(|s| s.kind == FileKind::Directory)
                     .unwrap_or_else(|| Stat::directory(self.core.started));
-                self.core.local_dirs.insert(dir, stat);
+                self.core.local_dirs.insert(&kept, stat);
+                kept = kept.parent();
             }
             return Ok(());
         }

@@ -2,7 +2,9 @@
 //!
 //! [`Backend`] is everything the file system needs from one S3 bucket: HEAD, ranged GET,
 //! one LIST page, single PUT, multipart upload, copy and delete. The real implementation is
-//! [`s3::S3Store`] on `aws-sdk-s3`; `s3vfs-testkit` provides an in-memory one with S3's rules.
+//! [`s3::S3Store`] on `aws-sdk-s3`; `s3vfs-testkit` provides an in-memory one with S3's rules;
+//! with the `object-store` feature, `object_store::ObjectStoreBackend` runs s3vfs over any
+//! backend of the `object_store` crate (GCS, Azure, local disk, …).
 //!
 //! Invariants every implementation keeps:
 //! - keys are opaque UTF-8 strings; the store never interprets `/` except as the LIST
@@ -13,6 +15,8 @@
 pub(crate) mod backoff;
 pub mod error;
 pub mod multipart;
+#[cfg(feature = "object-store")]
+pub mod object_store;
 mod paging;
 mod payload_signing;
 pub mod probe;
@@ -37,7 +41,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// every layer of s3vfs sits on.
 ///
 /// (Named `Backend` rather than `ObjectStore` so that it does not read as the
-/// `object_store` crate's trait.)
+/// `object_store` crate's trait;
+#[cfg_attr(
+    feature = "object-store",
+    doc = "[`crate::store::object_store`] adapts that one to this.)"
+)]
+#[cfg_attr(
+    not(feature = "object-store"),
+    doc = "`crate::store::object_store`, with the `object-store` feature, adapts that one to this.)"
+)]
 ///
 /// Every method is one request (or one logical request with retries inside the
 /// implementation). Implementations must be cheap to share: the file system holds an
