@@ -3,14 +3,21 @@
 //! plaintext or name in the bucket, tampering refused, two hosts' changes both kept,
 //! a crash between data and metadata leaving the old version, passphrase changes.
 //!
+//! The namespace is also compared, over random sequences of operations, with a strictly
+//! POSIX reference model (`s3vfs_testkit::posix`).
+//!
 //! Chunks are tiny (256 B on average) so that small files span many of them, and the
 //! passphrase KDF is the cheapest Argon2id.
 
 use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use s3vfs::store::{Backend, Capabilities, StoreError, StoreErrorKind};
 use s3vfs::vault::{self, ChunkParams, KdfParams, VaultConfig, VaultError, VaultFs};
 use s3vfs::{OpenOptions, S3Vfs};
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
+use s3vfs_testkit::model::{self, apply_to_vfs, strategies, FsOp};
+use s3vfs_testkit::posix::PosixModel;
 use s3vfs_testkit::MemStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -578,4 +585,51 @@ async fn sparse_files_store_no_hole() {
     again.set_len("sparse", 1_000_010).await.unwrap();
     let read = reopen(&mem).await.read("sparse").await.unwrap();
     assert_eq!(&read[1_000_000..], b"e\0\0\0\0\0\0\0\0\0");
+}
+
+/// Cases of the model test (`S3VFS_MODEL_CASES`, default 200).
+fn model_cases() -> u32 {
+    std::env::var("S3VFS_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(200, |cases: u32| cases / 5)
+        .max(1)
+}
+
+/// Applies `ops` to a new vault and to the POSIX model: after every step the result
+/// (success or errno) and the whole tree must be the model's, and so must the tree seen
+/// by a second host opening the vault at the end.
+fn run_model(ops: &[FsOp]) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    runtime.block_on(async {
+        let mem = MemStore::new();
+        let faults = FaultStore::new(Arc::new(mem.clone()));
+        let vfs = init(Arc::new(mem.clone())).await;
+        let mut model = PosixModel::default();
+        let failed = |e: s3vfs::VfsError| TestCaseError::fail(e.to_string());
+        for (step, op) in ops.iter().enumerate() {
+            let expected = model.apply(op);
+            let got = apply_to_vfs(&vfs, &mem, &faults, op).await;
+            prop_assert_eq!(got, expected, "step {}: {:?}", step, op);
+            let tree = model::walk(&vfs).await.map_err(failed)?;
+            prop_assert_eq!(&tree, &model.tree(), "after step {}: {:?}", step, op);
+        }
+        let other = reopen(&mem).await;
+        prop_assert_eq!(model::walk(&other).await.map_err(failed)?, model.tree());
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(model_cases()))]
+
+    #[test]
+    fn the_vault_matches_the_posix_model(
+        ops in proptest::collection::vec(strategies::local_op(), 1..25)
+    ) {
+        run_model(&ops)?;
+    }
 }

@@ -521,6 +521,15 @@ impl Core {
             .entries
             .get(new_name.as_str())
             .copied();
+        // Checked first, as Linux does (`EINVAL` before anything about the target).
+        if source.kind == Kind::Dir
+            && source.ino != replaced.map_or(0, |t| t.ino)
+            && self.is_within(new_parent, source.ino)
+        {
+            return Err(VfsError::InvalidArgument(format!(
+                "cannot move directory {name} into itself"
+            )));
+        }
         if let Some(target) = replaced {
             if no_replace {
                 return Err(VfsError::Exists(new_name.to_string()));
@@ -545,11 +554,6 @@ impl Core {
                 }
                 (false, false) => {}
             }
-        }
-        if source.kind == Kind::Dir && self.is_within(new_parent, source.ino) {
-            return Err(VfsError::InvalidArgument(format!(
-                "cannot move directory {name} into itself"
-            )));
         }
         // The target entry must still be what was checked, in every attempt.
         let place = |dir: &mut Inode| -> VfsResult<()> {
