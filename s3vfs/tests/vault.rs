@@ -633,3 +633,39 @@ proptest! {
         run_model(&ops)?;
     }
 }
+
+#[tokio::test]
+async fn hard_links_are_names_of_one_file() {
+    let mem = MemStore::new();
+    let vfs = init(Arc::new(mem.clone())).await;
+    vfs.write("f", &b"one"[..]).await.unwrap();
+    vfs.create_dir("d").await.unwrap();
+    let inodes = inode_keys(&mem).len();
+    vfs.hard_link("f", "d/g").await.unwrap();
+    assert_eq!(inode_keys(&mem).len(), inodes, "no new inode");
+    let (f, g) = (
+        vfs.metadata("f").await.unwrap(),
+        vfs.metadata("d/g").await.unwrap(),
+    );
+    assert_eq!(
+        (f.attr().ino, f.attr().nlink, g.attr().nlink),
+        (g.attr().ino, 2, 2)
+    );
+    vfs.write("d/g", &b"two"[..]).await.unwrap();
+    assert_eq!(vfs.read("f").await.unwrap(), &b"two"[..]);
+    let errno = |r: s3vfs::VfsResult<()>| r.unwrap_err().errno();
+    assert_eq!(errno(vfs.hard_link("d", "e").await), libc::EPERM);
+    assert_eq!(errno(vfs.hard_link("f", "d/g").await), libc::EEXIST);
+    assert_eq!(vfs.metadata("f").await.unwrap().attr().nlink, 2);
+
+    vfs.remove_file("f").await.unwrap();
+    assert_eq!(vfs.read("d/g").await.unwrap(), &b"two"[..]);
+    assert_eq!(vfs.metadata("d/g").await.unwrap().attr().nlink, 1);
+    assert_eq!(inode_keys(&mem).len(), inodes);
+    vfs.remove_file("d/g").await.unwrap();
+    assert_eq!(
+        inode_keys(&mem).len(),
+        inodes - 1,
+        "the last name took the inode"
+    );
+}

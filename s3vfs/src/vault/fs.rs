@@ -305,20 +305,7 @@ impl Core {
             ino: child.inode.ino,
             kind: child.inode.kind,
         };
-        let linked = self
-            .inodes
-            .update(parent, |dir| {
-                if dir.kind != Kind::Dir {
-                    return Err(VfsError::NotADirectory(format!("inode {parent}")));
-                }
-                if dir.entries.contains_key(name.as_str()) {
-                    return Err(VfsError::Exists(name.to_string()));
-                }
-                dir.entries.insert(name.to_string(), entry);
-                dir.touch();
-                Ok(Some(()))
-            })
-            .await;
+        let linked = self.add_entry(parent, &name, entry).await;
         if let Err(err) = linked {
             // Nothing names it: remove it now rather than leave it to gc.
             if let Err(cleanup) = self.inodes.delete(child.inode.ino).await {
@@ -332,11 +319,27 @@ impl Core {
         Ok(child)
     }
 
+    /// Adds `name` → `entry` to directory `dir` (If-Match, retried): `EEXIST` if the
+    /// name is taken, `ENOTDIR` if `dir` is not a directory.
+    async fn add_entry(&self, dir: u64, name: &FileName, entry: DirEntryMeta) -> VfsResult<()> {
+        self.inodes
+            .update(dir, |inode| {
+                if inode.kind != Kind::Dir {
+                    return Err(VfsError::NotADirectory(format!("inode {dir}")));
+                }
+                if inode.entries.contains_key(name.as_str()) {
+                    return Err(VfsError::Exists(name.to_string()));
+                }
+                inode.entries.insert(name.to_string(), entry);
+                inode.touch();
+                Ok(Some(()))
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// One name of `ino` is gone: deletes it at its last link.
     async fn drop_link(&self, ino: u64) -> VfsResult<()> {
-        if let Some(file) = self.open_file(ino) {
-            file.lock().await.unlinked = true;
-        }
         let current = match self.inodes.fetch(ino).await {
             Ok(found) => found,
             Err(VfsError::NotFound(_)) => return Ok(()),
@@ -352,8 +355,55 @@ impl Core {
                 .await?;
             return Ok(());
         }
+        if let Some(file) = self.open_file(ino) {
+            file.lock().await.unlinked = true;
+        }
         lock(&self.parents).remove(&ino);
         self.inodes.delete(ino).await
+    }
+
+    /// `link(2)`: the link count first, then the entry, so that a crash between leaves a
+    /// count too high (the file outlives its names until fsck) rather than a name of a
+    /// deleted file.
+    async fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> VfsResult<FileAttr> {
+        self.check_running()?;
+        let new_name = FileName::from_os(new_name)?;
+        let dir = self.dir(new_parent).await?;
+        if dir.inode.entries.contains_key(new_name.as_str()) {
+            return Err(VfsError::Exists(new_name.to_string()));
+        }
+        let (counted, _) = self
+            .inodes
+            .update(ino, |inode| {
+                if inode.kind == Kind::Dir {
+                    return Err(VfsError::NotPermitted(format!(
+                        "hard link {new_name} to a directory"
+                    )));
+                }
+                inode.nlink = inode.nlink.saturating_add(1);
+                inode.ctime = inode::stamp(SystemTime::now());
+                Ok(Some(()))
+            })
+            .await?;
+        let entry = DirEntryMeta {
+            ino,
+            kind: counted.inode.kind,
+        };
+        let named = self.add_entry(new_parent, &new_name, entry).await;
+        if let Err(err) = named {
+            // Not named after all: the count goes back down.
+            self.inodes
+                .update(ino, |inode| {
+                    inode.nlink = inode.nlink.saturating_sub(1).max(1);
+                    Ok(Some(()))
+                })
+                .await?;
+            return Err(err);
+        }
+        if let Some(file) = self.open_file(ino) {
+            file.lock().await.base = self.inodes.get(ino).await?;
+        }
+        self.attr(ino).await
     }
 
     /// Stores the unsaved changes of `file` (inode `ino`): chunks, then the inode
@@ -1064,6 +1114,15 @@ impl Vfs for VaultFs {
             })
             .await?;
         Ok(core.entry(created.inode.attr(core.config.block_size)))
+    }
+
+    fn hard_links(&self) -> bool {
+        true
+    }
+
+    async fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Entry> {
+        let attr = self.core.link(ino.0, new_parent.0, new_name).await?;
+        Ok(self.core.entry(attr))
     }
 
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes> {
