@@ -669,3 +669,27 @@ async fn hard_links_are_names_of_one_file() {
         "the last name took the inode"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_from_two_hosts_all_land() {
+    let mem = MemStore::new();
+    let store: Arc<dyn Backend> = Arc::new(mem.clone());
+    let a = init(store.clone()).await;
+    a.create_dir("shared").await.unwrap();
+    let b = open_with(store, config()).await;
+    let mut tasks = Vec::new();
+    for (host, vfs) in [("a", a), ("b", b)] {
+        for i in 0..12 {
+            let vfs = vfs.clone();
+            tasks.push(tokio::spawn(async move {
+                vfs.write(format!("shared/{host}{i}"), format!("{host}{i}"))
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let listed = names(&reopen(&mem).await, "shared").await;
+    assert_eq!(listed.len(), 24, "{listed:?}");
+}

@@ -16,6 +16,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::ops::Range;
 
+/// Chunks one read fetches at once.
+const FETCH_CONCURRENCY: usize = 4;
+
 /// The changes to one file not yet stored.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pending {
@@ -189,16 +192,26 @@ async fn fill_from_stored(
 ) -> VfsResult<()> {
     let end = (at + buf.len() as u64).min(base_end);
     let first = base.chunks.partition_point(|c| c.end() <= at);
-    for chunk in &base.chunks[first..] {
-        if chunk.off >= end {
-            break;
-        }
-        let data = chunks.get(chunk).await?;
+    let wanted: Vec<ChunkRef> = base.chunks[first..]
+        .iter()
+        .take_while(|c| c.off < end)
+        .copied()
+        .collect();
+    // A few chunks fetched at once, copied in order as they come.
+    let mut fetched = futures::stream::iter(wanted)
+        .map(|chunk| fetch(chunks, chunk))
+        .buffered(FETCH_CONCURRENCY);
+    while let Some((chunk, data)) = fetched.try_next().await? {
         let (from, to) = (chunk.off.max(at), chunk.end().min(end));
         buf[(from - at) as usize..(to - at) as usize]
             .copy_from_slice(&data[(from - chunk.off) as usize..(to - chunk.off) as usize]);
     }
     Ok(())
+}
+
+/// The plaintext of `chunk`, with it.
+async fn fetch(chunks: &Chunks, chunk: ChunkRef) -> VfsResult<(ChunkRef, Bytes)> {
+    Ok((chunk, chunks.get(&chunk).await?))
 }
 
 #[cfg(test)]

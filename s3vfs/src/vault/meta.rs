@@ -23,6 +23,11 @@ const MAX_INODE_OBJECT: usize = 64 * 1024 * 1024;
 /// How often a change is tried on a new version before it fails.
 pub(crate) const MAX_ATTEMPTS: usize = 8;
 
+/// How many locks serialize this host's updates of inodes (by inode number modulo).
+const UPDATE_LOCKS: usize = 64;
+/// The longest pause before trying an update again on a new version, per attempt made.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 /// An inode and the ETag of the object it was read from (or written as).
 #[derive(Clone, Debug)]
 pub(crate) struct Versioned {
@@ -39,6 +44,9 @@ pub(crate) struct Inodes {
     keys: Arc<Keys>,
     cache: Mutex<LruCache<u64, (Versioned, Instant)>>,
     ttl: Duration,
+    /// One host's updates of one inode take turns, so that they never race each other
+    /// through If-Match: only other hosts' changes make an update try again.
+    update_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// The key of inode `ino`, relative to the prefix.
@@ -56,6 +64,9 @@ impl Inodes {
                 NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
             )),
             ttl,
+            update_locks: (0..UPDATE_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -176,8 +187,13 @@ impl Inodes {
         ino: u64,
         mut change: impl FnMut(&mut Inode) -> VfsResult<Option<T>>,
     ) -> VfsResult<(Versioned, Option<T>)> {
+        // An async lock, held across the requests on purpose: it orders this host's
+        // updates of the inode as a kernel's inode lock would.
+        let _turn = self.update_locks[(ino % UPDATE_LOCKS as u64) as usize]
+            .lock()
+            .await;
         let mut current = self.get(ino).await?;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 1..=MAX_ATTEMPTS {
             let mut next = Inode::clone(&current.inode);
             let Some(answer) = change(&mut next)? else {
                 return Ok((current, None));
@@ -185,6 +201,10 @@ impl Inodes {
             if let Some(written) = self.replace(next, &current.etag).await? {
                 return Ok((written, Some(answer)));
             }
+            // Another host won: a random pause, longer each time, so that hosts racing
+            // for one directory do not keep colliding.
+            let pause = RETRY_PAUSE.mul_f64(attempt as f64 * rand::random::<f64>());
+            tokio::time::sleep(pause).await;
             current = self.fetch(ino).await?;
         }
         Err(VaultError::Conflict(self.location.key(&name(ino)).into_string()).into())
