@@ -7,7 +7,7 @@ use super::crypto::{ChunkId, Keys};
 use super::error::VaultError;
 use super::inode::ChunkRef;
 use super::io::Location;
-use crate::error::VfsResult;
+use crate::error::{VfsError, VfsResult};
 use crate::store::WriteCondition;
 use bytes::Bytes;
 use lru::LruCache;
@@ -46,21 +46,22 @@ impl Chunks {
         }
     }
 
-    /// The id `data` is stored under.
-    pub(crate) fn id_of(&self, data: &[u8]) -> ChunkId {
-        self.keys.chunk_id(data)
-    }
-
     /// Stores `data` as a chunk (unless it is known to be stored): its id.
     pub(crate) async fn put(&self, data: Bytes) -> VfsResult<ChunkId> {
-        let id = self.id_of(&data);
+        let keys = Arc::clone(&self.keys);
+        let (id, data) = off_the_runtime(move || (keys.chunk_id(&data), data)).await?;
         let known = {
             let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
             known.get(&id).is_some()
         };
         if !known {
             let name = name(&id);
-            let sealed = codec::seal(&self.keys.data, ObjectKind::Chunk, &name, &data);
+            let keys = Arc::clone(&self.keys);
+            let sealed = {
+                let name = name.clone();
+                off_the_runtime(move || codec::seal(&keys.data, ObjectKind::Chunk, &name, &data))
+                    .await?
+            };
             // If-None-Match: a chunk of that name holds this content already, and is not
             // sent twice (nor rewritten under a reader).
             self.location
@@ -88,13 +89,35 @@ impl Chunks {
             .get(&name, (len + codec::OVERHEAD) as u64)
             .await?
             .ok_or_else(|| VaultError::corrupt(&name, "a referenced chunk is missing"))?;
-        let plain = codec::open(&self.keys.data, ObjectKind::Chunk, &name, &body, len)?;
-        if plain.len() != len || self.keys.chunk_id(&plain) != reference.id {
-            return Err(VaultError::corrupt(&name, "chunk content does not match its id").into());
-        }
-        let data = Bytes::from(plain);
+        let keys = Arc::clone(&self.keys);
+        let id = reference.id;
+        let data = off_the_runtime(move || {
+            let plain = codec::open(&keys.data, ObjectKind::Chunk, &name, &body, len)?;
+            if plain.len() != len || keys.chunk_id(&plain) != id {
+                return Err(VaultError::corrupt(
+                    &name,
+                    "chunk content does not match its id",
+                ));
+            }
+            Ok(Bytes::from(plain))
+        })
+        .await??;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.put(reference.id, data.clone());
         Ok(data)
+    }
+}
+
+/// Runs CPU-bound `work` (hashing, compression, sealing a chunk) on the blocking pool, so
+/// that a chunk's milliseconds do not stall the runtime's other tasks.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> VfsResult<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(VfsError::ShuttingDown(
+            "the async runtime stopped a chunk's work".to_owned(),
+        )),
     }
 }
