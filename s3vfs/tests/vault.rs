@@ -693,3 +693,38 @@ async fn concurrent_creates_from_two_hosts_all_land() {
     let listed = names(&reopen(&mem).await, "shared").await;
     assert_eq!(listed.len(), 24, "{listed:?}");
 }
+
+#[tokio::test]
+async fn another_hosts_changes_show_within_the_metadata_ttl() {
+    let mem = MemStore::new();
+    let store: Arc<dyn Backend> = Arc::new(mem.clone());
+    let ttl = Duration::from_millis(200);
+    let a = init(store.clone()).await;
+    let b = open_with(store, config().with_metadata_ttl(ttl)).await;
+    assert!(!b.try_exists("new").await.unwrap());
+    a.write("new", &b"x"[..]).await.unwrap();
+    // Within the TTL, b may answer from its cached root; after it, never.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    assert_eq!(b.read("new").await.unwrap(), &b"x"[..]);
+}
+
+#[tokio::test]
+async fn an_open_file_stays_readable_after_its_last_name_goes() {
+    let mem = MemStore::new();
+    let vfs = init(Arc::new(mem.clone())).await;
+    let content = noise(3000, 5);
+    vfs.write("f", content.clone()).await.unwrap();
+    let file = vfs
+        .open_with("f", OpenOptions::new().read(true).write(true))
+        .await
+        .unwrap();
+    vfs.remove_file("f").await.unwrap();
+    assert!(!vfs.try_exists("f").await.unwrap());
+    assert_eq!(file.read_at(0, 4000).await.unwrap(), content);
+    // Writes to it go nowhere: closing does not bring the name or the inode back.
+    let inodes = inode_keys(&mem).len();
+    file.write_at(0, &b"gone"[..]).await.unwrap();
+    file.close().await.unwrap();
+    assert_eq!(inode_keys(&mem).len(), inodes);
+    assert!(!vfs.try_exists("f").await.unwrap());
+}
