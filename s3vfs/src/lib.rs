@@ -9,7 +9,7 @@
 //! - [`store`]: the [`Backend`](store::Backend) trait (one bucket) and its
 //!   `aws-sdk-s3` implementation [`S3Store`](store::s3::S3Store); [`cache`], the optional
 //!   data cache; [`namespace`], validated paths; [`recovery`], where files that could not
-//!   be uploaded are kept, and how they are re-uploaded; [`vault`] (feature `vault`), the
+//!   be uploaded are kept, and how they are re-uploaded; `vault` (feature `vault`), the
 //!   vault layout: deduplicated, compressed, encrypted, with O(1) renames (FORMAT.md).
 //!
 //! Inside, bottom up: the store; the namespace, inode table, metadata caches, listings
