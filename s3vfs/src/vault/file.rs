@@ -191,6 +191,10 @@ async fn fill_from_stored(
     buf: &mut [u8],
 ) -> VfsResult<()> {
     let end = (at + buf.len() as u64).min(base_end);
+    if end <= at {
+        // All of it past what is stored (or cut off by a truncation): holes.
+        return Ok(());
+    }
     let first = base.chunks.partition_point(|c| c.end() <= at);
     let wanted: Vec<ChunkRef> = base.chunks[first..]
         .iter()
