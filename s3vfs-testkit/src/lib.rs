@@ -6,6 +6,8 @@
 //! - [`fault`]: wrappers that count requests, inject failures and throttling, cut GET
 //!   bodies short and add latency, composable around any store;
 //! - [`model`]: the reference model the property tests compare the file system with;
+//! - [`posix`]: a strictly POSIX reference model, for layouts with directories of their
+//!   own (the vault);
 //! - `server` (feature `server`, on by default): `S3Server`, any store served as an S3
 //!   endpoint over HTTP on loopback, for the real `S3Store` client and other S3 tools.
 //!
@@ -20,6 +22,7 @@ pub mod instrumented;
 pub mod mem;
 pub mod model;
 pub mod pace;
+pub mod posix;
 #[cfg(feature = "server")]
 pub mod server;
 

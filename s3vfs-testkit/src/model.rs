@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use s3vfs::namespace::FileName;
+use s3vfs::vfs::Vfs;
 use s3vfs::{S3Vfs, VfsResult};
 use std::collections::BTreeMap;
 
@@ -83,7 +84,7 @@ pub async fn names(vfs: &S3Vfs, dir: &str) -> VfsResult<Vec<String>> {
 }
 
 /// Reads the whole tree below the root through `vfs`, file contents included.
-pub async fn walk(vfs: &S3Vfs) -> VfsResult<BTreeMap<String, Node>> {
+pub async fn walk<F: Vfs>(vfs: &S3Vfs<F>) -> VfsResult<BTreeMap<String, Node>> {
     let mut tree = BTreeMap::new();
     let mut pending = vec![String::new()];
     while let Some(dir) = pending.pop() {
@@ -223,7 +224,7 @@ pub struct ModelFs {
 }
 
 /// `data` written into `body` at `offset` (`pwrite`): grown with zeros as needed.
-fn write_into(body: &mut Vec<u8>, offset: u64, data: &[u8]) {
+pub(crate) fn write_into(body: &mut Vec<u8>, offset: u64, data: &[u8]) {
     if data.is_empty() {
         return;
     }
@@ -234,7 +235,8 @@ fn write_into(body: &mut Vec<u8>, offset: u64, data: &[u8]) {
     body[start..start + data.len()].copy_from_slice(data);
 }
 
-fn parent_of(path: &str) -> &str {
+/// The parent directory of `path` (`""` for the root).
+pub(crate) fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
 }
 
@@ -562,8 +564,8 @@ impl ModelFs {
 /// Applies `op` to the file system under test (`vfs`) or, for the other client's
 /// operations, to its bucket `store` (any backend: the other client's PUT and DELETE are
 /// plain requests to it); the errno on failure.
-pub async fn apply_to_vfs(
-    vfs: &S3Vfs,
+pub async fn apply_to_vfs<F: Vfs>(
+    vfs: &S3Vfs<F>,
     store: &dyn s3vfs::store::Backend,
     faults: &crate::fault::FaultStore,
     op: &FsOp,

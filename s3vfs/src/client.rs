@@ -596,27 +596,39 @@ impl<F: Vfs + 'static> S3Vfs<F> {
         Ok(())
     }
 
-    /// Would make `link` a second name of the file `original`, like
-    /// `tokio::fs::hard_link`, but always fails with `ENOTSUP`
-    /// ([`VfsError::Unsupported`]): in the plain layout of one object per key a file is
-    /// its object, and a second key would be a second object, which a write through one
-    /// name does not change. [`copy`](Self::copy) or [`symlink`](Self::symlink) instead.
-    /// (The FUSE binding answers `link(2)` with `EPERM`, that call's errno for a file
-    /// system without hard links.)
+    /// Makes `link` a second name of the file `original`, like `tokio::fs::hard_link`,
+    /// where the file system has hard links ([`Vfs::hard_links`]: the vault layout).
+    /// Elsewhere it fails with `ENOTSUP` ([`VfsError::Unsupported`]) without a request:
+    /// in the plain layout of one object per key a file is its object, and a second key
+    /// would be a second object, which a write through one name does not change.
+    /// [`copy`](Self::copy) or [`symlink`](Self::symlink) instead. (The FUSE binding
+    /// answers `link(2)` with `EPERM`, that call's errno for a file system without hard
+    /// links.)
     ///
     /// # Cancellation
     ///
-    /// It makes no request: dropping the future leaves nothing behind.
+    /// Dropping the future leaves the link made or not (a request already sent may still
+    /// land).
     pub async fn hard_link(
         &self,
         original: impl AsRef<str>,
         link: impl AsRef<str>,
     ) -> VfsResult<()> {
-        Err(VfsError::Unsupported(format!(
-            "hard link {} to {}: one object per key has no second name",
-            link.as_ref(),
-            original.as_ref()
-        )))
+        if !self.fs.hard_links() {
+            return Err(VfsError::Unsupported(format!(
+                "hard link {} to {}: one object per key has no second name",
+                link.as_ref(),
+                original.as_ref()
+            )));
+        }
+        let file = self.resolve(original.as_ref()).await?;
+        let (parent, name) = self.parent_of(link.as_ref()).await?;
+        let entry = self
+            .fs
+            .link(file.ino(), parent.ino(), OsStr::new(&name))
+            .await?;
+        drop(self.hold(entry.attr.ino));
+        Ok(())
     }
 
     /// The target of symbolic link `path`.

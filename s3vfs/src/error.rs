@@ -89,6 +89,11 @@ pub enum VfsError {
     /// Any other store failure.
     #[error("I/O error: {0}")]
     Io(#[source] StoreError),
+    /// What the store returned failed a check: an encrypted object that does not
+    /// authenticate (tampered with, or moved to another key), or one that is malformed or
+    /// over its size limit. Never returned as data.
+    #[error("corrupt or tampered data: {0}")]
+    Corrupt(String),
 }
 
 impl VfsError {
@@ -119,6 +124,7 @@ impl VfsError {
             Self::PermissionDenied(_) => libc::EACCES,
             Self::Busy(_) => libc::EAGAIN,
             Self::Io(_) => libc::EIO,
+            Self::Corrupt(_) => libc::EIO,
         }
     }
 

@@ -9,7 +9,8 @@
 //! - [`store`]: the [`Backend`](store::Backend) trait (one bucket) and its
 //!   `aws-sdk-s3` implementation [`S3Store`](store::s3::S3Store); [`cache`], the optional
 //!   data cache; [`namespace`], validated paths; [`recovery`], where files that could not
-//!   be uploaded are kept, and how they are re-uploaded.
+//!   be uploaded are kept, and how they are re-uploaded; `vault` (feature `vault`), the
+//!   vault layout: deduplicated, compressed, encrypted, with O(1) renames (FORMAT.md).
 //!
 //! Inside, bottom up: the store; the namespace, inode table, metadata caches, listings
 //! and read-ahead; `core` (the parts every component of a file system shares and the rules
@@ -47,6 +48,8 @@ pub mod recovery;
 pub mod store;
 mod sync;
 pub mod transfer;
+#[cfg(feature = "vault")]
+pub mod vault;
 pub mod vfs;
 mod zeros;
 

@@ -399,6 +399,22 @@ pub trait Vfs: Send + Sync + 'static {
     /// `makedev` encoding) and is ignored for the other types.
     async fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> VfsResult<Entry>;
 
+    /// Whether [`link`](Vfs::link) can make hard links. The default: no (a layout of
+    /// one object per key has no second name for a file).
+    fn hard_links(&self) -> bool {
+        false
+    }
+    /// Makes `new_name` in `new_parent` another name of file `ino`, as `link(2)`. Counts
+    /// one lookup. The default refuses with `ENOTSUP` ([`hard_links`](Vfs::hard_links)
+    /// is false).
+    async fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Entry> {
+        let _ = (ino, new_parent);
+        Err(VfsError::Unsupported(format!(
+            "hard link {}: this layout has no second name for a file",
+            new_name.to_string_lossy()
+        )))
+    }
+
     /// Value of an extended attribute.
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> VfsResult<Bytes>;
     /// Names of the extended attributes.

@@ -1,0 +1,125 @@
+//! The vault's requests to its bucket: objects named relative to the vault's prefix,
+//! whole-object GETs bounded in size before the body is read, and PUTs whose write
+//! condition failing is an answer, not an error.
+
+use super::error::VaultError;
+use crate::store::{
+    Backend, ETag, GetRequest, ObjectKey, PutOptions, StoreErrorKind, WriteCondition,
+};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use std::sync::Arc;
+
+/// A vault's place: a bucket and a prefix (`""` or ending with `/`).
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    store: Arc<dyn Backend>,
+    prefix: String,
+}
+
+/// What a conditional PUT did.
+#[derive(Debug)]
+pub(crate) enum Put {
+    /// Written; the object's new ETag.
+    Done(ETag),
+    /// Not written: the condition failed (the object changed, or exists already).
+    ConditionFailed,
+}
+
+impl Location {
+    /// `prefix` of `store`; a `/` is added to a non-empty prefix that lacks one.
+    pub(crate) fn new(store: Arc<dyn Backend>, prefix: &str) -> Self {
+        let mut prefix = prefix.trim_start_matches('/').to_owned();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Self { store, prefix }
+    }
+
+    /// The prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full key of `name`.
+    pub(crate) fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(format!("{}{name}", self.prefix))
+    }
+
+    /// The whole object `name` and its ETag, or `None` when there is none. An object over
+    /// `limit` bytes is not read.
+    pub(crate) async fn get(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Result<Option<(Bytes, Option<ETag>)>, VaultError> {
+        let key = self.key(name);
+        let response = match self.store.get(GetRequest::whole(key.clone())).await {
+            Ok(response) => response,
+            Err(err) if err.kind == StoreErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(VaultError::store(key.as_str(), err)),
+        };
+        let size = response.meta.size;
+        if size > limit {
+            return Err(VaultError::TooLarge {
+                key: key.into_string(),
+                size,
+                limit,
+            });
+        }
+        let etag = response.meta.etag.clone();
+        // The size was checked: the buffer never grows past the limit, whatever the body
+        // stream goes on sending.
+        let mut body = response.body;
+        let mut buf = BytesMut::with_capacity(size as usize);
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| VaultError::store(key.as_str(), e))?;
+            if (buf.len() + piece.len()) as u64 > size {
+                return Err(VaultError::corrupt(
+                    key.as_str(),
+                    "body longer than its size",
+                ));
+            }
+            buf.extend_from_slice(&piece);
+        }
+        if buf.len() as u64 != size {
+            return Err(VaultError::corrupt(
+                key.as_str(),
+                "body shorter than its size",
+            ));
+        }
+        Ok(Some((buf.freeze(), etag)))
+    }
+
+    /// PUT of `body` at `name` under `condition`.
+    pub(crate) async fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        condition: WriteCondition,
+    ) -> Result<Put, VaultError> {
+        let key = self.key(name);
+        let options = PutOptions {
+            condition,
+            ..PutOptions::default()
+        };
+        match self.store.put(&key, body, options).await {
+            Ok(result) => result.etag.map(Put::Done).ok_or_else(|| {
+                VaultError::Config(format!(
+                    "the store gave no ETag for {key}: the vault needs them for If-Match"
+                ))
+            }),
+            Err(err) if err.kind == StoreErrorKind::PreconditionFailed => Ok(Put::ConditionFailed),
+            Err(err) => Err(VaultError::store(key.as_str(), err)),
+        }
+    }
+
+    /// DELETE of `name` (a missing object is no error).
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), VaultError> {
+        let key = self.key(name);
+        self.store
+            .delete(&key)
+            .await
+            .map_err(|e| VaultError::store(key.as_str(), e))
+    }
+}

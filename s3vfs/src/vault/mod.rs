@@ -1,0 +1,151 @@
+//! The vault layout (issue 13; the format is FORMAT.md at the repository's root): a file
+//! system that gives up one object per file for metadata objects apart from data chunks.
+//!
+//! - [`VaultFs`] implements [`Vfs`](crate::vfs::Vfs), so [`S3Vfs::over`](crate::S3Vfs::over)
+//!   and the FUSE binding use it as they use the plain layout;
+//! - [`VaultFs::init`] makes a vault, [`VaultFs::open`] opens one with its passphrase,
+//!   [`change_passphrase`] rewraps the master key (one object rewritten).
+//!
+//! Inside: `crypto` (keys, Argon2id, sealing, chunk ids), `chunker` (FastCDC), `codec`
+//! (the envelope: zstd when it helps, then the AEAD with the object's key as AAD),
+//! `superblock`, `inode` (the stored form and its checks), `meta` (inodes in the bucket:
+//! cache, If-Match updates), `chunks` (chunks in the bucket), `overlay` and `file` (a
+//! file's unsaved writes, and storing them by re-chunking only the regions they touch),
+//! `fs` (the operations).
+//!
+//! Invariants: data chunks are written before the inode naming them, a new inode before
+//! the entry naming it; every inode rewrite is If-Match the version read; nothing read
+//! from the bucket is believed before it authenticates and passes its checks, and no
+//! buffer is sized by a number from the bucket without a bound.
+//!
+//! ```no_run
+//! # async fn example(store: std::sync::Arc<dyn s3vfs::store::Backend>) -> Result<(), Box<dyn std::error::Error>> {
+//! use s3vfs::vault::{VaultConfig, VaultFs};
+//! use s3vfs::S3Vfs;
+//! use std::sync::Arc;
+//!
+//! let fs = VaultFs::init(store, "home/", b"correct horse", VaultConfig::default()).await?;
+//! let vfs = S3Vfs::over(Arc::new(fs));
+//! vfs.write("notes.txt", "only ciphertext reaches the bucket").await?;
+//! # Ok(()) }
+//! ```
+
+mod chunker;
+mod chunks;
+mod codec;
+mod crypto;
+mod error;
+mod file;
+mod fs;
+mod inode;
+mod io;
+mod meta;
+mod overlay;
+mod superblock;
+
+pub use chunker::ChunkParams;
+pub use crypto::KdfParams;
+pub use error::VaultError;
+pub use fs::VaultFs;
+
+use crate::store::Backend;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The format version this release writes and reads (FORMAT.md).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How a [`VaultFs`] works; the defaults suit a mount.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct VaultConfig {
+    /// Argon2id costs of a new vault's passphrase key (used by [`VaultFs::init`] only;
+    /// an existing vault's are in its superblock).
+    pub kdf: KdfParams,
+    /// Chunk sizes of a new vault (used by [`VaultFs::init`] only).
+    pub chunking: ChunkParams,
+    /// How long an inode read from the bucket is used before it is read again (another
+    /// host's changes show within this).
+    pub metadata_ttl: Duration,
+    /// How many inodes are cached.
+    pub metadata_cache: usize,
+    /// How many chunk plaintexts are cached for reads.
+    pub chunk_cache: usize,
+    /// Bytes written to one open file and held before they are stored without waiting
+    /// for a flush; also the most one write call takes.
+    pub max_dirty: u64,
+    /// Chunks uploaded at once by one flush.
+    pub upload_concurrency: usize,
+    /// Owner of new files and directories.
+    pub uid: u32,
+    /// Group of new files and directories.
+    pub gid: u32,
+    /// `st_blksize` shown, in bytes.
+    pub block_size: u32,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        // SAFETY: geteuid/getegid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Self {
+            kdf: KdfParams::default(),
+            chunking: ChunkParams::default(),
+            metadata_ttl: Duration::from_secs(1),
+            metadata_cache: 10_000,
+            chunk_cache: 32,
+            max_dirty: 64 * 1024 * 1024,
+            upload_concurrency: 4,
+            uid,
+            gid,
+            block_size: 1024 * 1024,
+        }
+    }
+}
+
+impl VaultConfig {
+    /// Sets [`kdf`](Self::kdf).
+    pub fn with_kdf(mut self, kdf: KdfParams) -> Self {
+        self.kdf = kdf;
+        self
+    }
+
+    /// Sets [`chunking`](Self::chunking).
+    pub fn with_chunking(mut self, chunking: ChunkParams) -> Self {
+        self.chunking = chunking;
+        self
+    }
+
+    /// Sets [`metadata_ttl`](Self::metadata_ttl).
+    pub fn with_metadata_ttl(mut self, ttl: Duration) -> Self {
+        self.metadata_ttl = ttl;
+        self
+    }
+
+    /// Sets [`max_dirty`](Self::max_dirty) (at least 1 byte).
+    pub fn with_max_dirty(mut self, bytes: u64) -> Self {
+        self.max_dirty = bytes.max(1);
+        self
+    }
+
+    /// Sets [`uid`](Self::uid) and [`gid`](Self::gid).
+    pub fn with_owner(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+}
+
+/// Wraps the master key of the vault at `prefix` of `store` under passphrase `new` (with
+/// `kdf` costs and a fresh salt) instead of `old`. Rewrites the superblock only (If-Match):
+/// every other object stays as it is. A wrong `old` is [`VaultError::Unlock`].
+pub async fn change_passphrase(
+    store: Arc<dyn Backend>,
+    prefix: &str,
+    old: &[u8],
+    new: &[u8],
+    kdf: KdfParams,
+) -> Result<(), VaultError> {
+    kdf.validate()?;
+    superblock::change_passphrase(&io::Location::new(store, prefix), old, new, kdf).await
+}
