@@ -72,6 +72,66 @@ pub enum RecoveryError {
     /// The store refused a request.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The entry was kept by a file system of another layout: only that layout can store
+    /// it again (a vault's entry, written as a plain object, would overwrite an encrypted
+    /// inode with plaintext).
+    #[error("{id} was kept by a {layout} file system: re-upload it through that layout")]
+    Layout {
+        /// The entry.
+        id: String,
+        /// The layout that kept it.
+        layout: Layout,
+    },
+    /// The entry was kept for another object than the one this file system would store
+    /// it as (another vault, or another prefix).
+    #[error("{id} was kept for {key}, which is not this file system's")]
+    Elsewhere {
+        /// The entry.
+        id: String,
+        /// The object it was kept for.
+        key: String,
+    },
+    /// Storing the kept changes failed; the entry stays.
+    #[error("storing the kept changes: {0}")]
+    Vfs(#[from] crate::error::VfsError),
+    /// The data file does not hold the ranges the manifest names.
+    #[error("{path}: shorter than the ranges its manifest names")]
+    ShortData {
+        /// The data file.
+        path: PathBuf,
+    },
+}
+
+/// The layout of the file system that kept an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Layout {
+    /// One object per file: the entry's key is the file's object.
+    #[default]
+    Plain,
+    /// The vault layout (FORMAT.md): the key is the file's inode object, and the data
+    /// is re-stored as chunks by an open vault.
+    Vault,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Plain => "plain",
+            Layout::Vault => "vault",
+        })
+    }
+}
+
+/// What became of unsaved changes that could not be stored.
+pub(crate) enum Kept {
+    /// There were none (or they were stored).
+    Nothing,
+    /// Kept in the recovery directory, under this manifest.
+    At(PathBuf),
+    /// Lost: no local copy, or the recovery directory could not take them.
+    Lost,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
@@ -87,6 +147,10 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
 pub struct Manifest {
     /// Format version.
     pub version: u32,
+    /// The layout of the file system that kept it (entries written before layouts
+    /// existed are plain).
+    #[serde(default)]
+    pub layout: Layout,
     /// The bucket, where the store knew it.
     pub bucket: Option<String>,
     /// The object's full key.
@@ -132,6 +196,7 @@ impl Manifest {
             .unwrap_or_default();
         Self {
             version: MANIFEST_VERSION,
+            layout: Layout::Plain,
             bucket,
             key: key.as_str().to_owned(),
             path,
@@ -144,6 +209,14 @@ impl Manifest {
             kept_at_text,
             error,
         }
+    }
+}
+
+impl Manifest {
+    /// The same manifest, of an entry kept by a file system of `layout`.
+    pub(crate) fn of_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
     }
 }
 
@@ -162,6 +235,25 @@ impl RecoveredFile {
     /// The data file (written ranges at their offsets).
     pub fn data_path(&self) -> &Path {
         &self.data
+    }
+
+    /// The written ranges with their bytes, read from the data file whole: for entries
+    /// whose ranges are bounded by what a file system held in memory (a vault's), never
+    /// for a plain entry's (up to a whole file). Each range is checked against the data
+    /// file's length before anything is allocated for it.
+    pub(crate) fn written_bytes(&self) -> Result<Vec<(u64, Bytes)>, RecoveryError> {
+        let data = File::open(&self.data).map_err(io_error(&self.data))?;
+        let len = data.metadata().map_err(io_error(&self.data))?.len();
+        let mut found = Vec::with_capacity(self.manifest.written.len().min(1024));
+        for &(start, end) in &self.manifest.written {
+            if start > end || end > len {
+                return Err(RecoveryError::ShortData {
+                    path: self.data.clone(),
+                });
+            }
+            found.push((start, read_range(&data, &self.data, start, end)?));
+        }
+        Ok(found)
     }
 }
 
@@ -395,6 +487,12 @@ impl RecoveryDir {
         preferred_part_size: u64,
     ) -> Result<PutResult, RecoveryError> {
         let m = &file.manifest;
+        if m.layout != Layout::Plain {
+            return Err(RecoveryError::Layout {
+                id: file.id.clone(),
+                layout: m.layout,
+            });
+        }
         let key = ObjectKey::new(m.key.clone());
         let base = m.base_etag.clone().map(ETag::new);
         let current = match store.head(&key).await {

@@ -728,3 +728,186 @@ async fn an_open_file_stays_readable_after_its_last_name_goes() {
     assert_eq!(inode_keys(&mem).len(), inodes);
     assert!(!vfs.try_exists("f").await.unwrap());
 }
+
+/// A vault that keeps what it cannot store in a directory of its own, over a bucket that
+/// can be made to fail, holding file `f` with `content`.
+struct Keeping {
+    mem: MemStore,
+    faults: Arc<FaultStore>,
+    fs: Arc<VaultFs>,
+    vfs: S3Vfs<VaultFs>,
+    dir: tempfile::TempDir,
+}
+
+impl Keeping {
+    async fn new(content: &[u8]) -> Self {
+        let mem = MemStore::new();
+        let faults = Arc::new(FaultStore::new(Arc::new(mem.clone())));
+        let dir = tempfile::tempdir().unwrap();
+        let config = config().with_recovery_dir(Some(dir.path().to_owned()));
+        let store: Arc<dyn Backend> = faults.clone();
+        let fs = Arc::new(VaultFs::init(store, PREFIX, PASS, config).await.unwrap());
+        let vfs = S3Vfs::over(Arc::clone(&fs));
+        vfs.write("f", content.to_vec()).await.unwrap();
+        Self {
+            mem,
+            faults,
+            fs,
+            vfs,
+            dir,
+        }
+    }
+
+    /// Every PUT fails from now on, as when the bucket goes away.
+    fn bucket_down(&self) {
+        self.faults.fail_matching(
+            |op, _| op == Op::Put,
+            StoreError::new(StoreErrorKind::Transient, "the bucket is down"),
+        );
+    }
+
+    /// Opens `f` for writing while the bucket is down, lets `change` change it, and checks
+    /// that the close fails; the bucket is back after.
+    async fn failed_close<F, Fut>(&self, change: F)
+    where
+        F: FnOnce(s3vfs::File) -> Fut,
+        Fut: std::future::Future<Output = s3vfs::File>,
+    {
+        self.bucket_down();
+        let file = self
+            .vfs
+            .open_with("f", OpenOptions::new().write(true))
+            .await
+            .unwrap();
+        let file = change(file).await;
+        assert!(file.close().await.is_err(), "the close says it failed");
+        self.faults.clear();
+    }
+
+    fn recovery(&self) -> s3vfs::recovery::RecoveryDir {
+        s3vfs::recovery::RecoveryDir::open(self.dir.path()).unwrap()
+    }
+
+    async fn stored(&self) -> Bytes {
+        reopen(&self.mem).await.read("f").await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn changes_that_cannot_be_stored_are_kept_and_stored_again() {
+    use s3vfs::recovery::{Layout, RecoveryError};
+    use std::os::unix::fs::PermissionsExt;
+    let old = noise(6000, 1);
+    let k = Keeping::new(&old).await;
+    let new = noise(3000, 2);
+    k.failed_close(|file| async {
+        assert_eq!(file.write_at(1000, new.clone()).await.unwrap(), 3000);
+        assert_eq!(file.write_at(8000, &b"tail"[..]).await.unwrap(), 4);
+        file
+    })
+    .await;
+
+    let recovery = k.recovery();
+    let kept = recovery.list().unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let entry = &kept[0];
+    assert_eq!(entry.manifest.layout, Layout::Vault);
+    assert_eq!(entry.manifest.written, vec![(1000, 4000), (8000, 8004)]);
+    assert_eq!(entry.manifest.size, 8004);
+    let mode = std::fs::metadata(entry.data_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the kept data is the owner's only");
+    assert_eq!(k.stored().await, old, "nothing half-stored");
+
+    // Stored as a plain object, the entry would replace an encrypted inode with plaintext.
+    let plain = recovery
+        .reupload(Arc::new(k.mem.clone()), entry, 5 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(plain, RecoveryError::Layout { .. }), "{plain}");
+
+    k.fs.reupload_recovered(&recovery, entry).await.unwrap();
+    let mut expected = old.clone();
+    expected[1000..4000].copy_from_slice(&new);
+    expected.resize(8000, 0);
+    expected.extend_from_slice(b"tail");
+    assert_eq!(k.stored().await, expected);
+    assert!(recovery.list().unwrap().is_empty(), "the entry is dropped");
+}
+
+#[tokio::test]
+async fn a_kept_truncation_is_stored_again_with_the_writes_after_it() {
+    let old = noise(6000, 3);
+    let k = Keeping::new(&old).await;
+    k.failed_close(|file| async {
+        assert!(
+            file.set_len(500).await.is_err(),
+            "a truncation stores at once"
+        );
+        file.write_at(600, &b"x"[..]).await.unwrap();
+        file
+    })
+    .await;
+
+    let recovery = k.recovery();
+    let kept = recovery.list().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].manifest.base_len, kept[0].manifest.size),
+        (500, 601)
+    );
+    k.fs.reupload_recovered(&recovery, &kept[0]).await.unwrap();
+    let mut expected = old[..500].to_vec();
+    expected.resize(600, 0);
+    expected.push(b'x');
+    assert_eq!(k.stored().await, expected);
+}
+
+#[tokio::test]
+async fn kept_changes_never_replace_a_newer_version() {
+    use s3vfs::recovery::RecoveryError;
+    let k = Keeping::new(&noise(3000, 4)).await;
+    k.failed_close(|file| async {
+        file.write_at(0, &b"lost?"[..]).await.unwrap();
+        file
+    })
+    .await;
+    // Another host writes the file meanwhile.
+    let newer = noise(2000, 5);
+    reopen(&k.mem)
+        .await
+        .write("f", newer.clone())
+        .await
+        .unwrap();
+
+    let recovery = k.recovery();
+    let kept = recovery.list().unwrap();
+    let refused =
+        k.fs.reupload_recovered(&recovery, &kept[0])
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(refused, RecoveryError::Changed { .. }),
+        "{refused}"
+    );
+    assert_eq!(recovery.list().unwrap().len(), 1, "the entry stays");
+    assert_eq!(k.stored().await, newer);
+}
+
+#[tokio::test]
+async fn a_shutdown_that_cannot_store_keeps_the_changes() {
+    use s3vfs::vfs::Vfs;
+    let k = Keeping::new(b"").await;
+    let file = k.vfs.create("new").await.unwrap();
+    file.write_at(0, &b"unsaved"[..]).await.unwrap();
+    k.bucket_down();
+    let report = k.fs.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert!(report.lost.is_empty(), "{report:?}");
+    let kept = k.recovery().list().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read(kept[0].data_path()).unwrap(), b"unsaved");
+    drop(file);
+}

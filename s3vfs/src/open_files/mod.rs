@@ -57,15 +57,7 @@ mod write;
 use copy::CopiedFrom;
 use stream::Stream;
 
-/// What became of unsaved changes that could not be uploaded.
-pub(crate) enum Kept {
-    /// There were none (or they were uploaded).
-    Nothing,
-    /// Kept in the recovery directory, under this manifest.
-    At(std::path::PathBuf),
-    /// Lost: no local copy, or the recovery directory could not take them.
-    Lost,
-}
+pub(crate) use crate::recovery::Kept;
 
 /// The objects a rename copied: for each new key, the ETag copied and the ETag of the copy.
 pub(crate) type Copies = HashMap<ObjectKey, (Option<ETag>, Option<ETag>)>;

@@ -72,8 +72,13 @@ impl Pending {
         }
     }
 
+    /// What was written and not stored: each extent at its offset.
+    pub(crate) fn extents(&self) -> impl Iterator<Item = (u64, &Bytes)> {
+        self.overlay.extents()
+    }
+
     /// Below this, `base`'s stored bytes still count.
-    fn base_end(&self, base: &Inode) -> u64 {
+    pub(crate) fn base_end(&self, base: &Inode) -> u64 {
         self.cut.map_or(base.size, |cut| cut.min(base.size))
     }
 

@@ -19,11 +19,13 @@ use super::file::Pending;
 use super::inode::{self, Entry as DirEntryMeta, Inode, Kind, Value};
 use super::io::Location;
 use super::meta::{Inodes, Versioned, MAX_ATTEMPTS};
+use super::recover;
 use super::superblock;
 use super::VaultConfig;
 use crate::attrs::kind_of_mode;
 use crate::error::{VfsError, VfsResult};
 use crate::namespace::{FileName, FsPath};
+use crate::recovery::{Kept, RecoveredFile, RecoveryDir, RecoveryError};
 use crate::store::Backend;
 use crate::vfs::{
     is_user_xattr, DirEntry, Entry, FileAttr, FileKind, Handle, Ino, OpenFlags, SetAttr,
@@ -36,10 +38,12 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The root directory's inode number.
 const ROOT: u64 = 1;
+/// How long a shutdown waits for a busy file before it reports its changes lost.
+const SHUTDOWN_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How deep a rename's check for a directory moved into itself walks up.
 const MAX_DEPTH: usize = 4096;
 
@@ -465,7 +469,24 @@ impl Core {
         self.flush_file(ino.0, &mut file).await
     }
 
-    /// Closes `handle`: a file's last close stores its changes.
+    /// Moves the unsaved changes of `file` (inode `ino`) into the recovery directory,
+    /// and says so at ERROR; the file no longer counts them as unsaved.
+    fn keep_unsaved(&self, ino: u64, file: &mut OpenFile, error: &str) -> Kept {
+        let kept = recover::keep(
+            &self.config.recovery_dir(),
+            self.inodes.bucket(),
+            &self.inodes.key(ino),
+            ino,
+            &file.base,
+            &file.pending,
+            error,
+        );
+        file.pending = Pending::clean(file.pending.size(&file.base.inode));
+        kept
+    }
+
+    /// Closes `handle`: a file's last close stores its changes, or keeps them in the
+    /// recovery directory when they cannot be stored (the error is still answered).
     async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()> {
         let Some(opened) = lock(&self.handles).remove(&handle.0) else {
             return Err(VfsError::BadHandle);
@@ -479,15 +500,27 @@ impl Core {
         let Some(file) = self.open_file(ino.0) else {
             return Ok(());
         };
-        let stored = {
-            let mut file = file.lock().await;
-            self.flush_file(ino.0, &mut file).await
+        let mut file = file.lock().await;
+        let stored = self.flush_file(ino.0, &mut file).await;
+        // Counted down under the file's lock: an open meanwhile either finds the file
+        // (and its unsaved changes) or, once it is gone, reads the stored version.
+        let last = {
+            let mut open = lock(&self.open);
+            match open.get_mut(&ino.0) {
+                Some((handles, _)) => {
+                    *handles -= 1;
+                    let last = *handles == 0;
+                    if last {
+                        open.remove(&ino.0);
+                    }
+                    last
+                }
+                None => false,
+            }
         };
-        let mut open = lock(&self.open);
-        if let Some((handles, _)) = open.get_mut(&ino.0) {
-            *handles -= 1;
-            if *handles == 0 {
-                open.remove(&ino.0);
+        if let Err(err) = &stored {
+            if last {
+                self.keep_unsaved(ino.0, &mut file, &err.to_string());
             }
         }
         stored
@@ -667,17 +700,118 @@ impl Core {
                 let dirty = file.pending.is_dirty();
                 self.flush_file(ino, &mut file).await.map(|()| dirty)
             };
-            match tokio::time::timeout_at(deadline, store).await {
-                Ok(Ok(true)) => report.uploaded.push(format!("inode {ino}")),
-                Ok(Ok(false)) => {}
-                Ok(Err(err)) => {
-                    tracing::error!(ino, error = %err, "unsaved changes lost at shutdown");
-                    report.lost.push(format!("inode {ino}"));
+            let name = format!("inode {ino:016x}");
+            let error = match tokio::time::timeout_at(deadline, store).await {
+                Ok(Ok(true)) => {
+                    report.uploaded.push(name);
+                    continue;
                 }
-                Err(_) => report.lost.push(format!("inode {ino}")),
+                Ok(Ok(false)) => continue,
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("not stored within the shutdown timeout ({timeout:?})"),
+            };
+            // A writer still holding the file gets a moment; past it the changes are
+            // reported lost rather than the shutdown waiting without bound.
+            match tokio::time::timeout(SHUTDOWN_LOCK_WAIT, file.lock()).await {
+                Ok(mut file) => match self.keep_unsaved(ino, &mut file, &error) {
+                    Kept::At(manifest) => report.kept.push((name, manifest)),
+                    Kept::Lost => report.lost.push(name),
+                    Kept::Nothing => {}
+                },
+                Err(_) => {
+                    tracing::error!(ino, "busy at shutdown: its unsaved changes are lost");
+                    report.lost.push(name);
+                }
             }
         }
         report
+    }
+}
+
+impl Core {
+    /// [`Vfs::release_detached`] without a runtime to store on: the handle goes, and at
+    /// the file's last handle its unsaved changes go to the recovery directory at once.
+    fn release_outside_runtime(&self, ino: Ino, handle: Handle) {
+        if lock(&self.handles).remove(&handle.0).is_none() {
+            return;
+        }
+        let file = {
+            let mut open = lock(&self.open);
+            let last = match open.get_mut(&ino.0) {
+                Some((handles, _)) => {
+                    *handles -= 1;
+                    *handles == 0
+                }
+                None => false,
+            };
+            if last {
+                open.remove(&ino.0).map(|(_, file)| file)
+            } else {
+                None
+            }
+        };
+        let Some(file) = file else { return };
+        let kept = match file.try_lock() {
+            Ok(mut file) => self.keep_unsaved(
+                ino.0,
+                &mut file,
+                "closed outside an async runtime: not stored",
+            ),
+            Err(_) => {
+                tracing::error!(
+                    ino = ino.0,
+                    "closed outside an async runtime while busy: its unsaved changes are lost"
+                );
+                Kept::Lost
+            }
+        };
+        drop(kept);
+    }
+}
+
+impl VaultFs {
+    /// Stores an entry of the recovery directory that a vault kept (layout `vault`): its
+    /// changes are laid over the inode again and stored, only while the inode is still
+    /// the version they were made on (else [`RecoveryError::Changed`]); then the entry is
+    /// dropped. An entry of another layout or another vault is refused and stays.
+    pub async fn reupload_recovered(
+        &self,
+        recovery: &RecoveryDir,
+        file: &RecoveredFile,
+    ) -> Result<(), RecoveryError> {
+        let core = &self.core;
+        let ino = recover::inode_of(file)?;
+        let m = &file.manifest;
+        if core.inodes.key(ino).as_str() != m.key {
+            return Err(RecoveryError::Elsewhere {
+                id: file.id.clone(),
+                key: m.key.clone(),
+            });
+        }
+        let changed = |current: Option<String>| RecoveryError::Changed {
+            key: m.key.clone(),
+            base: m.base_etag.clone(),
+            current,
+        };
+        let base = match core.inodes.fetch(ino).await {
+            Ok(base) => base,
+            Err(VfsError::NotFound(_)) => return Err(changed(None)),
+            Err(err) => return Err(err.into()),
+        };
+        if m.base_etag.as_deref() != Some(base.etag.as_str()) {
+            return Err(changed(Some(base.etag.as_str().to_owned())));
+        }
+        let mut open = OpenFile::over(base);
+        open.pending = recover::pending_over(file, &open.base.inode)?;
+        open.written_at = UNIX_EPOCH + Duration::from_secs(m.kept_at);
+        core.flush_file(ino, &mut open).await?;
+        if open.unlinked {
+            // Deleted meanwhile: nothing was stored, and the entry stays.
+            return Err(changed(None));
+        }
+        recovery.discard(file)?;
+        tracing::info!(key = %m.key, id = %file.id, "kept vault changes stored");
+        Ok(())
     }
 }
 
@@ -963,10 +1097,7 @@ impl Vfs for VaultFs {
                     }
                 });
             }
-            Err(_) => tracing::error!(
-                ino = ino.0,
-                "a handle dropped outside a runtime: its changes were not stored"
-            ),
+            Err(_) => self.core.release_outside_runtime(ino, handle),
         }
     }
 

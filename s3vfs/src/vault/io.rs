@@ -41,6 +41,11 @@ impl Location {
         &self.prefix
     }
 
+    /// The bucket, where the store knows it.
+    pub(crate) fn bucket(&self) -> Option<String> {
+        self.store.bucket()
+    }
+
     /// The full key of `name`.
     pub(crate) fn key(&self, name: &str) -> ObjectKey {
         ObjectKey::new(format!("{}{name}", self.prefix))

@@ -11,7 +11,7 @@ use super::error::VaultError;
 use super::inode::Inode;
 use super::io::{Location, Put};
 use crate::error::{VfsError, VfsResult};
-use crate::store::{ETag, WriteCondition};
+use crate::store::{ETag, ObjectKey, WriteCondition};
 use bytes::Bytes;
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -55,6 +55,16 @@ pub(crate) fn name(ino: u64) -> String {
 }
 
 impl Inodes {
+    /// The full key of inode `ino`'s object.
+    pub(crate) fn key(&self, ino: u64) -> ObjectKey {
+        self.location.key(&name(ino))
+    }
+
+    /// The bucket, where the store knows it.
+    pub(crate) fn bucket(&self) -> Option<String> {
+        self.location.bucket()
+    }
+
     /// The inodes at `location`, sealed with `keys`, `capacity` of them cached for `ttl`.
     pub(crate) fn new(location: Location, keys: Arc<Keys>, capacity: usize, ttl: Duration) -> Self {
         Self {

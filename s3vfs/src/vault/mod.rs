@@ -41,6 +41,7 @@ mod inode;
 mod io;
 mod meta;
 mod overlay;
+mod recover;
 mod superblock;
 
 pub use chunker::ChunkParams;
@@ -49,6 +50,7 @@ pub use error::VaultError;
 pub use fs::VaultFs;
 
 use crate::store::Backend;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +84,9 @@ pub struct VaultConfig {
     pub gid: u32,
     /// `st_blksize` shown, in bytes.
     pub block_size: u32,
+    /// Where changes that could not be stored are kept (`None`: `s3vfs-recovery` in the
+    /// system's temporary directory). See [`recovery`](crate::recovery).
+    pub recovery_dir: Option<PathBuf>,
 }
 
 impl Default for VaultConfig {
@@ -99,6 +104,7 @@ impl Default for VaultConfig {
             uid,
             gid,
             block_size: 1024 * 1024,
+            recovery_dir: None,
         }
     }
 }
@@ -126,6 +132,19 @@ impl VaultConfig {
     pub fn with_max_dirty(mut self, bytes: u64) -> Self {
         self.max_dirty = bytes.max(1);
         self
+    }
+
+    /// Sets [`recovery_dir`](Self::recovery_dir).
+    pub fn with_recovery_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.recovery_dir = dir;
+        self
+    }
+
+    /// The recovery directory: where this file system keeps what it could not store.
+    pub fn recovery_dir(&self) -> PathBuf {
+        self.recovery_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(crate::recovery::DEFAULT_DIR_NAME))
     }
 
     /// Sets [`uid`](Self::uid) and [`gid`](Self::gid).

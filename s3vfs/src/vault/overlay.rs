@@ -62,6 +62,11 @@ impl Overlay {
         }
     }
 
+    /// The extents, by offset.
+    pub(crate) fn extents(&self) -> impl Iterator<Item = (u64, &Bytes)> {
+        self.extents.iter().map(|(off, data)| (*off, data))
+    }
+
     /// Bytes held.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
