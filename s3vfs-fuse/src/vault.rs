@@ -156,7 +156,11 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         kdf.p_cost,
         ByteSize(u64::from(chunking.avg))
     );
-    println!("Mount it with: s3vfs mount --layout vault {bucket}/{prefix} MOUNTPOINT");
+    let target = format!("{bucket}/{prefix}");
+    println!(
+        "Mount it with: s3vfs mount --layout vault {} MOUNTPOINT",
+        target.trim_end_matches('/')
+    );
     println!("Without its passphrase nothing in it can be read: there is no way to recover it.");
     Ok(ExitCode::SUCCESS)
 }
