@@ -1050,6 +1050,10 @@ impl MountPlan {
 
 fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
     let plan = MountPlan::from_args(&args)?;
+    if args.layout == Layout::Vault {
+        // Not after the passphrase was typed: a bad mountpoint fails first.
+        s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
+    }
     // The passphrase is asked here, on the terminal, before the mount forks.
     let vault = VaultMount::prepare(&args)?;
     let log_target = if let Some(dir) = &args.log_directory {
