@@ -519,13 +519,20 @@ impl<V: Vfs + ?Sized> Filesystem for FuseAdapter<V> {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // link(2): EPERM when the file system does not support hard links.
-        reply.error(Errno::EPERM);
+        // link(2): EPERM when the file system does not support hard links (the plain
+        // layout: one object per key has no second name for a file).
+        if !self.vfs.hard_links() {
+            return reply.error(Errno::EPERM);
+        }
+        let vfs = self.vfs.clone();
+        let newname = newname.to_owned();
+        let call = async move { vfs.link(Ino(ino.0), Ino(newparent.0), &newname).await };
+        self.run("link", call, reply, entry_reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {

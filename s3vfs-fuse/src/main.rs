@@ -4,7 +4,9 @@
 //!   background once the mount is up unless `--foreground`;
 //! - `s3vfs demo MOUNTPOINT`: a loopback S3 endpoint with a seeded in-memory bucket,
 //!   mounted through the real S3 client; no AWS account needed;
-//! - `s3vfs serve`: only the loopback S3 endpoint, for other S3 tools.
+//! - `s3vfs serve`: only the loopback S3 endpoint, for other S3 tools;
+//! - `s3vfs vault init|passwd`: make a vault (the encrypted layout, mounted with
+//!   `s3vfs mount --layout vault`) or change its passphrase.
 //!
 //! SIGINT and SIGTERM unmount cleanly and exit with 0.
 
@@ -12,6 +14,10 @@ mod cp;
 mod daemon;
 mod logging;
 mod mount_helper;
+#[cfg(feature = "vault")]
+mod passphrase;
+#[cfg(feature = "vault")]
+mod vault;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +41,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use vault::VaultMount;
 
 /// How often a mount's process gives freed memory back to the kernel.
 const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(30);
@@ -81,9 +88,13 @@ enum Command {
     /// Copy what differs from one prefix to another (size and ETag), optionally deleting
     /// what the source lacks.
     Sync(Box<cp::SyncArgs>),
+    #[cfg(feature = "vault")]
+    /// Make a vault (a deduplicated, compressed, encrypted file system in a bucket, for
+    /// `mount --layout vault`) or change its passphrase.
+    Vault(vault::VaultArgs),
 }
 
-/// How to reach S3: the flags `mount`, `doctor` and `recover` share. Each also comes
+/// How to reach S3: the flags `mount`, `doctor`, `recover` and `vault` share. Each also comes
 /// from the variable the AWS SDKs read.
 #[derive(Debug, Args)]
 struct ConnectionArgs {
@@ -117,6 +128,24 @@ impl ConnectionArgs {
         config.profile = self.profile.clone();
         config
     }
+
+    /// A client of `bucket` with these flags and `access`.
+    async fn connect(&self, access: &AccessArgs, bucket: &str) -> anyhow::Result<Arc<dyn Backend>> {
+        let store = S3Store::new(access.apply(self.store_config(bucket)))
+            .await
+            .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// `BUCKET[/PREFIX]` (`s3://` allowed in front) as the bucket and the prefix as given.
+fn split_target(target: &str) -> anyhow::Result<(String, String)> {
+    let target = target.strip_prefix("s3://").unwrap_or(target);
+    let (bucket, prefix) = target.split_once('/').unwrap_or((target, ""));
+    if bucket.is_empty() {
+        bail!("the bucket name in {target:?} is empty");
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
 /// Who signs and who pays: the flags `mount`, `doctor` and `recover` share besides
@@ -212,6 +241,22 @@ struct MountArgs {
     /// Show every bucket the credentials can list as a directory at the root.
     #[arg(help_heading = "What to mount", long)]
     all_buckets: bool,
+    /// How files are kept in the bucket: `plain`, one object per file under its path
+    /// (what other S3 tools see), or `vault`, a deduplicated, compressed and encrypted
+    /// file system made by `s3vfs vault init` (FORMAT.md), opened with its passphrase
+    /// (S3VFS_PASSPHRASE, --passphrase-file, else asked on the terminal before the mount
+    /// goes to the background). A vault refuses the flags of the plain layout's objects,
+    /// uploads, staging and data cache (--no-delete, --no-overwrite, --last-writer-wins,
+    /// --storage-class, --sse, --part-size, --max-file-size, --recovery-dir,
+    /// --staging-dir, --staging-cap, --memory-budget, --cache-*, --file-mode, --dir-mode,
+    /// --negative-metadata-ttl, --all-buckets, --object-store-url); --uid/--gid are the
+    /// owner of new files there, which keep their own modes and owners.
+    #[arg(help_heading = "What to mount", long, value_enum, value_name = "plain|vault",
+        default_value_t = Layout::Plain)]
+    layout: Layout,
+    #[cfg(feature = "vault")]
+    #[command(flatten)]
+    passphrase: passphrase::PassphraseArgs,
     /// Mount this `object_store` URL instead of an S3 bucket (then give only MOUNTPOINT):
     /// `file:///DIR`, an existing local directory. Files keep no modes, owners or times
     /// there (defaults are shown; chmod and symbolic links fail with ENOTSUP),
@@ -296,10 +341,16 @@ struct MountArgs {
     /// `s3vfs recover` (default: s3vfs-recovery in the staging directory). Mode 0700.
     #[arg(help_heading = "Writes", long, value_name = "DIR")]
     recovery_dir: Option<PathBuf>,
-    /// Parts uploaded at once per file.
+    /// Parts uploaded at once per file (with --layout vault: chunks uploaded at once by
+    /// one flush).
     #[arg(help_heading = "Writes", long, value_name = "N", default_value_t = FsConfig::default().upload_concurrency,
         value_parser = parse_count)]
     upload_concurrency: usize,
+    /// With --layout vault: bytes written to one open file and held in memory before
+    /// they are stored without waiting for a flush (K/M/G suffixes; default 64M).
+    #[cfg(feature = "vault")]
+    #[arg(help_heading = "Writes", long, value_name = "BYTES")]
+    max_dirty: Option<ByteSize>,
     /// Directory for the staging files of files written out of order (random writes,
     /// appends, truncation) until they are uploaded (default: $TMPDIR or /tmp).
     #[arg(help_heading = "Writes", long, value_name = "DIR")]
@@ -454,6 +505,48 @@ struct ServeArgs {
     /// Leave the bucket empty instead of seeding the demo files into a new one.
     #[arg(long)]
     empty: bool,
+}
+
+/// The layout `s3vfs mount` serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Layout {
+    /// One object per file, under its path: what other S3 tools see and write.
+    #[default]
+    Plain,
+    /// The vault layout: deduplicated, compressed, encrypted (FORMAT.md); made by
+    /// `s3vfs vault init`.
+    Vault,
+}
+
+/// Without the vault feature: `--layout vault` is refused, and there is no vault to open.
+#[cfg(not(feature = "vault"))]
+mod vault {
+    use super::{Arc, Backend, Layout, MountArgs, Vfs};
+
+    /// No value: without the vault feature a mount has no vault.
+    #[derive(Debug)]
+    pub(crate) enum VaultMount {}
+
+    impl VaultMount {
+        /// `None`, or the refusal of `--layout vault`.
+        pub(crate) fn prepare(args: &MountArgs) -> anyhow::Result<Option<Self>> {
+            if args.layout == Layout::Vault {
+                anyhow::bail!("--layout vault: this s3vfs is built without the vault feature");
+            }
+            Ok(None)
+        }
+
+        /// Never called: there is no value to call it on.
+        pub(crate) async fn open(
+            self,
+            _: Arc<dyn Backend>,
+            _: &str,
+            _: &str,
+            _: bool,
+        ) -> anyhow::Result<Arc<dyn Vfs>> {
+            match self {}
+        }
+    }
 }
 
 /// `--sse`: server-side encryption, as S3 names it.
@@ -619,6 +712,11 @@ fn main() -> ExitCode {
             logging::init(level.as_deref(), logging::LogTarget::Stderr);
             runtime().map(|rt| rt.block_on(cp::sync(*args)))
         }
+        #[cfg(feature = "vault")]
+        Command::Vault(args) => {
+            logging::init(level.as_deref(), logging::LogTarget::Stderr);
+            runtime().and_then(|rt| rt.block_on(vault::run(args)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -635,18 +733,9 @@ fn main() -> ExitCode {
 /// check could not be made.
 async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     use s3vfs::store::probe::{self, Verdict};
-    let target = args.target.strip_prefix("s3://").unwrap_or(&args.target);
-    let (bucket, prefix) = target.split_once('/').unwrap_or((target, ""));
-    if bucket.is_empty() {
-        bail!("the bucket name in {target:?} is empty");
-    }
-    let prefix = FsConfig::default().with_prefix(prefix).prefix;
-    let config = args.access.apply(args.s3.store_config(bucket));
-    let store: Arc<dyn Backend> = Arc::new(
-        S3Store::new(config)
-            .await
-            .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
-    );
+    let (bucket, prefix) = split_target(&args.target)?;
+    let prefix = FsConfig::default().with_prefix(&prefix).prefix;
+    let store = args.s3.connect(&args.access, &bucket).await?;
     let endpoint = args.s3.endpoint_url.as_deref().unwrap_or("AWS");
     println!("s3vfs doctor: bucket {bucket}, prefix {prefix:?}, endpoint {endpoint}");
     println!();
@@ -797,12 +886,7 @@ impl<'a> Stores<'a> {
         if let Some(store) = self.by_bucket.get(bucket) {
             return Ok(Some(Arc::clone(store)));
         }
-        let config = self.args.access.apply(self.args.s3.store_config(bucket));
-        let store: Arc<dyn Backend> = Arc::new(
-            S3Store::new(config)
-                .await
-                .with_context(|| format!("cannot set up the S3 client for bucket {bucket}"))?,
-        );
+        let store = self.args.s3.connect(&self.args.access, bucket).await?;
         self.by_bucket.insert(bucket.to_owned(), Arc::clone(&store));
         Ok(Some(store))
     }
@@ -849,12 +933,8 @@ impl MountPlan {
         };
         let (bucket, prefix) = match target {
             Some(target) => {
-                let target = target.strip_prefix("s3://").unwrap_or(target);
-                let (bucket, prefix) = target.split_once('/').unwrap_or((target, ""));
-                if bucket.is_empty() {
-                    bail!("the bucket name in {target:?} is empty");
-                }
-                (Some(bucket.to_owned()), prefix.to_owned())
+                let (bucket, prefix) = split_target(target)?;
+                (Some(bucket), prefix)
             }
             None => (None, String::new()),
         };
@@ -970,6 +1050,12 @@ impl MountPlan {
 
 fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
     let plan = MountPlan::from_args(&args)?;
+    if args.layout == Layout::Vault {
+        // Not after the passphrase was typed: a bad mountpoint fails first.
+        s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
+    }
+    // The passphrase is asked here, on the terminal, before the mount forks.
+    let vault = VaultMount::prepare(&args)?;
     let log_target = if let Some(dir) = &args.log_directory {
         Some(logging::LogTarget::Rolling(
             logging::rolling_directory(dir)
@@ -1005,7 +1091,8 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
     if let Err(err) = s3vfs_fuse::malloc::trim_periodically(MEMORY_TRIM_INTERVAL) {
         tracing::warn!(error = %err, "cannot start the thread that returns freed memory");
     }
-    let outcome = runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, readiness)));
+    let outcome =
+        runtime().and_then(|rt| rt.block_on(mount_and_serve(&args, &plan, vault, readiness)));
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
@@ -1013,9 +1100,10 @@ fn run_mount(args: MountArgs, log_level: Option<&str>) -> anyhow::Result<ExitCod
 async fn mount_and_serve(
     args: &MountArgs,
     plan: &MountPlan,
+    vault: Option<VaultMount>,
     readiness: Option<daemon::Readiness>,
 ) -> anyhow::Result<()> {
-    let (guard, notices) = match mount_bucket(args, plan).await {
+    let (guard, notices) = match mount_bucket(args, plan, vault).await {
         Ok(mounted) => mounted,
         Err(err) => {
             return match readiness {
@@ -1043,11 +1131,12 @@ async fn mount_and_serve(
     serve_until_stopped(guard, args.shutdown_timeout).await
 }
 
-/// Mounts what `plan` says: the guard, and the notices the user must see (a contract the
-/// server made the mount change).
+/// Mounts what `plan` says (the vault of `vault`, if any): the guard, and the notices the
+/// user must see (a contract the server made the mount change).
 async fn mount_bucket(
     args: &MountArgs,
     plan: &MountPlan,
+    vault: Option<VaultMount>,
 ) -> anyhow::Result<(MountGuard, Vec<String>)> {
     // A bad mountpoint fails before anything reaches the network.
     s3vfs_fuse::mount::check_mountpoint(&plan.mountpoint, false)?;
@@ -1072,10 +1161,22 @@ async fn mount_bucket(
             // AWS honours If-None-Match and If-Match and keeps `dir/` markers; other
             // servers are asked (Garage and `rclone serve s3` ignore conditions, rclone
             // turns a marker into a file).
-            if args.s3.endpoint_url.is_some() && !args.skip_server_checks {
-                notices = fs_config.fit_to_store(&store).await;
+            let check_server = args.s3.endpoint_url.is_some() && !args.skip_server_checks;
+            if let Some(vault) = vault {
+                vault
+                    .open(
+                        store,
+                        &fs_config.prefix,
+                        &format!("s3://{bucket}/{}", fs_config.prefix),
+                        check_server,
+                    )
+                    .await?
+            } else {
+                if check_server {
+                    notices = fs_config.fit_to_store(&store).await;
+                }
+                S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
             }
-            S3Fs::try_new(store, fs_config.clone()).context("cannot set up the data cache")?
         }
         (None, None) => {
             let buckets = S3Buckets::new(store_config)

@@ -4,7 +4,8 @@
 //! is a long flag's name without its dashes (`force-path-style`, `endpoint-url=URL`;
 //! underscores may stand for dashes, as in `allow_other`), `ro` is `--read-only`, and what
 //! mount(8), fstab or systemd pass for themselves is dropped. With `all-buckets` the
-//! source is a placeholder (fstab needs one).
+//! source is a placeholder (fstab needs one). A vault is `layout=vault` with
+//! `passphrase-file=FILE` (a mount from fstab has no terminal to ask on).
 
 use std::ffi::OsString;
 
@@ -172,6 +173,30 @@ mod tests {
                 "--read-only",
                 "--region",
                 "eu-west-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vault_is_mounted_with_its_layout_and_passphrase_file() {
+        assert_eq!(
+            run(&[
+                "s3vfs",
+                "bucket/home",
+                "/home/me",
+                "-o",
+                "rw,_netdev,layout=vault,passphrase-file=/etc/s3vfs/home.key"
+            ])
+            .unwrap(),
+            [
+                "s3vfs",
+                "mount",
+                "bucket/home",
+                "/home/me",
+                "--layout",
+                "vault",
+                "--passphrase-file",
+                "/etc/s3vfs/home.key"
             ]
         );
     }

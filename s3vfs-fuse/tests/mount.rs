@@ -5,6 +5,10 @@
 
 mod common;
 
+use common::binary::{
+    is_mounted, mount_command, new_mountpoint, serve_bucket, unmount, wait_for, Binary,
+    DetachOnDrop,
+};
 use common::{
     close, errno, read_at, test_with_every_cache, write_config, CacheSetting, TestMount, MIB,
 };
@@ -20,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn names(dir: &Path) -> Vec<String> {
@@ -419,84 +423,6 @@ fn mounting_on_a_non_empty_directory_is_refused() {
     assert!(err.to_string().contains("not empty"), "{err}");
 }
 
-/// The `s3vfs` binary, started in the background; killed on drop.
-struct Binary(Option<Child>);
-
-impl Binary {
-    fn demo(mountpoint: &Path) -> Self {
-        Self::start(
-            Command::new(env!("CARGO_BIN_EXE_s3vfs"))
-                .arg("demo")
-                .arg(mountpoint),
-        )
-    }
-
-    fn start(command: &mut Command) -> Self {
-        let child = command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        Binary(Some(child))
-    }
-
-    fn signal(&self, signal: i32) {
-        let child = self.0.as_ref().expect("running");
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: kill has no memory-safety preconditions; the pid is our live child.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    fn wait(mut self) -> std::process::Output {
-        let child = self.0.take().expect("running");
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Detaches whatever is still mounted at a path when dropped, so that a failing test
-/// leaves no dead mount behind.
-struct DetachOnDrop<'a>(&'a Path);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        if is_mounted(self.0) {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(self.0)
-                .status();
-        }
-    }
-}
-
-/// Waits until `path` exists (the mount is up), failing after a while.
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn is_mounted(path: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
-    let path = path.to_str().unwrap();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(path))
-}
-
 #[test]
 fn the_demo_binary_mounts_stops_on_sigint_and_explains_a_stale_mount() {
     let dir = tempfile::tempdir().unwrap();
@@ -614,35 +540,6 @@ fn the_mount_binary_mounts_a_local_directory_through_object_store() {
     assert!(!is_mounted(&mountpoint), "still mounted after SIGINT");
 }
 
-/// A loopback S3 endpoint serving `store` as the bucket `bucket`, on a runtime of its own
-/// (which the caller keeps for as long as the endpoint serves).
-fn serve_bucket(store: &MemStore) -> (tokio::runtime::Runtime, LocalS3) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = runtime
-        .block_on(LocalS3::start("bucket", store.clone(), 0))
-        .expect("cannot start the local S3 endpoint");
-    (runtime, local)
-}
-
-/// `s3vfs mount TARGET MOUNTPOINT` against `local`, with its credentials; nothing else
-/// is asked for any (`AWS_EC2_METADATA_DISABLED`).
-fn mount_command(local: &LocalS3, target: &str, mountpoint: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_s3vfs"));
-    command
-        .args(["mount", target])
-        .arg(mountpoint)
-        .args(["--force-path-style", "--region", "us-east-1"])
-        .args(["--endpoint-url", &local.endpoint_url()])
-        .env("AWS_ACCESS_KEY_ID", local.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", local.secret_access_key())
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
-
 #[test]
 fn the_mount_binary_passes_its_write_flags_on() {
     let store = MemStore::new();
@@ -709,23 +606,6 @@ fn background_mount(local: &LocalS3, mountpoint: &Path, syslog: &Path) -> Comman
         .args(["--log-level", "info"])
         .env("S3VFS_SYSLOG_SOCKET", syslog);
     command
-}
-
-/// An empty directory `mnt` in `dir`, by its canonical path (as /proc/mounts shows it).
-fn new_mountpoint(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let mountpoint = dir.path().canonicalize().unwrap().join("mnt");
-    fs::create_dir(&mountpoint).unwrap();
-    mountpoint
-}
-
-/// `fusermount3 -u mountpoint`, which must succeed.
-fn unmount(mountpoint: &Path) {
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success(), "fusermount3 -u {}", mountpoint.display());
 }
 
 /// The next datagram on `socket` that contains `text`, within a minute.

@@ -14,6 +14,8 @@
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use s3vfs::config::DataCacheConfig;
 use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Fs};

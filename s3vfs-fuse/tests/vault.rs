@@ -1,0 +1,309 @@
+//! The vault layout through the real binary: `s3vfs vault init`, `s3vfs mount --layout
+//! vault` (files written, read, renamed, read again after a remount), what reaches the
+//! bucket (neither a file's bytes nor its name), wrong passphrases, `s3vfs vault passwd`,
+//! and hard links.
+
+mod common;
+
+use common::binary::{
+    is_mounted, mount_command, new_mountpoint, s3vfs_command, serve_bucket, unmount,
+    wait_until_mounted, Binary, DetachOnDrop,
+};
+use common::{run, MIB};
+use s3vfs_fuse::local::{pseudo_random, LocalS3};
+use s3vfs_testkit::MemStore;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The vault's place in the bucket `serve_bucket` serves.
+const TARGET: &str = "bucket/vault";
+/// The passphrase the tests' vaults are made with.
+const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Argon2id at its cheapest and small chunks, so that a test derives keys fast and a file
+/// of a few MiB is many chunks.
+const INIT_FLAGS: &[&str] = &[
+    "--kdf-memory",
+    "64K",
+    "--kdf-passes",
+    "1",
+    "--chunk-size",
+    "64K",
+];
+
+/// Runs `s3vfs ARGS…` against `local` with `S3VFS_PASSPHRASE=passphrase` (and no other
+/// passphrase source than those in `args`) to its end.
+fn s3vfs(local: &LocalS3, args: &[&str], passphrase: &str) -> Output {
+    s3vfs_command(local, args)
+        .env("S3VFS_PASSPHRASE", passphrase)
+        .env_remove("S3VFS_NEW_PASSPHRASE")
+        .output()
+        .expect("cannot run s3vfs")
+}
+
+/// `s3vfs vault init TARGET` with [`PASSPHRASE`], which must succeed.
+fn init_vault(local: &LocalS3) {
+    let mut args = vec!["vault", "init", TARGET];
+    args.extend_from_slice(INIT_FLAGS);
+    let out = s3vfs(local, &args, PASSPHRASE);
+    assert!(out.status.success(), "vault init failed: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Made a vault"), "{stdout}");
+}
+
+/// `s3vfs mount --layout vault --foreground TARGET mountpoint` with `passphrase`, waited
+/// for until mounted.
+fn mount_vault(local: &LocalS3, mountpoint: &Path, passphrase: &str) -> Binary {
+    let mount = Binary::start(
+        mount_command(local, TARGET, mountpoint)
+            .args(["--layout", "vault", "--foreground"])
+            .env("S3VFS_PASSPHRASE", passphrase),
+    );
+    wait_until_mounted(mountpoint);
+    mount
+}
+
+/// Stops a foreground mount with SIGINT; it must exit with 0 and unmounted.
+fn stop(mount: Binary, mountpoint: &Path) {
+    mount.signal(libc::SIGINT);
+    let out = mount.wait();
+    assert!(out.status.success(), "exit after SIGINT: {out:?}");
+    assert!(!is_mounted(mountpoint), "still mounted after SIGINT");
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_vault_is_made_mounted_written_renamed_and_read_after_a_remount() {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let _cleanup = DetachOnDrop(&mountpoint);
+    init_vault(&local);
+
+    // A second init over it is refused, and so is a prefix holding other objects.
+    let again = s3vfs(&local, &["vault", "init", TARGET], PASSPHRASE);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("not empty"), "{stderr}");
+    store.insert("plain/file.txt", "not a vault");
+    let plain = s3vfs(&local, &["vault", "init", "bucket/plain"], PASSPHRASE);
+    assert!(!plain.status.success(), "{plain:?}");
+
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    let secret = b"PLAINTEXT-MARKER the quick brown fox, stored encrypted".repeat(50);
+    let big = pseudo_random(5 * MIB as usize + 4321, 13);
+    fs::create_dir(mountpoint.join("private-dir-name")).unwrap();
+    fs::write(
+        mountpoint.join("private-dir-name/confidential-name.txt"),
+        &secret,
+    )
+    .unwrap();
+    fs::write(mountpoint.join("private-dir-name/big.bin"), &big).unwrap();
+    assert_eq!(
+        fs::read(mountpoint.join("private-dir-name/confidential-name.txt")).unwrap(),
+        secret
+    );
+    assert!(fs::read(mountpoint.join("private-dir-name/big.bin")).unwrap() == big);
+
+    fs::rename(
+        mountpoint.join("private-dir-name"),
+        mountpoint.join("renamed-dir"),
+    )
+    .unwrap();
+    assert!(!mountpoint.join("private-dir-name").exists());
+    assert!(fs::read(mountpoint.join("renamed-dir/big.bin")).unwrap() == big);
+    stop(mount, &mountpoint);
+
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    let mut names: Vec<_> = fs::read_dir(mountpoint.join("renamed-dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["big.bin", "confidential-name.txt"]);
+    assert_eq!(
+        fs::read(mountpoint.join("renamed-dir/confidential-name.txt")).unwrap(),
+        secret
+    );
+    assert!(fs::read(mountpoint.join("renamed-dir/big.bin")).unwrap() == big);
+    stop(mount, &mountpoint);
+
+    // The bucket holds neither a file's bytes nor a name.
+    let keys: Vec<String> = store
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("vault/"))
+        .collect();
+    assert!(keys.len() > 5 * MIB as usize / (256 * 1024), "{keys:?}");
+    for key in &keys {
+        for name in ["private-dir-name", "renamed-dir", "confidential", "big.bin"] {
+            assert!(!key.contains(name), "{key} shows a file name");
+        }
+        let body = store.get_bytes(key).unwrap();
+        assert!(
+            !contains(&body, b"PLAINTEXT-MARKER"),
+            "{key} holds plaintext"
+        );
+        assert!(!contains(&body, b"confidential-name"), "{key} holds a name");
+        assert!(
+            !contains(&body, &big[MIB as usize..MIB as usize + 64]),
+            "{key}"
+        );
+    }
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn a_wrong_passphrase_mounts_nothing_and_passwd_replaces_the_passphrase() {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let _cleanup = DetachOnDrop(&mountpoint);
+    init_vault(&local);
+    let mount_args = [
+        "mount",
+        "--layout",
+        "vault",
+        TARGET,
+        mountpoint.to_str().unwrap(),
+    ];
+
+    // In the background: the waiting parent prints why and exits non-zero.
+    let wrong = s3vfs(&local, &mount_args, "not the passphrase");
+    assert!(!wrong.status.success(), "{wrong:?}");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!is_mounted(&mountpoint));
+
+    // passwd with a wrong old passphrase changes nothing.
+    let mut passwd = s3vfs_command(&local, &["vault", "passwd", TARGET, "--kdf-memory", "64K"]);
+    let out = passwd
+        .env("S3VFS_PASSPHRASE", "not the passphrase")
+        .env("S3VFS_NEW_PASSPHRASE", "new passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+
+    // The new passphrase from a file only its owner reads.
+    let new_file = dir.path().join("new-passphrase");
+    fs::write(&new_file, "the new passphrase\n").unwrap();
+    fs::set_permissions(&new_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let new_arg = new_file.to_str().unwrap();
+    let passwd_args = [
+        "vault",
+        "passwd",
+        TARGET,
+        "--kdf-memory",
+        "64K",
+        "--kdf-passes",
+        "1",
+        "--new-passphrase-file",
+        new_arg,
+    ];
+    let open_file = s3vfs(&local, &passwd_args, PASSPHRASE);
+    assert!(!open_file.status.success(), "{open_file:?}");
+    let stderr = String::from_utf8_lossy(&open_file.stderr);
+    assert!(stderr.contains("readable by other users"), "{stderr}");
+    fs::set_permissions(&new_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let changed = s3vfs(&local, &passwd_args, PASSPHRASE);
+    assert!(changed.status.success(), "{changed:?}");
+
+    let old = s3vfs(&local, &mount_args, PASSPHRASE);
+    assert!(!old.status.success(), "the old passphrase still opens it");
+    assert!(String::from_utf8_lossy(&old.stderr).contains("wrong passphrase"));
+    assert!(!is_mounted(&mountpoint));
+
+    // The new one mounts (in the background, through --passphrase-file).
+    let mut background = mount_command(&local, TARGET, &mountpoint);
+    let out = background
+        .args(["--layout", "vault", "--passphrase-file", new_arg])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(is_mounted(&mountpoint));
+    fs::write(mountpoint.join("after-passwd.txt"), "still works").unwrap();
+    unmount(&mountpoint);
+    let mount = mount_vault(&local, &mountpoint, "the new passphrase");
+    assert_eq!(
+        fs::read_to_string(mountpoint.join("after-passwd.txt")).unwrap(),
+        "still works"
+    );
+    stop(mount, &mountpoint);
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn plain_layout_flags_are_refused_with_a_vault() {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let out = mount_command(&local, TARGET, &mountpoint)
+        .args([
+            "--layout",
+            "vault",
+            "--no-overwrite",
+            "--cache-memory",
+            "1M",
+        ])
+        .env("S3VFS_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--no-overwrite, --cache-memory") && stderr.contains("plain layout"),
+        "{stderr}"
+    );
+    assert!(!is_mounted(&mountpoint));
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn hard_links_are_one_file_with_two_names_in_a_vault_mount() {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let _cleanup = DetachOnDrop(&mountpoint);
+    init_vault(&local);
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    let (a, b) = (mountpoint.join("a"), mountpoint.join("b"));
+    fs::write(&a, "written as a").unwrap();
+
+    run(Command::new("ln").arg(&a).arg(&b));
+    let (meta_a, meta_b) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+    assert_eq!(meta_a.ino(), meta_b.ino());
+    assert_eq!((meta_a.nlink(), meta_b.nlink()), (2, 2));
+    assert_eq!(fs::read_to_string(&b).unwrap(), "written as a");
+
+    let mut through_b = OpenOptions::new().append(true).open(&b).unwrap();
+    through_b.write_all(b", then through b").unwrap();
+    through_b.sync_all().unwrap();
+    drop(through_b);
+    assert_eq!(
+        fs::read_to_string(&a).unwrap(),
+        "written as a, then through b"
+    );
+
+    fs::remove_file(&a).unwrap();
+    assert!(!a.exists());
+    assert_eq!(fs::metadata(&b).unwrap().nlink(), 1);
+    assert_eq!(
+        fs::read_to_string(&b).unwrap(),
+        "written as a, then through b"
+    );
+    stop(mount, &mountpoint);
+    runtime.block_on(local.stop());
+}
