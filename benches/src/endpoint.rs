@@ -42,6 +42,33 @@ pub struct S3Like {
 }
 
 /// The endpoint in use, and what keeps it running.
+/// The flags of the S3-like profile, shared by the benchmarks that start the built-in
+/// server.
+#[derive(Debug, clap::Args)]
+pub struct S3LikeArgs {
+    /// The S3-like profile: the built-in server answers every request only after
+    /// --first-byte-ms and moves at most --connection-mibps per connection each way, as
+    /// S3 does (tens of milliseconds to the first byte, ~100 MB/s per connection).
+    #[arg(long, conflicts_with = "allow_remote")]
+    s3_like: bool,
+    /// First-byte latency of the S3-like profile, in milliseconds.
+    #[arg(long, default_value_t = 20, requires = "s3_like")]
+    first_byte_ms: u64,
+    /// Bandwidth of one connection in the S3-like profile, in MiB/s (each way).
+    #[arg(long, default_value_t = 100, requires = "s3_like")]
+    connection_mibps: u64,
+}
+
+impl S3LikeArgs {
+    /// The profile the flags ask for, if any.
+    pub fn profile(&self) -> Option<S3Like> {
+        self.s3_like.then(|| S3Like {
+            first_byte: Duration::from_millis(self.first_byte_ms),
+            bytes_per_sec: self.connection_mibps.max(1) * 1024 * 1024,
+        })
+    }
+}
+
 pub struct Endpoint {
     /// Client configuration (endpoint, bucket, credentials, region, path style).
     pub config: S3StoreConfig,

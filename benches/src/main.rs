@@ -37,7 +37,7 @@ mod walk;
 use anyhow::{bail, Context, Result};
 use bucket::Bucket;
 use clap::{Parser, ValueEnum};
-use endpoint::{ChildEndpoint, Endpoint, S3Like};
+use endpoint::{ChildEndpoint, Endpoint, S3LikeArgs};
 use report::Report;
 use s3vfs::store::s3::S3Store;
 use s3vfs_fuse::MountGuard;
@@ -153,17 +153,8 @@ struct Args {
     /// Allow an S3VFS_BENCH_ENDPOINT that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
-    /// The S3-like profile: the built-in server answers every request only after
-    /// --first-byte-ms and moves at most --connection-mibps per connection each way, as
-    /// S3 does (tens of milliseconds to the first byte, ~100 MB/s per connection).
-    #[arg(long, conflicts_with = "allow_remote")]
-    s3_like: bool,
-    /// First-byte latency of the S3-like profile, in milliseconds.
-    #[arg(long, default_value_t = 20, requires = "s3_like")]
-    first_byte_ms: u64,
-    /// Bandwidth of one connection in the S3-like profile, in MiB/s (each way).
-    #[arg(long, default_value_t = 100, requires = "s3_like")]
-    connection_mibps: u64,
+    #[command(flatten)]
+    s3_like: S3LikeArgs,
 }
 
 /// One item of the list.
@@ -405,10 +396,7 @@ fn main() -> ExitCode {
 /// Runs every selected item and prints the report; whether every measurement succeeded.
 fn run(args: &Args) -> Result<bool> {
     let plan = Plan::from_args(args);
-    let profile = args.s3_like.then(|| S3Like {
-        first_byte: Duration::from_millis(args.first_byte_ms),
-        bytes_per_sec: args.connection_mibps.max(1) * 1024 * 1024,
-    });
+    let profile = args.s3_like.profile();
     let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(CLIENT_THREADS)

@@ -27,7 +27,7 @@ mod loopback;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use endpoint::Endpoint;
+use endpoint::{Endpoint, S3LikeArgs};
 use futures::{StreamExt, TryStreamExt};
 use s3vfs::store::s3::S3Store;
 use s3vfs::store::{Backend, ListRequest, ObjectKey};
@@ -70,11 +70,14 @@ struct Args {
     /// Allow a non-loopback S3VFS_BENCH_ENDPOINT.
     #[arg(long)]
     allow_remote: bool,
+    #[command(flatten)]
+    s3_like: S3LikeArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let endpoint = Endpoint::from_env_or_local(args.allow_remote, None)?;
+    let profile = args.s3_like.profile();
+    let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -415,8 +418,16 @@ async fn sequential(
         // New bytes every run: the vault must not find the last run's chunks.
         let data = Bytes::from(noise(size as usize, u64::from(run) + 1));
         for (name, write, read) in [
-            (p.name, seq_write(&p.vfs, &data).await?, seq_read(&p.vfs, &data).await?),
-            (v.name, seq_write(&v.vfs, &data).await?, seq_read(&v.vfs, &data).await?),
+            (
+                p.name,
+                seq_write(&p.vfs, &data).await?,
+                seq_read(&p.vfs, &data).await?,
+            ),
+            (
+                v.name,
+                seq_write(&v.vfs, &data).await?,
+                seq_read(&v.vfs, &data).await?,
+            ),
         ] {
             let mibps = |d: Duration| size as f64 / MIB as f64 / d.as_secs_f64();
             times.entry((name, "write")).or_default().push(mibps(write));
@@ -527,7 +538,11 @@ async fn ls_l<F: Vfs>(layout: &Layout<F>, dir: &str, expected: usize) -> Result<
     for entry in &entries {
         sized += match &entry.attr {
             Some(attr) => attr.size,
-            None => layout.vfs.metadata(format!("{dir}/{}", entry.name)).await?.len(),
+            None => layout
+                .vfs
+                .metadata(format!("{dir}/{}", entry.name))
+                .await?
+                .len(),
         };
     }
     let elapsed = start.elapsed();

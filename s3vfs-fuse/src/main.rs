@@ -228,6 +228,11 @@ struct RecoverArgs {
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(FsConfig::default().write_part_size),
         value_parser = parse_part_size)]
     part_size: ByteSize,
+    /// Entries a vault mount kept are stored through their vault, opened with this
+    /// passphrase.
+    #[cfg(feature = "vault")]
+    #[command(flatten)]
+    passphrase: passphrase::PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -798,10 +803,14 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         for e in &entries {
             let m = &e.manifest;
             println!(
-                "{}\n  s3://{}/{}  {} bytes  kept {}\n  error: {}",
+                "{}\n  s3://{}/{}{}  {} bytes  kept {}\n  error: {}",
                 e.id,
                 m.bucket.as_deref().unwrap_or("?"),
                 m.key,
+                match m.layout {
+                    s3vfs::recovery::Layout::Vault => " (a vault's file)",
+                    _ => "",
+                },
                 m.size,
                 m.kept_at_text,
                 m.error
@@ -823,6 +832,8 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut stores = Stores::new(&args);
+    #[cfg(feature = "vault")]
+    let mut vaults = vault::Recovering::new(&args.passphrase);
     if args.abort_stale {
         for upload in &stale {
             let Some(store) = stores.get(upload.bucket.as_deref()).await? else {
@@ -846,6 +857,25 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let bucket = store.bucket().unwrap_or_default();
+        if entry.manifest.layout == s3vfs::recovery::Layout::Vault {
+            #[cfg(feature = "vault")]
+            let stored = vaults.reupload(store, &recovery, entry).await;
+            #[cfg(not(feature = "vault"))]
+            let stored: anyhow::Result<()> = Err(anyhow::anyhow!(
+                "this s3vfs is built without the vault feature"
+            ));
+            match stored {
+                Ok(()) => println!(
+                    "stored {} in its vault (s3://{bucket}/{})",
+                    entry.id, entry.manifest.key
+                ),
+                Err(err) => {
+                    eprintln!("{}: not stored: {err:#}", entry.id);
+                    failed += 1;
+                }
+            }
+            continue;
+        }
         match recovery.reupload(store, entry, args.part_size.0).await {
             Ok(_) => println!(
                 "uploaded {} to s3://{bucket}/{}",

@@ -11,6 +11,7 @@ use crate::{split_target, AccessArgs, ByteSize, ConnectionArgs, Layout, MountArg
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use s3vfs::config::DataCacheConfig;
+use s3vfs::recovery::{RecoveredFile, RecoveryDir};
 use s3vfs::store::probe::{self, Verdict};
 use s3vfs::store::{Backend, ListRequest};
 use s3vfs::vault::{self, ChunkParams, KdfParams, VaultConfig, VaultFs};
@@ -118,6 +119,60 @@ pub(crate) async fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         VaultCommand::Init(args) => init(args).await,
         VaultCommand::Passwd(args) => passwd(args).await,
+    }
+}
+
+/// The vaults `s3vfs recover` stores kept entries into: each opened once (the
+/// passphrase read once, from the usual sources) by its bucket and prefix.
+pub(crate) struct Recovering<'a> {
+    args: &'a PassphraseArgs,
+    passphrase: Option<Passphrase>,
+    opened: std::collections::BTreeMap<(String, String), VaultFs>,
+}
+
+impl<'a> Recovering<'a> {
+    /// No vault opened yet; `args` says where the passphrase comes from.
+    pub(crate) fn new(args: &'a PassphraseArgs) -> Self {
+        Self {
+            args,
+            passphrase: None,
+            opened: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Stores `entry`, kept by a vault mount, into its vault in `store` (the vault's
+    /// prefix is its inode key's, less `i/…`), only over the version it was made on.
+    pub(crate) async fn reupload(
+        &mut self,
+        store: Arc<dyn Backend>,
+        recovery: &RecoveryDir,
+        entry: &RecoveredFile,
+    ) -> anyhow::Result<()> {
+        let key = &entry.manifest.key;
+        let prefix = key
+            .rfind("i/")
+            .map(|at| key[..at].to_owned())
+            .with_context(|| format!("{}: {key} is not a vault inode's key", entry.id))?;
+        let bucket = store.bucket().unwrap_or_default();
+        let place = (bucket, prefix);
+        if !self.opened.contains_key(&place) {
+            if self.passphrase.is_none() {
+                self.passphrase = Some(Source::current(self.args).read(Prompt::Once)?);
+            }
+            let passphrase = self.passphrase.as_ref().map_or(&[][..], |p| p.as_bytes());
+            let fs = VaultFs::open(store, &place.1, passphrase, VaultConfig::default())
+                .await
+                .with_context(|| {
+                    format!("cannot open the vault at s3://{}/{}", place.0, place.1)
+                })?;
+            self.opened.insert(place.clone(), fs);
+        }
+        let fs = self
+            .opened
+            .get(&place)
+            .context("the vault just opened is gone")?;
+        fs.reupload_recovered(recovery, entry).await?;
+        Ok(())
     }
 }
 
@@ -234,7 +289,6 @@ fn plain_only_flags(args: &MountArgs) -> Vec<&'static str> {
             "--max-file-size",
             args.max_file_size.0 != plain.max_file_size,
         ),
-        ("--recovery-dir", args.recovery_dir.is_some()),
         ("--staging-dir", args.staging_dir.is_some()),
         ("--staging-cap", args.staging_cap.0 != plain.staging_cap),
         (
@@ -349,6 +403,13 @@ fn mount_config(args: &MountArgs) -> anyhow::Result<VaultConfig> {
         config = config.with_max_dirty(bytes.0);
     }
     config.upload_concurrency = args.upload_concurrency;
+    if let Some(dir) = &args.recovery_dir {
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("invalid recovery directory {dir:?}"))?;
+        // Checked (and created, 0700) now, not when a file first needs it.
+        RecoveryDir::open(&dir).with_context(|| format!("recovery directory {}", dir.display()))?;
+        config = config.with_recovery_dir(Some(dir));
+    }
     Ok(config)
 }
 

@@ -57,9 +57,20 @@ fn init_vault(local: &LocalS3) {
 /// `s3vfs mount --layout vault --foreground TARGET mountpoint` with `passphrase`, waited
 /// for until mounted.
 fn mount_vault(local: &LocalS3, mountpoint: &Path, passphrase: &str) -> Binary {
+    mount_vault_with(local, mountpoint, passphrase, &[])
+}
+
+/// [`mount_vault`] with more mount flags.
+fn mount_vault_with(
+    local: &LocalS3,
+    mountpoint: &Path,
+    passphrase: &str,
+    flags: &[&str],
+) -> Binary {
     let mount = Binary::start(
         mount_command(local, TARGET, mountpoint)
             .args(["--layout", "vault", "--foreground"])
+            .args(flags)
             .env("S3VFS_PASSPHRASE", passphrase),
     );
     wait_until_mounted(mountpoint);
@@ -304,6 +315,94 @@ fn hard_links_are_one_file_with_two_names_in_a_vault_mount() {
         fs::read_to_string(&b).unwrap(),
         "written as a, then through b"
     );
+    stop(mount, &mountpoint);
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn a_close_the_vault_cannot_store_is_kept_and_recover_stores_it() {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    let recovery = dir.path().join("recovery");
+    let _cleanup = DetachOnDrop(&mountpoint);
+    init_vault(&local);
+    let inodes = |store: &MemStore| -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("vault/i/"))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let before = inodes(&store);
+
+    let recovery_arg = recovery.to_str().unwrap();
+    let mount = mount_vault_with(
+        &local,
+        &mountpoint,
+        PASSPHRASE,
+        &["--recovery-dir", recovery_arg],
+    );
+    let original = pseudo_random(300_000, 21);
+    fs::write(mountpoint.join("f"), &original).unwrap();
+    let key = inodes(&store)
+        .into_iter()
+        .find(|k| !before.contains(k))
+        .expect("the file's inode");
+    let stored_inode = store.get_bytes(&key).unwrap();
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(mountpoint.join("f"))
+        .unwrap();
+    file.write_all(b"CHANGED").unwrap();
+    // The inode is damaged under the mount: the close's If-Match fails, and the version
+    // read again does not authenticate, so the change cannot be stored.
+    store.insert(&key, "not an inode");
+    let closed = common::close(file);
+    assert!(closed.is_err(), "the close reports the failure");
+    // The release that keeps the change follows close(2) asynchronously.
+    let manifests = || -> Vec<_> {
+        fs::read_dir(&recovery)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while manifests().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(manifests().len(), 1, "kept once: {:?}", manifests());
+    stop(mount, &mountpoint);
+
+    // The inode back as it was (same bytes, same ETag): recover stores the change.
+    store.insert(&key, stored_inode);
+    let listed = s3vfs(&local, &["recover", recovery_arg], PASSPHRASE);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("a vault's file"),
+        "{listed:?}"
+    );
+    let recovered = s3vfs(
+        &local,
+        &["recover", recovery_arg, "--upload-all"],
+        PASSPHRASE,
+    );
+    assert!(recovered.status.success(), "{recovered:?}");
+    assert!(fs::read_dir(&recovery).unwrap().all(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_none_or(|x| x != "json")));
+
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    let mut expected = original.to_vec();
+    expected[..7].copy_from_slice(b"CHANGED");
+    assert!(fs::read(mountpoint.join("f")).unwrap() == expected);
     stop(mount, &mountpoint);
     runtime.block_on(local.stop());
 }

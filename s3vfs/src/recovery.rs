@@ -214,6 +214,7 @@ impl Manifest {
 
 impl Manifest {
     /// The same manifest, of an entry kept by a file system of `layout`.
+    #[cfg(feature = "vault")]
     pub(crate) fn of_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self
@@ -241,6 +242,7 @@ impl RecoveredFile {
     /// whose ranges are bounded by what a file system held in memory (a vault's), never
     /// for a plain entry's (up to a whole file). Each range is checked against the data
     /// file's length before anything is allocated for it.
+    #[cfg(feature = "vault")]
     pub(crate) fn written_bytes(&self) -> Result<Vec<(u64, Bytes)>, RecoveryError> {
         let data = File::open(&self.data).map_err(io_error(&self.data))?;
         let len = data.metadata().map_err(io_error(&self.data))?.len();
