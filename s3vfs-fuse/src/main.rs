@@ -252,7 +252,7 @@ struct MountArgs {
     /// (S3VFS_PASSPHRASE, --passphrase-file, else asked on the terminal before the mount
     /// goes to the background). A vault refuses the flags of the plain layout's objects,
     /// uploads, staging and data cache (--no-delete, --no-overwrite, --last-writer-wins,
-    /// --storage-class, --sse, --part-size, --max-file-size, --recovery-dir,
+    /// --storage-class, --sse, --part-size, --max-file-size,
     /// --staging-dir, --staging-cap, --memory-budget, --cache-*, --file-mode, --dir-mode,
     /// --negative-metadata-ttl, --all-buckets, --object-store-url); --uid/--gid are the
     /// owner of new files there, which keep their own modes and owners.
@@ -673,6 +673,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 #[cfg(feature = "demo")]
 /// How long `s3vfs demo` uploads unsaved files on a stop signal.
 const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// With the `mimalloc` feature, the process allocates through mimalloc (glibc's `mallopt`
+/// and `malloc_trim` then tune an allocator nobody uses, and are harmless).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // Before any thread allocates: reuse freed receive buffers (see s3vfs_fuse::malloc).
