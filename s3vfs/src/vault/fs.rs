@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The root directory's inode number.
-const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 /// How deep a rename's check for a directory moved into itself walks up.
 const MAX_DEPTH: usize = 4096;
 
@@ -164,7 +164,12 @@ impl VaultFs {
                 config.metadata_cache,
                 config.metadata_ttl,
             ),
-            chunks: Chunks::new(location, keys as Arc<Keys>, config.chunk_cache),
+            chunks: Chunks::new(
+                location,
+                keys as Arc<Keys>,
+                config.chunk_cache,
+                config.gc_grace_min,
+            ),
             chunking: unlocked.chunking,
             config,
             open: Mutex::new(HashMap::new()),
@@ -418,7 +423,7 @@ impl Core {
         }
         let mut base = file.base.clone();
         for _ in 0..MAX_ATTEMPTS {
-            let (chunks, size) = file
+            let stored = file
                 .pending
                 .store(
                     &self.chunks,
@@ -427,8 +432,21 @@ impl Core {
                     self.config.upload_concurrency,
                 )
                 .await?;
+            if stored
+                .fresh_since
+                .is_some_and(|since| since.elapsed() >= self.chunks.refresh_age())
+            {
+                // Too slow: a chunk may have aged into what a gc started meanwhile may
+                // delete. Storing again writes the stale ones again (gc.rs).
+                tracing::debug!(
+                    ino,
+                    "a flush outlived its chunks' refresh age: storing again"
+                );
+                continue;
+            }
+            let size = stored.size;
             let mut next = Inode::clone(&base.inode);
-            next.chunks = chunks;
+            next.chunks = stored.chunks;
             next.size = size;
             next.mtime = inode::stamp(file.written_at);
             next.ctime = inode::stamp(SystemTime::now());
