@@ -12,7 +12,7 @@ use s3vfs::vault::{
     fsck, gc, ChunkParams, FsckOptions, GcOptions, KdfParams, VaultConfig, VaultError, VaultFs,
 };
 use s3vfs::S3Vfs;
-use s3vfs_testkit::fault::{FaultStore, Op};
+use s3vfs_testkit::fault::{FaultStore, LatencyStore, Op};
 use s3vfs_testkit::MemStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -292,6 +292,37 @@ async fn fsck_finds_a_wrong_link_count_and_repairs_it() {
     assert_eq!(fresh.metadata("f").await.unwrap().attr().nlink, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_rewritten_while_gc_deletes_it_is_written_again() {
+    let mem = MemStore::new();
+    let store: Arc<dyn Backend> = Arc::new(mem.clone());
+    let content = noise(3000, 7);
+    let vfs = init_with(Arc::clone(&store), config()).await;
+    vfs.write("old", content.clone()).await.unwrap();
+    vfs.remove_file("old").await.unwrap();
+    age(&mem, 2 * HOUR);
+    // gc decides on its listing, then its DELETEs take a while to land (within its
+    // delete window): meanwhile a host without the chunks in its cache writes the same
+    // content again, finds the chunks there (412) and refreshes them.
+    let slow_deletes: Arc<dyn Backend> = Arc::new(
+        LatencyStore::new(Arc::clone(&store), Duration::ZERO)
+            .with_op_delay(Op::Delete, Duration::from_millis(1500)),
+    );
+    let collector = tokio::spawn(gc(slow_deletes, PREFIX, PASS, GcOptions::default()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other_host = open_with(Arc::clone(&store), config()).await;
+    other_host.write("again", content.clone()).await.unwrap();
+    let report = collector.await.unwrap().unwrap();
+    assert!(
+        report.chunks_deleted > 0,
+        "gc deleted the old copies: {report}"
+    );
+
+    let checked = run_fsck(&mem, FsckOptions::default().with_read_data(true)).await;
+    assert!(checked.is_clean(), "{checked}");
+    assert_files(&mem, &BTreeMap::from([("again".to_owned(), content)])).await;
+}
+
 /// The content of a file made of 1 KiB blocks drawn from a small pool: files keep
 /// re-creating chunks that earlier files had and that became garbage since.
 fn pooled(picks: &[u64]) -> Vec<u8> {
@@ -311,8 +342,13 @@ async fn gc_alongside_writers_never_deletes_a_chunk_in_use() {
         Arc::new(open_with(Arc::clone(&store), config).await),
     ];
     let stop = Arc::new(AtomicBool::new(false));
+    // gc's listings are slow: writers commit between its reading of the inodes and its
+    // listing of the chunks, the window where a reused chunk must have been refreshed.
+    let slow: Arc<dyn Backend> = Arc::new(
+        LatencyStore::new(Arc::clone(&store), Duration::ZERO).with_op_delay(Op::List, GRACE / 4),
+    );
     let collector = tokio::spawn({
-        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+        let (store, stop) = (slow, Arc::clone(&stop));
         async move {
             let options = GcOptions::default().with_grace_min(GRACE).with_grace(GRACE);
             let (mut runs, mut deleted) = (0u64, 0u64);
