@@ -12,6 +12,7 @@ use s3vfs::vault::{
     fsck, gc, ChunkParams, FsckOptions, GcOptions, KdfParams, VaultConfig, VaultError, VaultFs,
 };
 use s3vfs::S3Vfs;
+use s3vfs_testkit::data::noise;
 use s3vfs_testkit::fault::{FaultStore, LatencyStore, Op};
 use s3vfs_testkit::MemStore;
 use std::collections::BTreeMap;
@@ -39,25 +40,9 @@ async fn open_with(store: Arc<dyn Backend>, config: VaultConfig) -> S3Vfs<VaultF
     S3Vfs::over(Arc::new(fs))
 }
 
-/// `len` pseudo-random (incompressible) bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
+/// The keys of the vault's objects whose names start with `kind` (`c/`, `i/`, `gc/`).
 fn keys_of(mem: &MemStore, kind: &str) -> Vec<String> {
-    let prefix = format!("{PREFIX}{kind}");
-    mem.keys()
-        .into_iter()
-        .filter(|k| k.starts_with(&prefix))
-        .collect()
+    mem.keys_under(&format!("{PREFIX}{kind}"))
 }
 
 /// Moves the LastModified of every chunk and inode `by` into the past.

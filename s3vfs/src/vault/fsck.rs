@@ -12,17 +12,15 @@ use super::chunks::Chunks;
 use super::crypto::ChunkId;
 use super::error::VaultError;
 use super::fs::ROOT;
-use super::gc::GC_GRACE_MIN;
+use super::gc::{open_for_maintenance, write_problems, GC_GRACE_MIN};
 use super::inode::{ChunkRef, Kind};
 use super::io::Location;
 use super::meta::{self, Inodes, Versioned};
-use super::superblock;
 use crate::store::Backend;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How [`fsck`] runs.
 #[derive(Clone, Debug)]
@@ -123,10 +121,7 @@ impl fmt::Display for FsckReport {
         if self.is_clean() {
             write!(f, "\nno problem found")?;
         }
-        for problem in &self.problems {
-            write!(f, "\n  {problem}")?;
-        }
-        Ok(())
+        write_problems(f, &self.problems)
     }
 }
 
@@ -147,10 +142,9 @@ pub async fn fsck(
     passphrase: &[u8],
     options: FsckOptions,
 ) -> Result<FsckReport, VaultError> {
-    let location = Location::new(store, prefix);
-    let keys = Arc::new(superblock::unlock(&location, passphrase).await?.keys);
+    let (location, keys, inodes) = open_for_maintenance(store, prefix, passphrase).await?;
     let mut check = Check {
-        inodes: Inodes::new(location.clone(), Arc::clone(&keys), 1, Duration::ZERO),
+        inodes,
         chunks: Chunks::new(location.clone(), keys, 1, GC_GRACE_MIN),
         location,
         options,

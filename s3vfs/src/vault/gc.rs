@@ -32,12 +32,14 @@
 //! version read, so `c` was marked: contradiction. Otherwise `V` was written after `M`,
 //! and `c` is either kept from an earlier version (recurse to that version, down to the
 //! one the run read, whose chunks are marked) or was written or reused for `V` from `t`:
-//! - the run saw `c` unchanged since before `t`: it decided on a listing or HEAD before
-//!   the re-PUT, so its DELETE went out within the window of that and landed before the
-//!   writer's check, which then found `c` missing and wrote it again;
-//! - the run saw `c` as last written at or after `t`: it deletes only what is older than
-//!   `M - grace`, so `t < M - grace` and `V` was written before `t + R < M`:
-//!   contradiction.
+//! - the run saw `c` last written at or after `t`: it deletes only what is older than
+//!   `M - grace`, so `t < M - grace` and `V` was written before `t + R < M`: the first
+//!   case, a contradiction;
+//! - the run decided on a listing or HEAD from before `t`: its DELETE went out within
+//!   the delete window of that request. If the writer's PUT found `c` absent, the delete
+//!   had landed already (a run deletes a chunk once, and runs alone); if it found `c`
+//!   there, the writer's check twice the window later found it deleted and wrote it
+//!   again before writing `V`.
 //!
 //! Inodes: an inode outside the tree of one instant after `M` stays outside it (names
 //! are only added to inodes reachable by a name, or to new ones, which are younger than
@@ -49,7 +51,7 @@
 //! which gc may delete once older than the grace.
 
 use super::chunks;
-use super::crypto::ChunkId;
+use super::crypto::{ChunkId, Keys};
 use super::error::VaultError;
 use super::fs::ROOT;
 use super::inode::{Inode, Kind};
@@ -220,11 +222,29 @@ impl fmt::Display for GcReport {
         if self.delete_failures > 0 {
             write!(f, "; {} deletes failed", self.delete_failures)?;
         }
-        for problem in &self.problems {
-            write!(f, "\n  {problem}")?;
-        }
-        Ok(())
+        write_problems(f, &self.problems)
     }
+}
+
+/// The lines of a report's problems, indented under its summary.
+pub(crate) fn write_problems(f: &mut fmt::Formatter<'_>, problems: &[String]) -> fmt::Result {
+    for problem in problems {
+        write!(f, "\n  {problem}")?;
+    }
+    Ok(())
+}
+
+/// Opens the vault at `prefix` of `store` for maintenance: its place, and its inodes
+/// read without a cache (a walk reads each once, and must see the store's version).
+pub(crate) async fn open_for_maintenance(
+    store: Arc<dyn Backend>,
+    prefix: &str,
+    passphrase: &[u8],
+) -> Result<(Location, Arc<Keys>, Inodes), VaultError> {
+    let location = Location::new(store, prefix);
+    let keys = Arc::new(superblock::unlock(&location, passphrase).await?.keys);
+    let inodes = Inodes::new(location.clone(), Arc::clone(&keys), 1, Duration::ZERO);
+    Ok((location, keys, inodes))
 }
 
 /// Deletes, in the vault at `prefix` of `store`, the chunks no inode references and the
@@ -254,11 +274,10 @@ pub async fn gc(
     options: GcOptions,
 ) -> Result<GcReport, VaultError> {
     options.validate()?;
-    let location = Location::new(store, prefix);
-    let keys = Arc::new(superblock::unlock(&location, passphrase).await?.keys);
+    let (location, _, inodes) = open_for_maintenance(store, prefix, passphrase).await?;
     let marker = Marker::start(&location).await?;
     let mut run = Run {
-        inodes: Inodes::new(location.clone(), Arc::clone(&keys), 1, Duration::ZERO),
+        inodes,
         cutoff: marker.time.checked_sub(options.grace),
         report: GcReport {
             dry_run: options.dry_run,
