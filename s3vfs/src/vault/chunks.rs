@@ -35,6 +35,12 @@ pub(crate) fn name(id: &ChunkId) -> String {
     format!("c/{id}")
 }
 
+/// The chunk id a key relative to the prefix names (the reverse of [`name`]); `None` for
+/// any other key.
+pub(crate) fn parse_name(name: &str) -> Option<ChunkId> {
+    name.strip_prefix("c/").and_then(ChunkId::parse)
+}
+
 /// A chunk a flush may reference: its id, and since when its LastModified is vouched for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stored {

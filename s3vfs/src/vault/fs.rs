@@ -122,7 +122,7 @@ impl VaultFs {
         config: VaultConfig,
     ) -> Result<Self, VaultError> {
         config.kdf.validate()?;
-        let location = Self::location(store, prefix)?;
+        let location = Location::checked(store, prefix)?;
         let unlocked =
             superblock::create(&location, passphrase, config.kdf, config.chunking).await?;
         Self::start(location, unlocked, config).await
@@ -135,18 +135,9 @@ impl VaultFs {
         passphrase: &[u8],
         config: VaultConfig,
     ) -> Result<Self, VaultError> {
-        let location = Self::location(store, prefix)?;
+        let location = Location::checked(store, prefix)?;
         let unlocked = superblock::unlock(&location, passphrase).await?;
         Self::start(location, unlocked, config).await
-    }
-
-    fn location(store: Arc<dyn Backend>, prefix: &str) -> Result<Location, VaultError> {
-        if !store.capabilities().conditional_writes {
-            return Err(VaultError::Config(
-                "the store has no conditional writes (If-Match): a vault needs them".into(),
-            ));
-        }
-        Ok(Location::new(store, prefix))
     }
 
     /// Opens the vault's parts; writes the root directory if it is missing (a crash of

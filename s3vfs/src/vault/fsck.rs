@@ -8,7 +8,7 @@
 //! overwritten). Run it while nothing writes to the vault, or expect reports of changes
 //! made during the walk.
 
-use super::chunks::Chunks;
+use super::chunks::{self, Chunks};
 use super::crypto::ChunkId;
 use super::error::VaultError;
 use super::fs::ROOT;
@@ -307,7 +307,7 @@ impl Check {
             self.report.inodes_unreachable += page
                 .objects
                 .iter()
-                .filter_map(|o| meta::parse_name(&o.key.as_str()[self.location.prefix().len()..]))
+                .filter_map(|o| meta::parse_name(self.location.name_of(&o.key)?))
                 .filter(|ino| !tree.inodes.contains_key(ino))
                 .count() as u64;
         }
@@ -321,8 +321,8 @@ impl Check {
         let mut listing = self.location.list("c/");
         while let Some(page) = listing.next_page().await? {
             for object in &page.objects {
-                let name = &object.key.as_str()[self.location.prefix().len()..];
-                if let Some(id) = name.strip_prefix("c/").and_then(ChunkId::parse) {
+                let name = self.location.name_of(&object.key);
+                if let Some(id) = name.and_then(chunks::parse_name) {
                     unlisted.remove(&id);
                 }
             }

@@ -241,7 +241,7 @@ pub(crate) async fn open_for_maintenance(
     prefix: &str,
     passphrase: &[u8],
 ) -> Result<(Location, Arc<Keys>, Inodes), VaultError> {
-    let location = Location::new(store, prefix);
+    let location = Location::checked(store, prefix)?;
     let keys = Arc::new(superblock::unlock(&location, passphrase).await?.keys);
     let inodes = Inodes::new(location.clone(), Arc::clone(&keys), 1, Duration::ZERO);
     Ok((location, keys, inodes))
@@ -360,7 +360,9 @@ impl Marker {
         let mut listing = location.list(MARKERS);
         while let Some(page) = listing.next_page().await? {
             for other in page.objects {
-                let other_name = other.key.as_str()[location.prefix().len()..].to_owned();
+                let Some(other_name) = location.name_of(&other.key).map(str::to_owned) else {
+                    continue;
+                };
                 if other_name == self.name {
                     continue;
                 }
@@ -462,7 +464,7 @@ impl Run {
                 .objects
                 .iter()
                 .filter_map(|o| {
-                    let ino = meta::parse_name(&o.key.as_str()[self.location.prefix().len()..])?;
+                    let ino = meta::parse_name(self.location.name_of(&o.key)?)?;
                     Some((ino, o.last_modified, o.size))
                 })
                 .collect();
@@ -610,8 +612,8 @@ impl Run {
             };
             let mut candidates = Vec::new();
             for object in page.objects {
-                let name = object.key.as_str()[self.location.prefix().len()..].to_owned();
-                let Some(id) = name.strip_prefix("c/").and_then(ChunkId::parse) else {
+                let name = self.location.name_of(&object.key);
+                let Some(id) = name.and_then(chunks::parse_name) else {
                     continue;
                 };
                 self.report.chunks_listed += 1;

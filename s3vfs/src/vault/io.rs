@@ -37,9 +37,25 @@ impl Location {
         Self { store, prefix }
     }
 
+    /// [`Location::new`], for a store that can hold a vault: one with conditional writes.
+    pub(crate) fn checked(store: Arc<dyn Backend>, prefix: &str) -> Result<Self, VaultError> {
+        if !store.capabilities().conditional_writes {
+            return Err(VaultError::Config(
+                "the store has no conditional writes (If-Match): a vault needs them".into(),
+            ));
+        }
+        Ok(Self::new(store, prefix))
+    }
+
     /// The prefix.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The name (relative to the prefix) of a key a listing gave; `None` for a key outside
+    /// the prefix, which a store should not list.
+    pub(crate) fn name_of<'k>(&self, key: &'k ObjectKey) -> Option<&'k str> {
+        key.as_str().strip_prefix(self.prefix.as_str())
     }
 
     /// The full key of `name`.
