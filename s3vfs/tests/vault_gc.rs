@@ -170,6 +170,30 @@ async fn a_grace_below_the_minimum_is_refused() {
 }
 
 #[tokio::test]
+async fn one_gc_runs_at_a_time_and_a_crashed_runs_marker_is_cleared() {
+    let mem = MemStore::new();
+    files_and_garbage(&mem).await;
+    let other = format!("{PREFIX}gc/00000000000000ab");
+    mem.insert(other.clone(), "s3vfs vault gc in progress\n");
+    let refused = gc(Arc::new(mem.clone()), PREFIX, PASS, GcOptions::default()).await;
+    assert!(
+        matches!(refused, Err(VaultError::GcRunning(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        keys_of(&mem, "gc/"),
+        [other.clone()],
+        "its own marker is gone"
+    );
+
+    // A marker older than any run lasts is a crashed run's.
+    mem.set_last_modified(&other, SystemTime::now() - 48 * HOUR);
+    let report = run_gc(&mem, GcOptions::default()).await;
+    assert!(report.problems.is_empty(), "{report}");
+    assert!(keys_of(&mem, "gc/").is_empty());
+}
+
+#[tokio::test]
 async fn an_inode_a_crash_left_unnamed_is_deleted_after_the_grace() {
     let mem = MemStore::new();
     let faults = Arc::new(FaultStore::new(Arc::new(mem.clone())));

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 /// What [`Pending::store`] stored: the new version's chunk list and size.
 #[derive(Debug)]
-pub(crate) struct Stored {
+pub(crate) struct StoredContent {
     /// The chunk list, by offset.
     pub(crate) chunks: Vec<ChunkRef>,
     /// The size.
@@ -120,7 +120,7 @@ impl Pending {
         params: &ChunkParams,
         base: &Inode,
         concurrency: usize,
-    ) -> VfsResult<Stored> {
+    ) -> VfsResult<StoredContent> {
         let size = self.size(base);
         let base_end = self.base_end(base);
         let mut dirty = self.overlay.ranges();
@@ -174,7 +174,7 @@ impl Pending {
             }
         }
         refs.sort_by_key(|c| c.off);
-        Ok(Stored {
+        Ok(StoredContent {
             chunks: refs,
             size,
             fresh_since,

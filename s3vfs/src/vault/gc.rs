@@ -111,7 +111,8 @@ pub struct GcOptions {
     /// [`VaultConfig::gc_grace_min`](super::VaultConfig::gc_grace_min) of any host
     /// writing to the vault. Default [`GC_GRACE_MIN`]; lowered only by tests.
     pub grace_min: Duration,
-    /// Delete nothing; report what would be deleted.
+    /// Delete nothing; report what would be deleted. (The run still writes and removes
+    /// its marker: that is how it reads the store's clock.)
     pub dry_run: bool,
     /// Requests (reads, HEADs, deletes) in flight at once.
     pub concurrency: usize,
