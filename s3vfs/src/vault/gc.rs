@@ -91,7 +91,7 @@ pub(crate) fn refresh_age(grace_min: Duration) -> Duration {
 /// How long after the request that showed a chunk old and unchanged a run may still send
 /// its DELETE; a writer that re-PUT a chunk waits twice this before checking it is there.
 pub(crate) fn delete_window(grace_min: Duration) -> Duration {
-    (grace_min / 16).min(MAX_DELETE_WINDOW)
+    (grace_min / 32).min(MAX_DELETE_WINDOW)
 }
 
 /// Whether a gc's marker is in the bucket (a run in progress, or a crashed one's).
