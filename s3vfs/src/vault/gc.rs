@@ -8,7 +8,8 @@
 //! references (reachable or not: a rename in flight can hide a live inode from a walk);
 //! (3) it walks the namespace from the root until one pass finds every directory unchanged
 //! since it was read (then what it holds is the tree of one instant); (4) it deletes the
-//! inodes outside that tree last modified before `M - grace`; (5) it lists `c/` and
+//! inodes outside that tree last modified before `M - grace` (each checked unchanged by a
+//! HEAD just before); (5) it lists `c/` and
 //! deletes the chunks not referenced and last modified before `M - grace`, each DELETE
 //! sent within the delete window of the request that showed it so (else it looks again).
 //! Only one gc runs at a time: a run that finds another's recent marker stops.
@@ -107,9 +108,11 @@ pub struct GcOptions {
     /// Objects last modified less than this before the run's mark are kept, referenced or
     /// not. Default one hour; at least [`grace_min`](Self::grace_min).
     pub grace: Duration,
-    /// The smallest grace accepted: it must not be below the
+    /// The smallest grace accepted. It must not be below the
     /// [`VaultConfig::gc_grace_min`](super::VaultConfig::gc_grace_min) of any host
-    /// writing to the vault. Default [`GC_GRACE_MIN`]; lowered only by tests.
+    /// writing to the vault, and under a minute it must equal it (the delete window
+    /// both sides assume is derived from it). Default [`GC_GRACE_MIN`]; lowered only by
+    /// tests, together with the writers'.
     pub grace_min: Duration,
     /// Delete nothing; report what would be deleted. (The run still writes and removes
     /// its marker: that is how it reads the store's clock.)
@@ -398,12 +401,19 @@ struct Run {
 /// referenced.
 #[derive(Default)]
 struct Graph {
-    /// Inodes listed: LastModified and size.
-    listed: HashMap<u64, (SystemTime, u64)>,
+    /// Inodes listed.
+    listed: HashMap<u64, Listed>,
     /// Directories read: the version's ETag (`None`: missing) and the entries.
     dirs: HashMap<u64, DirView>,
     /// Chunks referenced by any inode read.
     referenced: HashSet<ChunkId>,
+}
+
+/// An inode as listed.
+struct Listed {
+    modified: SystemTime,
+    size: u64,
+    etag: Option<ETag>,
 }
 
 /// A directory as read.
@@ -461,25 +471,28 @@ impl Run {
         let mut graph = Graph::default();
         let mut listing = self.location.list("i/");
         while let Some(page) = listing.next_page().await? {
-            let listed: Vec<(u64, SystemTime, u64)> = page
+            let listed: Vec<(u64, Listed)> = page
                 .objects
-                .iter()
+                .into_iter()
                 .filter_map(|o| {
                     let ino = meta::parse_name(self.location.name_of(&o.key)?)?;
-                    Some((ino, o.last_modified, o.size))
+                    let listed = Listed {
+                        modified: o.last_modified,
+                        size: o.size,
+                        etag: o.etag,
+                    };
+                    Some((ino, listed))
                 })
                 .collect();
             let inodes = &self.inodes;
-            let numbers: Vec<u64> = listed.iter().map(|(ino, _, _)| *ino).collect();
+            let numbers: Vec<u64> = listed.iter().map(|(ino, _)| *ino).collect();
             let read: Vec<(u64, Result<Option<Versioned>, VaultError>)> =
                 futures::stream::iter(numbers)
                     .map(|ino| async move { (ino, inodes.read(ino).await) })
                     .buffer_unordered(self.options.concurrency.max(1))
                     .collect()
                     .await;
-            for (ino, modified, size) in listed {
-                graph.listed.insert(ino, (modified, size));
-            }
+            graph.listed.extend(listed);
             for (ino, found) in read {
                 match found? {
                     Some(found) => graph.absorb(ino, Some(&found), false),
@@ -549,50 +562,61 @@ impl Run {
         self.cutoff.is_some_and(|cutoff| modified < cutoff)
     }
 
-    /// Deletes the listed inodes outside `reachable` that are older than the grace.
+    /// Deletes the listed inodes outside `reachable` that are older than the grace, each
+    /// looked at again just before (a host whose cache still names an orphan may link it
+    /// again, which rewrites it first).
     async fn sweep_inodes(&mut self, graph: &Graph, reachable: &HashSet<u64>) {
         let mut orphans = Vec::new();
-        for (ino, (modified, size)) in &graph.listed {
+        for (ino, listed) in &graph.listed {
             if *ino == ROOT || reachable.contains(ino) {
                 continue;
             }
-            if self.is_old(*modified) {
-                orphans.push((meta::name(*ino), *size));
+            if self.is_old(listed.modified) {
+                orphans.push(Candidate {
+                    name: meta::name(*ino),
+                    size: listed.size,
+                    etag: listed.etag.clone(),
+                    seen: None,
+                });
             } else {
                 self.report.orphans_kept += 1;
             }
         }
-        let deleted = self.delete_all(orphans).await;
+        let (deleted, kept) = self.delete_unchanged(orphans).await;
         self.report.orphans_deleted += deleted;
+        self.report.orphans_kept += kept;
     }
 
-    /// Deletes `objects` (names and sizes) with bounded concurrency, or only counts them
-    /// in a dry run; the number deleted.
-    async fn delete_all(&mut self, objects: Vec<(String, u64)>) -> u64 {
+    /// Deletes `candidates` with bounded concurrency (a dry run only counts them), each
+    /// only if still the old object it was seen as: how many were deleted, and how many
+    /// kept because they changed (or there was no time left to act on what was seen).
+    async fn delete_unchanged(&mut self, candidates: Vec<Candidate>) -> (u64, u64) {
         if self.options.dry_run {
-            self.report.bytes_freed += objects.iter().map(|(_, size)| size).sum::<u64>();
-            return objects.len() as u64;
+            self.report.bytes_freed += candidates.iter().map(|c| c.size).sum::<u64>();
+            return (candidates.len() as u64, 0);
         }
-        let location = &self.location;
-        let outcomes: Vec<(String, u64, Result<(), VaultError>)> = futures::stream::iter(objects)
-            .map(|(name, size)| async move {
-                let deleted = location.delete(&name).await;
-                (name, size, deleted)
+        let this = &*self;
+        let outcomes: Vec<(Candidate, Outcome)> = futures::stream::iter(candidates)
+            .map(|candidate| async move {
+                let outcome = this.delete_if_unchanged(&candidate).await;
+                (candidate, outcome)
             })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
-        let mut deleted = 0;
-        for (name, size, outcome) in outcomes {
+        let (mut deleted, mut kept) = (0, 0);
+        for (candidate, outcome) in outcomes {
             match outcome {
-                Ok(()) => {
+                Outcome::Deleted => {
                     deleted += 1;
-                    self.report.bytes_freed += size;
+                    self.report.bytes_freed += candidate.size;
                 }
-                Err(err) => self.failed(&name, &err.to_string()),
+                Outcome::Kept => kept += 1,
+                Outcome::Gone => {}
+                Outcome::Failed(why) => self.failed(&candidate.name, &why),
             }
         }
-        deleted
+        (deleted, kept)
     }
 
     fn failed(&mut self, name: &str, why: &str) {
@@ -629,46 +653,24 @@ impl Run {
                     name: chunks::name(&id),
                     size: object.size,
                     etag: object.etag,
-                    seen: asked,
+                    seen: Some(asked),
                 });
             }
-            if self.options.dry_run {
-                self.report.chunks_deleted += candidates.len() as u64;
-                self.report.bytes_freed += candidates.iter().map(|c| c.size).sum::<u64>();
-                continue;
-            }
-            let this = &*self;
-            let outcomes: Vec<(Candidate, Outcome)> = futures::stream::iter(candidates)
-                .map(|candidate| async move {
-                    let outcome = this.delete_chunk(&candidate).await;
-                    (candidate, outcome)
-                })
-                .buffer_unordered(self.options.concurrency.max(1))
-                .collect()
-                .await;
-            for (candidate, outcome) in outcomes {
-                match outcome {
-                    Outcome::Deleted => {
-                        self.report.chunks_deleted += 1;
-                        self.report.bytes_freed += candidate.size;
-                    }
-                    Outcome::Kept => self.report.chunks_kept += 1,
-                    Outcome::Gone => {}
-                    Outcome::Failed(why) => self.failed(&candidate.name, &why),
-                }
-            }
+            let (deleted, kept) = self.delete_unchanged(candidates).await;
+            self.report.chunks_deleted += deleted;
+            self.report.chunks_kept += kept;
         }
     }
 
-    /// Deletes one unreferenced chunk if it is still the old object listed: the DELETE is
-    /// sent within the delete window of the request that showed it so.
-    async fn delete_chunk(&self, candidate: &Candidate) -> Outcome {
+    /// Deletes one candidate if it is still the old object seen: the DELETE is sent
+    /// within the delete window of the request that showed it so.
+    async fn delete_if_unchanged(&self, candidate: &Candidate) -> Outcome {
         if self.started.elapsed() >= MAX_RUN {
             return Outcome::Failed("the run is older than a run may delete for".into());
         }
         let window = delete_window(self.options.grace_min);
-        if candidate.seen.elapsed() >= window {
-            // The listing is too old to act on: look again.
+        if candidate.seen.is_none_or(|seen| seen.elapsed() >= window) {
+            // What was seen is too old to act on: look again.
             let seen = Instant::now();
             match self.location.head(&candidate.name).await {
                 Ok(None) => return Outcome::Gone,
@@ -689,13 +691,13 @@ impl Run {
     }
 }
 
-/// An unreferenced chunk older than the grace, as listed.
+/// An unreferenced object older than the grace, as listed.
 struct Candidate {
     name: String,
     size: u64,
     etag: Option<ETag>,
-    /// Before the request that showed it.
-    seen: Instant,
+    /// Before the request that showed it (`None`: look again before deleting).
+    seen: Option<Instant>,
 }
 
 /// What became of a candidate.

@@ -93,7 +93,8 @@ pub struct VaultConfig {
     /// [`GcOptions::grace_min`]): a chunk this host wrote less than half of it ago is
     /// reused without a request, an older one is written again before an inode names it
     /// anew, and a flush writes its inode within half of it of its chunks. Default
-    /// [`GC_GRACE_MIN`]; lowered only by tests, together with the gc's.
+    /// [`GC_GRACE_MIN`]; lowered only by tests, together with the gc's (under a minute
+    /// the two must be equal).
     pub gc_grace_min: Duration,
 }
 
