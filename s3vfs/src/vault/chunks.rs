@@ -6,9 +6,9 @@
 //! delete (gc.rs has the whole argument). So every chunk handed to a flush comes with the
 //! instant from which this host vouches for its LastModified ([`Stored::fresh_since`]):
 //! a chunk this host wrote less than [`gc::refresh_age`] ago is reused without a request;
-//! one found in the bucket (412 on If-None-Match) is written again (same plaintext, fresh
-//! nonce), which moves its LastModified to now, and then checked to still be there once
-//! a running gc's deletes in flight are over.
+//! one it wrote longer ago, or found in the bucket (412 on If-None-Match), is written
+//! again (same plaintext, fresh nonce), which moves its LastModified to now, and then
+//! checked to still be there once a running gc's deletes in flight are over.
 
 use super::codec::{self, ObjectKind};
 use super::crypto::{ChunkId, Keys};
@@ -111,17 +111,23 @@ impl Chunks {
                 .await?
         };
         let sealed = Bytes::from(sealed);
-        let sent = Instant::now();
-        // If-None-Match: a new chunk (the usual case) costs one request.
-        let fresh_since = match self
-            .location
-            .put(&name, sealed.clone(), WriteCondition::IfNoneMatch)
-            .await?
-        {
-            Put::Done(_) => sent,
-            // There already, written by another host or long ago: possibly garbage a gc
+        let fresh_since = if known.is_some() {
+            // Written by this host too long ago: most likely there, possibly garbage a gc
             // is about to delete.
-            Put::ConditionFailed => self.refresh(&name, sealed).await?,
+            self.refresh(&name, sealed).await?
+        } else {
+            let sent = Instant::now();
+            // If-None-Match: a new chunk (the usual case) costs one request.
+            match self
+                .location
+                .put(&name, sealed.clone(), WriteCondition::IfNoneMatch)
+                .await?
+            {
+                Put::Done(_) => sent,
+                // There already, written by another host or long ago: possibly garbage a
+                // gc is about to delete.
+                Put::ConditionFailed => self.refresh(&name, sealed).await?,
+            }
         };
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known.put(id, fresh_since);
