@@ -370,7 +370,9 @@ impl Marker {
                 if other_name == self.name {
                     continue;
                 }
-                if other.last_modified + MAX_RUN > time {
+                // (A time too far in the future to add to counts as recent.)
+                let ends = other.last_modified.checked_add(MAX_RUN);
+                if ends.is_none_or(|ends| ends > time) {
                     return Err(VaultError::GcRunning(other.key.into_string()));
                 }
                 // Older than any run deletes for: a crashed run's.
@@ -380,6 +382,7 @@ impl Marker {
         Ok(time)
     }
 
+    /// Removes the marker: the run is over.
     async fn finish(&self, location: &Location) -> Result<(), VaultError> {
         location.delete(&self.name).await
     }
