@@ -9,9 +9,9 @@
 //! (3) it walks the namespace from the root until one pass finds every directory unchanged
 //! since it was read (then what it holds is the tree of one instant); (4) it deletes the
 //! inodes outside that tree last modified before `M - grace` (each checked unchanged by a
-//! HEAD just before); (5) it lists `c/` and
-//! deletes the chunks not referenced and last modified before `M - grace`, each DELETE
-//! sent within the delete window of the request that showed it so (else it looks again).
+//! HEAD just before); (5) it lists `c/` and deletes the chunks not referenced and last
+//! modified before `M - grace`, each DELETE sent within the delete window of the request
+//! that showed it so (else it looks again).
 //! Only one gc runs at a time: a run that finds another's recent marker stops.
 //!
 //! Memory: the set of referenced chunk ids is necessarily whole (32 bytes each), and so
@@ -532,7 +532,10 @@ impl Run {
                     continue;
                 };
                 for (child, kind) in &view.children {
-                    if reachable.insert(*child) && *kind == Kind::Dir {
+                    // A directory by its entry or by its inode: a mislabelled entry is
+                    // fsck's to report, not a reason to take what is below it.
+                    let is_dir = *kind == Kind::Dir || graph.dirs.contains_key(child);
+                    if reachable.insert(*child) && is_dir {
                         queue.push(*child);
                     }
                 }
