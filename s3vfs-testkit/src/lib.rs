@@ -3,6 +3,7 @@
 //! - [`mem`]: [`MemStore`], an in-memory bucket with S3's rules (LIST paging, ETags,
 //!   conditional writes, multipart limits, archived objects), optionally persisted to a
 //!   directory; [`MemBuckets`] and [`SingleBucket`] serve stores by bucket name;
+//! - [`data`]: test content ([`data::noise`]: incompressible bytes from a seed);
 //! - [`fault`]: wrappers that count requests, inject failures and throttling, cut GET
 //!   bodies short and add latency, composable around any store;
 //! - [`model`]: the reference model the property tests compare the file system with;
@@ -17,6 +18,7 @@
 //!
 //! Shared helpers for tests live here so that no test copies them.
 
+pub mod data;
 pub mod fault;
 pub mod instrumented;
 pub mod mem;

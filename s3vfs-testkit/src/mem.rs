@@ -340,6 +340,16 @@ impl MemStore {
         self.lock().objects.keys().cloned().collect()
     }
 
+    /// Every key starting with `prefix`, in byte order.
+    pub fn keys_under(&self, prefix: &str) -> Vec<String> {
+        self.lock()
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         self.lock().objects.len()

@@ -15,6 +15,7 @@ use proptest::test_runner::TestCaseError;
 use s3vfs::store::{Backend, Capabilities, StoreError, StoreErrorKind};
 use s3vfs::vault::{self, ChunkParams, KdfParams, VaultConfig, VaultError, VaultFs};
 use s3vfs::{OpenOptions, S3Vfs};
+use s3vfs_testkit::data::noise;
 use s3vfs_testkit::fault::{CountingStore, FaultStore, Op};
 use s3vfs_testkit::model::{self, apply_to_vfs, strategies, FsOp};
 use s3vfs_testkit::posix::PosixModel;
@@ -46,26 +47,9 @@ async fn reopen(mem: &MemStore) -> S3Vfs<VaultFs> {
     open_with(Arc::new(mem.clone()), config()).await
 }
 
-/// `len` pseudo-random (incompressible) bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
 /// The keys of the vault's objects whose names start with `kind` (`c/`, `i/`).
 fn keys_of(mem: &MemStore, kind: &str) -> Vec<String> {
-    let prefix = format!("{PREFIX}{kind}");
-    mem.keys()
-        .into_iter()
-        .filter(|k| k.starts_with(&prefix))
-        .collect()
+    mem.keys_under(&format!("{PREFIX}{kind}"))
 }
 
 fn chunk_keys(mem: &MemStore) -> Vec<String> {

@@ -56,6 +56,10 @@ pub enum VaultError {
     /// overwritten.
     #[error("{0} kept being changed by another writer; the change was not made")]
     Conflict(String),
+    /// Another gc of the vault is running (its marker object is this key); gc runs
+    /// alone.
+    #[error("another gc of this vault is running (marker {0}); try again when it is done")]
+    GcRunning(String),
     /// A configuration value is out of range, or the store cannot hold a vault.
     #[error("invalid vault configuration: {0}")]
     Config(String),
@@ -95,6 +99,10 @@ impl From<VaultError> for VfsError {
                 VfsError::Corrupt(err.to_string())
             }
             VaultError::Conflict(key) => VfsError::WriteConflict(key),
+            VaultError::GcRunning(_) => VfsError::Busy(StoreError::new(
+                crate::store::StoreErrorKind::Throttled,
+                err.to_string(),
+            )),
             VaultError::Config(_) => VfsError::InvalidArgument(err.to_string()),
         }
     }

@@ -15,6 +15,18 @@ use crate::error::VfsResult;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::ops::Range;
+use std::time::Instant;
+
+/// What [`Pending::store`] stored: the new version's chunk list and size.
+#[derive(Debug)]
+pub(crate) struct StoredContent {
+    /// The chunk list, by offset.
+    pub(crate) chunks: Vec<ChunkRef>,
+    /// The size.
+    pub(crate) size: u64,
+    /// The earliest instant from which a chunk written or reused for it is vouched for.
+    pub(crate) fresh_since: Option<Instant>,
+}
 
 /// Chunks one read fetches at once.
 const FETCH_CONCURRENCY: usize = 4;
@@ -103,15 +115,17 @@ impl Pending {
 
     /// Stores the changes over `base`: the chunks of every changed region are cut anew
     /// and written (chunks of zeros are left as holes), the others kept. Answers the
-    /// chunk list and size of the new version; its inode is the caller's to write, after
-    /// this returns (data before metadata).
+    /// chunk list and size of the new version, and the earliest
+    /// [`fresh_since`](super::chunks::Stored::fresh_since) of the chunks it wrote or
+    /// reused (none if it kept only `base`'s): its inode is the caller's to write, after
+    /// this returns (data before metadata) and within the refresh age of that instant.
     pub(crate) async fn store(
         &self,
         chunks: &Chunks,
         params: &ChunkParams,
         base: &Inode,
         concurrency: usize,
-    ) -> VfsResult<(Vec<ChunkRef>, u64)> {
+    ) -> VfsResult<StoredContent> {
         let size = self.size(base);
         let base_end = self.base_end(base);
         let mut dirty = self.overlay.ranges();
@@ -125,6 +139,7 @@ impl Pending {
             }
         }
         let regions = regions(dirty, &kept);
+        let mut fresh_since: Option<Instant> = None;
         let mut refs: Vec<ChunkRef> = kept
             .into_iter()
             .filter(|c| !regions.iter().any(|r| c.off < r.end && c.end() > r.start))
@@ -144,19 +159,31 @@ impl Pending {
                 .map(|cut| (region.start + cut.start as u64, buf.slice(cut)))
                 .filter(|(_, piece)| piece.iter().any(|b| *b != 0))
                 .collect();
-            let stored: Vec<ChunkRef> = futures::stream::iter(pieces)
+            let stored: Vec<(ChunkRef, Instant)> = futures::stream::iter(pieces)
                 .map(|(off, piece)| async move {
                     let len = piece.len() as u32;
-                    let id = chunks.put(piece).await?;
-                    VfsResult::Ok(ChunkRef { off, len, id })
+                    let stored = chunks.put(piece).await?;
+                    let reference = ChunkRef {
+                        off,
+                        len,
+                        id: stored.id,
+                    };
+                    VfsResult::Ok((reference, stored.fresh_since))
                 })
                 .buffer_unordered(concurrency.max(1))
                 .try_collect()
                 .await?;
-            refs.extend(stored);
+            for (reference, since) in stored {
+                refs.push(reference);
+                fresh_since = Some(fresh_since.map_or(since, |earliest| earliest.min(since)));
+            }
         }
         refs.sort_by_key(|c| c.off);
-        Ok((refs, size))
+        Ok(StoredContent {
+            chunks: refs,
+            size,
+            fresh_since,
+        })
     }
 }
 

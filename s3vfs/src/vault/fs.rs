@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The root directory's inode number.
-const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 /// How long a shutdown waits for a busy file before it reports its changes lost.
 const SHUTDOWN_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How deep a rename's check for a directory moved into itself walks up.
@@ -126,7 +126,7 @@ impl VaultFs {
         config: VaultConfig,
     ) -> Result<Self, VaultError> {
         config.kdf.validate()?;
-        let location = Self::location(store, prefix)?;
+        let location = Location::checked(store, prefix)?;
         let unlocked =
             superblock::create(&location, passphrase, config.kdf, config.chunking).await?;
         Self::start(location, unlocked, config).await
@@ -139,18 +139,9 @@ impl VaultFs {
         passphrase: &[u8],
         config: VaultConfig,
     ) -> Result<Self, VaultError> {
-        let location = Self::location(store, prefix)?;
+        let location = Location::checked(store, prefix)?;
         let unlocked = superblock::unlock(&location, passphrase).await?;
         Self::start(location, unlocked, config).await
-    }
-
-    fn location(store: Arc<dyn Backend>, prefix: &str) -> Result<Location, VaultError> {
-        if !store.capabilities().conditional_writes {
-            return Err(VaultError::Config(
-                "the store has no conditional writes (If-Match): a vault needs them".into(),
-            ));
-        }
-        Ok(Location::new(store, prefix))
     }
 
     /// Opens the vault's parts; writes the root directory if it is missing (a crash of
@@ -168,7 +159,12 @@ impl VaultFs {
                 config.metadata_cache,
                 config.metadata_ttl,
             ),
-            chunks: Chunks::new(location, keys as Arc<Keys>, config.chunk_cache),
+            chunks: Chunks::new(
+                location,
+                keys as Arc<Keys>,
+                config.chunk_cache,
+                config.gc_grace_min,
+            ),
             chunking: unlocked.chunking,
             config,
             open: Mutex::new(HashMap::new()),
@@ -422,7 +418,7 @@ impl Core {
         }
         let mut base = file.base.clone();
         for _ in 0..MAX_ATTEMPTS {
-            let (chunks, size) = file
+            let stored = file
                 .pending
                 .store(
                     &self.chunks,
@@ -431,8 +427,21 @@ impl Core {
                     self.config.upload_concurrency,
                 )
                 .await?;
+            if stored
+                .fresh_since
+                .is_some_and(|since| since.elapsed() >= self.chunks.refresh_age())
+            {
+                // Too slow: a chunk may have aged into what a gc started meanwhile may
+                // delete. Storing again writes the stale ones again (gc.rs).
+                tracing::debug!(
+                    ino,
+                    "a flush outlived its chunks' refresh age: storing again"
+                );
+                continue;
+            }
+            let size = stored.size;
             let mut next = Inode::clone(&base.inode);
-            next.chunks = chunks;
+            next.chunks = stored.chunks;
             next.size = size;
             next.mtime = inode::stamp(file.written_at);
             next.ctime = inode::stamp(SystemTime::now());

@@ -4,7 +4,8 @@
 
 use super::error::VaultError;
 use crate::store::{
-    Backend, ETag, GetRequest, ObjectKey, PutOptions, StoreErrorKind, WriteCondition,
+    Backend, ETag, GetRequest, ListPage, ListRequest, ObjectKey, ObjectMeta, PageCursor,
+    PutOptions, StoreErrorKind, WriteCondition,
 };
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -36,6 +37,16 @@ impl Location {
         Self { store, prefix }
     }
 
+    /// [`Location::new`], for a store that can hold a vault: one with conditional writes.
+    pub(crate) fn checked(store: Arc<dyn Backend>, prefix: &str) -> Result<Self, VaultError> {
+        if !store.capabilities().conditional_writes {
+            return Err(VaultError::Config(
+                "the store has no conditional writes (If-Match): a vault needs them".into(),
+            ));
+        }
+        Ok(Self::new(store, prefix))
+    }
+
     /// The prefix.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
@@ -44,6 +55,12 @@ impl Location {
     /// The bucket, where the store knows it.
     pub(crate) fn bucket(&self) -> Option<String> {
         self.store.bucket()
+    }
+
+    /// The name (relative to the prefix) of a key a listing gave; `None` for a key outside
+    /// the prefix, which a store should not list.
+    pub(crate) fn name_of<'k>(&self, key: &'k ObjectKey) -> Option<&'k str> {
+        key.as_str().strip_prefix(self.prefix.as_str())
     }
 
     /// The full key of `name`.
@@ -119,6 +136,28 @@ impl Location {
         }
     }
 
+    /// HEAD of `name`: its metadata, or `None` when there is none.
+    pub(crate) async fn head(&self, name: &str) -> Result<Option<ObjectMeta>, VaultError> {
+        let key = self.key(name);
+        match self.store.head(&key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(err) if err.kind == StoreErrorKind::NotFound => Ok(None),
+            Err(err) => Err(VaultError::store(key.as_str(), err)),
+        }
+    }
+
+    /// Starts a listing of the objects whose names start with `name_prefix`.
+    pub(crate) fn list(&self, name_prefix: &str) -> Listing {
+        let prefix = format!("{}{name_prefix}", self.prefix);
+        Listing {
+            store: Arc::clone(&self.store),
+            cursor: PageCursor::objects(prefix.clone()),
+            prefix,
+            token: None,
+            done: false,
+        }
+    }
+
     /// DELETE of `name` (a missing object is no error).
     pub(crate) async fn delete(&self, name: &str) -> Result<(), VaultError> {
         let key = self.key(name);
@@ -126,5 +165,40 @@ impl Location {
             .delete(&key)
             .await
             .map_err(|e| VaultError::store(key.as_str(), e))
+    }
+}
+
+/// A listing walked one page at a time, so that a caller holds one page of keys at most.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    store: Arc<dyn Backend>,
+    cursor: PageCursor,
+    prefix: String,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Listing {
+    /// The next page, or `None` after the last one.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<ListPage>, VaultError> {
+        if self.done {
+            return Ok(None);
+        }
+        let request = ListRequest {
+            prefix: self.prefix.clone(),
+            continuation_token: self.token.take(),
+            ..ListRequest::default()
+        };
+        let page = self
+            .store
+            .list(request)
+            .await
+            .map_err(|e| VaultError::store(self.prefix.as_str(), e))?;
+        self.token = self
+            .cursor
+            .next_page(&page)
+            .map_err(|e| VaultError::store(self.prefix.as_str(), e))?;
+        self.done = self.token.is_none();
+        Ok(Some(page))
     }
 }

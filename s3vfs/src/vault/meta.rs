@@ -54,6 +54,16 @@ pub(crate) fn name(ino: u64) -> String {
     format!("i/{ino:016x}")
 }
 
+/// The inode number a key relative to the prefix names (the reverse of [`name`]); `None`
+/// for any other key.
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("i/")?;
+    if hex.len() != 16 || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
 impl Inodes {
     /// The full key of inode `ino`'s object.
     pub(crate) fn key(&self, ino: u64) -> ObjectKey {
@@ -113,12 +123,25 @@ impl Inodes {
 
     /// Inode `ino` as the store has it now.
     pub(crate) async fn fetch(&self, ino: u64) -> VfsResult<Versioned> {
+        let found = self
+            .read(ino)
+            .await?
+            .ok_or_else(|| VfsError::NotFound(format!("inode {ino}")))?;
+        self.remember(&found);
+        Ok(found)
+    }
+
+    /// Inode `ino` as the store has it now, checked, not cached; `None` when there is
+    /// none.
+    pub(crate) async fn read(&self, ino: u64) -> Result<Option<Versioned>, VaultError> {
         let name = name(ino);
-        let (body, etag) = self
+        let Some((body, etag)) = self
             .location
             .get(&name, (MAX_INODE_OBJECT + codec::OVERHEAD) as u64)
             .await?
-            .ok_or_else(|| VfsError::NotFound(format!("inode {ino}")))?;
+        else {
+            return Ok(None);
+        };
         let plain = codec::open(
             &self.keys.meta,
             ObjectKind::Inode,
@@ -132,12 +155,10 @@ impl Inodes {
             .check(ino)
             .map_err(|reason| VaultError::corrupt(&name, reason))?;
         let etag = etag.ok_or_else(|| VaultError::corrupt(&name, "the store gave no ETag"))?;
-        let found = Versioned {
+        Ok(Some(Versioned {
             inode: Arc::new(inode),
             etag,
-        };
-        self.remember(&found);
-        Ok(found)
+        }))
     }
 
     fn seal(&self, inode: &Inode) -> VfsResult<Bytes> {

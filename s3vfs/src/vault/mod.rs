@@ -4,14 +4,17 @@
 //! - [`VaultFs`] implements [`Vfs`](crate::vfs::Vfs), so [`S3Vfs::over`](crate::S3Vfs::over)
 //!   and the FUSE binding use it as they use the plain layout;
 //! - [`VaultFs::init`] makes a vault, [`VaultFs::open`] opens one with its passphrase,
-//!   [`change_passphrase`] rewraps the master key (one object rewritten).
+//!   [`change_passphrase`] rewraps the master key (one object rewritten);
+//! - [`gc`] deletes what nothing references any more (chunks of deleted or overwritten
+//!   content, inodes a crash left unnamed), safely while the vault is in use; [`fsck`]
+//!   checks that every reference resolves (and repairs link counts).
 //!
 //! Inside: `crypto` (keys, Argon2id, sealing, chunk ids), `chunker` (FastCDC), `codec`
 //! (the envelope: zstd when it helps, then the AEAD with the object's key as AAD),
 //! `superblock`, `inode` (the stored form and its checks), `meta` (inodes in the bucket:
 //! cache, If-Match updates), `chunks` (chunks in the bucket), `overlay` and `file` (a
 //! file's unsaved writes, and storing them by re-chunking only the regions they touch),
-//! `fs` (the operations).
+//! `fs` (the operations), `gc` and `fsck` (whole-vault maintenance).
 //!
 //! Invariants: data chunks are written before the inode naming them, a new inode before
 //! the entry naming it; every inode rewrite is If-Match the version read; nothing read
@@ -37,6 +40,8 @@ mod crypto;
 mod error;
 mod file;
 mod fs;
+mod fsck;
+mod gc;
 mod inode;
 mod io;
 mod meta;
@@ -48,6 +53,8 @@ pub use chunker::ChunkParams;
 pub use crypto::KdfParams;
 pub use error::VaultError;
 pub use fs::VaultFs;
+pub use fsck::{fsck, FsckOptions, FsckReport};
+pub use gc::{gc, GcOptions, GcReport, GC_GRACE_MIN};
 
 use crate::store::Backend;
 use std::path::PathBuf;
@@ -87,6 +94,13 @@ pub struct VaultConfig {
     /// Where changes that could not be stored are kept (`None`: `s3vfs-recovery` in the
     /// system's temporary directory). See [`recovery`](crate::recovery).
     pub recovery_dir: Option<PathBuf>,
+    /// The smallest grace any [`gc`] of this vault runs with (its
+    /// [`GcOptions::grace_min`]): a chunk this host wrote less than half of it ago is
+    /// reused without a request, an older one is written again before an inode names it
+    /// anew, and a flush writes its inode within half of it of its chunks. Default
+    /// [`GC_GRACE_MIN`]; lowered only by tests, together with the gc's (under a minute
+    /// the two must be equal).
+    pub gc_grace_min: Duration,
 }
 
 impl Default for VaultConfig {
@@ -105,6 +119,7 @@ impl Default for VaultConfig {
             gid,
             block_size: 1024 * 1024,
             recovery_dir: None,
+            gc_grace_min: GC_GRACE_MIN,
         }
     }
 }
@@ -145,6 +160,12 @@ impl VaultConfig {
         self.recovery_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join(crate::recovery::DEFAULT_DIR_NAME))
+    }
+
+    /// Sets [`gc_grace_min`](Self::gc_grace_min) (at least 1 ms).
+    pub fn with_gc_grace_min(mut self, grace_min: Duration) -> Self {
+        self.gc_grace_min = grace_min.max(Duration::from_millis(1));
+        self
     }
 
     /// Sets [`uid`](Self::uid) and [`gid`](Self::gid).
