@@ -34,6 +34,40 @@ enum VaultCommand {
     Init(InitArgs),
     /// Change a vault's passphrase (rewrites its superblock only; the data stays).
     Passwd(PasswdArgs),
+    /// Delete the chunks and inodes no file references any more, once older than --grace
+    /// (safe while mounts write: see FORMAT.md, crash ordering 6).
+    Gc(GcArgs),
+    /// Check a vault: every inode decrypts, every reference resolves, link counts match
+    /// (and with --read-data every chunk decrypts to its id). Exits 1 when it finds
+    /// problems.
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+struct GcArgs {
+    #[command(flatten)]
+    vault: VaultTarget,
+    /// Keep unreferenced objects younger than this (a write under way elsewhere may be
+    /// about to reference them), e.g. 1h, 90m, 2days; at least 1h.
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+        value_parser = humantime::parse_duration)]
+    grace: std::time::Duration,
+    /// Report what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct FsckArgs {
+    #[command(flatten)]
+    vault: VaultTarget,
+    /// Also read every chunk, and check that it decrypts to the content its id names.
+    #[arg(long)]
+    read_data: bool,
+    /// Fix what can be fixed safely: link counts (If-Match, never over another host's
+    /// change).
+    #[arg(long)]
+    repair: bool,
 }
 
 /// Where the vault is and how to reach it: every vault command's first flags.
@@ -119,7 +153,50 @@ pub(crate) async fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         VaultCommand::Init(args) => init(args).await,
         VaultCommand::Passwd(args) => passwd(args).await,
+        VaultCommand::Gc(args) => gc(args).await,
+        VaultCommand::Fsck(args) => fsck(args).await,
     }
+}
+
+/// What a maintenance command (`gc`, `fsck`) works on: the vault's bucket, its prefix,
+/// its place for messages (`s3://BUCKET/PREFIX`) and the passphrase.
+async fn maintained(
+    target: &VaultTarget,
+) -> anyhow::Result<(Arc<dyn Backend>, String, String, Passphrase)> {
+    let (store, prefix, bucket) = connect(target).await?;
+    let passphrase = Source::current(&target.passphrase).read(Prompt::Once)?;
+    let place = format!("s3://{bucket}/{prefix}");
+    Ok((store, prefix, place, passphrase))
+}
+
+/// `s3vfs vault gc`.
+async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
+    let (store, prefix, place, passphrase) = maintained(&args.vault).await?;
+    let options = vault::GcOptions::default()
+        .with_grace(args.grace)
+        .with_dry_run(args.dry_run);
+    let report = vault::gc(store, &prefix, passphrase.as_bytes(), options)
+        .await
+        .with_context(|| format!("cannot collect the garbage of the vault at {place}"))?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `s3vfs vault fsck`: exit 0 when the vault is clean, 1 when problems are left.
+async fn fsck(args: FsckArgs) -> anyhow::Result<ExitCode> {
+    let (store, prefix, place, passphrase) = maintained(&args.vault).await?;
+    let options = vault::FsckOptions::default()
+        .with_read_data(args.read_data)
+        .with_repair(args.repair);
+    let report = vault::fsck(store, &prefix, passphrase.as_bytes(), options)
+        .await
+        .with_context(|| format!("cannot check the vault at {place}"))?;
+    println!("{report}");
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The vaults `s3vfs recover` stores kept entries into: each opened once (the

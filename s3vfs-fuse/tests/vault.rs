@@ -85,6 +85,23 @@ fn stop(mount: Binary, mountpoint: &Path) {
     assert!(!is_mounted(mountpoint), "still mounted after SIGINT");
 }
 
+/// A bucket served on loopback (and the runtime serving it) holding a fresh vault at
+/// [`TARGET`], and a mountpoint in a temporary directory.
+fn serve_vault() -> (
+    MemStore,
+    tokio::runtime::Runtime,
+    LocalS3,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let store = MemStore::new();
+    let (runtime, local) = serve_bucket(&store);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = new_mountpoint(&dir);
+    init_vault(&local);
+    (store, runtime, local, dir, mountpoint)
+}
+
 /// Whether `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -92,12 +109,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn a_vault_is_made_mounted_written_renamed_and_read_after_a_remount() {
-    let store = MemStore::new();
-    let (runtime, local) = serve_bucket(&store);
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = new_mountpoint(&dir);
+    let (store, runtime, local, _dir, mountpoint) = serve_vault();
     let _cleanup = DetachOnDrop(&mountpoint);
-    init_vault(&local);
 
     // A second init over it is refused, and so is a prefix holding other objects.
     let again = s3vfs(&local, &["vault", "init", TARGET], PASSPHRASE);
@@ -174,12 +187,8 @@ fn a_vault_is_made_mounted_written_renamed_and_read_after_a_remount() {
 
 #[test]
 fn a_wrong_passphrase_mounts_nothing_and_passwd_replaces_the_passphrase() {
-    let store = MemStore::new();
-    let (runtime, local) = serve_bucket(&store);
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = new_mountpoint(&dir);
+    let (_store, runtime, local, dir, mountpoint) = serve_vault();
     let _cleanup = DetachOnDrop(&mountpoint);
-    init_vault(&local);
     let mount_args = [
         "mount",
         "--layout",
@@ -256,10 +265,7 @@ fn a_wrong_passphrase_mounts_nothing_and_passwd_replaces_the_passphrase() {
 
 #[test]
 fn plain_layout_flags_are_refused_with_a_vault() {
-    let store = MemStore::new();
-    let (runtime, local) = serve_bucket(&store);
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = new_mountpoint(&dir);
+    let (_store, runtime, local, _dir, mountpoint) = serve_vault();
     let out = mount_command(&local, TARGET, &mountpoint)
         .args([
             "--layout",
@@ -283,12 +289,8 @@ fn plain_layout_flags_are_refused_with_a_vault() {
 
 #[test]
 fn hard_links_are_one_file_with_two_names_in_a_vault_mount() {
-    let store = MemStore::new();
-    let (runtime, local) = serve_bucket(&store);
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = new_mountpoint(&dir);
+    let (_store, runtime, local, _dir, mountpoint) = serve_vault();
     let _cleanup = DetachOnDrop(&mountpoint);
-    init_vault(&local);
     let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
     let (a, b) = (mountpoint.join("a"), mountpoint.join("b"));
     fs::write(&a, "written as a").unwrap();
@@ -321,13 +323,9 @@ fn hard_links_are_one_file_with_two_names_in_a_vault_mount() {
 
 #[test]
 fn a_close_the_vault_cannot_store_is_kept_and_recover_stores_it() {
-    let store = MemStore::new();
-    let (runtime, local) = serve_bucket(&store);
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = new_mountpoint(&dir);
+    let (store, runtime, local, dir, mountpoint) = serve_vault();
     let recovery = dir.path().join("recovery");
     let _cleanup = DetachOnDrop(&mountpoint);
-    init_vault(&local);
     let inodes = |store: &MemStore| -> Vec<String> {
         let mut keys: Vec<String> = store
             .keys()
@@ -404,5 +402,66 @@ fn a_close_the_vault_cannot_store_is_kept_and_recover_stores_it() {
     expected[..7].copy_from_slice(b"CHANGED");
     assert!(fs::read(mountpoint.join("f")).unwrap() == expected);
     stop(mount, &mountpoint);
+    runtime.block_on(local.stop());
+}
+
+#[test]
+fn vault_gc_deletes_what_nothing_references_and_fsck_finds_a_missing_chunk() {
+    let (store, runtime, local, _dir, mountpoint) = serve_vault();
+    let _cleanup = DetachOnDrop(&mountpoint);
+    let chunks = |store: &MemStore| -> Vec<String> {
+        store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("vault/c/"))
+            .collect()
+    };
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    fs::write(mountpoint.join("f"), pseudo_random(600_000, 31)).unwrap();
+    let kept = pseudo_random(600_000, 32);
+    fs::write(mountpoint.join("f"), &kept).unwrap();
+    stop(mount, &mountpoint);
+
+    // Everything two hours old: past gc's default grace of one hour.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    for key in store.keys() {
+        store.set_last_modified(&key, old);
+    }
+    let before = chunks(&store);
+    let checked = s3vfs(&local, &["vault", "fsck", TARGET], PASSPHRASE);
+    assert!(checked.status.success(), "{checked:?}");
+    let dry = s3vfs(&local, &["vault", "gc", TARGET, "--dry-run"], PASSPHRASE);
+    assert!(dry.status.success(), "{dry:?}");
+    assert_eq!(chunks(&store), before, "a dry run deletes nothing");
+    let collected = s3vfs(&local, &["vault", "gc", TARGET], PASSPHRASE);
+    assert!(collected.status.success(), "{collected:?}");
+    let after = chunks(&store);
+    assert!(
+        after.len() < before.len(),
+        "the overwritten content's chunks are gone: {} then {}\n{collected:?}",
+        before.len(),
+        after.len()
+    );
+    let read = s3vfs(
+        &local,
+        &["vault", "fsck", TARGET, "--read-data"],
+        PASSPHRASE,
+    );
+    assert!(read.status.success(), "{read:?}");
+    let mount = mount_vault(&local, &mountpoint, PASSPHRASE);
+    assert!(fs::read(mountpoint.join("f")).unwrap() == kept);
+    stop(mount, &mountpoint);
+
+    store.remove(&after[0]);
+    let broken = s3vfs(
+        &local,
+        &["vault", "fsck", TARGET, "--read-data"],
+        PASSPHRASE,
+    );
+    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
+    assert!(
+        String::from_utf8_lossy(&broken.stdout).contains("1 missing"),
+        "{broken:?}"
+    );
     runtime.block_on(local.stop());
 }
