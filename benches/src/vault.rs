@@ -30,7 +30,7 @@ use clap::Parser;
 use endpoint::{Endpoint, S3LikeArgs};
 use futures::{StreamExt, TryStreamExt};
 use s3vfs::store::s3::S3Store;
-use s3vfs::store::{Backend, ListRequest, ObjectKey};
+use s3vfs::store::{list_all, Backend};
 use s3vfs::vault::{VaultConfig, VaultFs};
 use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
@@ -358,33 +358,14 @@ async fn fill<F: Vfs>(vfs: &S3Vfs<F>, registry: &Path, corpus: &Corpus) -> Resul
 
 /// Bytes of every object under `prefix`.
 async fn stored_bytes(store: &dyn Backend, prefix: &str) -> Result<u64> {
-    Ok(list_all(store, prefix).await?.iter().map(|(_, s)| s).sum())
-}
-
-async fn list_all(store: &dyn Backend, prefix: &str) -> Result<Vec<(ObjectKey, u64)>> {
-    let mut found = Vec::new();
-    let mut token = None;
-    loop {
-        let page = store
-            .list(ListRequest {
-                prefix: prefix.to_owned(),
-                continuation_token: token.take(),
-                ..ListRequest::default()
-            })
-            .await?;
-        found.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
-        match page.next_continuation_token {
-            Some(next) if page.is_truncated => token = Some(next),
-            _ => return Ok(found),
-        }
-    }
+    Ok(list_all(store, prefix).await?.iter().map(|o| o.size).sum())
 }
 
 async fn delete_prefix(store: &dyn Backend, prefix: &str) -> Result<usize> {
-    let keys = list_all(store, prefix).await?;
-    let n = keys.len();
-    futures::stream::iter(keys)
-        .map(|(key, _)| async move { store.delete(&key).await })
+    let objects = list_all(store, prefix).await?;
+    let n = objects.len();
+    futures::stream::iter(objects)
+        .map(|object| async move { store.delete(&object.key).await })
         .buffer_unordered(FILL_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;

@@ -76,7 +76,7 @@ pub fn expected_tree<'a>(
 }
 
 /// The names in directory `dir` as `vfs` lists them, sorted.
-pub async fn names(vfs: &S3Vfs, dir: &str) -> VfsResult<Vec<String>> {
+pub async fn names<F: Vfs>(vfs: &S3Vfs<F>, dir: &str) -> VfsResult<Vec<String>> {
     let entries = vfs.read_dir(dir).await?.collect().await?;
     let mut names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
     names.sort();

@@ -278,6 +278,20 @@ impl fmt::Debug for S3Server {
     }
 }
 
+/// An S3 endpoint for a test ([`S3Server::compat_or_loopback`]).
+#[derive(Debug)]
+pub struct TestEndpoint {
+    /// Its URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// The bucket to use.
+    pub bucket: String,
+    /// The key pair it accepts.
+    pub credentials: ServerCredentials,
+    /// The loopback server, when no independent one was named: kept running as long as
+    /// this is.
+    pub server: Option<S3Server>,
+}
+
 impl S3Server {
     /// Serves `provider` on `127.0.0.1` at an ephemeral port.
     pub async fn start(
@@ -290,6 +304,40 @@ impl S3Server {
             credentials,
         )
         .await
+    }
+
+    /// Where a test that needs an S3 server over HTTP runs: the independent server
+    /// `S3VFS_COMPAT_ENDPOINT` names (`scripts/local-s3.sh start moto DIR`, then
+    /// `source DIR/env`, which also sets `S3VFS_COMPAT_BUCKET`, `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`), else this server over an in-memory bucket `bucket`, kept
+    /// running by the returned [`TestEndpoint`].
+    pub async fn compat_or_loopback(bucket: &str) -> io::Result<TestEndpoint> {
+        let Ok(url) = std::env::var("S3VFS_COMPAT_ENDPOINT") else {
+            let server = Self::serve_store(bucket, Arc::new(crate::MemStore::new())).await?;
+            return Ok(TestEndpoint {
+                url: server.endpoint_url(),
+                bucket: bucket.to_owned(),
+                credentials: server.credentials().clone(),
+                server: Some(server),
+            });
+        };
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("S3VFS_COMPAT_ENDPOINT is set, so {name} must be too (DIR/env)"),
+                )
+            })
+        };
+        Ok(TestEndpoint {
+            url,
+            bucket: var("S3VFS_COMPAT_BUCKET")?,
+            credentials: ServerCredentials::new(
+                var("AWS_ACCESS_KEY_ID")?,
+                var("AWS_SECRET_ACCESS_KEY")?,
+            ),
+            server: None,
+        })
     }
 
     /// Serves one store as bucket `bucket` (see [`SingleBucket`]), with the test key pair.

@@ -13,7 +13,6 @@ use s3vfs::store::{
 use s3vfs::{FsConfig, S3Vfs};
 use s3vfs_testkit::model::names;
 use s3vfs_testkit::server::{S3Server, ServerCredentials};
-use s3vfs_testkit::MemStore;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,29 +21,15 @@ const MIB: usize = 1024 * 1024;
 /// The server: endpoint, bucket, key pair; the loopback server is kept running by the
 /// returned handle.
 async fn server() -> (String, String, ServerCredentials, Option<S3Server>) {
-    match std::env::var("S3VFS_COMPAT_ENDPOINT") {
-        Ok(endpoint) => {
-            let var = |name: &str| {
-                std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by DIR/env"))
-            };
-            let credentials =
-                ServerCredentials::new(var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"));
-            (endpoint, var("S3VFS_COMPAT_BUCKET"), credentials, None)
-        }
-        Err(_) => {
-            let bucket = "ostore";
-            let server = S3Server::serve_store(bucket, Arc::new(MemStore::new()))
-                .await
-                .expect("the loopback server starts");
-            let endpoint = server.endpoint_url();
-            (
-                endpoint,
-                bucket.to_owned(),
-                ServerCredentials::test(),
-                Some(server),
-            )
-        }
-    }
+    let endpoint = S3Server::compat_or_loopback("ostore")
+        .await
+        .expect("an S3 endpoint");
+    (
+        endpoint.url,
+        endpoint.bucket,
+        endpoint.credentials,
+        endpoint.server,
+    )
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ pub mod s3;
 mod types;
 
 pub use error::{StoreError, StoreErrorKind};
+pub use paging::list_all;
 pub(crate) use paging::PageCursor;
 pub use payload_signing::PayloadSigning;
 pub use s3::{S3Buckets, S3Store, S3StoreConfig, StaticCredentials};

@@ -8,8 +8,37 @@
 //! into a [`StoreError`] naming the listing's prefix, so every loop that walks pages through
 //! it either sees the whole listing or fails.
 
-use super::{ListPage, StoreError, StoreErrorKind, StoreResult};
+use super::{
+    Backend, ListPage, ListRequest, ListedObject, StoreError, StoreErrorKind, StoreResult,
+};
 use std::collections::HashSet;
+
+/// Every object under `prefix` of `store`, in key order, all pages followed: a malformed
+/// page is an error, never a short listing. The whole listing is held in memory: for tools,
+/// tests and prefixes of a modest size.
+///
+/// # Cancellation
+///
+/// Dropping the future drops what was listed so far; nothing else.
+pub async fn list_all(store: &dyn Backend, prefix: &str) -> StoreResult<Vec<ListedObject>> {
+    let mut cursor = PageCursor::objects(prefix);
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list(ListRequest {
+                prefix: prefix.to_owned(),
+                continuation_token: token.take(),
+                ..ListRequest::default()
+            })
+            .await?;
+        token = cursor.next_page(&page)?;
+        found.extend(page.objects);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
 
 /// Follows the continuation tokens of one listing and refuses a malformed page.
 #[derive(Debug)]
