@@ -674,12 +674,6 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 /// How long `s3vfs demo` uploads unsaved files on a stop signal.
 const DEMO_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// With the `mimalloc` feature, the process allocates through mimalloc (glibc's `mallopt`
-/// and `malloc_trim` then tune an allocator nobody uses, and are harmless).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // Before any thread allocates: reuse freed receive buffers (see s3vfs_fuse::malloc).
     s3vfs_fuse::malloc::tune_for_streaming();
