@@ -938,6 +938,20 @@ async fn read_checked(file: &s3vfs::File, content: &[u8], off: usize, len: usize
     assert!(got == content[off..end], "other bytes at {off}..{end}");
 }
 
+/// Waits until `counting` has seen no new request for a while: read-ahead has settled.
+async fn settle(counting: &CountingStore) {
+    let mut seen = counting.total();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counting.total();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+    panic!("requests still going after 10 s");
+}
+
 #[tokio::test]
 async fn a_sequential_read_fetches_each_chunk_once() {
     let mem = MemStore::new();
@@ -959,12 +973,13 @@ async fn read_ahead_fetches_the_next_chunks_and_its_failures_do_not_reach_the_re
     let mem = MemStore::new();
     let (content, _) = one_big_file(&mem, 100_000).await;
     let faults = FaultStore::new(Arc::new(mem.clone()));
-    let vfs = open_with(Arc::new(faults.clone()), read_ahead_config()).await;
+    let counting = CountingStore::new(Arc::new(faults.clone()));
+    let vfs = open_with(Arc::new(counting.clone()), read_ahead_config()).await;
     let file = vfs.open("f").await.unwrap();
     // Two reads, the second continuing the first: 4 KiB past it are fetched ahead.
     read_checked(&file, &content, 0, 1000).await;
     read_checked(&file, &content, 1000, 1000).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&counting).await;
     // With the store failing every GET, the next 4 KiB are still read: they were fetched
     // ahead. This read continues too: its read-ahead (the window doubled, 8 KiB past it)
     // meets the failures.
@@ -974,7 +989,7 @@ async fn read_ahead_fetches_the_next_chunks_and_its_failures_do_not_reach_the_re
         StoreError::new(StoreErrorKind::Transient, "the bucket is down"),
     );
     read_checked(&file, &content, 2000, 4000).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&counting).await;
     assert!(
         faults.injected() > 0,
         "read-ahead asked for the chunks past 6000"
@@ -1008,7 +1023,7 @@ async fn random_reads_fetch_nothing_ahead() {
             let off = (state >> 33) as usize % content.len();
             read_checked(&file, &content, off, 300).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        settle(&counting).await;
         gets.push(counting.count(Op::Get));
         file.close().await.unwrap();
     }

@@ -10,6 +10,11 @@
 //! Each open file has an async lock, held across its reads and flushes: it orders one
 //! file's writes, reads and flushes as an inode lock does in a kernel. The maps of open
 //! files and handles are plain locks, never held across an await.
+//!
+//! Reads go through the chunk cache, where an open file read sequentially has the chunks
+//! past its reads fetched ahead ([`Prefetcher`]); listings read their entries' inodes
+//! concurrently, batch by batch, and give their attributes (`readdirplus` without a lookup
+//! per entry).
 
 use super::chunker::ChunkParams;
 use super::chunks::Chunks;
