@@ -320,11 +320,13 @@ impl Core {
             .take(max_entries)
             .collect();
         {
-            // What a lookup of each subdirectory would have learnt (for `..` and rename).
+            // What a lookup of each subdirectory would have learnt (for `..` and rename's
+            // check), unless this host knows better: the listing is as of the opendir, a
+            // rename since then is not in it.
             let mut parents = lock(&self.parents);
             for (_, (_, child, kind, named)) in &batch {
                 if *named && *kind == FileKind::Directory {
-                    parents.insert(*child, ino.0);
+                    parents.entry(*child).or_insert(ino.0);
                 }
             }
         }
