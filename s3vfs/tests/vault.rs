@@ -1133,3 +1133,59 @@ async fn listings_carry_attributes_and_leave_them_cached() {
     }
     assert_eq!(counting.counts(), BTreeMap::new());
 }
+
+#[tokio::test]
+async fn read_chunks_gives_what_read_gives_over_holes_and_unsaved_writes() {
+    use s3vfs::vfs::{OpenFlags, Vfs};
+    let mem = MemStore::new();
+    let fs = Arc::new(
+        VaultFs::init(Arc::new(mem.clone()), PREFIX, PASS, config())
+            .await
+            .unwrap(),
+    );
+    let vfs = S3Vfs::over(Arc::clone(&fs));
+    // Data, a hole, data, a hole at the end (chunks of zeros are not stored).
+    let mut model = noise(20_000, 5);
+    model.extend(vec![0; 10_000]);
+    model.extend(noise(5_000, 6));
+    model.extend(vec![0; 3_000]);
+    vfs.write("f", model.clone()).await.unwrap();
+    let ino = vfs.metadata("f").await.unwrap().attr().ino;
+    let flags = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let handle = fs.open(ino, flags).await.unwrap();
+    let mut state = 77u64;
+    let mut next = |bound: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (state >> 33) % bound
+    };
+    for round in 0..3u64 {
+        if round > 0 {
+            // Unsaved writes: some ranges are read from them.
+            let off = next(model.len() as u64 + 500) as usize;
+            let data = noise(1 + next(3000) as usize, round);
+            fs.write(ino, handle, off as u64, Bytes::from(data.clone()))
+                .await
+                .unwrap();
+            if model.len() < off + data.len() {
+                model.resize(off + data.len(), 0);
+            }
+            model[off..off + data.len()].copy_from_slice(&data);
+        }
+        for _ in 0..60 {
+            let off = next(model.len() as u64 + 200);
+            let len = next(9000) as u32;
+            let whole = fs.read(ino, handle, off, len).await.unwrap();
+            let pieces = fs.read_chunks(ino, handle, off, len).await.unwrap();
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let start = (off as usize).min(model.len());
+            let end = (start + len as usize).min(model.len());
+            assert!(whole == model[start..end], "read at {off}+{len}");
+            assert!(joined == model[start..end], "read_chunks at {off}+{len}");
+        }
+    }
+    fs.release(ino, handle).await.unwrap();
+}

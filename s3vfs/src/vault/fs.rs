@@ -500,6 +500,47 @@ impl Core {
         self.attr(ino).await
     }
 
+    /// [`Vfs::read`] (one buffer) and, with `slices`, [`Vfs::read_chunks`] (the chunks'
+    /// own buffers, not copied, where nothing unsaved lies over them). The read is noted
+    /// by the file's read-ahead first, so that what comes next is fetched meanwhile.
+    async fn read(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+        slices: bool,
+    ) -> VfsResult<Vec<Bytes>> {
+        match self.handle(handle)? {
+            Opened::File {
+                ino: opened,
+                read: true,
+                ..
+            } if opened == ino.0 => {}
+            _ => return Err(VfsError::BadHandle),
+        }
+        let file = self.open_file(ino.0).ok_or(VfsError::BadHandle)?;
+        let mut file = file.lock().await;
+        let OpenFile {
+            base,
+            pending,
+            read_ahead,
+            ..
+        } = &mut *file;
+        let (len, base_end) = (u64::from(size), pending.base_end(&base.inode));
+        self.prefetcher
+            .on_read(read_ahead, &base.inode, base_end, offset, len);
+        if slices {
+            pending
+                .read_slices(&self.chunks, &base.inode, offset, len)
+                .await
+        } else {
+            Ok(vec![
+                pending.read(&self.chunks, &base.inode, offset, len).await?,
+            ])
+        }
+    }
+
     /// Stores the unsaved changes of `file` (inode `ino`): chunks, then the inode
     /// If-Match; a lost race lays the changes over the new version and tries again.
     async fn flush_file(&self, ino: u64, file: &mut OpenFile) -> VfsResult<()> {
@@ -1118,27 +1159,18 @@ impl Vfs for VaultFs {
     }
 
     async fn read(&self, ino: Ino, handle: Handle, offset: u64, size: u32) -> VfsResult<Bytes> {
-        let core = &self.core;
-        match core.handle(handle)? {
-            Opened::File {
-                ino: opened,
-                read: true,
-                ..
-            } if opened == ino.0 => {}
-            _ => return Err(VfsError::BadHandle),
-        }
-        let file = core.open_file(ino.0).ok_or(VfsError::BadHandle)?;
-        let mut file = file.lock().await;
-        let OpenFile {
-            base,
-            pending,
-            read_ahead,
-            ..
-        } = &mut *file;
-        let (len, base_end) = (u64::from(size), pending.base_end(&base.inode));
-        core.prefetcher
-            .on_read(read_ahead, &base.inode, base_end, offset, len);
-        pending.read(&core.chunks, &base.inode, offset, len).await
+        let mut read = self.core.read(ino, handle, offset, size, false).await?;
+        Ok(read.pop().unwrap_or_default())
+    }
+
+    async fn read_chunks(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        self.core.read(ino, handle, offset, size, true).await
     }
 
     async fn write(&self, ino: Ino, handle: Handle, offset: u64, data: Bytes) -> VfsResult<u32> {

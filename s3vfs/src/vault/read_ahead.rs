@@ -112,9 +112,8 @@ impl Prefetcher {
         if from >= target {
             return;
         }
-        let first = base.chunks.partition_point(|c| c.end() <= from);
         let mut jobs: Vec<(ChunkRef, OwnedSemaphorePermit)> = Vec::new();
-        for chunk in base.chunks[first..].iter().take_while(|c| c.off < target) {
+        for chunk in base.chunks_in(from, target) {
             let units = u64::from(chunk.len).div_ceil(BUDGET_UNIT);
             let permit = u32::try_from(units)
                 .ok()
