@@ -895,3 +895,281 @@ async fn a_shutdown_that_cannot_store_keeps_the_changes() {
     assert_eq!(std::fs::read(kept[0].data_path()).unwrap(), b"unsaved");
     drop(file);
 }
+
+/// Small read-ahead windows (4 KiB growing to 16 KiB: tens of the tests' ~256 B chunks),
+/// and inodes cached long enough for no test to outlive them.
+fn read_ahead_config() -> VaultConfig {
+    config()
+        .with_read_ahead(4 * 1024, 16 * 1024)
+        .with_metadata_ttl(Duration::from_secs(600))
+}
+
+/// A fresh vault in `mem` holding `f`, `len` bytes of noise: its content and its number of
+/// chunks (every chunk of the vault is one of `f`'s).
+async fn one_big_file(mem: &MemStore, len: usize) -> (Vec<u8>, usize) {
+    let vfs = init(Arc::new(mem.clone())).await;
+    let content = noise(len, 99);
+    vfs.write("f", content.clone()).await.unwrap();
+    let chunks = chunk_keys(mem).len();
+    assert!(chunks > 200, "{len} B in ~256 B chunks: {chunks}");
+    (content, chunks)
+}
+
+/// Reads `len` bytes at `off` of `file` and checks them against `content`.
+async fn read_checked(file: &s3vfs::File, content: &[u8], off: usize, len: usize) {
+    let got = file.read_at(off as u64, len as u32).await.unwrap();
+    let end = (off + len).min(content.len());
+    assert!(got == content[off..end], "other bytes at {off}..{end}");
+}
+
+/// Waits until `counting` has seen no new request for a while: read-ahead has settled.
+async fn settle(counting: &CountingStore) {
+    let mut seen = counting.total();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counting.total();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+    panic!("requests still going after 10 s");
+}
+
+#[tokio::test]
+async fn a_sequential_read_fetches_each_chunk_once() {
+    let mem = MemStore::new();
+    let (content, chunks) = one_big_file(&mem, 150_000).await;
+    let counting = CountingStore::new(Arc::new(mem.clone()));
+    let vfs = open_with(Arc::new(counting.clone()), read_ahead_config()).await;
+    let file = vfs.open("f").await.unwrap();
+    counting.reset();
+    for off in (0..content.len()).step_by(1000) {
+        read_checked(&file, &content, off, 1000).await;
+    }
+    // Read-ahead and the reads asked for the same chunks, at the same time: each once.
+    assert_eq!(counting.count(Op::Get), chunks as u64);
+    file.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn read_ahead_fetches_the_next_chunks_and_its_failures_do_not_reach_the_reader() {
+    let mem = MemStore::new();
+    let (content, _) = one_big_file(&mem, 100_000).await;
+    let faults = FaultStore::new(Arc::new(mem.clone()));
+    let counting = CountingStore::new(Arc::new(faults.clone()));
+    let vfs = open_with(Arc::new(counting.clone()), read_ahead_config()).await;
+    let file = vfs.open("f").await.unwrap();
+    // Two reads, the second continuing the first: 4 KiB past it are fetched ahead.
+    read_checked(&file, &content, 0, 1000).await;
+    read_checked(&file, &content, 1000, 1000).await;
+    settle(&counting).await;
+    // With the store failing every GET, the next 4 KiB are still read: they were fetched
+    // ahead. This read continues too: its read-ahead (the window doubled, 8 KiB past it)
+    // meets the failures.
+    faults.fail_next(
+        Op::Get,
+        u64::MAX,
+        StoreError::new(StoreErrorKind::Transient, "the bucket is down"),
+    );
+    read_checked(&file, &content, 2000, 4000).await;
+    settle(&counting).await;
+    assert!(
+        faults.injected() > 0,
+        "read-ahead asked for the chunks past 6000"
+    );
+    faults.clear();
+    // The chunks whose fetch ahead failed are fetched by the reads that need them.
+    for off in (6000..content.len()).step_by(1500) {
+        read_checked(&file, &content, off, 1500).await;
+    }
+    file.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn random_reads_fetch_nothing_ahead() {
+    let mem = MemStore::new();
+    let (content, _) = one_big_file(&mem, 100_000).await;
+    let mut gets = Vec::new();
+    for read_ahead in [false, true] {
+        let config = if read_ahead {
+            read_ahead_config()
+        } else {
+            read_ahead_config().with_read_ahead(0, 0)
+        };
+        let counting = CountingStore::new(Arc::new(mem.clone()));
+        let vfs = open_with(Arc::new(counting.clone()), config).await;
+        let file = vfs.open("f").await.unwrap();
+        counting.reset();
+        let mut state = 4242u64;
+        for _ in 0..40 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let off = (state >> 33) as usize % content.len();
+            read_checked(&file, &content, off, 300).await;
+        }
+        settle(&counting).await;
+        gets.push(counting.count(Op::Get));
+        file.close().await.unwrap();
+    }
+    assert_eq!(gets[0], gets[1], "GETs without and with read-ahead");
+}
+
+#[tokio::test]
+async fn read_ahead_stops_when_the_file_is_closed() {
+    let mem = MemStore::new();
+    let (content, chunks) = one_big_file(&mem, 100_000).await;
+    // GETs are counted once they pass a 30 ms delay: a fetch dropped while it waits is
+    // never made.
+    let counting = CountingStore::new(Arc::new(mem.clone()));
+    let slow = s3vfs_testkit::fault::LatencyStore::new(
+        Arc::new(counting.clone()),
+        Duration::from_millis(30),
+    );
+    let vfs = open_with(Arc::new(slow), read_ahead_config()).await;
+    let file = vfs.open("f").await.unwrap();
+    read_checked(&file, &content, 0, 1000).await;
+    read_checked(&file, &content, 1000, 1000).await;
+    read_checked(&file, &content, 2000, 1000).await;
+    file.close().await.unwrap();
+    let at_close = counting.count(Op::Get);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counting.count(Op::Get), at_close, "GETs after the close");
+    assert!(
+        at_close < chunks as u64 / 2,
+        "{at_close} GETs of {chunks} chunks"
+    );
+}
+
+#[tokio::test]
+async fn listings_carry_attributes_and_leave_them_cached() {
+    let mem = MemStore::new();
+    let writer = init(Arc::new(mem.clone())).await;
+    writer.create_dir("d").await.unwrap();
+    for i in 0..40u32 {
+        let path = format!("d/f{i:02}");
+        writer
+            .write(&path, noise(i as usize * 37, u64::from(i)))
+            .await
+            .unwrap();
+        writer.set_permissions(&path, 0o600 + i % 8).await.unwrap();
+    }
+    writer.create_dir("d/sub").await.unwrap();
+    let mut expected = BTreeMap::new();
+    for entry in writer.read_dir("d").await.unwrap().collect().await.unwrap() {
+        let meta = writer.metadata(format!("d/{}", entry.name)).await.unwrap();
+        expected.insert(entry.name, *meta.attr());
+    }
+    assert_eq!(expected.len(), 41);
+
+    // Cold, on another host; inode GETs take 10 ms, so that concurrent ones overlap.
+    let slow =
+        s3vfs_testkit::fault::LatencyStore::new(Arc::new(mem.clone()), Duration::from_millis(10));
+    let counting = CountingStore::new(Arc::new(slow));
+    let fs = Arc::new(
+        VaultFs::open(
+            Arc::new(counting.clone()),
+            PREFIX,
+            PASS,
+            read_ahead_config(),
+        )
+        .await
+        .unwrap(),
+    );
+    let vfs = S3Vfs::over(Arc::clone(&fs));
+    let entries = vfs.read_dir("d").await.unwrap().collect().await.unwrap();
+    assert_eq!(entries.len(), 41);
+    for entry in &entries {
+        let attr = entry.attr.expect("a listed entry's attributes");
+        let want = &expected[&entry.name];
+        assert_eq!(
+            (attr.ino, attr.kind, attr.size, attr.perm, attr.mtime, attr.nlink),
+            (want.ino, want.kind, want.size, want.perm, want.mtime, want.nlink),
+            "{}",
+            entry.name
+        );
+    }
+    assert!(
+        counting.max_in_flight() > 1,
+        "the entries' inodes are read at once"
+    );
+    // The inodes are cached: metadata and lookups ask nothing of the store.
+    counting.reset();
+    for entry in &entries {
+        let meta = vfs.metadata(format!("d/{}", entry.name)).await.unwrap();
+        assert_eq!(*meta.attr(), expected[&entry.name]);
+    }
+    assert_eq!(counting.counts(), BTreeMap::new());
+
+    // readdirplus: every entry but `.` and `..` with its attributes.
+    use s3vfs::vfs::{Ino, Vfs};
+    let dir = fs.lookup(Ino(1), "d".as_ref()).await.unwrap().attr.ino;
+    let handle = fs.opendir(dir).await.unwrap();
+    let plus = fs.readdirplus(dir, handle, 0, 1000).await.unwrap();
+    fs.releasedir(dir, handle).await.unwrap();
+    assert_eq!(plus.len(), 43);
+    for entry in plus.iter().filter(|e| e.name != "." && e.name != "..") {
+        assert_eq!(
+            entry.attr.as_ref(),
+            Some(&expected[&entry.name]),
+            "{}",
+            entry.name
+        );
+    }
+    assert_eq!(counting.counts(), BTreeMap::new());
+}
+
+#[tokio::test]
+async fn read_chunks_gives_what_read_gives_over_holes_and_unsaved_writes() {
+    use s3vfs::vfs::{OpenFlags, Vfs};
+    let mem = MemStore::new();
+    let fs = Arc::new(
+        VaultFs::init(Arc::new(mem.clone()), PREFIX, PASS, config())
+            .await
+            .unwrap(),
+    );
+    let vfs = S3Vfs::over(Arc::clone(&fs));
+    // Data, a hole, data, a hole at the end (chunks of zeros are not stored).
+    let mut model = noise(20_000, 5);
+    model.extend(vec![0; 10_000]);
+    model.extend(noise(5_000, 6));
+    model.extend(vec![0; 3_000]);
+    vfs.write("f", model.clone()).await.unwrap();
+    let ino = vfs.metadata("f").await.unwrap().attr().ino;
+    let flags = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let handle = fs.open(ino, flags).await.unwrap();
+    let mut state = 77u64;
+    let mut next = |bound: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (state >> 33) % bound
+    };
+    for round in 0..3u64 {
+        if round > 0 {
+            // Unsaved writes: some ranges are read from them.
+            let off = next(model.len() as u64 + 500) as usize;
+            let data = noise(1 + next(3000) as usize, round);
+            fs.write(ino, handle, off as u64, Bytes::from(data.clone()))
+                .await
+                .unwrap();
+            if model.len() < off + data.len() {
+                model.resize(off + data.len(), 0);
+            }
+            model[off..off + data.len()].copy_from_slice(&data);
+        }
+        for _ in 0..60 {
+            let off = next(model.len() as u64 + 200);
+            let len = next(9000) as u32;
+            let whole = fs.read(ino, handle, off, len).await.unwrap();
+            let pieces = fs.read_chunks(ino, handle, off, len).await.unwrap();
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let start = (off as usize).min(model.len());
+            let end = (start + len as usize).min(model.len());
+            assert!(whole == model[start..end], "read at {off}+{len}");
+            assert!(joined == model[start..end], "read_chunks at {off}+{len}");
+        }
+    }
+    fs.release(ino, handle).await.unwrap();
+}

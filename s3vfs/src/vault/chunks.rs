@@ -1,6 +1,7 @@
 //! The data chunks of a vault: written under their keyed hash (If-None-Match: a chunk
-//! already there is the same content), read back through a small cache of plaintexts,
-//! each checked against its reference's length and id.
+//! already there is the same content), read back through a cache of plaintexts bounded in
+//! bytes that shares fetches in flight ([`ChunkCache`]), each checked against its
+//! reference's length and id.
 //!
 //! A chunk reused rather than written may be garbage that a concurrent `gc` is about to
 //! delete (gc.rs has the whole argument). So every chunk handed to a flush comes with the
@@ -10,6 +11,7 @@
 //! again (same plaintext, fresh nonce), which moves its LastModified to now, and then
 //! checked to still be there once a running gc's deletes in flight are over.
 
+use super::chunk_cache::ChunkCache;
 use super::codec::{self, ObjectKind};
 use super::crypto::{ChunkId, Keys};
 use super::error::VaultError;
@@ -19,6 +21,7 @@ use super::io::{Location, Put};
 use crate::error::{VfsError, VfsResult};
 use crate::store::WriteCondition;
 use bytes::Bytes;
+use futures::FutureExt;
 use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -59,18 +62,18 @@ pub(crate) struct Chunks {
     keys: Arc<Keys>,
     /// Chunks this host wrote, and the instant before each was last sent.
     known: Mutex<LruCache<ChunkId, Instant>>,
-    cache: Mutex<LruCache<ChunkId, Bytes>>,
+    reads: ChunkCache,
     /// [`VaultConfig::gc_grace_min`](super::VaultConfig::gc_grace_min).
     grace_min: Duration,
 }
 
 impl Chunks {
-    /// The chunks at `location`, sealed with `keys`; `cached` plaintexts kept; gc runs
-    /// with a grace of at least `grace_min`.
+    /// The chunks at `location`, sealed with `keys`; up to `cache_bytes` of plaintexts
+    /// kept; gc runs with a grace of at least `grace_min`.
     pub(crate) fn new(
         location: Location,
         keys: Arc<Keys>,
-        cached: usize,
+        cache_bytes: u64,
         grace_min: Duration,
     ) -> Self {
         Self {
@@ -79,9 +82,7 @@ impl Chunks {
             known: Mutex::new(LruCache::new(
                 NonZeroUsize::new(KNOWN_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
-            cache: Mutex::new(LruCache::new(
-                NonZeroUsize::new(cached).unwrap_or(NonZeroUsize::MIN),
-            )),
+            reads: ChunkCache::new(cache_bytes),
             grace_min,
         }
     }
@@ -162,39 +163,38 @@ impl Chunks {
         Err(VaultError::Conflict(self.location.key(name).into_string()).into())
     }
 
-    /// The plaintext of the chunk `reference` names.
+    /// The plaintext of the chunk `reference` names: cached, or joined to its fetch in
+    /// flight, or fetched.
     pub(crate) async fn get(&self, reference: &ChunkRef) -> VfsResult<Bytes> {
-        let cached = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.get(&reference.id).cloned()
-        };
-        if let Some(data) = cached.filter(|d| d.len() == reference.len as usize) {
-            return Ok(data);
-        }
-        let name = name(&reference.id);
-        let len = reference.len as usize;
-        let (body, _) = self
-            .location
-            .get(&name, (len + codec::OVERHEAD) as u64)
-            .await?
-            .ok_or_else(|| VaultError::corrupt(&name, "a referenced chunk is missing"))?;
-        let keys = Arc::clone(&self.keys);
-        let id = reference.id;
-        let data = off_the_runtime(move || {
-            let plain = codec::open(&keys.data, ObjectKind::Chunk, &name, &body, len)?;
-            if plain.len() != len || keys.chunk_id(&plain) != id {
-                return Err(VaultError::corrupt(
-                    &name,
-                    "chunk content does not match its id",
-                ));
-            }
-            Ok(Bytes::from(plain))
-        })
-        .await??;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.put(reference.id, data.clone());
-        Ok(data)
+        let reference = *reference;
+        let load = || load(self.location.clone(), Arc::clone(&self.keys), reference).boxed();
+        self.reads
+            .get_or_load(reference.id, reference.len, load)
+            .await
     }
+}
+
+/// Fetches and opens the chunk `reference` names from `location`.
+async fn load(location: Location, keys: Arc<Keys>, reference: ChunkRef) -> VfsResult<Bytes> {
+    let name = name(&reference.id);
+    let len = reference.len as usize;
+    let (body, _) = location
+        .get(&name, (len + codec::OVERHEAD) as u64)
+        .await?
+        .ok_or_else(|| VaultError::corrupt(&name, "a referenced chunk is missing"))?;
+    let id = reference.id;
+    let data = off_the_runtime(move || {
+        let plain = codec::open(&keys.data, ObjectKind::Chunk, &name, &body, len)?;
+        if plain.len() != len || keys.chunk_id(&plain) != id {
+            return Err(VaultError::corrupt(
+                &name,
+                "chunk content does not match its id",
+            ));
+        }
+        Ok(Bytes::from(plain))
+    })
+    .await??;
+    Ok(data)
 }
 
 /// Runs CPU-bound `work` (hashing, compression, sealing a chunk) on the blocking pool, so

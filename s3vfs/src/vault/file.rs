@@ -113,6 +113,44 @@ impl Pending {
         Ok(Bytes::from(buf))
     }
 
+    /// The same bytes as [`read`](Self::read), as slices of the chunks they come from
+    /// (no copy) where nothing written lies over them; holes as zeros.
+    pub(crate) async fn read_slices(
+        &self,
+        chunks: &Chunks,
+        base: &Inode,
+        off: u64,
+        len: u64,
+    ) -> VfsResult<Vec<Bytes>> {
+        let size = self.size(base);
+        if off >= size {
+            return Ok(Vec::new());
+        }
+        let end = size.min(off.saturating_add(len));
+        if self.overlay.touches(off, end) {
+            return Ok(vec![self.read(chunks, base, off, len).await?]);
+        }
+        let stored_end = end.min(self.base_end(base));
+        let wanted = base.chunks_in(off, stored_end).to_vec();
+        let mut slices = Vec::with_capacity(wanted.len() * 2 + 1);
+        let mut at = off;
+        let mut fetched = futures::stream::iter(wanted)
+            .map(|chunk| fetch(chunks, chunk))
+            .buffered(FETCH_CONCURRENCY);
+        while let Some((chunk, data)) = fetched.try_next().await? {
+            if chunk.off > at {
+                slices.push(zeros(chunk.off - at));
+            }
+            let (from, to) = (chunk.off.max(at), chunk.end().min(stored_end));
+            slices.push(data.slice((from - chunk.off) as usize..(to - chunk.off) as usize));
+            at = to;
+        }
+        if at < end {
+            slices.push(zeros(end - at));
+        }
+        Ok(slices)
+    }
+
     /// Stores the changes over `base`: the chunks of every changed region are cut anew
     /// and written (chunks of zeros are left as holes), the others kept. Answers the
     /// chunk list and size of the new version, and the earliest
@@ -227,12 +265,7 @@ async fn fill_from_stored(
         // All of it past what is stored (or cut off by a truncation): holes.
         return Ok(());
     }
-    let first = base.chunks.partition_point(|c| c.end() <= at);
-    let wanted: Vec<ChunkRef> = base.chunks[first..]
-        .iter()
-        .take_while(|c| c.off < end)
-        .copied()
-        .collect();
+    let wanted = base.chunks_in(at, end).to_vec();
     // A few chunks fetched at once, copied in order as they come.
     let mut fetched = futures::stream::iter(wanted)
         .map(|chunk| fetch(chunks, chunk))
@@ -243,6 +276,11 @@ async fn fill_from_stored(
             .copy_from_slice(&data[(from - chunk.off) as usize..(to - chunk.off) as usize]);
     }
     Ok(())
+}
+
+/// `len` zero bytes (a hole).
+fn zeros(len: u64) -> Bytes {
+    Bytes::from(vec![0u8; len as usize])
 }
 
 /// The plaintext of `chunk`, with it.

@@ -10,6 +10,11 @@
 //! Each open file has an async lock, held across its reads and flushes: it orders one
 //! file's writes, reads and flushes as an inode lock does in a kernel. The maps of open
 //! files and handles are plain locks, never held across an await.
+//!
+//! Reads go through the chunk cache, where an open file read sequentially has the chunks
+//! past its reads fetched ahead ([`Prefetcher`]); listings read their entries' inodes
+//! concurrently, batch by batch, and give their attributes (`readdirplus` without a lookup
+//! per entry).
 
 use super::chunker::ChunkParams;
 use super::chunks::Chunks;
@@ -19,6 +24,7 @@ use super::file::Pending;
 use super::inode::{self, Entry as DirEntryMeta, Inode, Kind, Value};
 use super::io::Location;
 use super::meta::{Inodes, Versioned, MAX_ATTEMPTS};
+use super::read_ahead::{Prefetcher, ReadAhead};
 use super::recover;
 use super::superblock;
 use super::VaultConfig;
@@ -33,6 +39,7 @@ use crate::vfs::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -58,7 +65,8 @@ pub struct VaultFs {
 #[derive(Debug)]
 struct Core {
     inodes: Inodes,
-    chunks: Chunks,
+    chunks: Arc<Chunks>,
+    prefetcher: Prefetcher,
     chunking: ChunkParams,
     config: VaultConfig,
     /// Open files by inode: how many handles, and the file.
@@ -97,6 +105,8 @@ struct OpenFile {
     written_at: SystemTime,
     /// Its last name is gone: changes are not stored.
     unlinked: bool,
+    /// Whether it is read sequentially, and the chunks fetched ahead of its reader.
+    read_ahead: ReadAhead,
 }
 
 impl OpenFile {
@@ -107,6 +117,7 @@ impl OpenFile {
             base,
             written_at: SystemTime::now(),
             unlinked: false,
+            read_ahead: ReadAhead::default(),
         }
     }
 }
@@ -152,19 +163,21 @@ impl VaultFs {
         config: VaultConfig,
     ) -> Result<Self, VaultError> {
         let keys = Arc::new(unlocked.keys);
+        let chunks = Arc::new(Chunks::new(
+            location.clone(),
+            Arc::clone(&keys) as Arc<Keys>,
+            config.chunk_cache_bytes,
+            config.gc_grace_min,
+        ));
         let core = Core {
             inodes: Inodes::new(
-                location.clone(),
+                location,
                 Arc::clone(&keys),
                 config.metadata_cache,
                 config.metadata_ttl,
             ),
-            chunks: Chunks::new(
-                location,
-                keys as Arc<Keys>,
-                config.chunk_cache,
-                config.gc_grace_min,
-            ),
+            prefetcher: Prefetcher::new(Arc::clone(&chunks), &config),
+            chunks,
             chunking: unlocked.chunking,
             config,
             open: Mutex::new(HashMap::new()),
@@ -256,6 +269,79 @@ impl Core {
             return Err(VfsError::NotADirectory(format!("inode {ino}")));
         }
         Ok(dir)
+    }
+
+    /// Up to `max_entries` entries of the directory open as `handle` (inode `ino`) from
+    /// `offset`, `.` and `..` first; with `with_attrs`, each other entry's attributes or
+    /// the error reading them. The inodes of this batch only are read (memory follows the
+    /// batch, not the directory), `listing_concurrency` at once, into the inode cache, so
+    /// that a `getattr` or `lookup` that follows within the TTL asks the store nothing.
+    async fn listing(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+        with_attrs: bool,
+    ) -> VfsResult<Vec<(DirEntry, Option<VfsResult<FileAttr>>)>> {
+        let Opened::Dir {
+            ino: opened,
+            entries,
+        } = self.handle(handle)?
+        else {
+            return Err(VfsError::BadHandle);
+        };
+        if opened != ino.0 {
+            return Err(VfsError::BadHandle);
+        }
+        let parent = if ino.0 == ROOT {
+            ROOT
+        } else {
+            lock(&self.parents).get(&ino.0).copied().unwrap_or(ino.0)
+        };
+        let dots = [(".", ino.0), ("..", parent)]
+            .into_iter()
+            .map(|(name, ino)| (name.to_owned(), ino, FileKind::Directory, false));
+        let listed = entries
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.ino, entry.kind.file_kind(), true));
+        let batch: Vec<(usize, (String, u64, FileKind, bool))> = dots
+            .chain(listed)
+            .enumerate()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(max_entries)
+            .collect();
+        {
+            // What a lookup of each subdirectory would have learnt (for `..` and rename's
+            // check), unless this host knows better: the listing is as of the opendir, a
+            // rename since then is not in it.
+            let mut parents = lock(&self.parents);
+            for (_, (_, child, kind, named)) in &batch {
+                if *named && *kind == FileKind::Directory {
+                    parents.entry(*child).or_insert(ino.0);
+                }
+            }
+        }
+        let listed = futures::stream::iter(batch)
+            .map(|(at, (name, child, kind, named))| async move {
+                let attr = if named && with_attrs {
+                    Some(self.attr(child).await)
+                } else {
+                    None
+                };
+                let entry = DirEntry {
+                    ino: Ino(child),
+                    name,
+                    kind,
+                    next_offset: at as u64 + 1,
+                    attr: None,
+                };
+                (entry, attr)
+            })
+            .buffered(self.config.listing_concurrency.max(1))
+            .collect()
+            .await;
+        Ok(listed)
     }
 
     /// Writes a new inode made by `make` from a fresh number (another is drawn in the
@@ -404,6 +490,47 @@ impl Core {
             file.lock().await.base = self.inodes.get(ino).await?;
         }
         self.attr(ino).await
+    }
+
+    /// [`Vfs::read`] (one buffer) and, with `slices`, [`Vfs::read_chunks`] (the chunks'
+    /// own buffers, not copied, where nothing unsaved lies over them). The read is noted
+    /// by the file's read-ahead first, so that what comes next is fetched meanwhile.
+    async fn read(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+        slices: bool,
+    ) -> VfsResult<Vec<Bytes>> {
+        match self.handle(handle)? {
+            Opened::File {
+                ino: opened,
+                read: true,
+                ..
+            } if opened == ino.0 => {}
+            _ => return Err(VfsError::BadHandle),
+        }
+        let file = self.open_file(ino.0).ok_or(VfsError::BadHandle)?;
+        let mut file = file.lock().await;
+        let OpenFile {
+            base,
+            pending,
+            read_ahead,
+            ..
+        } = &mut *file;
+        let (len, base_end) = (u64::from(size), pending.base_end(&base.inode));
+        self.prefetcher
+            .on_read(read_ahead, &base.inode, base_end, offset, len);
+        if slices {
+            pending
+                .read_slices(&self.chunks, &base.inode, offset, len)
+                .await
+        } else {
+            Ok(vec![
+                pending.read(&self.chunks, &base.inode, offset, len).await?,
+            ])
+        }
     }
 
     /// Stores the unsaved changes of `file` (inode `ino`): chunks, then the inode
@@ -929,43 +1056,49 @@ impl Vfs for VaultFs {
         offset: u64,
         max_entries: usize,
     ) -> VfsResult<Vec<DirEntry>> {
-        let Opened::Dir {
-            ino: opened,
-            entries,
-        } = self.core.handle(handle)?
-        else {
-            return Err(VfsError::BadHandle);
-        };
-        if opened != ino.0 {
-            return Err(VfsError::BadHandle);
-        }
-        let parent = if ino.0 == ROOT {
-            ROOT
-        } else {
-            lock(&self.core.parents)
-                .get(&ino.0)
-                .copied()
-                .unwrap_or(ino.0)
-        };
-        let dots = [(".", ino.0), ("..", parent)]
+        let with_attrs = self.core.config.listing_attrs;
+        let listed = self
+            .core
+            .listing(ino, handle, offset, max_entries, with_attrs)
+            .await?;
+        Ok(listed
             .into_iter()
-            .map(|(name, ino)| (name.to_owned(), ino, FileKind::Directory));
-        let listed = entries
-            .iter()
-            .map(|(name, entry)| (name.clone(), entry.ino, entry.kind.file_kind()));
-        Ok(dots
-            .chain(listed)
-            .enumerate()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(max_entries)
-            .map(|(at, (name, ino, kind))| DirEntry {
-                ino: Ino(ino),
-                name,
-                kind,
-                next_offset: at as u64 + 1,
-                attr: None,
+            .map(|(mut entry, attr)| {
+                // An inode that cannot be read is the business of whoever uses it: the
+                // listing shows the name without attributes, as before they were read.
+                entry.attr = attr.and_then(Result::ok);
+                entry
             })
             .collect())
+    }
+
+    async fn readdirplus(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        max_entries: usize,
+    ) -> VfsResult<Vec<DirEntry>> {
+        let listed = self
+            .core
+            .listing(ino, handle, offset, max_entries, true)
+            .await?;
+        let mut entries = Vec::with_capacity(listed.len());
+        for (mut entry, attr) in listed {
+            match attr {
+                None => {}
+                Some(Ok(attr)) => {
+                    entry.kind = attr.kind;
+                    entry.attr = Some(attr);
+                }
+                // Gone since the directory was opened: left out, as a lookup would find
+                // nothing. Counting lookups costs nothing here (no inode table).
+                Some(Err(err)) if err.errno() == libc::ENOENT => continue,
+                Some(Err(err)) => return Err(err),
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     async fn releasedir(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
@@ -1031,20 +1164,18 @@ impl Vfs for VaultFs {
     }
 
     async fn read(&self, ino: Ino, handle: Handle, offset: u64, size: u32) -> VfsResult<Bytes> {
-        let core = &self.core;
-        match core.handle(handle)? {
-            Opened::File {
-                ino: opened,
-                read: true,
-                ..
-            } if opened == ino.0 => {}
-            _ => return Err(VfsError::BadHandle),
-        }
-        let file = core.open_file(ino.0).ok_or(VfsError::BadHandle)?;
-        let file = file.lock().await;
-        file.pending
-            .read(&core.chunks, &file.base.inode, offset, u64::from(size))
-            .await
+        let mut read = self.core.read(ino, handle, offset, size, false).await?;
+        Ok(read.pop().unwrap_or_default())
+    }
+
+    async fn read_chunks(
+        &self,
+        ino: Ino,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<Bytes>> {
+        self.core.read(ino, handle, offset, size, true).await
     }
 
     async fn write(&self, ino: Ino, handle: Handle, offset: u64, data: Bytes) -> VfsResult<u32> {

@@ -146,6 +146,13 @@ pub(crate) struct Inode {
 }
 
 impl Inode {
+    /// The chunks of a file holding bytes of `[start, end)`, in order.
+    pub(crate) fn chunks_in(&self, start: u64, end: u64) -> &[ChunkRef] {
+        let first = self.chunks.partition_point(|c| c.end() <= start);
+        let count = self.chunks[first..].partition_point(|c| c.off < end);
+        &self.chunks[first..first + count]
+    }
+
     /// A new inode of `kind`, empty, with one link, modified now.
     pub(crate) fn new(ino: u64, kind: Kind, perm: u32, uid: u32, gid: u32) -> Self {
         let now = stamp(SystemTime::now());

@@ -12,9 +12,11 @@
 //! Inside: `crypto` (keys, Argon2id, sealing, chunk ids), `chunker` (FastCDC), `codec`
 //! (the envelope: zstd when it helps, then the AEAD with the object's key as AAD),
 //! `superblock`, `inode` (the stored form and its checks), `meta` (inodes in the bucket:
-//! cache, If-Match updates), `chunks` (chunks in the bucket), `overlay` and `file` (a
-//! file's unsaved writes, and storing them by re-chunking only the regions they touch),
-//! `fs` (the operations), `gc` and `fsck` (whole-vault maintenance).
+//! cache, If-Match updates), `chunks` (chunks in the bucket) and `chunk_cache` (their
+//! plaintexts cached, fetches in flight shared), `read_ahead` (prefetch for sequential
+//! readers), `overlay` and `file` (a file's unsaved writes, and storing them by
+//! re-chunking only the regions they touch), `fs` (the operations), `gc` and `fsck`
+//! (whole-vault maintenance).
 //!
 //! Invariants: data chunks are written before the inode naming them, a new inode before
 //! the entry naming it; every inode rewrite is If-Match the version read; nothing read
@@ -33,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chunk_cache;
 mod chunker;
 mod chunks;
 mod codec;
@@ -46,6 +49,7 @@ mod inode;
 mod io;
 mod meta;
 mod overlay;
+mod read_ahead;
 mod recover;
 mod superblock;
 
@@ -78,8 +82,24 @@ pub struct VaultConfig {
     pub metadata_ttl: Duration,
     /// How many inodes are cached.
     pub metadata_cache: usize,
-    /// How many chunk plaintexts are cached for reads.
-    pub chunk_cache: usize,
+    /// Bytes of chunk plaintexts cached for reads (read-ahead lands there too, and reads
+    /// ahead at most half of it).
+    pub chunk_cache_bytes: u64,
+    /// The first read-ahead window of a file read sequentially, in bytes; it doubles with
+    /// each sequential read up to [`read_ahead_max`](Self::read_ahead_max).
+    pub read_ahead_initial: u64,
+    /// The largest read-ahead window of one open file, in bytes (0: no read-ahead); at
+    /// most half of [`chunk_cache_bytes`](Self::chunk_cache_bytes) is used, which also
+    /// bounds the bytes read ahead by all open files together.
+    pub read_ahead_max: u64,
+    /// Chunks one open file's read-ahead fetches at once.
+    pub read_ahead_concurrency: usize,
+    /// Inodes a directory listing reads at once for its entries' attributes.
+    pub listing_concurrency: usize,
+    /// Whether a plain listing (`readdir`, [`S3Vfs::read_dir`](crate::S3Vfs::read_dir))
+    /// gives the entries' attributes too, at one inode read per entry (cached for
+    /// [`metadata_ttl`](Self::metadata_ttl)); off, only `readdirplus` reads them.
+    pub listing_attrs: bool,
     /// Bytes written to one open file and held before they are stored without waiting
     /// for a flush; also the most one write call takes.
     pub max_dirty: u64,
@@ -112,7 +132,12 @@ impl Default for VaultConfig {
             chunking: ChunkParams::default(),
             metadata_ttl: Duration::from_secs(1),
             metadata_cache: 10_000,
-            chunk_cache: 32,
+            chunk_cache_bytes: 64 * 1024 * 1024,
+            read_ahead_initial: 4 * 1024 * 1024,
+            read_ahead_max: 32 * 1024 * 1024,
+            read_ahead_concurrency: 16,
+            listing_concurrency: 32,
+            listing_attrs: true,
             max_dirty: 64 * 1024 * 1024,
             upload_concurrency: 4,
             uid,
@@ -146,6 +171,32 @@ impl VaultConfig {
     /// Sets [`max_dirty`](Self::max_dirty) (at least 1 byte).
     pub fn with_max_dirty(mut self, bytes: u64) -> Self {
         self.max_dirty = bytes.max(1);
+        self
+    }
+
+    /// Sets [`chunk_cache_bytes`](Self::chunk_cache_bytes).
+    pub fn with_chunk_cache(mut self, bytes: u64) -> Self {
+        self.chunk_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`read_ahead_initial`](Self::read_ahead_initial) and
+    /// [`read_ahead_max`](Self::read_ahead_max) (0: no read-ahead).
+    pub fn with_read_ahead(mut self, initial: u64, max: u64) -> Self {
+        self.read_ahead_initial = initial.min(max);
+        self.read_ahead_max = max;
+        self
+    }
+
+    /// Sets [`listing_concurrency`](Self::listing_concurrency) (at least 1).
+    pub fn with_listing_concurrency(mut self, inodes: usize) -> Self {
+        self.listing_concurrency = inodes.max(1);
+        self
+    }
+
+    /// Sets [`listing_attrs`](Self::listing_attrs).
+    pub fn with_listing_attrs(mut self, enabled: bool) -> Self {
+        self.listing_attrs = enabled;
         self
     }
 

@@ -85,6 +85,16 @@ impl Overlay {
         ranges
     }
 
+    /// Whether an extent holds a byte of `[start, end)`.
+    pub(crate) fn touches(&self, start: u64, end: u64) -> bool {
+        let before = self
+            .extents
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(off, data)| off + data.len() as u64 > start);
+        before || self.extents.range(start..end).next().is_some()
+    }
+
     /// Lays the extents over `buf`, which holds the file's bytes from `at`.
     pub(crate) fn copy_into(&self, at: u64, buf: &mut [u8]) {
         let end = at + buf.len() as u64;
@@ -131,6 +141,18 @@ mod tests {
         let mut part = vec![0u8; 4];
         o.copy_into(5, &mut part);
         assert_eq!(&part, b"badd");
+    }
+
+    #[test]
+    fn touches_sees_any_byte_of_a_range() {
+        let mut o = Overlay::default();
+        o.insert(10, Bytes::from_static(b"abc"));
+        assert!(!o.touches(0, 10));
+        assert!(o.touches(0, 11));
+        assert!(o.touches(12, 20));
+        assert!(o.touches(11, 12));
+        assert!(!o.touches(13, 20));
+        assert!(!o.touches(5, 5));
     }
 
     #[test]
