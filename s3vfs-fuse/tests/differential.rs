@@ -12,7 +12,8 @@
 //! calls on a fifo's descriptor fail alike: `ESPIPE`, `EINVAL`, `ENXIO`). Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
 //! directories, remove non-empty directories). The test runs once per data cache setting
-//! (none, memory, disk, both; small blocks and caps, so blocks are evicted). Knobs, for
+//! (none, memory, disk, both; small blocks and caps, so blocks are evicted), and once on
+//! the vault layout (issue 13; chunks of 16 KiB on average, so files span many). Knobs, for
 //! longer runs:
 //! - `S3VFS_DIFF_CASES`: number of seeds (default 16);
 //! - `S3VFS_DIFF_OPS`: operations per seed (default 400);
