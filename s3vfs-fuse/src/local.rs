@@ -11,6 +11,7 @@
 use crate::mount::{mount, MountError, MountGuard, MountOptions};
 use bytes::Bytes;
 use s3vfs::store::{Backend, S3Store};
+use s3vfs::vfs::Vfs;
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_testkit::server::{S3Server, ServerCredentials};
 use s3vfs_testkit::{MemStore, SingleBucket};
@@ -18,6 +19,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Name of the bucket `s3vfs demo` serves.
 pub const DEMO_BUCKET: &str = "demo";
@@ -171,14 +173,34 @@ impl LocalS3 {
     ) -> Result<(Arc<S3Fs>, MountGuard), LocalError> {
         let ttl = config.metadata_ttl;
         let fs = S3Fs::try_new(self.connect().await?, config)?;
-        let vfs = Arc::clone(&fs);
+        let guard = self
+            .mount_vfs(Arc::clone(&fs), ttl, mountpoint, options)
+            .await?;
+        Ok((fs, guard))
+    }
+
+    /// Mounts `vfs`, a file system of any layout over [`connect`](Self::connect) (e.g. a
+    /// vault), at `mountpoint`, served by FUSE on the current tokio runtime. The kernel
+    /// caches attributes from listings for `listing_ttl`, like those from lookups.
+    ///
+    /// # Errors
+    ///
+    /// When the mount fails.
+    pub async fn mount_vfs<V: Vfs + ?Sized>(
+        &self,
+        vfs: Arc<V>,
+        listing_ttl: Duration,
+        mountpoint: &Path,
+        options: &MountOptions,
+    ) -> Result<MountGuard, LocalError> {
         let runtime = tokio::runtime::Handle::current();
         let mut options = options.clone();
-        options.adapter.listing_ttl = ttl;
+        options.adapter.listing_ttl = listing_ttl;
         let mountpoint = mountpoint.to_owned();
-        let guard = tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
-            .await??;
-        Ok((fs, guard))
+        Ok(
+            tokio::task::spawn_blocking(move || mount(vfs, &mountpoint, &options, runtime))
+                .await??,
+        )
     }
 
     /// Stops the endpoint and drops its connections.

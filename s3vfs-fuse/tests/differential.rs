@@ -12,7 +12,8 @@
 //! calls on a fifo's descriptor fail alike: `ESPIPE`, `EINVAL`, `ENXIO`). Each case is a seed; the names are drawn from a small
 //! set so that calls collide (create over existing names, rename onto files and
 //! directories, remove non-empty directories). The test runs once per data cache setting
-//! (none, memory, disk, both; small blocks and caps, so blocks are evicted). Knobs, for
+//! (none, memory, disk, both; small blocks and caps, so blocks are evicted), and once on
+//! the vault layout (issue 13; chunks of 16 KiB on average, so files span many). Knobs, for
 //! longer runs:
 //! - `S3VFS_DIFF_CASES`: number of seeds (default 16);
 //! - `S3VFS_DIFF_OPS`: operations per seed (default 400);
@@ -26,6 +27,7 @@ mod common;
 
 use common::{assert_same_tree, read_at, snapshot, test_with_every_cache, CacheSetting, TestMount};
 use s3vfs::store::Capabilities;
+use s3vfs::vault::ChunkParams;
 use s3vfs_testkit::MemStore;
 use std::ffi::CString;
 use std::fmt;
@@ -624,19 +626,45 @@ fn env_number(name: &str, default: u64) -> u64 {
     }
 }
 
-/// Runs `ops` random operations of `seed` on both sides, the mount with the data cache
-/// `cache`; panics at the first difference with the seed and the operations that led to it.
-fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
+/// What the mount serves.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// The plain layout with this data cache.
+    Plain(CacheSetting),
+    /// The vault layout.
+    Vault,
+}
+
+impl Layout {
+    /// A new mount of this layout over an empty bucket.
+    fn mount(self) -> TestMount {
+        // Parts of 64 KiB (the test bucket accepts them): writes of up to 300 KB make files
+        // of many parts, so streamed and staged multipart uploads, part copies, truncates
+        // below a stream's end and renames of multipart files all happen.
+        let store = MemStore::with_capabilities(Capabilities {
+            min_part_size: DIFF_PART,
+            ..Capabilities::default()
+        });
+        match self {
+            Layout::Plain(cache) => {
+                let config = common::write_config().with_write_part_size(DIFF_PART);
+                TestMount::cached(store, config, cache)
+            }
+            // Chunks of 16 KiB on average: the files of up to a few hundred KB span many,
+            // and writes in the middle of a file re-chunk the regions they touch.
+            Layout::Vault => TestMount::vault(
+                store,
+                common::vault_config().with_chunking(ChunkParams::with_avg(16 * 1024)),
+            ),
+        }
+    }
+}
+
+/// Runs `ops` random operations of `seed` on both sides, the mount of `layout`; panics at
+/// the first difference with the seed and the operations that led to it.
+fn run_case(seed: u64, ops: u64, layout: Layout) {
     let local_dir = tempfile::tempdir().expect("a temporary directory");
-    // Parts of 64 KiB (the test bucket accepts them): writes of up to 300 KB make files
-    // of many parts, so streamed and staged multipart uploads, part copies, truncates
-    // below a stream's end and renames of multipart files all happen.
-    let store = MemStore::with_capabilities(Capabilities {
-        min_part_size: DIFF_PART,
-        ..Capabilities::default()
-    });
-    let config = common::write_config().with_write_part_size(DIFF_PART);
-    let mount = TestMount::cached(store, config, cache);
+    let mount = layout.mount();
     let mut local = Side {
         root: local_dir.path().to_owned(),
         handles: Vec::new(),
@@ -660,7 +688,7 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
             .len()
             .saturating_sub(env_number("S3VFS_DIFF_SHOW", 40) as usize);
         panic!(
-            "seed {seed}, {cache:?}: {what}\nlast operations (replay with \
+            "seed {seed}, {layout:?}: {what}\nlast operations (replay with \
              S3VFS_DIFF_SEED={seed} S3VFS_DIFF_CASES=1 S3VFS_DIFF_OPS={ops}):\n{}",
             history[start..].join("\n")
         );
@@ -711,7 +739,7 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
     }
     let expected = snapshot(&local.root);
     eprintln!(
-        "seed {seed}, {cache:?}: {succeeded} calls succeeded and {failed} failed alike; \
+        "seed {seed}, {layout:?}: {succeeded} calls succeeded and {failed} failed alike; \
          {} entries at the end",
         expected.len()
     );
@@ -730,16 +758,28 @@ fn run_case(seed: u64, ops: u64, cache: CacheSetting) {
     }
 }
 
-fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
+/// Runs the cases the knobs ask for on mounts of `layout`.
+fn run_cases(layout: Layout) {
     let cases = env_number("S3VFS_DIFF_CASES", 16);
     let ops = env_number("S3VFS_DIFF_OPS", 400);
     let first = env_number("S3VFS_DIFF_SEED", 1);
     for seed in first..first + cases {
-        run_case(seed, ops, cache);
+        run_case(seed, ops, layout);
     }
 }
 
+fn random_syscalls_match_a_local_directory(cache: CacheSetting) {
+    run_cases(Layout::Plain(cache));
+}
+
 test_with_every_cache!(random_syscalls_match_a_local_directory);
+
+/// The same on the vault layout (issue 13: the plain layout's differential tests run on
+/// the vault too).
+#[test]
+fn random_syscalls_on_a_vault_match_a_local_directory() {
+    run_cases(Layout::Vault);
+}
 
 /// Environment variables that make [`mmap_writer`] act: the path to map, and
 /// `"offset len seed"`.

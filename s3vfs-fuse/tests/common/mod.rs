@@ -2,6 +2,9 @@
 //! the real S3 client and `S3Fs` over it, mounted at a fresh temporary directory; and the
 //! helpers the test files share (errno, short-read loops, tree snapshots, external tools).
 //!
+//! [`TestMount::vault`] mounts the vault layout instead, made in (or opened from) the same
+//! kind of bucket.
+//!
 //! Tests are plain (blocking) `#[test]`s: the file system runs on the harness's own
 //! multi-threaded runtime, so the test thread can make blocking file system calls into the
 //! mount. Failing to mount panics with the reason, and so does a missing tool: these tests
@@ -18,6 +21,7 @@ pub mod binary;
 
 use s3vfs::config::DataCacheConfig;
 use s3vfs::store::Backend;
+use s3vfs::vault::{KdfParams, VaultConfig, VaultFs};
 use s3vfs::{FsConfig, S3Fs};
 use s3vfs_fuse::local::{pseudo_random, LocalS3};
 use s3vfs_fuse::{MountGuard, MountOptions};
@@ -50,6 +54,19 @@ pub fn write_config() -> FsConfig {
         .with_write_part_size(WRITE_PART_SIZE)
         .with_upload_concurrency(4)
         // Failures these tests provoke keep files: under the target directory, not /tmp.
+        .with_recovery_dir(Some(
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-recovery"),
+        ))
+}
+
+/// Passphrase of the vaults [`TestMount::vault`] mounts.
+pub const VAULT_PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+/// The vault configuration of the tests: the cheapest key derivation, and changes that
+/// cannot be stored kept under the target directory, not /tmp.
+pub fn vault_config() -> VaultConfig {
+    VaultConfig::default()
+        .with_kdf(KdfParams::insecure_for_tests())
         .with_recovery_dir(Some(
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-recovery"),
         ))
@@ -137,17 +154,28 @@ macro_rules! test_with_every_cache {
 #[allow(unused_imports)]
 pub(crate) use test_with_every_cache;
 
+/// What a [`TestMount`] serves, and so what its [`fresh_mount`](TestMount::fresh_mount)
+/// mounts again.
+#[derive(Clone)]
+enum Layout {
+    /// `S3Fs` with this configuration and data cache.
+    Plain(FsConfig, CacheSetting),
+    /// The vault at the bucket's root with this configuration: made if the bucket is
+    /// empty, else opened.
+    Vault(VaultConfig),
+}
+
 /// A mounted test bucket.
 pub struct TestMount {
     // Dropped in this order after `Drop::drop` unmounted: the endpoint needs the runtime.
     guard: Option<MountGuard>,
+    /// `None` for a vault.
     fs: Option<Arc<S3Fs>>,
     local: Option<LocalS3>,
     runtime: Option<Runtime>,
     mountpoint: PathBuf,
-    config: FsConfig,
     options: MountOptions,
-    cache: CacheSetting,
+    layout: Layout,
     _dir: TempDir,
 }
 
@@ -171,7 +199,24 @@ impl TestMount {
     /// Mounts `store` with `config`, the default mount options and the data cache `cache`.
     pub fn cached(store: MemStore, config: FsConfig, cache: CacheSetting) -> Self {
         let served = Arc::new(store.clone());
-        Self::start(store, served, config, MountOptions::default(), cache)
+        Self::start(
+            store,
+            served,
+            MountOptions::default(),
+            Layout::Plain(config, cache),
+        )
+    }
+
+    /// Mounts the vault layout in `store`: a vault made there with `config` and
+    /// [`VAULT_PASSPHRASE`] when `store` is empty, else the vault `store` holds.
+    pub fn vault(store: MemStore, config: VaultConfig) -> Self {
+        let served = Arc::new(store.clone());
+        Self::start(
+            store,
+            served,
+            MountOptions::default(),
+            Layout::Vault(config),
+        )
     }
 
     /// Mounts `store` with `config` and the data cache `cache`, the endpoint serving it
@@ -185,9 +230,8 @@ impl TestMount {
         let mount = Self::start(
             store,
             Arc::new(counting.clone()),
-            config,
             MountOptions::default(),
-            cache,
+            Layout::Plain(config, cache),
         );
         (mount, counting)
     }
@@ -213,16 +257,20 @@ impl TestMount {
         config: FsConfig,
         options: MountOptions,
     ) -> Self {
-        Self::start(store, served, config, options, CacheSetting::Off)
+        Self::start(
+            store,
+            served,
+            options,
+            Layout::Plain(config, CacheSetting::Off),
+        )
     }
 
-    /// [`serving`](Self::serving) with the data cache `cache`.
+    /// [`serving`](Self::serving) of `layout`.
     fn start(
         store: MemStore,
         served: Arc<dyn Backend>,
-        config: FsConfig,
         options: MountOptions,
-        cache: CacheSetting,
+        layout: Layout,
     ) -> Self {
         // `RUST_LOG=s3vfs=debug cargo test …` shows what a failing test did.
         let _ = tracing_subscriber::fmt()
@@ -237,54 +285,73 @@ impl TestMount {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).expect("cannot create the mountpoint");
-        let mounted_config = cache.apply(config.clone(), &dir.path().join("cache"));
-        let (local, (fs, guard)) = runtime.block_on(async {
+        let failed = |err: s3vfs_fuse::local::LocalError| -> ! {
+            panic!(
+                "cannot mount the test bucket at {}: {err}",
+                mountpoint.display()
+            )
+        };
+        let (local, fs, guard) = runtime.block_on(async {
             let local = LocalS3::start_serving(BUCKET, store, served, 0)
                 .await
                 .expect("cannot start the local S3 endpoint");
-            let mounted = local
-                .mount_fs(mounted_config, &mountpoint, &options)
-                .await
-                .unwrap_or_else(|err| {
-                    panic!(
-                        "cannot mount the test bucket at {}: {err}",
-                        mountpoint.display()
-                    )
-                });
-            (local, mounted)
+            match &layout {
+                Layout::Plain(config, cache) => {
+                    let config = cache.apply(config.clone(), &dir.path().join("cache"));
+                    let (fs, guard) = local
+                        .mount_fs(config, &mountpoint, &options)
+                        .await
+                        .unwrap_or_else(|err| failed(err));
+                    (local, Some(fs), guard)
+                }
+                Layout::Vault(config) => {
+                    let store = local.connect().await.unwrap_or_else(|err| failed(err));
+                    let (config, ttl) = (config.clone(), config.metadata_ttl);
+                    let vault = if local.store().keys().is_empty() {
+                        VaultFs::init(store, "", VAULT_PASSPHRASE, config).await
+                    } else {
+                        VaultFs::open(store, "", VAULT_PASSPHRASE, config).await
+                    }
+                    .expect("cannot make or open the test vault");
+                    let guard = local
+                        .mount_vfs(Arc::new(vault), ttl, &mountpoint, &options)
+                        .await
+                        .unwrap_or_else(|err| failed(err));
+                    (local, None, guard)
+                }
+            }
         });
         Self {
             mountpoint: guard.mountpoint().to_owned(),
             guard: Some(guard),
-            fs: Some(fs),
+            fs,
             local: Some(local),
             runtime: Some(runtime),
-            config,
             options,
-            cache,
+            layout,
             _dir: dir,
         }
     }
 
-    /// A second, fresh mount of the same bucket with the same configuration and data cache
-    /// setting: it shares no cache with this one (its disk cache has a directory of its
-    /// own), so it shows what reached the store.
+    /// A second, fresh mount of the same bucket with the same layout, configuration and
+    /// data cache setting: it shares no cache with this one (its disk cache has a directory
+    /// of its own; a vault is opened anew), so it shows what reached the store.
     pub fn fresh_mount(&self) -> TestMount {
         let served = Arc::new(self.store().clone());
         Self::start(
             self.store().clone(),
             served,
-            self.config.clone(),
             self.options.clone(),
-            self.cache,
+            self.layout.clone(),
         )
     }
 
-    /// The file system the mount serves, to look at its state (e.g. its inode count).
+    /// The file system a plain-layout mount serves, to look at its state (e.g. its inode
+    /// count).
     pub fn fs(&self) -> &Arc<S3Fs> {
         self.fs
             .as_ref()
-            .expect("the file system lives as long as the mount")
+            .expect("the plain layout's file system lives as long as the mount")
     }
 
     /// The mountpoint.

@@ -74,6 +74,10 @@ struct Core {
     handles: Mutex<HashMap<u64, Opened>>,
     /// The parent of each directory this host looked up (for `..` and rename's check).
     parents: Mutex<HashMap<u64, u64>>,
+    /// The last version of each inode whose last name went while a handle here had it
+    /// open: what getattr and setattr of it see (fstat, fchmod), as on a local file
+    /// system, until its last handle closes. The bucket no longer holds it.
+    unlinked: Mutex<HashMap<u64, Inode>>,
     next_handle: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -183,6 +187,7 @@ impl VaultFs {
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             parents: Mutex::new(HashMap::new()),
+            unlinked: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         };
@@ -244,14 +249,33 @@ impl Core {
         Handle(handle)
     }
 
+    /// Whether a handle here has `ino` open.
+    fn is_open(&self, ino: u64) -> bool {
+        self.open_file(ino).is_some()
+            || lock(&self.handles)
+                .values()
+                .any(|opened| matches!(opened, Opened::Dir { ino: dir, .. } if *dir == ino))
+    }
+
+    /// Forgets the last version of `ino` kept since its last name went, once no handle
+    /// has it open.
+    fn forget_unlinked_once_closed(&self, ino: u64) {
+        let kept = lock(&self.unlinked).contains_key(&ino);
+        if kept && !self.is_open(ino) {
+            lock(&self.unlinked).remove(&ino);
+        }
+    }
+
     /// The attributes of `ino`, with an open file's unsaved size and time.
     async fn attr(&self, ino: u64) -> VfsResult<FileAttr> {
-        let mut attr = self
-            .inodes
-            .get(ino)
-            .await?
-            .inode
-            .attr(self.config.block_size);
+        let mut attr = match self.inodes.get(ino).await {
+            Ok(found) => found.inode.attr(self.config.block_size),
+            Err(VfsError::NotFound(what)) => lock(&self.unlinked)
+                .get(&ino)
+                .ok_or(VfsError::NotFound(what))?
+                .attr(self.config.block_size),
+            Err(err) => return Err(err),
+        };
         if let Some(file) = self.open_file(ino) {
             let file = file.lock().await;
             attr.size = file.pending.size(&file.base.inode);
@@ -443,6 +467,9 @@ impl Core {
         }
         if let Some(file) = self.open_file(ino) {
             file.lock().await.unlinked = true;
+        }
+        if self.is_open(ino) {
+            lock(&self.unlinked).insert(ino, Inode::clone(&current.inode));
         }
         lock(&self.parents).remove(&ino);
         self.inodes.delete(ino).await
@@ -659,6 +686,7 @@ impl Core {
                 self.keep_unsaved(ino.0, &mut file, &err.to_string());
             }
         }
+        self.forget_unlinked_once_closed(ino.0);
         stored
     }
 
@@ -684,13 +712,23 @@ impl Core {
     }
 
     /// Rewrites inode `ino` with `change` (If-Match, retried), and hands the new version
-    /// to its open file.
+    /// to its open file. An inode whose last name went while open here is changed for
+    /// its handles only.
     async fn change_inode(
         &self,
         ino: u64,
-        change: impl FnMut(&mut Inode) -> VfsResult<Option<()>>,
+        mut change: impl FnMut(&mut Inode) -> VfsResult<Option<()>>,
     ) -> VfsResult<()> {
-        let (written, _) = self.inodes.update(ino, change).await?;
+        let written = match self.inodes.update(ino, &mut change).await {
+            Ok((written, _)) => written,
+            Err(VfsError::NotFound(what)) => {
+                return match lock(&self.unlinked).get_mut(&ino) {
+                    Some(inode) => change(inode).map(|_| ()),
+                    None => Err(VfsError::NotFound(what)),
+                };
+            }
+            Err(err) => return Err(err),
+        };
         if let Some(file) = self.open_file(ino) {
             // The unsaved writes lie over any version; this one is the newest.
             file.lock().await.base = written;
@@ -886,6 +924,7 @@ impl Core {
                 None
             }
         };
+        self.forget_unlinked_once_closed(ino.0);
         let Some(file) = file else { return };
         let kept = match file.try_lock() {
             Ok(mut file) => self.keep_unsaved(
@@ -1101,11 +1140,13 @@ impl Vfs for VaultFs {
         Ok(entries)
     }
 
-    async fn releasedir(&self, _ino: Ino, handle: Handle) -> VfsResult<()> {
-        lock(&self.core.handles)
+    async fn releasedir(&self, ino: Ino, handle: Handle) -> VfsResult<()> {
+        let released = lock(&self.core.handles)
             .remove(&handle.0)
             .map(|_| ())
-            .ok_or(VfsError::BadHandle)
+            .ok_or(VfsError::BadHandle);
+        self.core.forget_unlinked_once_closed(ino.0);
+        released
     }
 
     async fn open(&self, ino: Ino, flags: OpenFlags) -> VfsResult<Handle> {
