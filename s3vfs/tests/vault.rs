@@ -1225,3 +1225,37 @@ async fn an_open_directory_or_file_keeps_its_attributes_after_its_last_name_goes
 fn errno<T: std::fmt::Debug>(result: s3vfs::VfsResult<T>) -> i32 {
     result.unwrap_err().errno()
 }
+
+/// A scratch file (opened, then unlinked) keeps reading what was written to it, also
+/// after an fsync, as on a local file system; its writes live in memory only, so past
+/// `max_dirty` they are refused with ENOSPC rather than held without bound.
+#[tokio::test]
+async fn an_unlinked_open_file_reads_back_its_writes_within_max_dirty() {
+    use s3vfs::vfs::{Ino, OpenFlags, Vfs};
+    let mem = MemStore::new();
+    let config = config().with_max_dirty(10_000);
+    let fs = VaultFs::init(Arc::new(mem.clone()), PREFIX, PASS, config)
+        .await
+        .unwrap();
+    let name = std::ffi::OsString::from("scratch");
+    let rw = OpenFlags::from_posix(libc::O_RDWR);
+    let (created, handle) = fs.create(Ino::ROOT, &name, 0o600, rw).await.unwrap();
+    let ino = created.attr.ino;
+    fs.write(ino, handle, 0, Bytes::from_static(b"before"))
+        .await
+        .unwrap();
+    fs.fsync(ino, handle).await.unwrap();
+    fs.unlink(Ino::ROOT, &name).await.unwrap();
+    fs.write(ino, handle, 0, Bytes::from_static(b"AFTER!"))
+        .await
+        .unwrap();
+    fs.fsync(ino, handle).await.unwrap();
+    assert_eq!(&fs.read(ino, handle, 0, 100).await.unwrap()[..], b"AFTER!");
+    let too_much = fs
+        .write(ino, handle, 6, Bytes::from(vec![1u8; 10_000]))
+        .await;
+    assert_eq!(errno(too_much), libc::ENOSPC);
+    assert_eq!(&fs.read(ino, handle, 0, 100).await.unwrap()[..], b"AFTER!");
+    fs.release(ino, handle).await.unwrap();
+    assert!(inode_keys(&mem).len() == 1, "only the root is stored");
+}

@@ -567,7 +567,8 @@ impl Core {
             return Ok(());
         }
         if file.unlinked {
-            file.pending = Pending::clean(file.pending.size(&file.base.inode));
+            // Nothing names the file any more: its writes are not stored, but its handles
+            // keep reading them (held in memory, at most `max_dirty`: see `write`).
             return Ok(());
         }
         let mut base = file.base.clone();
@@ -608,9 +609,9 @@ impl Core {
                 None => match self.inodes.fetch(ino).await {
                     Ok(newer) => base = newer,
                     Err(VfsError::NotFound(_)) => {
-                        // Deleted by another host: like writes to an unlinked file.
+                        // Deleted by another host: like writes to an unlinked file, kept
+                        // for this file's handles only.
                         file.unlinked = true;
-                        file.pending = Pending::clean(size);
                         return Ok(());
                     }
                     Err(err) => return Err(err),
@@ -1247,6 +1248,18 @@ impl Vfs for VaultFs {
             .filter(|end| *end <= inode::MAX_FILE_SIZE)
             .ok_or_else(|| VfsError::FileTooLarge(format!("inode {}", ino.0)))?;
         let written = data.len() as u32;
+        if file.unlinked && file.pending.held() + data.len() as u64 > core.config.max_dirty {
+            // Its writes can go nowhere but memory: bounded, as every open file's are.
+            tracing::warn!(
+                ino = ino.0,
+                max_dirty = core.config.max_dirty,
+                "a write to an open file with no name left would hold more than max_dirty"
+            );
+            return Err(VfsError::NoSpace(format!(
+                "inode {}: an open file whose last name is gone holds at most {} bytes of writes",
+                ino.0, core.config.max_dirty
+            )));
+        }
         file.pending.write(offset, data);
         file.written_at = SystemTime::now();
         if file.pending.held() > core.config.max_dirty {
