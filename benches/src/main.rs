@@ -19,6 +19,7 @@ mod bucket;
 mod cacheread;
 mod endpoint;
 mod fuse_ceiling;
+mod inproc;
 mod loopback;
 mod measure;
 mod memory;

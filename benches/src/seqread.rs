@@ -20,7 +20,6 @@ use crate::{interruptible, unmount, Ctx};
 use anyhow::{bail, Context, Result};
 use s3vfs::store::Backend;
 use s3vfs::{FsConfig, S3Fs, S3Vfs};
-use s3vfs_fuse::MountOptions;
 use s3vfs_testkit::fault::Op;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,16 +141,7 @@ async fn with_object(
     let guard = if ctx.plan.fuse && read {
         // A file system of its own (own handles and caches) over the library's store.
         let fs = S3Fs::new(Arc::clone(&store), fs_config.clone());
-        let options = MountOptions::default()
-            .with_read_only(true)
-            .with_fs_name("s3vfs-bench");
-        let runtime = tokio::runtime::Handle::current();
-        let path = mountdir.path().to_owned();
-        let guard =
-            tokio::task::spawn_blocking(move || s3vfs_fuse::mount(fs, &path, &options, runtime))
-                .await
-                .context("mount thread failed")?
-                .context("cannot mount (run with --no-fuse to skip the FUSE measurements)")?;
+        let guard = crate::inproc::mount_read_only(fs, mountdir.path(), "s3vfs-bench").await?;
         eprintln!("mounted in-process at {}", guard.mountpoint().display());
         // From here on the guard is unmounted on every path, even if this fails.
         match crate::fuse_read_ahead(guard.mountpoint(), ctx.plan.fuse_read_ahead_kb) {

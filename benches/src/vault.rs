@@ -21,6 +21,8 @@
 #[allow(dead_code)]
 #[path = "endpoint.rs"]
 mod endpoint;
+#[path = "inproc.rs"]
+mod inproc;
 #[path = "loopback.rs"]
 mod loopback;
 
@@ -64,7 +66,8 @@ struct Args {
     /// The directory holding unpacked crates (default: cargo's registry sources).
     #[arg(long)]
     registry: Option<PathBuf>,
-    /// Items to skip, comma-separated: dedup, seq, rename, ls (ls needs rename's files).
+    /// Items to skip, comma-separated: dedup, seq, rename, ls, mount (ls and mount need
+    /// rename's files; mount is `ls -l` on an in-process FUSE mount of each layout).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Allow a non-loopback S3VFS_BENCH_ENDPOINT.
@@ -143,10 +146,24 @@ async fn run(args: &Args, endpoint: &Endpoint) -> Result<()> {
                 let plain_ls = ls_l(&fresh_plain, "renamed", args.files).await?;
                 let vault_ls = ls_l(&fresh_vault, "renamed", args.files).await?;
                 rows.push(Row::seconds(
-                    format!("`ls -l` of {} entries, cold", args.files),
+                    format!(
+                        "library listing + attributes of {} entries, cold",
+                        args.files
+                    ),
                     plain_ls,
                     vault_ls,
                 ));
+                if !skip("mount") {
+                    let fresh_plain = plain(Arc::clone(&store), &plain_prefix).await?;
+                    let fresh_vault = vault(Arc::clone(&store), &vault_prefix, false).await?;
+                    let plain_ls = mounted_ls_l(&fresh_plain, "renamed", args.files).await?;
+                    let vault_ls = mounted_ls_l(&fresh_vault, "renamed", args.files).await?;
+                    rows.push(Row::seconds(
+                        format!("`ls -l` of {} entries on a mount, cold", args.files),
+                        plain_ls,
+                        vault_ls,
+                    ));
+                }
             }
         }
         anyhow::Ok(())
@@ -532,6 +549,46 @@ async fn ls_l<F: Vfs>(layout: &Layout<F>, dir: &str, expected: usize) -> Result<
         "{}: listed {} entries ({sized} bytes), expected {expected}",
         layout.name,
         entries.len()
+    );
+    Ok(elapsed)
+}
+
+/// Item 4 on a mount: `ls -l` (the command) of `dir` on an in-process FUSE mount of the
+/// layout's file system, cold; checks it printed every entry.
+async fn mounted_ls_l<F: Vfs + 'static>(
+    layout: &Layout<F>,
+    dir: &str,
+    expected: usize,
+) -> Result<Duration> {
+    let mountdir = tempfile::Builder::new()
+        .prefix("s3vfs-vault-bench-mnt")
+        .tempdir()
+        .context("cannot create the mountpoint")?;
+    let fs = Arc::clone(layout.vfs.fs());
+    let guard = inproc::mount_read_only(fs, mountdir.path(), "s3vfs-vault-bench").await?;
+    let listed = guard.mountpoint().join(dir);
+    let ls = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let out = std::process::Command::new("ls")
+            .arg("-l")
+            .arg(&listed)
+            .output();
+        (start.elapsed(), out)
+    })
+    .await;
+    let unmounted = tokio::task::spawn_blocking(move || guard.unmount()).await;
+    let (elapsed, out) = ls.context("ls thread failed")?;
+    let out = out.context("cannot run ls")?;
+    unmounted
+        .context("unmount thread failed")?
+        .context("cannot unmount")?;
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    ensure!(
+        out.status.success() && lines == expected + 1,
+        "{}: ls -l printed {lines} lines, expected {} ({})",
+        layout.name,
+        expected + 1,
+        String::from_utf8_lossy(&out.stderr)
     );
     Ok(elapsed)
 }
