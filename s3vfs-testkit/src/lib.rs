@@ -18,6 +18,8 @@
 //!
 //! Shared helpers for tests live here so that no test copies them.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod fault;
 pub mod instrumented;

@@ -150,6 +150,8 @@ pub struct ModelObject {
 }
 
 /// An operation on the file system, or on the bucket by another client.
+// Each variant's doc names its fields; a line per field would repeat it.
+#[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FsOp {
     /// Create or truncate `path` and write `data` (parents are implied, as in the
