@@ -2666,15 +2666,23 @@ async fn statfs(_: Errnos) {
 }
 
 async fn link(seen: Errnos) {
-    // The core has no hard links: the FUSE binding answers link(2) itself.
+    // The plain layout has no hard links: the FUSE binding answers link(2) with EPERM
+    // itself, and calls the core only for a layout that has them (the vault).
     const ADAPTER: &str = include_str!("../../s3vfs-fuse/src/adapter.rs");
     let start = ADAPTER
         .find("    fn link(")
         .expect("the FUSE adapter has a link callback");
     let rest = &ADAPTER[start + 1..];
     let body = &rest[..rest.find("\n    fn ").unwrap_or(rest.len())];
-    assert!(body.contains("reply.error(Errno::EPERM)"), "{body}");
-    assert!(!body.contains("vfs"), "link calls the core: {body}");
+    let refusal = body
+        .find("if !self.vfs.hard_links() {")
+        .expect("link asks whether the layout has hard links first");
+    let call = body.find("vfs.link(").expect("link calls the core's link");
+    assert!(refusal < call, "{body}");
+    assert!(
+        body[refusal..call].contains("reply.error(Errno::EPERM)"),
+        "{body}"
+    );
     seen.refuses(
         Err::<(), _>(VfsError::NotPermitted("link".into())),
         libc::EPERM,
@@ -2682,6 +2690,10 @@ async fn link(seen: Errnos) {
     // The library asks nothing either.
     let store = filled(&["f"]);
     let m = Mount::new(&store, FsConfig::default());
+    assert!(
+        !s3vfs::vfs::Vfs::hard_links(&*m.fs),
+        "the plain layout has none"
+    );
     m.counter.reset();
     let vfs = s3vfs::S3Vfs::from_fs(Arc::clone(&m.fs));
     seen.refuses(vfs.hard_link("f", "g").await, libc::ENOTSUP);
