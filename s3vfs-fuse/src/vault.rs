@@ -88,29 +88,40 @@ struct VaultTarget {
 /// bucket, and what each mount costs once.
 #[derive(Debug, Args)]
 struct KdfArgs {
-    /// Memory of the key derivation (K/M/G suffixes; at least 8K).
-    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "BYTES",
-        default_value_t = ByteSize(u64::from(KdfParams::default().m_cost) * 1024))]
-    kdf_memory: ByteSize,
-    /// Passes over that memory.
-    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "N",
-        default_value_t = KdfParams::default().t_cost)]
-    kdf_passes: u32,
-    /// Lanes (parallelism) of the derivation.
-    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "N",
-        default_value_t = KdfParams::default().p_cost)]
-    kdf_lanes: u32,
+    /// Memory of the key derivation (K/M/G suffixes; at least 8K). Default 64M for `init`;
+    /// `passwd` keeps the vault's costs unless one of these flags is given.
+    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "BYTES")]
+    kdf_memory: Option<ByteSize>,
+    /// Passes over that memory (default 3).
+    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "N")]
+    kdf_passes: Option<u32>,
+    /// Lanes (parallelism) of the derivation (default 1).
+    #[arg(help_heading = "Key derivation (Argon2id)", long, value_name = "N")]
+    kdf_lanes: Option<u32>,
 }
 
 impl KdfArgs {
-    /// The costs these flags give; costs below the defaults are warned about.
+    /// Whether any cost was given on the command line.
+    fn given(&self) -> bool {
+        self.kdf_memory.is_some() || self.kdf_passes.is_some() || self.kdf_lanes.is_some()
+    }
+
+    /// The costs these flags give, the defaults for those not given; costs below the
+    /// defaults are warned about.
     fn params(&self) -> anyhow::Result<KdfParams> {
-        let kib = u32::try_from(self.kdf_memory.0 / 1024)
+        let default = KdfParams::default();
+        let memory = self
+            .kdf_memory
+            .unwrap_or(ByteSize(u64::from(default.m_cost) * 1024));
+        let kib = u32::try_from(memory.0 / 1024)
             .ok()
             .filter(|kib| *kib > 0)
-            .with_context(|| format!("--kdf-memory {} is out of range", self.kdf_memory))?;
-        let params = KdfParams::new(kib, self.kdf_passes, self.kdf_lanes);
-        let default = KdfParams::default();
+            .with_context(|| format!("--kdf-memory {memory} is out of range"))?;
+        let params = KdfParams::new(
+            kib,
+            self.kdf_passes.unwrap_or(default.t_cost),
+            self.kdf_lanes.unwrap_or(default.p_cost),
+        );
         if params.m_cost < default.m_cost || params.t_cost < default.t_cost {
             tracing::warn!(
                 "key derivation costs below the defaults ({} memory, {} passes) make guessing \
@@ -139,7 +150,7 @@ struct InitArgs {
 struct PasswdArgs {
     #[command(flatten)]
     vault: VaultTarget,
-    /// Key derivation costs of the new passphrase.
+    /// Key derivation costs of the new passphrase (default: the vault's present ones).
     #[command(flatten)]
     kdf: KdfArgs,
     /// Read the new passphrase from the first line of FILE (mode 0600 or 0400). Without
@@ -325,8 +336,18 @@ async fn refuse_non_empty(
 
 /// `s3vfs vault passwd`.
 async fn passwd(args: PasswdArgs) -> anyhow::Result<ExitCode> {
-    let kdf = args.kdf.params()?;
+    let given = if args.kdf.given() {
+        Some(args.kdf.params()?)
+    } else {
+        None
+    };
     let (store, prefix, bucket) = connect(&args.vault).await?;
+    let kdf = match given {
+        Some(kdf) => kdf,
+        None => vault::kdf_params(Arc::clone(&store), &prefix)
+            .await
+            .with_context(|| format!("cannot read the vault at s3://{bucket}/{prefix}"))?,
+    };
     let old = Source::current(&args.vault.passphrase).read(Prompt::Once)?;
     let new = Source {
         var: passphrase::NEW_PASSPHRASE_VAR,

@@ -187,7 +187,7 @@ fn a_vault_is_made_mounted_written_renamed_and_read_after_a_remount() {
 
 #[test]
 fn a_wrong_passphrase_mounts_nothing_and_passwd_replaces_the_passphrase() {
-    let (_store, runtime, local, dir, mountpoint) = serve_vault();
+    let (store, runtime, local, dir, mountpoint) = serve_vault();
     let _cleanup = DetachOnDrop(&mountpoint);
     let mount_args = [
         "mount",
@@ -220,24 +220,28 @@ fn a_wrong_passphrase_mounts_nothing_and_passwd_replaces_the_passphrase() {
     fs::write(&new_file, "the new passphrase\n").unwrap();
     fs::set_permissions(&new_file, fs::Permissions::from_mode(0o644)).unwrap();
     let new_arg = new_file.to_str().unwrap();
-    let passwd_args = [
-        "vault",
-        "passwd",
-        TARGET,
-        "--kdf-memory",
-        "64K",
-        "--kdf-passes",
-        "1",
-        "--new-passphrase-file",
-        new_arg,
-    ];
+    // No cost flags: the vault keeps the (cheap) costs it was made with.
+    let passwd_args = ["vault", "passwd", TARGET, "--new-passphrase-file", new_arg];
     let open_file = s3vfs(&local, &passwd_args, PASSPHRASE);
     assert!(!open_file.status.success(), "{open_file:?}");
     let stderr = String::from_utf8_lossy(&open_file.stderr);
     assert!(stderr.contains("readable by other users"), "{stderr}");
     fs::set_permissions(&new_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let costs = || {
+        let store: std::sync::Arc<dyn s3vfs::store::Backend> = std::sync::Arc::new(store.clone());
+        runtime
+            .block_on(s3vfs::vault::kdf_params(store, "vault/"))
+            .unwrap()
+    };
+    let before = costs();
     let changed = s3vfs(&local, &passwd_args, PASSPHRASE);
     assert!(changed.status.success(), "{changed:?}");
+    assert_eq!(costs(), before, "passwd keeps the vault's costs");
+    assert_eq!(
+        (before.m_cost, before.t_cost),
+        (64, 1),
+        "init's --kdf-* flags"
+    );
 
     let old = s3vfs(&local, &mount_args, PASSPHRASE);
     assert!(!old.status.success(), "the old passphrase still opens it");

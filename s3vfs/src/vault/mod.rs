@@ -227,6 +227,13 @@ impl VaultConfig {
     }
 }
 
+/// The Argon2id costs of the passphrase of the vault at `prefix` of `store`, as its
+/// superblock stores them (in the clear; no passphrase needed): what `passwd` keeps when
+/// no other costs are asked for.
+pub async fn kdf_params(store: Arc<dyn Backend>, prefix: &str) -> Result<KdfParams, VaultError> {
+    superblock::kdf_params(&io::Location::new(store, prefix)).await
+}
+
 /// Wraps the master key of the vault at `prefix` of `store` under passphrase `new` (with
 /// `kdf` costs and a fresh salt) instead of `old`. Rewrites the superblock only (If-Match):
 /// every other object stays as it is. A wrong `old` is [`VaultError::Unlock`].

@@ -198,6 +198,12 @@ pub(crate) async fn unlock(location: &Location, passphrase: &[u8]) -> Result<Unl
     })
 }
 
+/// The key derivation costs the superblock's passphrase key was made with (they are
+/// stored in the clear, with the salt: no passphrase needed).
+pub(crate) async fn kdf_params(location: &Location) -> Result<KdfParams, VaultError> {
+    Ok(read(location).await?.0.kdf.params)
+}
+
 /// Wraps the master key under `new` (with `kdf` and a fresh salt) instead of `old`:
 /// rewrites the superblock only, If-Match the version read. Every other object stays as
 /// it is, readable with the new passphrase only.
