@@ -649,6 +649,18 @@ impl Core {
         kept
     }
 
+    /// One handle of open file `ino` is gone: the file, taken out of the open files, when
+    /// it was the last one.
+    fn count_down(&self, ino: u64) -> Option<SharedFile> {
+        let mut open = lock(&self.open);
+        let (handles, _) = open.get_mut(&ino)?;
+        *handles -= 1;
+        if *handles > 0 {
+            return None;
+        }
+        open.remove(&ino).map(|(_, file)| file)
+    }
+
     /// Closes `handle`: a file's last close stores its changes, or keeps them in the
     /// recovery directory when they cannot be stored (the error is still answered).
     async fn release(&self, ino: Ino, handle: Handle) -> VfsResult<()> {
@@ -668,20 +680,7 @@ impl Core {
         let stored = self.flush_file(ino.0, &mut file).await;
         // Counted down under the file's lock: an open meanwhile either finds the file
         // (and its unsaved changes) or, once it is gone, reads the stored version.
-        let last = {
-            let mut open = lock(&self.open);
-            match open.get_mut(&ino.0) {
-                Some((handles, _)) => {
-                    *handles -= 1;
-                    let last = *handles == 0;
-                    if last {
-                        open.remove(&ino.0);
-                    }
-                    last
-                }
-                None => false,
-            }
-        };
+        let last = self.count_down(ino.0).is_some();
         if let Err(err) = &stored {
             if last {
                 self.keep_unsaved(ino.0, &mut file, &err.to_string());
@@ -910,21 +909,7 @@ impl Core {
         if lock(&self.handles).remove(&handle.0).is_none() {
             return;
         }
-        let file = {
-            let mut open = lock(&self.open);
-            let last = match open.get_mut(&ino.0) {
-                Some((handles, _)) => {
-                    *handles -= 1;
-                    *handles == 0
-                }
-                None => false,
-            };
-            if last {
-                open.remove(&ino.0).map(|(_, file)| file)
-            } else {
-                None
-            }
-        };
+        let file = self.count_down(ino.0);
         self.forget_unlinked_once_closed(ino.0);
         let Some(file) = file else { return };
         let kept = match file.try_lock() {
