@@ -27,8 +27,21 @@ use std::time::Instant;
 
 /// Target of the library's sequential read, as a fraction of the reference.
 const LIBRARY_TARGET: f64 = 0.90;
-/// Target of a mount's sequential read, as a fraction of the reference.
+/// Target of a mount's sequential read, as a fraction of the reference, on a server of
+/// its own (the built-in one or an independent one).
 const MOUNT_TARGET: f64 = 0.80;
+/// The same target on the S3-like profile, where the network rather than the server's CPU
+/// sets the pace.
+const MOUNT_TARGET_S3_LIKE: f64 = 0.90;
+
+/// The mount read target for the server `tag` names.
+fn mount_target(tag: &str) -> Target {
+    Target::RatioAtLeast(if tag == "s3like" {
+        MOUNT_TARGET_S3_LIKE
+    } else {
+        MOUNT_TARGET
+    })
+}
 
 /// One of the timed readers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -385,13 +398,13 @@ async fn sequential(
             format!("{} mount (own process): 1 MiB reads", tool.name()),
             false,
         );
-        match file {
-            Ok(path) => rows.push((Reader::Tool(*tool, path.clone()), row)),
-            Err(cell) => {
-                row.failed = Some(cell_reason(cell));
-                rows.push((Reader::Tool(*tool, PathBuf::new()), row));
-            }
-        }
+        // The O_DIRECT reader goes first: its open drops the file's cached pages (the
+        // mount keeps no cache across opens), and the page-cache reader right after it
+        // then reuses those pages, as the in-process and ceiling readers reuse theirs at
+        // their own open. In the other order the pages sat free for a whole round, and
+        // on a VM that hands free pages back to its host (free page reporting), every
+        // page of the next read cost a host fault: 0.66-0.70 of the reference instead
+        // of 0.84 on the S3-like profile, for the same mount.
         if let (Tool::S3vfs, Ok(path)) = (tool, file) {
             rows.push((
                 Reader::ToolDirect(*tool, path.clone()),
@@ -400,6 +413,13 @@ async fn sequential(
                     false,
                 ),
             ));
+        }
+        match file {
+            Ok(path) => rows.push((Reader::Tool(*tool, path.clone()), row)),
+            Err(cell) => {
+                row.failed = Some(cell_reason(cell));
+                rows.push((Reader::Tool(*tool, PathBuf::new()), row));
+            }
         }
     }
 
@@ -508,7 +528,7 @@ async fn sequential(
                 median_of(&|r| matches!(r, Reader::InProcess(_, b) if *b == measure::LARGE_READ)),
             )
             .reference(reference.clone())
-            .target(Target::RatioAtLeast(MOUNT_TARGET)),
+            .target(mount_target(ctx.tag)),
         );
         let others = Tool::OTHERS
             .iter()
@@ -526,7 +546,7 @@ async fn sequential(
                 median_of(&|r| matches!(r, Reader::Tool(Tool::S3vfs, _))),
             )
             .reference(reference.clone())
-            .target(Target::RatioAtLeast(MOUNT_TARGET))
+            .target(mount_target(ctx.tag))
             .others(others)
             .note(format!(
                 "median of {} runs each; every run in the detailed table above",
@@ -542,7 +562,7 @@ async fn sequential(
                 median_of(&|r| matches!(r, Reader::ToolDirect(Tool::S3vfs, _))),
             )
             .reference(reference.clone())
-            .target(Target::RatioAtLeast(MOUNT_TARGET))
+            .target(mount_target(ctx.tag))
             .note(
                 "the reader opens the file with O_DIRECT: no page cache, one copy fewer".to_owned(),
             ),

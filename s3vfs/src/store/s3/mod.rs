@@ -53,6 +53,7 @@ use convert::{
 };
 use errors::{build_error, is_missing_key, map_sdk_error, missing_field};
 use futures::StreamExt;
+pub use quirks::{is_unparsable_success, upload_id_despite};
 use resume::ResumableBody;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -165,7 +165,7 @@ fn is_ambiguous(unparsable_success: bool, error: &StoreError, attempts: u32) -> 
 }
 
 /// Whether `err` is a 2xx answer the SDK could not read.
-fn is_unparsable_success<E>(err: &SdkError<E>) -> bool {
+pub fn is_unparsable_success<E>(err: &SdkError<E>) -> bool {
     matches!(err, SdkError::ServiceError(_))
         && err.raw_response().is_some_and(|r| r.status().is_success())
 }
@@ -255,7 +255,7 @@ pub(super) async fn head_failed(store: &S3Store, key: &ObjectKey, error: StoreEr
 
 /// The `UploadId` of a CreateMultipartUpload answer the SDK rejected, when it was a 2xx
 /// whose root element (whatever its name) holds one.
-pub(super) fn upload_id_despite<E>(err: &SdkError<E>) -> Option<String> {
+pub fn upload_id_despite<E>(err: &SdkError<E>) -> Option<String> {
     if !is_unparsable_success(err) {
         return None;
     }
