@@ -151,6 +151,10 @@ struct Args {
     /// the binary's own, 2).
     #[arg(long, value_name = "N")]
     mount_threads: Option<u16>,
+    /// One more argument for every `s3vfs mount` (repeat for more), e.g.
+    /// `--mount-arg=--staging-cap --mount-arg=0` to see what a flag changes.
+    #[arg(long = "mount-arg", value_name = "ARG", allow_hyphen_values = true)]
+    mount_args: Vec<String>,
     /// Allow an S3VFS_BENCH_ENDPOINT that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
@@ -213,6 +217,8 @@ pub struct Plan {
     pub fuse_read_ahead_kb: Option<u32>,
     /// `--max-threads` of every s3vfs mount process.
     pub mount_threads: Option<u16>,
+    /// `--mount-arg`s: more arguments of every s3vfs mount process.
+    pub mount_args: Vec<String>,
 }
 
 impl Plan {
@@ -255,6 +261,7 @@ impl Plan {
             max_read_window: args.max_read_window,
             fuse_read_ahead_kb: args.fuse_read_ahead_kb,
             mount_threads: args.mount_threads,
+            mount_args: args.mount_args.clone(),
         }
     }
 
@@ -292,6 +299,7 @@ impl Ctx {
         let child = self.child()?;
         let settings = tools::Settings {
             max_threads: settings.max_threads.or(self.plan.mount_threads),
+            extra_args: self.plan.mount_args.clone(),
             ..settings
         };
         tokio::task::spawn_blocking(move || tools::ToolMount::start(tool, &child, &settings))

@@ -108,6 +108,8 @@ pub struct Settings {
     pub memory_budget: Option<u64>,
     /// s3vfs `--max-threads` (FUSE worker threads; `None`: its default).
     pub max_threads: Option<u16>,
+    /// More arguments of an s3vfs mount, after the others (`--mount-arg`).
+    pub extra_args: Vec<String>,
 }
 
 /// A mount served by a process of ours.
@@ -167,6 +169,9 @@ impl ToolMount {
                 }
                 if let Some(threads) = settings.max_threads {
                     push(&["--max-threads", &threads.to_string()]);
+                }
+                for arg in &settings.extra_args {
+                    push(&[arg]);
                 }
             }
             Tool::S3fs => {

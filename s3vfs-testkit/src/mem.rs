@@ -9,7 +9,8 @@
 //!   together (default and cap 1000), opaque continuation tokens, `start_after`;
 //! - a multipart object appears atomically at CompleteMultipartUpload, never before; open
 //!   uploads stay open (and are counted by [`MemStore::open_uploads`]) until completed or
-//!   aborted;
+//!   aborted; the completion keeps the parts as the object's pieces, copying no byte, so
+//!   that it costs its client's machine nothing, as S3's does;
 //! - ETags are what S3 computes: the quoted hex MD5 of the body for a single PUT or a copy,
 //!   `"<md5 of the part MD5s>-<part count>"` for a multipart upload;
 //! - limits and optional features come from [`Capabilities`]: with
@@ -47,7 +48,7 @@
 //! cleaned up by a lifecycle rule. Files are not fsynced; this is for demos, not durability.
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use md5::{Digest, Md5};
 use s3vfs::store::{
     storage_class, Backend, BucketProvider, ByteRange, Capabilities, CompletedPart, CopyRequest,
@@ -62,6 +63,10 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod body;
+
+use body::Body;
 
 /// Size of the chunks a GET body stream yields, so that streaming readers see several.
 pub const GET_CHUNK_SIZE: usize = 64 * 1024;
@@ -81,7 +86,7 @@ const PERSIST_MAGIC: &str = "s3vfs-memstore-object 1";
 /// One stored object.
 #[derive(Clone, Debug)]
 struct Object {
-    body: Bytes,
+    body: Body,
     etag: ETag,
     last_modified: SystemTime,
     user_metadata: BTreeMap<String, String>,
@@ -94,7 +99,7 @@ struct Object {
 
 impl Object {
     /// A new object written now with `options`' metadata.
-    fn new(body: Bytes, etag: ETag, options: &PutOptions) -> Self {
+    fn new(body: Body, etag: ETag, options: &PutOptions) -> Self {
         Self {
             body,
             etag,
@@ -316,7 +321,7 @@ impl MemStore {
         let key = key.into();
         let body = body.into();
         let etag = md5_etag(&body);
-        let object = Object::new(body, etag.clone(), &options);
+        let object = Object::new(body.into(), etag.clone(), &options);
         let mut state = self.lock();
         if let Err(e) = state.commit(&key, object.clone()) {
             tracing::error!(key, error = %e, "MemStore: could not persist an inserted object");
@@ -327,7 +332,7 @@ impl MemStore {
 
     /// The body of `key`, if it exists (whatever its storage class).
     pub fn get_bytes(&self, key: &str) -> Option<Bytes> {
-        self.lock().objects.get(key).map(|o| o.body.clone())
+        self.lock().objects.get(key).map(|o| o.body.to_bytes())
     }
 
     /// What HEAD would return for `key`.
@@ -364,10 +369,10 @@ impl MemStore {
     pub fn remove(&self, key: &str) -> Option<Bytes> {
         let mut state = self.lock();
         match state.remove(key) {
-            Ok(object) => object.map(|o| o.body),
+            Ok(object) => object.map(|o| o.body.to_bytes()),
             Err(e) => {
                 tracing::error!(key, error = %e, "MemStore: could not persist a removal");
-                state.objects.remove(key).map(|o| o.body)
+                state.objects.remove(key).map(|o| o.body.to_bytes())
             }
         }
     }
@@ -504,10 +509,14 @@ impl Backend for MemStore {
             (object.meta(key), object.body.clone(), range)
         };
         // Both bounds are at most the body's length, which is a usize.
-        let data = body.slice(range.start as usize..range.end as usize);
-        let chunks: Vec<StoreResult<Bytes>> = (0..data.len())
-            .step_by(GET_CHUNK_SIZE)
-            .map(|at| Ok(data.slice(at..data.len().min(at + GET_CHUNK_SIZE))))
+        let chunks: Vec<StoreResult<Bytes>> = body
+            .slices(range.start as usize..range.end as usize)
+            .into_iter()
+            .flat_map(|data| {
+                (0..data.len())
+                    .step_by(GET_CHUNK_SIZE)
+                    .map(move |at| Ok(data.slice(at..data.len().min(at + GET_CHUNK_SIZE))))
+            })
             .collect();
         Ok(GetResponse {
             meta,
@@ -543,7 +552,7 @@ impl Backend for MemStore {
             &options.condition,
         )?;
         let etag = md5_etag(&body);
-        state.commit(key, Object::new(body, etag.clone(), &options))?;
+        state.commit(key, Object::new(body.into(), etag.clone(), &options))?;
         Ok(PutResult { etag: Some(etag) })
     }
 
@@ -622,7 +631,11 @@ impl Backend for MemStore {
             ));
         }
         check_part_size(&capabilities, key, range.len())?;
-        let part = Part::new(object.body.slice(range.start as usize..range.end as usize));
+        let part = Part::new(
+            object
+                .body
+                .contiguous(range.start as usize..range.end as usize),
+        );
         let etag = part.etag.clone();
         state
             .upload_mut(key, upload_id)?
@@ -692,15 +705,14 @@ impl Backend for MemStore {
             }
             chosen.push(stored);
         }
-        let total: usize = chosen.iter().map(|p| p.body.len()).sum();
-        let mut body = BytesMut::with_capacity(total);
+        // The parts become the object as they are: no byte is copied (see `body`).
         let mut md5s = Md5::new();
         for part in &chosen {
-            body.extend_from_slice(&part.body);
             md5s.update(part.md5);
         }
         let etag = ETag::new(format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()));
-        let object = Object::new(body.freeze(), etag.clone(), &upload.options);
+        let body = Body::from_pieces(chosen.iter().map(|part| part.body.clone()));
+        let object = Object::new(body, etag.clone(), &upload.options);
         // The condition is checked against the bucket as it is at completion; a failed
         // completion leaves the upload open, as on S3 (the caller must abort it).
         check_condition(&capabilities, key, state.objects.get(key), &condition)?;
@@ -736,7 +748,7 @@ impl Backend for MemStore {
                 ),
             ));
         }
-        let etag = md5_etag(&object.body);
+        let etag = ETag::new(hex::encode(object.body.md5()));
         let copied = match &request.metadata {
             MetadataDirective::Copy => {
                 if same_bucket && source == dest {
@@ -1158,7 +1170,7 @@ fn encode_object(key: &str, object: &Object) -> Vec<u8> {
     }
     header.push('\n');
     let mut data = header.into_bytes();
-    data.extend_from_slice(&object.body);
+    object.body.append_to(&mut data);
     data
 }
 
@@ -1180,7 +1192,7 @@ fn decode_object(data: &[u8]) -> Result<(String, Object), String> {
     let mut key = None;
     let mut object = Object {
         etag: md5_etag(&body),
-        body,
+        body: body.into(),
         last_modified: UNIX_EPOCH,
         user_metadata: BTreeMap::new(),
         content_type: None,
