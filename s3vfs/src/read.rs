@@ -2,7 +2,9 @@
 //!
 //! A [`Prefetcher`] keeps a window of parts (contiguous byte ranges) being fetched in
 //! parallel by tokio tasks. Sequential reads grow the window (doubling from
-//! `initial_read_window` to `max_read_window`); a jump outside the window drops it, and
+//! `initial_read_window` to `max_read_window`, and at least twice a reader's request, so
+//! that large reads get whole parts from the start, while the first part stays as small
+//! as the first read allows); a jump outside the window drops it, and
 //! the next fetch is just the bytes asked for, so random reads cost one small GET. Every
 //! GET is pinned to the ETag seen at open (`If-Match`), so a replaced object gives
 //! [`VfsError::ObjectChanged`] instead of mixing old and new bytes.
@@ -318,6 +320,14 @@ impl Prefetcher {
         } else if offset >= window.next_expected {
             window.ahead = (window.ahead.saturating_mul(2)).min(self.max_window);
         }
+        if sequential {
+            // A reader asking for more than the window at once (`read_bytes` of 8 MiB, a
+            // large buffer) fetches twice its read ahead: parts no smaller than its reads
+            // and the next one already in flight, rather than a run of small GETs while
+            // the window doubles its way up to them.
+            let wanted = (end - offset).saturating_mul(2);
+            window.ahead = window.ahead.max(wanted.min(self.max_window));
+        }
         window.started = true;
         window.next_expected = if sequential {
             window.next_expected.max(end)
@@ -339,11 +349,19 @@ impl Prefetcher {
             window.parts.clear();
         }
         let target = end.max(offset.saturating_add(window.ahead)).min(self.size);
+        let fresh = window.parts.is_empty();
         let mut next = window.parts.back().map_or(offset, |p| p.range.end);
         while next < target {
             let part_end = if window.ahead == 0 {
                 // Random access: exactly what was asked.
                 end
+            } else if fresh && next == offset {
+                // The part the reader waits for first: what it asks for, at least the
+                // first window, so that its time to first byte does not grow with the
+                // read-ahead behind it.
+                end.max(offset.saturating_add(self.initial_window))
+                    .min(next.saturating_add(self.part_size))
+                    .min(self.size)
             } else {
                 (next + self.part_size.min(window.ahead)).min(self.size)
             };

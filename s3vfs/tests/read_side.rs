@@ -605,6 +605,32 @@ async fn reads_arriving_out_of_order_keep_the_read_ahead_window() {
 }
 
 #[tokio::test]
+async fn large_sequential_reads_fetch_whole_parts_from_the_first_read_on() {
+    // A reader taking 8 MiB at a time (read_bytes into a pipeline) gets one GET per 8 MiB
+    // part: not a run of first-window-sized GETs while the window doubles its way up to
+    // its reads.
+    let inner = MemStore::new();
+    let data = pattern(64 * 1024 * 1024);
+    inner.insert("big", data.clone());
+    let counting = Arc::new(CountingStore::new(Arc::new(inner)));
+    let config = FsConfig::default();
+    assert_eq!(config.read_part_size, 8 * 1024 * 1024);
+    let vfs = S3Vfs::new(counting.clone(), config);
+    let mut file = vfs.open("big").await.unwrap();
+    let mut seen = 0usize;
+    loop {
+        let piece = file.read_bytes(8 << 20).await.unwrap();
+        if piece.is_empty() {
+            break;
+        }
+        assert!(piece == data.slice(seen..seen + piece.len()));
+        seen += piece.len();
+    }
+    assert_eq!(seen, data.len());
+    assert_eq!(counting.count(Op::Get), 8, "GETs for 64 MiB in 8 MiB reads");
+}
+
+#[tokio::test]
 async fn async_read_with_odd_buffer_sizes_returns_every_byte_once() {
     let store = MemStore::new();
     let data = pattern(2 * 1024 * 1024 + 333);
