@@ -312,21 +312,23 @@ impl Prefetcher {
                 || matches!((fetched_start, fetched_end), (Some(s), Some(e))
                     if offset >= s && offset <= e.saturating_add(FORWARD_TOLERANCE))
         };
-        if !sequential {
-            window.parts.clear();
-            window.ahead = 0;
-        } else if window.ahead == 0 {
-            window.ahead = self.initial_window;
-        } else if offset >= window.next_expected {
-            window.ahead = (window.ahead.saturating_mul(2)).min(self.max_window);
-        }
         if sequential {
+            let grown = if window.ahead == 0 {
+                self.initial_window
+            } else if offset >= window.next_expected {
+                window.ahead.saturating_mul(2).min(self.max_window)
+            } else {
+                window.ahead
+            };
             // A reader asking for more than the window at once (`read_bytes` of 8 MiB, a
             // large buffer) fetches twice its read ahead: parts no smaller than its reads
             // and the next one already in flight, rather than a run of small GETs while
             // the window doubles its way up to them.
-            let wanted = (end - offset).saturating_mul(2);
-            window.ahead = window.ahead.max(wanted.min(self.max_window));
+            let wanted = (end - offset).saturating_mul(2).min(self.max_window);
+            window.ahead = grown.max(wanted);
+        } else {
+            window.parts.clear();
+            window.ahead = 0;
         }
         window.started = true;
         window.next_expected = if sequential {
