@@ -23,6 +23,11 @@
 #            0.0.0.0 whatever GATEWAY_LISTEN says) and an audit hook refuses anything else; see
 #            LOCALSTACK_MAIN.
 #
+# With S3VFS_SERVER_CPUS set (a CPU list such as `0` or `0-1`), the server runs on those CPUs
+# only: on a small machine a benchmark can then keep its client on the others
+# (`s3vfs-bench --cpus 1`), so the server does not take the client's CPU time, as S3 on other
+# machines does not.
+#
 # Installs go to S3VFS_TOOLS (default /tmp/s3vfs-tools) and are reused. DIR/env holds
 # `export` lines for s3vfs-compat (S3VFS_COMPAT_ENDPOINT, S3VFS_COMPAT_BUCKET,
 # S3VFS_COMPAT_SERVER, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); the bucket
@@ -287,6 +292,11 @@ stop() { # DIR
   rm -f "$dir/pid"
   echo "stopped PID $pid"
 }
+
+if [ -n "${S3VFS_SERVER_CPUS:-}" ] && [ "${1:-}" = start ]; then
+  # This shell and everything it starts (the server) run on those CPUs only.
+  taskset -p -c "$S3VFS_SERVER_CPUS" $$ >/dev/null || die "cannot pin to CPUs $S3VFS_SERVER_CPUS"
+fi
 
 case "${1:-}" in
   start) [ $# -eq 3 ] || die "usage: $0 start SERVER DIR"; start "$2" "$3" ;;

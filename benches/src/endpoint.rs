@@ -7,6 +7,7 @@
 //! directly (fast seeding), wrapped in a [`CountingStore`] so that every request any client
 //! makes (the library, a mount in another process, s3fs, rclone) is counted at the server.
 
+use crate::cpus::CpuList;
 use crate::loopback::is_loopback_url;
 use anyhow::{bail, Context, Result};
 use s3vfs::store::s3::{S3StoreConfig, StaticCredentials};
@@ -20,6 +21,11 @@ use std::time::Duration;
 
 /// Environment variable naming an existing endpoint (`http://127.0.0.1:9000`).
 pub const ENV_ENDPOINT: &str = "S3VFS_BENCH_ENDPOINT";
+
+/// Whether [`ENV_ENDPOINT`] names an external server (else the bench starts its own).
+pub fn is_external() -> bool {
+    std::env::var(ENV_ENDPOINT).is_ok_and(|url| !url.is_empty())
+}
 /// Environment variable naming the bucket on that endpoint.
 pub const ENV_BUCKET: &str = "S3VFS_BENCH_BUCKET";
 /// Bucket name of the local in-memory server.
@@ -102,22 +108,44 @@ pub struct ChildEndpoint {
 impl Endpoint {
     /// The endpoint from the environment if [`ENV_ENDPOINT`] is set, else a new in-memory
     /// server on 127.0.0.1. Must be called outside any tokio runtime.
-    /// With `profile`, the in-memory server is S3-like (an external endpoint is refused).
-    pub fn from_env_or_local(allow_remote: bool, profile: Option<S3Like>) -> Result<Endpoint> {
+    /// With `profile`, the in-memory server is S3-like (an external endpoint is refused);
+    /// with `cpus` (from [`CpuArgs`](crate::cpus::CpuArgs)) its threads run on those CPUs
+    /// only.
+    pub fn from_env_or_local(
+        allow_remote: bool,
+        profile: Option<S3Like>,
+        cpus: &crate::cpus::CpuArgs,
+    ) -> Result<Endpoint> {
+        let external = is_external();
+        let server_cpus = cpus.server_cpus(external)?;
         match std::env::var(ENV_ENDPOINT) {
             Ok(url) if !url.is_empty() && profile.is_some() => {
                 bail!("--s3-like shapes the built-in server; unset {ENV_ENDPOINT}={url}")
             }
             Ok(url) if !url.is_empty() => Self::external(&url, allow_remote),
-            _ => Self::local(profile),
+            _ => Self::local(profile, server_cpus),
         }
     }
 
-    fn local(profile: Option<S3Like>) -> Result<Endpoint> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+    fn local(profile: Option<S3Like>, cpus: Option<CpuList>) -> Result<Endpoint> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
             .worker_threads(SERVER_THREADS)
             .thread_name("s3-server")
-            .enable_all()
+            .enable_all();
+        if let Some(cpus) = cpus {
+            // Checked once here, so a list this process may not use fails the run.
+            let probe = cpus.clone();
+            std::thread::spawn(move || probe.pin_current_thread())
+                .join()
+                .map_err(|_| anyhow::anyhow!("the CPU probe thread panicked"))??;
+            builder.on_thread_start(move || {
+                if let Err(err) = cpus.pin_current_thread() {
+                    eprintln!("s3vfs-bench: server thread not pinned: {err:#}");
+                }
+            });
+        }
+        let runtime = builder
             .build()
             .context("cannot start the local server's runtime")?;
         let mem = MemStore::new();

@@ -17,6 +17,7 @@
 
 mod bucket;
 mod cacheread;
+mod cpus;
 mod endpoint;
 mod fuse_ceiling;
 mod inproc;
@@ -38,6 +39,7 @@ mod walk;
 use anyhow::{bail, Context, Result};
 use bucket::Bucket;
 use clap::{Parser, ValueEnum};
+use cpus::CpuArgs;
 use endpoint::{ChildEndpoint, Endpoint, S3LikeArgs};
 use report::Report;
 use s3vfs::store::s3::S3Store;
@@ -160,6 +162,8 @@ struct Args {
     allow_remote: bool,
     #[command(flatten)]
     s3_like: S3LikeArgs,
+    #[command(flatten)]
+    cpus: CpuArgs,
 }
 
 /// One item of the issue's list.
@@ -219,6 +223,8 @@ pub struct Plan {
     pub mount_threads: Option<u16>,
     /// `--mount-arg`s: more arguments of every s3vfs mount process.
     pub mount_args: Vec<String>,
+    /// The header line saying which CPUs the bench and the server ran on.
+    pub cpus: String,
 }
 
 impl Plan {
@@ -262,6 +268,7 @@ impl Plan {
             fuse_read_ahead_kb: args.fuse_read_ahead_kb,
             mount_threads: args.mount_threads,
             mount_args: args.mount_args.clone(),
+            cpus: args.cpus.describe(endpoint::is_external()),
         }
     }
 
@@ -389,6 +396,11 @@ fn main() -> ExitCode {
     // process too, so every reader here shares it.
     s3vfs_fuse::malloc::tune_for_streaming();
     let args = Args::parse();
+    // Before any thread starts, so that every thread and child inherits it.
+    if let Err(err) = args.cpus.pin_bench() {
+        eprintln!("s3vfs-bench: error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -406,7 +418,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<bool> {
     let plan = Plan::from_args(args);
     let profile = args.s3_like.profile();
-    let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile)?;
+    let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile, &args.cpus)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(CLIENT_THREADS)
         .thread_name("bench-client")
@@ -494,6 +506,7 @@ async fn bench(plan: Plan, endpoint: &Endpoint) -> Result<Report> {
             "off (--no-others)"
         }
     ));
+    report.notes.push(plan.cpus.clone());
     report.notes.push(format!(
         "allocator: glibc malloc with mmap threshold {} MiB, trim threshold {} MiB in this \
          process and the s3vfs binary (s3vfs_fuse::malloc::tune_for_streaming)",

@@ -18,6 +18,8 @@
 //! a prefix of its own, deleted at the end.
 
 // The endpoint module serves `s3vfs-bench` too; this binary uses part of it.
+#[path = "cpus.rs"]
+mod cpus;
 #[allow(dead_code)]
 #[path = "endpoint.rs"]
 mod endpoint;
@@ -75,12 +77,16 @@ struct Args {
     allow_remote: bool,
     #[command(flatten)]
     s3_like: S3LikeArgs,
+    #[command(flatten)]
+    cpus: cpus::CpuArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Before any thread starts, so that every thread inherits it.
+    args.cpus.pin_bench()?;
     let profile = args.s3_like.profile();
-    let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile)?;
+    let endpoint = Endpoint::from_env_or_local(args.allow_remote, profile, &args.cpus)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,6 +132,7 @@ async fn run(args: &Args, endpoint: &Endpoint) -> Result<()> {
     let (plain_prefix, vault_prefix) = (format!("{tag}plain/"), format!("{tag}vault/"));
     println!("# s3vfs-vault-bench\n");
     println!("server: {}", endpoint.description);
+    println!("{}", args.cpus.describe(endpoint::is_external()));
     println!("prefixes: {plain_prefix} and {vault_prefix}; default FsConfig and VaultConfig\n");
     let p = plain(Arc::clone(&store), &plain_prefix).await?;
     let v = vault(Arc::clone(&store), &vault_prefix, true).await?;

@@ -12,7 +12,7 @@
 use crate::attrs::PosixMeta;
 use crate::namespace::FsPath;
 use crate::presence::Presences;
-use crate::store::{ETag, ListedObject, ObjectMeta};
+use crate::store::{ETag, ListPage, ListedObject, ObjectMeta};
 use crate::sync::lock;
 use crate::vfs::FileKind;
 use std::collections::HashMap;
@@ -213,6 +213,9 @@ pub(crate) struct MetaCache {
     missing: Mutex<Swept<Instant>>,
     /// Whole directory listings (name, stat), by directory.
     listings: Mutex<HashMap<FsPath, (Listing, Instant)>>,
+    /// First LIST pages of directories that a lookup asked for, for the listing that
+    /// usually follows at once (`ls -l dir`: lookup, then readdir).
+    first_pages: Mutex<HashMap<FsPath, (ListPage, Instant)>>,
     /// What directories hold, for "no such file" without a request (see `presence`).
     pub(crate) presence: Presences,
 }
@@ -223,6 +226,14 @@ pub(crate) type Listing = Arc<Vec<(String, Stat)>>;
 /// Most listing entries cached across all directories.
 const MAX_LISTING_ENTRIES: usize = 2_000_000;
 
+/// Most first pages kept (see [`MetaCache::put_first_page`]).
+const MAX_FIRST_PAGES: usize = 16;
+
+/// How long a lookup's first page may stand in for a listing's first request (less if
+/// the metadata TTL is shorter). A listing follows its lookup within milliseconds; past
+/// this the page is asked for again.
+const FIRST_PAGE_LIFE: Duration = Duration::from_secs(1);
+
 impl MetaCache {
     /// Caches with these TTLs (zero disables a cache).
     pub(crate) fn new(ttl: Duration, negative_ttl: Duration) -> Self {
@@ -232,6 +243,7 @@ impl MetaCache {
             stats: Mutex::new(Swept::default()),
             missing: Mutex::new(Swept::default()),
             listings: Mutex::new(HashMap::new()),
+            first_pages: Mutex::new(HashMap::new()),
             presence: Presences::new(negative_ttl),
         }
     }
@@ -270,6 +282,39 @@ impl MetaCache {
         listings.insert(dir.clone(), (Arc::new(entries), Instant::now()));
     }
 
+    /// Keeps `page`, the first LIST page of directory `dir` (as `Core::dir_listing` asks
+    /// for it, without a token) that a lookup fetched, for the next listing of `dir` to
+    /// start from instead of asking again; for at most [`FIRST_PAGE_LIFE`] and the TTL.
+    pub(crate) fn put_first_page(&self, dir: &FsPath, page: ListPage) {
+        let life = self.first_page_life();
+        if life.is_zero() {
+            return;
+        }
+        let mut pages = lock(&self.first_pages);
+        pages.retain(|_, (_, at)| at.elapsed() < life);
+        if pages.len() >= MAX_FIRST_PAGES && !pages.contains_key(dir) {
+            let oldest = pages
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(d, _)| d.clone());
+            if let Some(oldest) = oldest {
+                pages.remove(&oldest);
+            }
+        }
+        pages.insert(dir.clone(), (page, Instant::now()));
+    }
+
+    /// The first LIST page of directory `dir` a lookup just fetched, if still fresh and
+    /// the directory has not changed since; it is handed out once.
+    pub(crate) fn take_first_page(&self, dir: &FsPath) -> Option<ListPage> {
+        let (page, at) = lock(&self.first_pages).remove(dir)?;
+        (at.elapsed() < self.first_page_life()).then_some(page)
+    }
+
+    fn first_page_life(&self) -> Duration {
+        self.ttl.min(FIRST_PAGE_LIFE)
+    }
+
     /// Drops every entry no longer worth keeping — expired stats (but those read by HEAD
     /// of a path that `in_use` still names), "no such file" answers, listings and
     /// presences — and the room they took. Inserts sweep as the maps grow; this is for
@@ -289,6 +334,8 @@ impl MetaCache {
             listings.retain(|_, (_, at)| at.elapsed() < ttl);
             listings.shrink_to_fit();
         }
+        let life = self.first_page_life();
+        lock(&self.first_pages).retain(|_, (_, at)| at.elapsed() < life);
         self.presence.sweep_expired();
     }
 
@@ -304,15 +351,32 @@ impl MetaCache {
         )
     }
 
-    /// Drops the cached listing of the directory holding `path`: it changed.
+    /// Drops the cached listing (and first page) of the directory holding `path`: it
+    /// changed.
     fn listing_changed(&self, path: &FsPath) {
-        if path.is_root() {
-            return;
+        if !path.is_root() {
+            self.drop_listing(&path.parent());
         }
-        let mut listings = lock(&self.listings);
-        if !listings.is_empty() {
-            listings.remove(&path.parent());
+    }
+
+    /// Drops the cached listing and first page of directory `dir`.
+    fn drop_listing(&self, dir: &FsPath) {
+        {
+            let mut listings = lock(&self.listings);
+            if !listings.is_empty() {
+                listings.remove(dir);
+            }
         }
+        let mut pages = lock(&self.first_pages);
+        if !pages.is_empty() {
+            pages.remove(dir);
+        }
+    }
+
+    /// Drops the cached listings and first pages of every directory `gone` says.
+    fn drop_listings_where(&self, gone: impl Fn(&FsPath) -> bool) {
+        lock(&self.listings).retain(|dir, _| !gone(dir));
+        lock(&self.first_pages).retain(|dir, _| !gone(dir));
     }
 
     /// Records `stat` for `path` and forgets any negative entry. A stat that differs from
@@ -399,11 +463,8 @@ impl MetaCache {
                 self.presence.touch(ancestor);
             }
         }
-        let mut listings = lock(&self.listings);
-        if !listings.is_empty() {
-            for ancestor in &ancestors {
-                listings.remove(ancestor);
-            }
+        for ancestor in &ancestors {
+            self.drop_listing(ancestor);
         }
     }
 
@@ -415,14 +476,14 @@ impl MetaCache {
         if dir.is_root() {
             lock(&self.stats).clear();
             lock(&self.missing).clear();
-            lock(&self.listings).clear();
+            self.drop_listings_where(|_| true);
             return;
         }
         let below = format!("{}/", dir.as_str());
         let is_below = |path: &FsPath| path.as_str().starts_with(&below);
         lock(&self.stats).retain(|path, _| !is_below(path));
         lock(&self.missing).retain(|path, _| !is_below(path));
-        lock(&self.listings).retain(|path, _| path != dir && !is_below(path));
+        self.drop_listings_where(|path| path == dir || is_below(path));
     }
 
     /// Forgets everything about `path`.
@@ -433,8 +494,9 @@ impl MetaCache {
         lock(&self.missing).remove(path);
         self.listing_changed(path);
         let below = format!("{}/", path.as_str());
-        lock(&self.listings)
-            .retain(|dir, _| dir != path && (path.is_root() || !dir.as_str().starts_with(&below)));
+        self.drop_listings_where(|dir| {
+            dir == path || (!path.is_root() && dir.as_str().starts_with(&below))
+        });
     }
 }
 

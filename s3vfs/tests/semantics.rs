@@ -2990,11 +2990,21 @@ async fn transient_errors(seen: Errnos) {
 
 async fn malformed_list_pages(seen: Errnos) {
     let keys = ["d/a", "d/b", "d/c", "d/e/f"];
-    for (fault, readdir_requests) in [
-        (ListFault::TruncatedWithoutToken, vec![(Op::List, 1)]),
-        // The first page's first small file is looked at before the second page comes (the
-        // page's last name waits for the next page, which may hold a directory of that name).
-        (ListFault::RepeatedToken, vec![(Op::List, 2), (Op::Head, 1)]),
+    // The listing's first page comes with the lookup of `d` (before the faults), so the
+    // readdir's first LIST is for the second page; the first page's first small file is
+    // looked at before the second page comes (the page's last name waits for the next
+    // page, which may hold a directory of that name). The rename lists from the start.
+    for (fault, readdir_requests, lists) in [
+        (
+            ListFault::TruncatedWithoutToken,
+            vec![(Op::List, 1), (Op::Head, 1)],
+            1,
+        ),
+        (
+            ListFault::RepeatedToken,
+            vec![(Op::List, 1), (Op::Head, 1)],
+            2,
+        ),
     ] {
         let store = filled(&keys);
         let m = Mount::new(&store, config().with_list_page_size(2));
@@ -3004,7 +3014,6 @@ async fn malformed_list_pages(seen: Errnos) {
         seen.refuses(m.list("d").await, libc::EIO);
         m.assert_requests(&readdir_requests);
         seen.refuses(m.rename("d", "moved", false).await, libc::EIO);
-        let lists = readdir_requests[0].1;
         m.assert_requests(&[(Op::List, lists)]);
         assert_eq!(store.keys(), keys, "{fault:?}: nothing copied or deleted");
         // Nothing of the failed listings was kept as the directory's contents.

@@ -201,7 +201,14 @@ impl Ops<'_> {
                     format!("the LIST task ended: {e}"),
                 )),
             },
-            None => self.core.store.list(self.page_request(stream, token)).await,
+            None => match token
+                .is_none()
+                .then(|| self.core.meta.take_first_page(&stream.path))
+            {
+                // The lookup that found the directory just fetched this very page.
+                Some(Some(page)) => Ok(page),
+                _ => self.core.store.list(self.page_request(stream, token)).await,
+            },
         }
         .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
         stream.token = stream

@@ -7,7 +7,7 @@ use crate::error::{VfsError, VfsResult};
 use crate::meta::Stat;
 use crate::namespace::{FileName, FsPath};
 use crate::presence::{Absence, MAX_PRESENCE_NAMES};
-use crate::store::{GetRequest, ListRequest, StoreErrorKind};
+use crate::store::{GetRequest, StoreErrorKind};
 use crate::vfs::{Entry, FileKind, Ino};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -39,17 +39,19 @@ impl Ops<'_> {
             Absence::Unknown(None) => {}
         }
         let key = self.core.ns.file_key(path)?;
-        let list = ListRequest {
-            prefix: self.core.ns.dir_prefix(path),
-            max_keys: Some(1),
-            ..ListRequest::default()
-        };
+        // The directory's first page, as its listing asks for it: it costs what a LIST of
+        // one key costs, and a listing that follows (`ls -l dir`) starts from it.
+        let list = self
+            .core
+            .dir_listing(path, self.core.config.list_page_size, None);
         let (head, listing) =
             futures::join!(self.core.store.head(&key), self.core.store.list(list));
         let listing = listing.map_err(|e| VfsError::from_store(path.as_str(), e))?;
         let stat = if !listing.objects.is_empty() || !listing.common_prefixes.is_empty() {
             // Mode, owner and mtime of a directory live on its `dir/` marker, if any.
-            self.directory_stat(path, listing.objects.first()).await?
+            let stat = self.directory_stat(path, listing.objects.first()).await?;
+            self.core.meta.put_first_page(path, listing);
+            stat
         } else {
             match head {
                 Ok(meta) => Stat::from_head(&meta),
