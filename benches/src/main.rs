@@ -16,6 +16,7 @@
 //! number is ever printed that was not measured. Mounts are unmounted on every path.
 
 mod bucket;
+mod busy;
 mod cacheread;
 mod cpus;
 mod endpoint;

@@ -38,6 +38,8 @@ pub struct Throughput {
     pub samples: Vec<f64>,
     /// GetObject requests of each run (where counted).
     pub gets: Vec<u64>,
+    /// Cores the machine kept busy during each run (see `busy`), where known.
+    pub busy: Vec<f64>,
     /// Why the reader stopped, if it failed.
     pub failed: Option<String>,
 }
@@ -50,6 +52,7 @@ impl Throughput {
             reference,
             samples: Vec::new(),
             gets: Vec::new(),
+            busy: Vec::new(),
             failed: None,
         }
     }
@@ -196,8 +199,8 @@ impl Report {
             .and_then(|row| median(&row.samples));
         writeln!(
             f,
-            "{:<58} {:>12} {:>8} {:>9}   runs (MiB/s)",
-            "sequential read of the whole object", "median MiB/s", "vs ref", "GETs/run"
+            "{:<58} {:>12} {:>8} {:>9} {:>6}   runs (MiB/s)",
+            "sequential read of the whole object", "median MiB/s", "vs ref", "GETs/run", "cores"
         )?;
         for row in &self.throughput {
             if let Some(why) = &row.failed {
@@ -211,9 +214,10 @@ impl Report {
             let runs: Vec<String> = row.samples.iter().map(|s| format!("{s:.0}")).collect();
             let gets: Vec<f64> = row.gets.iter().map(|&g| g as f64).collect();
             let gets = median(&gets).map_or("-".to_owned(), |g| format!("{g:.0}"));
+            let busy = crate::busy::show(median(&row.busy));
             writeln!(
                 f,
-                "{:<58} {value:>12.1} {ratio:>8} {gets:>9}   {}",
+                "{:<58} {value:>12.1} {ratio:>8} {gets:>9} {busy:>6}   {}",
                 row.name,
                 runs.join(" ")
             )?;

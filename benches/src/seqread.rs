@@ -430,18 +430,21 @@ async fn sequential(
             }
             let gets_before = ctx.library.count(Op::Get);
             let started = Instant::now();
-            let bytes = match reader {
-                Reader::RawParallel => measure::raw_parallel(&ctx.bucket.client, object).await,
-                Reader::RawSingle => measure::raw_single(&ctx.bucket.client, object).await,
-                Reader::Library => measure::library(&setup.vfs, object).await,
-                Reader::LibraryBytes => measure::library_bytes(&setup.vfs, object).await,
-                Reader::InProcess(path, block) => measure::fuse(path, *block).await,
-                Reader::Ceiling(path) => measure::fuse(path, measure::LARGE_READ).await,
-                Reader::Tool(_, path) => measure::fuse(path, measure::LARGE_READ).await,
-                Reader::ToolDirect(_, path) => {
-                    measure::fuse_direct(path, measure::LARGE_READ).await
+            let (bytes, busy) = crate::busy::during(async {
+                match reader {
+                    Reader::RawParallel => measure::raw_parallel(&ctx.bucket.client, object).await,
+                    Reader::RawSingle => measure::raw_single(&ctx.bucket.client, object).await,
+                    Reader::Library => measure::library(&setup.vfs, object).await,
+                    Reader::LibraryBytes => measure::library_bytes(&setup.vfs, object).await,
+                    Reader::InProcess(path, block) => measure::fuse(path, *block).await,
+                    Reader::Ceiling(path) => measure::fuse(path, measure::LARGE_READ).await,
+                    Reader::Tool(_, path) => measure::fuse(path, measure::LARGE_READ).await,
+                    Reader::ToolDirect(_, path) => {
+                        measure::fuse_direct(path, measure::LARGE_READ).await
+                    }
                 }
-            };
+            })
+            .await;
             let elapsed = started.elapsed();
             let bytes = match bytes {
                 Ok(n) if n == object.size => n,
@@ -471,6 +474,7 @@ async fn sequential(
                 gets.map_or(String::new(), |g| format!(", {g} GETs"))
             );
             row.samples.push(rate);
+            row.busy.extend(busy);
             if let Some(gets) = gets {
                 row.gets.push(gets);
             }

@@ -47,6 +47,12 @@ enum Writer {
     Mount(Tool),
 }
 
+/// One timed write: its rate, and the cores the machine kept busy meanwhile.
+struct Run {
+    rate: f64,
+    busy: Option<f64>,
+}
+
 impl Writer {
     fn name(self) -> String {
         match self {
@@ -101,8 +107,10 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
                     .and_then(|(_, m)| m.as_ref().ok()),
                 _ => None,
             };
-            let result =
-                crate::interruptible(write_once(ctx, &vfs, *writer, mount, &key, data)).await;
+            let (result, busy) = crate::busy::during(crate::interruptible(write_once(
+                ctx, &vfs, *writer, mount, &key, data,
+            )))
+            .await;
             let checked = match result {
                 Ok(elapsed) => ctx
                     .bucket
@@ -124,7 +132,7 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
                         writer.name(),
                         elapsed.as_secs_f64()
                     );
-                    list.push(rate);
+                    list.push(Run { rate, busy });
                 }
                 Err(err) => *samples = Err(Cell::Failed(format!("{err:#}"))),
             }
@@ -135,21 +143,35 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
         match writers.iter().find(|(w, _)| *w == wanted) {
             None => Cell::Skipped("not run".to_owned()),
             Some((_, Err(cell))) => cell.clone(),
-            Some((_, Ok(samples))) => {
-                report::median(samples).map_or(Cell::Failed("no samples".to_owned()), Cell::Value)
+            Some((_, Ok(runs))) => {
+                let rates: Vec<f64> = runs.iter().map(|run| run.rate).collect();
+                report::median(&rates).map_or(Cell::Failed("no samples".to_owned()), Cell::Value)
             }
         }
     };
     let samples = |wanted: Writer| -> String {
         match writers.iter().find(|(w, _)| *w == wanted) {
-            Some((_, Ok(samples))) if !samples.is_empty() => samples
+            Some((_, Ok(runs))) if !runs.is_empty() => runs
                 .iter()
-                .map(|s| format!("{s:.0}"))
+                .map(|run| format!("{:.0}", run.rate))
                 .collect::<Vec<_>>()
                 .join(" "),
             _ => "-".to_owned(),
         }
     };
+    // Cores busy, median of the runs, for each writer that ran.
+    let busy: Vec<String> = writers
+        .iter()
+        .filter_map(|(writer, runs)| {
+            let busy: Vec<f64> = runs.as_ref().ok()?.iter().filter_map(|r| r.busy).collect();
+            Some(format!(
+                "{} {}",
+                writer.name(),
+                crate::busy::show(report::median(&busy))
+            ))
+        })
+        .collect();
+    let busy = format!("cores busy (of the machine's): {}", busy.join(", "));
     let reference = cell(Writer::Raw);
     let what = format!("seq write {}, ", size_name(data.len() as u64));
     let mut rows = vec![Row::new(
@@ -162,7 +184,7 @@ async fn measure(ctx: &Ctx, data: &Bytes, mounts: &[(Tool, Result<ToolMount, Cel
     .reference(reference.clone())
     .note(format!(
         "durable: until complete() returns; reference: CreateMultipartUpload + UploadPart {} MiB x {WRITE_INFLIGHT} in flight + \
-         Complete, part bodies {}; MiB/s per run: raw {}, library {}",
+         Complete, part bodies {}; MiB/s per run: raw {}, library {}; {busy}",
         WRITE_PART_SIZE >> 20,
         if ctx.bucket.sign_payloads {
             "signed (s3vfs signs them on this endpoint too)"
