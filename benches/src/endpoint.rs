@@ -116,14 +116,16 @@ impl Endpoint {
         profile: Option<S3Like>,
         cpus: &crate::cpus::CpuArgs,
     ) -> Result<Endpoint> {
-        let external = is_external();
-        let server_cpus = cpus.server_cpus(external)?;
-        match std::env::var(ENV_ENDPOINT) {
-            Ok(url) if !url.is_empty() && profile.is_some() => {
+        let url = std::env::var(ENV_ENDPOINT)
+            .ok()
+            .filter(|url| !url.is_empty());
+        let server_cpus = cpus.server_cpus(url.is_some())?;
+        match url {
+            Some(url) if profile.is_some() => {
                 bail!("--s3-like shapes the built-in server; unset {ENV_ENDPOINT}={url}")
             }
-            Ok(url) if !url.is_empty() => Self::external(&url, allow_remote),
-            _ => Self::local(profile, server_cpus),
+            Some(url) => Self::external(&url, allow_remote),
+            None => Self::local(profile, server_cpus),
         }
     }
 

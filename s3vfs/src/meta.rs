@@ -361,16 +361,8 @@ impl MetaCache {
 
     /// Drops the cached listing and first page of directory `dir`.
     fn drop_listing(&self, dir: &FsPath) {
-        {
-            let mut listings = lock(&self.listings);
-            if !listings.is_empty() {
-                listings.remove(dir);
-            }
-        }
-        let mut pages = lock(&self.first_pages);
-        if !pages.is_empty() {
-            pages.remove(dir);
-        }
+        lock(&self.listings).remove(dir);
+        lock(&self.first_pages).remove(dir);
     }
 
     /// Drops the cached listings and first pages of every directory `gone` says.

@@ -201,13 +201,14 @@ impl Ops<'_> {
                     format!("the LIST task ended: {e}"),
                 )),
             },
+            // The lookup that found the directory may just have fetched the first page.
             None => match token
                 .is_none()
                 .then(|| self.core.meta.take_first_page(&stream.path))
+                .flatten()
             {
-                // The lookup that found the directory just fetched this very page.
-                Some(Some(page)) => Ok(page),
-                _ => self.core.store.list(self.page_request(stream, token)).await,
+                Some(page) => Ok(page),
+                None => self.core.store.list(self.page_request(stream, token)).await,
             },
         }
         .map_err(|e| VfsError::from_store(stream.path.as_str(), e))?;
